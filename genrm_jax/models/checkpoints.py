@@ -1,0 +1,292 @@
+"""Official Gemma checkpoints <-> this model's stacked parameter tree.
+
+Layouts understood (all orbax PyTree checkpoints):
+
+* ``kaggle`` — the official flat layout that `gemma.params.format_and_save_params`
+  writes and Kaggle ships: top-level keys ``transformer/embedder``,
+  ``transformer/layer_N/attn/q_einsum``, ``transformer/layer_N/mlp/linear``,
+  ``transformer/final_norm``, each a dict of leaves (``w``, ``scale``,
+  ``input_embedding``).
+* ``nested`` — the nested tree `gm.ckpts.save_params` writes (and the official
+  Flax param tree): ``{embedder, layer_N, final_norm}``, where the MLP weights
+  are leaves directly (``layer_N/mlp/linear``), without ``w``.
+* ``stacked`` — this model's own tree (``layers/...`` with a leading layer axis).
+
+`load_params` detects the layout, checks every key and shape against the
+config (listing missing, unexpected and mis-shaped keys), restores each array
+with its target sharding so it lands directly on the mesh, and stacks the
+layers. `save_params` writes any of the layouts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Callable
+
+from flax import traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from genrm_jax import sharding as sharding_lib
+from genrm_jax.models import gemma
+
+LAYOUTS = ("kaggle", "nested", "stacked")
+_LAYER_RE = re.compile(r"^layer_(\d+)$")
+_MLP_LEAVES = ("gating_einsum", "linear")
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint's keys or shapes do not match the model config."""
+
+  def __init__(self, path, missing, unexpected, mis_shaped, layout):
+    self.missing, self.unexpected, self.mis_shaped = missing, unexpected, mis_shaped
+    lines = [f"Checkpoint {path} ({layout} layout) does not match the model "
+             "config:"]
+    if missing:
+      lines.append(f"  missing keys ({len(missing)}): " + ", ".join(missing))
+    if unexpected:
+      lines.append(f"  unexpected keys ({len(unexpected)}): "
+                   + ", ".join(unexpected))
+    if mis_shaped:
+      lines.append(f"  mis-shaped keys ({len(mis_shaped)}): " + ", ".join(
+          f"{k} checkpoint {c} vs config {e}" for k, c, e in mis_shaped))
+    lines.append("Fix: pick the preset that matches the checkpoint (e.g. "
+                 "gemma.get_config('gemma2_2b')) or override the differing "
+                 "fields.")
+    super().__init__("\n".join(lines))
+
+
+# -----------------------------------------------------------------------------
+# Layout conversions (work on arrays and on jax.ShapeDtypeStruct alike).
+# -----------------------------------------------------------------------------
+
+
+def _take_layer(x, i):
+  if isinstance(x, jax.ShapeDtypeStruct):
+    return jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+  return x[i]
+
+
+def stacked_to_nested(params: dict[str, Any]) -> dict[str, Any]:
+  """Our stacked tree -> the official nested tree `{embedder, layer_N, ...}`."""
+  num_layers = jax.tree.leaves(params["layers"])[0].shape[0]
+  nested = {k: v for k, v in params.items() if k != "layers"}
+  for i in range(num_layers):
+    nested[f"layer_{i}"] = jax.tree.map(lambda x: _take_layer(x, i),
+                                        params["layers"])
+  return nested
+
+
+def nested_to_stacked(nested: dict[str, Any],
+                      stack: Callable = None) -> dict[str, Any]:
+  """The official nested tree -> our stacked tree (layers stacked on axis 0)."""
+  stack = stack or (lambda xs: jnp.stack(xs))
+  layer_keys = sorted((k for k in nested if _LAYER_RE.match(k)),
+                      key=lambda k: int(_LAYER_RE.match(k).group(1)))
+  params = {k: v for k, v in nested.items() if not _LAYER_RE.match(k)}
+  layers = [nested[k] for k in layer_keys]
+  params["layers"] = jax.tree.map(lambda *xs: stack(list(xs)), *layers)
+  return params
+
+
+def nested_to_kaggle(nested: dict[str, Any]) -> dict[str, Any]:
+  """Nested tree -> the flat `transformer/...` layout (official
+  `flatten_and_remap_params`: MLP weights get back their `w` leaf)."""
+  flat = traverse_util.flatten_dict(nested, sep="/")
+  out: dict[str, dict[str, Any]] = {}
+  for path, value in flat.items():
+    parts = path.split("/")
+    if len(parts) >= 2 and parts[-2] == "mlp" and parts[-1] in _MLP_LEAVES:
+      parts.append("w")
+    module, leaf = "/".join(["transformer"] + parts[:-1]), parts[-1]
+    out.setdefault(module, {})[leaf] = value
+  return out
+
+
+def kaggle_to_nested(flat: dict[str, Any]) -> dict[str, Any]:
+  """The flat `transformer/...` layout -> nested tree (official
+  `param_remapper` + `nest_params`)."""
+  nested: dict[str, Any] = {}
+  for module, leaves in flat.items():
+    parts = module.split("/")
+    if parts[0] == "transformer":
+      parts = parts[1:]
+    if len(parts) >= 2 and parts[-2] == "mlp" and parts[-1] in _MLP_LEAVES:
+      # `.../mlp/linear: {w: x}` -> `.../mlp/linear: x`
+      sub = nested
+      for key in parts[:-1]:
+        sub = sub.setdefault(key, {})
+      sub[parts[-1]] = leaves["w"] if isinstance(leaves, dict) else leaves
+      continue
+    sub = nested
+    for key in parts:
+      sub = sub.setdefault(key, {})
+    sub.update(leaves)
+  return nested
+
+
+def detect_layout(tree: dict[str, Any]) -> str:
+  keys = list(tree)
+  if keys and all(k.startswith("transformer/") for k in keys):
+    return "kaggle"
+  if "layers" in tree:
+    return "stacked"
+  if any(_LAYER_RE.match(k) for k in keys):
+    return "nested"
+  raise ValueError(
+      f"Unrecognised Gemma checkpoint layout; top-level keys: {keys[:10]}. "
+      "Expected `transformer/...` (Kaggle), `layer_N` (nested) or `layers` "
+      "(stacked).")
+
+
+def _unwrap(tree: dict[str, Any]) -> dict[str, Any]:
+  """Accepts `{'params': ...}` / `{'transformer': ...}` wrappers."""
+  while isinstance(tree, dict) and len(tree) == 1 and next(iter(tree)) in (
+      "params", "transformer"):
+    tree = next(iter(tree.values()))
+  return tree
+
+
+def to_layout(params: dict[str, Any], layout: str) -> dict[str, Any]:
+  if layout == "stacked":
+    return params
+  nested = stacked_to_nested(params)
+  return nested if layout == "nested" else nested_to_kaggle(nested)
+
+
+# -----------------------------------------------------------------------------
+# Save / load.
+# -----------------------------------------------------------------------------
+
+
+def save_params(params: dict[str, Any], path: str | os.PathLike,
+                layout: str = "kaggle", force: bool = False) -> None:
+  """Writes `params` (our stacked tree) as an orbax checkpoint in `layout`."""
+  if layout not in LAYOUTS:
+    raise ValueError(f"layout={layout!r}; expected one of {LAYOUTS}.")
+  tree = to_layout(params, layout)
+  ocp.PyTreeCheckpointer().save(os.fspath(path), tree, force=force)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+  """The checkpoint's tree of `jax.ShapeDtypeStruct`s, as stored."""
+  path = os.fspath(path)
+  if not os.path.exists(path) and "://" not in path:
+    raise FileNotFoundError(
+        f"No checkpoint at {path}. Official Gemma checkpoints come from "
+        "Kaggle (kaggle.com/models/google/gemma); pass the directory that "
+        "holds `_METADATA` / `manifest.ocdbt`.")
+  meta = ocp.PyTreeCheckpointer().metadata(path)
+  meta = getattr(meta, "item_metadata", meta)
+  meta = getattr(meta, "tree", meta)
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype),
+                      dict(meta))
+
+
+def _flat_shapes(tree) -> dict[str, tuple[int, ...]]:
+  flat = traverse_util.flatten_dict(tree, sep="/")
+  return {k: tuple(v.shape) for k, v in flat.items()}
+
+
+def check_structure(stored: dict[str, Any], expected: dict[str, Any],
+                    path: str, layout: str) -> None:
+  """Raises CheckpointMismatchError unless keys and shapes agree."""
+  got, want = _flat_shapes(stored), _flat_shapes(expected)
+  missing = sorted(set(want) - set(got))
+  unexpected = sorted(set(got) - set(want))
+  mis_shaped = sorted((k, got[k], want[k]) for k in set(got) & set(want)
+                      if got[k] != want[k])
+  if missing or unexpected or mis_shaped:
+    raise CheckpointMismatchError(path, missing, unexpected, mis_shaped, layout)
+
+
+def load_params(path: str | os.PathLike, config: gemma.TransformerConfig,
+                mesh: jax.sharding.Mesh | None = None,
+                rules=sharding_lib.DEFAULT_RULES,
+                dtype: Any = None) -> dict[str, Any]:
+  """Reads an official (or our own) Gemma checkpoint into our stacked tree.
+
+  Args:
+    path: orbax checkpoint directory.
+    config: the model config; keys and shapes are checked against it.
+    mesh: if given, every array is restored straight into its sharding on
+      this mesh (logical-axis rules `rules`); else onto the default device.
+    dtype: parameter dtype to restore as (default `config.param_dtype`).
+
+  Returns:
+    The parameter tree `gemma.Transformer(config)` expects.
+  """
+  path = os.fspath(path)
+  dtype = jnp.dtype(dtype or config.param_dtype)
+  stored = read_metadata(path)
+  wrapped = stored
+  stored = _unwrap(stored)
+  layout = detect_layout(stored)
+
+  boxed = gemma.abstract_params(config)
+  if mesh is None:
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    stacked_shardings = jax.tree.map(lambda _: device, boxed, is_leaf=_is_box)
+  else:
+    stacked_shardings = sharding_lib.logical_shardings(boxed, mesh, rules)
+  abstract = jax.tree.map(lambda b: b.value if _is_box(b) else b, boxed,
+                          is_leaf=_is_box)
+  expected = to_layout(abstract, layout)
+  check_structure(stored, expected, path, layout)
+
+  # Restore target in the checkpoint's layout: per-layer arrays take the
+  # stacked sharding minus its leading (layer) axis.
+  def per_layer(s):
+    if isinstance(s, jax.sharding.NamedSharding):
+      return jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec(
+          *tuple(s.spec)[1:]))
+    return s
+
+  layer_shardings = jax.tree.map(per_layer, stacked_shardings["layers"])
+  target_shardings = dict(stacked_shardings, layers=layer_shardings)
+  nested_shardings = {k: v for k, v in target_shardings.items() if k != "layers"}
+  for i in range(config.num_layers):
+    nested_shardings[f"layer_{i}"] = layer_shardings
+  if layout == "stacked":
+    ckpt_shardings = stacked_shardings
+  elif layout == "nested":
+    ckpt_shardings = nested_shardings
+  else:
+    ckpt_shardings = nested_to_kaggle(nested_shardings)
+
+  target = jax.tree.map(
+      lambda m, s: jax.ShapeDtypeStruct(m.shape, dtype, sharding=s),
+      stored, ckpt_shardings)
+  target = _rewrap(wrapped, target)
+  restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+  restored = ocp.PyTreeCheckpointer().restore(
+      path, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args))
+  restored = _unwrap(restored)
+
+  if layout == "stacked":
+    return restored
+  nested = restored if layout == "nested" else kaggle_to_nested(restored)
+  layers = [nested[f"layer_{i}"] for i in range(config.num_layers)]
+  stack = jax.jit(lambda *xs: jax.tree.map(lambda *ys: jnp.stack(ys), *xs),
+                  out_shardings=stacked_shardings["layers"])
+  params = {k: v for k, v in nested.items() if not _LAYER_RE.match(k)}
+  params["layers"] = stack(*layers)
+  return params
+
+
+def _is_box(x) -> bool:
+  from flax import linen as nn  # local: keep the module import light
+  return isinstance(x, nn.LogicallyPartitioned)
+
+
+def _rewrap(wrapped: dict[str, Any], inner: dict[str, Any]) -> dict[str, Any]:
+  """Puts `inner` back under the `params` / `transformer` wrappers of
+  `wrapped` (the stored tree)."""
+  if (isinstance(wrapped, dict) and len(wrapped) == 1
+      and next(iter(wrapped)) in ("params", "transformer")):
+    key = next(iter(wrapped))
+    return {key: _rewrap(wrapped[key], inner)}
+  return inner

@@ -1,0 +1,685 @@
+"""Flax Gemma 1 / 2 / 3 (text) for training and fast inference.
+
+One module covers every Gemma family the paper used and the one we can load
+for real (Gemma 3 270M):
+
+* Gemma 1: global attention only, MQA (2B) or MHA (7B), GeGLU feed-forward.
+* Gemma 2: local sliding-window / global alternation, attention-logit and
+  final-logit soft-capping, post-attention and post-FFW norms, GQA.
+* Gemma 3: QK-norm, separate RoPE bases (and scale factors) for local and
+  global layers, 5:1 local/global pattern.
+
+It differs from the official `gemma` package where training and serving need
+it (DESIGN.md, "Own Flax Gemma"): the layers are one `nn.scan` (stacked
+parameters with a leading `layers` axis, a configurable remat policy), packed
+sequences are first-class (segment ids + positions, no attention across
+segments), the KV cache is one stacked array per k/v, the final hidden states
+are returned (value heads), the compute dtype is separate from the parameter
+dtype, and parameters/activations carry logical-axis names so they shard over
+a `(data, fsdp, tensor)` mesh. Inside each layer the parameter names and
+shapes are the official ones, so `checkpoints.py` converts by stacking.
+
+The numerics follow the official implementation (tests compare logits with
+`gemma.transformer` to 1e-4 in fp32): RMSNorm with `(1 + scale)`, embeddings
+scaled by sqrt(embed_dim) in the compute dtype, RoPE on the two halves of the
+head dimension, query scaling after RoPE, masking with a large finite negative
+number, tanh GELU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import flax
+from flax import linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genrm_jax import sharding as sharding_lib
+
+# The large negative number the official code masks logits with. Finite, so a
+# query with nothing to attend to (padding) gets a uniform, NaN-free softmax.
+K_MASK = -2.3819763e38
+
+GLOBAL = "global"
+LOCAL_SLIDING = "local_sliding"
+ATTENTION_TYPES = (GLOBAL, LOCAL_SLIDING)
+
+# How queries are scaled before the dot product (official
+# `QueryPreAttentionNormalisation`, by lower-case name).
+QUERY_PRE_ATTN_NORMS = (
+    "by_one_over_sqrt_head_dim",
+    "by_embed_dim_div_num_heads",
+    "by_one_over_sqrt_embed_dim_div_num_heads",
+)
+
+REMAT_POLICIES = {
+    "none": None,  # no rematerialisation: keep every activation
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": (
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+    ),
+}
+
+PAD_ID = 0
+EOS_ID = 1
+BOS_ID = 2
+
+
+# -----------------------------------------------------------------------------
+# Configuration.
+# -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  """Architecture and execution settings.
+
+  Architecture fields use the official `gemma` `TransformerConfig` names;
+  `attention_types` holds `'global'` / `'local_sliding'` strings. The number of
+  layers is `len(attention_types)`.
+  """
+
+  num_embed: int
+  embed_dim: int
+  hidden_dim: int
+  num_heads: int
+  head_dim: int
+  num_kv_heads: int
+  attention_types: tuple[str, ...]
+  final_logit_softcap: float | None = None
+  use_post_attn_norm: bool = False
+  use_post_ffw_norm: bool = False
+  query_pre_attn_norm: str = "by_one_over_sqrt_head_dim"
+  attn_logits_soft_cap: float | None = None
+  sliding_window_size: int | None = None
+  transpose_gating_einsum: bool = False
+  use_qk_norm: bool = False
+  local_base_frequency: int = 10_000
+  global_base_frequency: int = 10_000
+  local_scale_factor: float = 1.0
+  global_scale_factor: float = 1.0
+  # Execution (not part of the checkpoint).
+  dtype: str = "bfloat16"  # compute dtype
+  param_dtype: str = "float32"  # dtype params are created in
+  remat_policy: str = "none"
+  scan_unroll: int = 1
+  # SentencePiece `tokenizer.model` that goes with the weights (or None).
+  tokenizer: str | None = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "attention_types", tuple(self.attention_types))
+    bad = [t for t in self.attention_types if t not in ATTENTION_TYPES]
+    if bad:
+      raise ValueError(
+          f"attention_types must be {ATTENTION_TYPES} strings, got {bad}."
+      )
+    if not self.attention_types:
+      raise ValueError("attention_types is empty: a model needs >= 1 layer.")
+    if LOCAL_SLIDING in self.attention_types and not self.sliding_window_size:
+      raise ValueError(
+          "attention_types has 'local_sliding' layers but sliding_window_size"
+          " is not set: pass sliding_window_size=<int>."
+      )
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(
+          f"num_heads={self.num_heads} is not a multiple of"
+          f" num_kv_heads={self.num_kv_heads}."
+      )
+    if self.head_dim % 2:
+      raise ValueError(f"head_dim={self.head_dim} must be even (RoPE).")
+    if self.query_pre_attn_norm not in QUERY_PRE_ATTN_NORMS:
+      raise ValueError(
+          f"query_pre_attn_norm={self.query_pre_attn_norm!r}; expected one of"
+          f" {QUERY_PRE_ATTN_NORMS}."
+      )
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(
+          f"remat_policy={self.remat_policy!r}; expected one of"
+          f" {sorted(REMAT_POLICIES)}."
+      )
+    for name in ("dtype", "param_dtype"):
+      try:
+        jnp.dtype(getattr(self, name))
+      except TypeError as e:
+        raise ValueError(f"{name}={getattr(self, name)!r} is no dtype") from e
+
+  @property
+  def num_layers(self) -> int:
+    return len(self.attention_types)
+
+  @property
+  def compute_dtype(self) -> jnp.dtype:
+    return jnp.dtype(self.dtype)
+
+  @property
+  def params_dtype(self) -> jnp.dtype:
+    return jnp.dtype(self.param_dtype)
+
+  def query_pre_attn_scalar(self) -> float:
+    if self.query_pre_attn_norm == "by_embed_dim_div_num_heads":
+      return self.embed_dim // self.num_heads
+    if self.query_pre_attn_norm == "by_one_over_sqrt_embed_dim_div_num_heads":
+      return (self.embed_dim // self.num_heads) ** -0.5
+    return self.head_dim**-0.5
+
+  def replace(self, **overrides) -> "TransformerConfig":
+    return dataclasses.replace(self, **overrides)
+
+  def init_cache(
+      self, batch_size: int, cache_length: int, dtype: Any = None
+  ) -> dict[str, jax.Array]:
+    return init_cache(self, batch_size, cache_length, dtype)
+
+
+def _pattern(pattern: Sequence[str], num_layers: int) -> tuple[str, ...]:
+  """Repeats a local/global `pattern` to `num_layers` layers (truncating)."""
+  reps = -(-num_layers // len(pattern))
+  return (tuple(pattern) * reps)[:num_layers]
+
+
+_G, _L = GLOBAL, LOCAL_SLIDING
+_GEMMA2_PATTERN = (_L, _G)
+_GEMMA3_PATTERN = (_L, _L, _L, _L, _L, _G)
+
+# Preset: (layer pattern, number of layers, other fields). Values are those of
+# the official releases (gemma v3.0.2 `TransformerConfig.gemma_2b/7b`, v3.3.0
+# `gm.nn.Gemma2_*` / `Gemma3_*`).
+_PRESETS: dict[str, tuple[tuple[str, ...], int, dict[str, Any]]] = {
+    "gemma_2b": ((_G,), 18, dict(
+        num_embed=256128, embed_dim=2048, hidden_dim=16384, num_heads=8,
+        head_dim=256, num_kv_heads=1)),
+    "gemma_7b": ((_G,), 28, dict(
+        num_embed=256128, embed_dim=3072, hidden_dim=24576, num_heads=16,
+        head_dim=256, num_kv_heads=16)),
+    "gemma2_2b": (_GEMMA2_PATTERN, 26, dict(
+        num_embed=256128, embed_dim=2304, hidden_dim=9216, num_heads=8,
+        head_dim=256, num_kv_heads=4, final_logit_softcap=30.0,
+        use_post_attn_norm=True, use_post_ffw_norm=True,
+        attn_logits_soft_cap=50.0, sliding_window_size=4096)),
+    "gemma2_9b": (_GEMMA2_PATTERN, 42, dict(
+        num_embed=256128, embed_dim=3584, hidden_dim=14336, num_heads=16,
+        head_dim=256, num_kv_heads=8, final_logit_softcap=30.0,
+        use_post_attn_norm=True, use_post_ffw_norm=True,
+        attn_logits_soft_cap=50.0, sliding_window_size=4096,
+        transpose_gating_einsum=True)),
+    "gemma2_27b": (_GEMMA2_PATTERN, 46, dict(
+        num_embed=256128, embed_dim=4608, hidden_dim=36864, num_heads=32,
+        head_dim=128, num_kv_heads=16, final_logit_softcap=30.0,
+        use_post_attn_norm=True, use_post_ffw_norm=True,
+        query_pre_attn_norm="by_one_over_sqrt_embed_dim_div_num_heads",
+        attn_logits_soft_cap=50.0, sliding_window_size=4096,
+        transpose_gating_einsum=True)),
+    "gemma3_270m": (_GEMMA3_PATTERN, 18, dict(
+        num_embed=262144, embed_dim=640, hidden_dim=2048, num_heads=4,
+        head_dim=256, num_kv_heads=1, use_post_attn_norm=True,
+        use_post_ffw_norm=True, use_qk_norm=True, sliding_window_size=512,
+        transpose_gating_einsum=True, local_base_frequency=10_000,
+        global_base_frequency=1_000_000)),
+    "gemma3_1b": (_GEMMA3_PATTERN, 26, dict(
+        num_embed=262144, embed_dim=1152, hidden_dim=6 * 1152, num_heads=4,
+        head_dim=256, num_kv_heads=1, use_post_attn_norm=True,
+        use_post_ffw_norm=True, use_qk_norm=True, sliding_window_size=512,
+        transpose_gating_einsum=True, local_base_frequency=10_000,
+        global_base_frequency=1_000_000)),
+    # A CPU-sized model with every Gemma 2/3 feature switched on, for tests
+    # and smoke runs (fp32 so tests compare tightly).
+    "tiny": ((_L, _G), 2, dict(
+        num_embed=512, embed_dim=64, hidden_dim=128, num_heads=4,
+        head_dim=16, num_kv_heads=2, final_logit_softcap=30.0,
+        use_post_attn_norm=True, use_post_ffw_norm=True,
+        attn_logits_soft_cap=50.0, sliding_window_size=16, use_qk_norm=True,
+        local_base_frequency=10_000, global_base_frequency=1_000_000,
+        dtype="float32")),
+}
+
+PRESETS = tuple(_PRESETS)
+
+# Official enum spellings accepted as override values.
+_ATTENTION_TYPE_ALIASES = {
+    "GLOBAL": GLOBAL, "LOCAL_SLIDING": LOCAL_SLIDING,
+    "global": GLOBAL, "local_sliding": LOCAL_SLIDING, "local": LOCAL_SLIDING,
+}
+
+
+def _normalise_attention_type(t: Any) -> str:
+  name = getattr(t, "name", t)  # official AttentionType enum -> its name
+  if name not in _ATTENTION_TYPE_ALIASES:
+    raise ValueError(
+        f"Unknown attention type {t!r}: use 'global' or 'local_sliding'."
+    )
+  return _ATTENTION_TYPE_ALIASES[name]
+
+
+def get_config(name: str, **overrides) -> TransformerConfig:
+  """Returns the preset `name` with `overrides` (official field names).
+
+  Overriding `num_layers` alone keeps the preset's local/global pattern;
+  `attention_types` may be given as strings or official enum members.
+  """
+  if name not in _PRESETS:
+    raise ValueError(f"Unknown Gemma preset {name!r}; known: {PRESETS}.")
+  pattern, num_layers, fields = _PRESETS[name]
+  fields = dict(fields)
+  overrides = dict(overrides)
+  if "attention_types" in overrides:
+    types = tuple(
+        _normalise_attention_type(t) for t in overrides.pop("attention_types")
+    )
+    if overrides.get("num_layers", len(types)) != len(types):
+      raise ValueError(
+          f"num_layers={overrides['num_layers']} but attention_types has"
+          f" {len(types)} entries: give one, or make them agree."
+      )
+    overrides.pop("num_layers", None)
+  else:
+    types = _pattern(pattern, overrides.pop("num_layers", num_layers))
+  if "query_pre_attn_norm" in overrides:
+    q = overrides["query_pre_attn_norm"]
+    overrides["query_pre_attn_norm"] = str(getattr(q, "name", q)).lower()
+  for key in ("dtype", "param_dtype"):
+    if key in overrides and not isinstance(overrides[key], str):
+      overrides[key] = jnp.dtype(overrides[key]).name
+  known = {f.name for f in dataclasses.fields(TransformerConfig)}
+  unknown = sorted(set(overrides) - known)
+  if unknown:
+    raise ValueError(
+        f"Unknown Gemma config field(s) {unknown}; known fields:"
+        f" {sorted(known | {'num_layers'})}."
+    )
+  fields.update(overrides)
+  return TransformerConfig(attention_types=types, **fields)
+
+
+# -----------------------------------------------------------------------------
+# Layers.
+# -----------------------------------------------------------------------------
+
+
+def _param(module: nn.Module, name: str, init, shape, names, dtype):
+  """A parameter annotated with logical axis names (for sharding rules)."""
+  return module.param(
+      name, nn.with_logical_partitioning(init, names), shape, dtype
+  )
+
+
+class RMSNorm(nn.Module):
+  """RMSNorm with a zero-initialised scale applied as `(1 + scale)`."""
+
+  param_dtype: Any = jnp.float32
+  axis_name: str = "norm"
+
+  @nn.compact
+  def __call__(self, x):
+    scale = _param(self, "scale", nn.initializers.zeros_init(),
+                   (x.shape[-1],), (self.axis_name,), self.param_dtype)
+    # Normalise in fp32: bf16 variance loses too much precision.
+    x32 = x.astype(jnp.float32)
+    var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+    normed = x32 * jax.lax.rsqrt(var + 1e-06)
+    return (normed * (1 + scale.astype(jnp.float32))).astype(x.dtype)
+
+
+class Einsum(nn.Module):
+  """A parameterised einsum (official `layers.Einsum`), with axis names."""
+
+  shape: tuple[int, ...]
+  axis_names: tuple[str | None, ...]
+  weight_name: str = "w"
+  param_dtype: Any = jnp.float32
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, eqn: str, x: jax.Array) -> jax.Array:
+    w = _param(self, self.weight_name, nn.initializers.normal(), self.shape,
+               self.axis_names, self.param_dtype)
+    return jnp.einsum(eqn, x, w.astype(self.dtype))
+
+
+def apply_rope(inputs, positions, timescale, scale_factor):
+  """RoPE on the two halves of the last axis (official `apply_rope`).
+
+  inputs [B, T, N, H]; positions [B, T]; timescale [H/2] (float32).
+  """
+  sinusoid = positions[..., None].astype(jnp.float32) / timescale
+  sinusoid = sinusoid / scale_factor
+  sinusoid = sinusoid[..., None, :]
+  sin, cos = jnp.sin(sinusoid), jnp.cos(sinusoid)
+  first, second = jnp.split(inputs, 2, axis=-1)
+  out = jnp.concatenate(
+      [first * cos - second * sin, second * cos + first * sin], axis=-1
+  )
+  return out.astype(inputs.dtype)
+
+
+def rope_timescale(head_dim: int, base_frequency: float) -> np.ndarray:
+  fraction = 2 * np.arange(0, head_dim // 2, dtype=np.float32) / head_dim
+  return np.power(np.float32(base_frequency), fraction).astype(np.float32)
+
+
+class Attention(nn.Module):
+  """Multi-head / multi-query / grouped-query attention with RoPE."""
+
+  config: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x, layer, ctx, cache):
+    cfg = self.config
+    dt, pdt = cfg.compute_dtype, cfg.params_dtype
+    n, k, h, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.embed_dim
+    einsum = functools.partial(Einsum, param_dtype=pdt, dtype=dt)
+    if n == k:  # official: one fused qkv projection when kv heads == heads
+      q, key, value = einsum(
+          (3, n, d, h), (None, "heads", "embed", "head_dim"),
+          name="qkv_einsum")("BTD,SNDH->SBTNH", x)
+    else:
+      q = einsum((n, d, h), ("heads", "embed", "head_dim"),
+                 name="q_einsum")("BTD,NDH->BTNH", x)
+      key, value = einsum(
+          (2, k, d, h), (None, "kv_heads", "embed", "head_dim"),
+          name="kv_einsum")("BSD,CKDH->CBSKH", x)
+
+    if cfg.use_qk_norm:
+      q = RMSNorm(pdt, "head_dim", name="_query_norm")(q)
+      key = RMSNorm(pdt, "head_dim", name="_key_norm")(key)
+
+    timescale = jnp.where(layer["is_local"], ctx["local_timescale"],
+                          ctx["global_timescale"])
+    scale_factor = jnp.where(layer["is_local"], cfg.local_scale_factor,
+                             cfg.global_scale_factor)
+    q = apply_rope(q, ctx["positions"], timescale, scale_factor)
+    q = q * jnp.asarray(cfg.query_pre_attn_scalar(), q.dtype)
+    key = apply_rope(key, ctx["positions"], timescale, scale_factor)
+
+    new_cache = None
+    if cache is not None:
+      start = (0, ctx["cache_index"], 0, 0)
+      key = jax.lax.dynamic_update_slice(cache["k"], key.astype(cache["k"].dtype), start)
+      value = jax.lax.dynamic_update_slice(cache["v"], value.astype(cache["v"].dtype), start)
+      new_cache = {"k": key, "v": value}
+      key, value = key.astype(dt), value.astype(dt)
+
+    # Grouped-query layout: query head n*G + g reads kv head n.
+    b, t = q.shape[:2]
+    q = q.reshape(b, t, k, n // k, h)
+    logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, key,
+                        preferred_element_type=jnp.float32)
+    if cfg.attn_logits_soft_cap is not None:
+      cap = cfg.attn_logits_soft_cap
+      logits = jnp.tanh(logits / cap) * cap
+
+    mask = jnp.where(layer["is_local"], ctx["local_mask"], ctx["global_mask"])
+    logits = jnp.where(mask[:, None, None, :, :], logits, K_MASK)
+    probs = jax.nn.softmax(logits, axis=-1).astype(value.dtype)
+    encoded = jnp.einsum("BKGTS,BSKH->BTKGH", probs, value)
+    encoded = encoded.reshape(b, t, n, h)
+    out = einsum((n, h, d), ("heads", "head_dim", "embed"),
+                 name="attn_vec_einsum")("BTNH,NHD->BTD", encoded)
+    return out, new_cache
+
+
+class FeedForward(nn.Module):
+  """GeGLU feed-forward; parameter names as in the official checkpoints."""
+
+  config: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.config
+    dt, pdt = cfg.compute_dtype, cfg.params_dtype
+    d, f = cfg.embed_dim, cfg.hidden_dim
+    if cfg.transpose_gating_einsum:
+      w_gate = _param(self, "gating_einsum", nn.initializers.normal(),
+                      (2, f, d), (None, "mlp", "embed"), pdt)
+      gate = jnp.einsum("...D,CFD->...CF", x, w_gate.astype(dt))
+    else:
+      w_gate = _param(self, "gating_einsum", nn.initializers.normal(),
+                      (2, d, f), (None, "embed", "mlp"), pdt)
+      gate = jnp.einsum("...D,CDF->...CF", x, w_gate.astype(dt))
+    hidden = nn.gelu(gate[..., 0, :]) * gate[..., 1, :]
+    hidden = nn.with_logical_constraint(hidden, ("batch", "length", "act_mlp"))
+    w_out = _param(self, "linear", nn.initializers.normal(), (f, d),
+                   ("mlp", "embed"), pdt)
+    return jnp.einsum("...F,FD->...D", hidden, w_out.astype(dt))
+
+
+class Block(nn.Module):
+  """One transformer layer. Called under `nn.scan`: returns (carry, ys)."""
+
+  config: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x, layer, ctx):
+    cfg = self.config
+    pdt = cfg.params_dtype
+    cache = layer.get("cache")
+    normed = RMSNorm(pdt, "embed", name="pre_attention_norm")(x)
+    attn, new_cache = Attention(cfg, name="attn")(normed, layer, ctx, cache)
+    if cfg.use_post_attn_norm:
+      attn = RMSNorm(pdt, "embed", name="post_attention_norm")(attn)
+    x = x + attn
+    normed = RMSNorm(pdt, "embed", name="pre_ffw_norm")(x)
+    ffw = FeedForward(cfg, name="mlp")(normed)
+    if cfg.use_post_ffw_norm:
+      ffw = RMSNorm(pdt, "embed", name="post_ffw_norm")(ffw)
+    x = x + ffw
+    x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+    return x, new_cache
+
+
+@flax.struct.dataclass
+class Output:
+  """What `Transformer.__call__` returns.
+
+  logits: [B, L, V] float32 (None when `return_logits=False`).
+  hidden_states: [B, L, D] final hidden states, after the final norm.
+  cache: the updated KV cache, or None when called without one.
+  """
+
+  logits: jax.Array | None
+  hidden_states: jax.Array
+  cache: dict[str, jax.Array] | None
+
+
+def init_cache(config: TransformerConfig, batch_size: int, cache_length: int,
+               dtype: Any = None) -> dict[str, jax.Array]:
+  """An empty KV cache: stacked k/v plus per-slot positions and segment ids.
+
+  Slots are written left to right from `end_index`; a slot with segment id 0
+  is empty and never attended to.
+  """
+  dtype = jnp.dtype(dtype or config.dtype)
+  shape = (config.num_layers, batch_size, cache_length, config.num_kv_heads,
+           config.head_dim)
+  return {
+      "k": jnp.zeros(shape, dtype),
+      "v": jnp.zeros(shape, dtype),
+      "positions": jnp.zeros((batch_size, cache_length), jnp.int32),
+      "segment_ids": jnp.zeros((batch_size, cache_length), jnp.int32),
+      "end_index": jnp.zeros((), jnp.int32),
+  }
+
+
+def default_positions(segment_ids: jax.Array, start=None) -> jax.Array:
+  """Positions counting valid tokens (official `build_positions_from_mask`)."""
+  valid = (segment_ids != 0).astype(jnp.int32)
+  positions = jnp.cumsum(valid, axis=-1)
+  positions = positions - (positions >= 1)
+  if start is not None:
+    positions = positions + start[:, None]
+  return positions
+
+
+def attention_masks(q_pos, q_seg, kv_pos, kv_seg, window):
+  """Global and sliding-window masks [B, T, S] from positions and segments.
+
+  A query attends to keys of its own (non-zero) segment at positions not
+  after its own; local layers also require `key > query - window`.
+  """
+  same = (q_seg[:, :, None] == kv_seg[:, None, :]) & (kv_seg[:, None, :] != 0)
+  causal = kv_pos[:, None, :] <= q_pos[:, :, None]
+  global_mask = same & causal
+  if window is None:
+    return global_mask, global_mask
+  local = kv_pos[:, None, :] > q_pos[:, :, None] - window
+  return global_mask, global_mask & local
+
+
+class Transformer(nn.Module):
+  """Gemma decoder.
+
+  `apply({'params': p}, tokens)` returns an `Output` whose `.logits` are
+  [B, L, V]. Optional inputs:
+    positions [B, L]: RoPE positions (default: counted over non-pad tokens).
+    segment_ids [B, L]: packing segments, 0 = padding (default:
+      `tokens != 0`, as the official code treats token 0 as padding).
+    cache: from `init_cache`; the tokens are written at `cache['end_index']`
+      and attend to everything cached before them (incremental decoding).
+    return_logits: False skips the vocabulary projection (value heads).
+  """
+
+  config: TransformerConfig
+
+  @nn.compact
+  def __call__(self, tokens, positions=None, segment_ids=None, cache=None,
+               return_logits: bool = True) -> Output:
+    cfg = self.config
+    dt, pdt = cfg.compute_dtype, cfg.params_dtype
+    if segment_ids is None:
+      segment_ids = (tokens != PAD_ID).astype(jnp.int32)
+    if positions is None:
+      start = None
+      if cache is not None:  # continue counting after the cached tokens
+        start = jnp.sum(cache["segment_ids"] != 0, axis=-1).astype(jnp.int32)
+      positions = default_positions(segment_ids, start)
+    positions = positions.astype(jnp.int32)
+    segment_ids = segment_ids.astype(jnp.int32)
+
+    if cache is None:
+      kv_pos, kv_seg, index = positions, segment_ids, None
+    else:
+      index = cache["end_index"]
+      kv_pos = jax.lax.dynamic_update_slice(cache["positions"], positions, (0, index))
+      kv_seg = jax.lax.dynamic_update_slice(cache["segment_ids"], segment_ids, (0, index))
+    global_mask, local_mask = attention_masks(
+        positions, segment_ids, kv_pos, kv_seg, cfg.sliding_window_size)
+
+    ctx = {
+        "positions": positions,
+        "global_mask": global_mask,
+        "local_mask": local_mask,
+        "local_timescale": jnp.asarray(
+            rope_timescale(cfg.head_dim, cfg.local_base_frequency)),
+        "global_timescale": jnp.asarray(
+            rope_timescale(cfg.head_dim, cfg.global_base_frequency)),
+        "cache_index": index,
+    }
+    layers = {"is_local": jnp.asarray(
+        [t == LOCAL_SLIDING for t in cfg.attention_types])}
+    if cache is not None:
+      layers["cache"] = {"k": cache["k"], "v": cache["v"]}
+
+    embedder = Embedder(cfg, name="embedder")
+    x = embedder.encode(tokens)
+    x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+
+    block = Block
+    policy = REMAT_POLICIES[cfg.remat_policy]
+    if cfg.remat_policy != "none":
+      block = nn.remat(Block, policy=policy, prevent_cse=False)
+    scanned = nn.scan(
+        block,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=(0, nn.broadcast),
+        length=cfg.num_layers,
+        unroll=cfg.scan_unroll,
+        metadata_params={nn.PARTITION_NAME: "layers"},
+    )
+    x, new_layer_cache = scanned(cfg, name="layers")(x, layers, ctx)
+
+    x = RMSNorm(pdt, "embed", name="final_norm")(x)
+    logits = embedder.decode(x) if return_logits else None
+    if logits is not None and cfg.final_logit_softcap is not None:
+      cap = cfg.final_logit_softcap
+      logits = jnp.tanh(logits / cap) * cap
+
+    new_cache = None
+    if cache is not None:
+      new_cache = {
+          "k": new_layer_cache["k"],
+          "v": new_layer_cache["v"],
+          "positions": kv_pos,
+          "segment_ids": kv_seg,
+          "end_index": index + tokens.shape[1],
+      }
+    return Output(logits=logits, hidden_states=x, cache=new_cache)
+
+
+class Embedder(nn.Module):
+  """Token embedding, also the (tied) output projection."""
+
+  config: TransformerConfig
+
+  def setup(self):
+    cfg = self.config
+    self.input_embedding = _param(
+        self, "input_embedding", nn.initializers.normal(),
+        (cfg.num_embed, cfg.embed_dim), ("vocab", "embed"), cfg.params_dtype)
+
+  def encode(self, tokens):
+    dt = self.config.compute_dtype
+    x = jnp.take(self.input_embedding, tokens, axis=0).astype(dt)
+    # Official: the scale is cast to the compute dtype before multiplying.
+    return x * jnp.sqrt(self.config.embed_dim).astype(dt)
+
+  def decode(self, x):
+    table = self.input_embedding.astype(self.config.compute_dtype)
+    logits = jnp.einsum("BTD,VD->BTV", x, table,
+                        preferred_element_type=jnp.float32)
+    return nn.with_logical_constraint(logits, ("batch", "length", "act_vocab"))
+
+
+# -----------------------------------------------------------------------------
+# Convenience.
+# -----------------------------------------------------------------------------
+
+
+def init_params(config: TransformerConfig, rng: jax.Array | int = 0,
+                mesh: jax.sharding.Mesh | None = None,
+                rules=sharding_lib.DEFAULT_RULES) -> dict[str, Any]:
+  """Random parameters (plain arrays, no partitioning boxes).
+
+  With a `mesh`, they are created already sharded by the logical-axis
+  `rules` (`jax.jit(init, out_shardings=...)`): no device ever holds the
+  whole model.
+  """
+  if isinstance(rng, int):
+    rng = jax.random.PRNGKey(rng)
+
+  def init(rng):
+    tokens = jnp.ones((1, 4), jnp.int32)
+    return nn.unbox(Transformer(config).init(rng, tokens)["params"])
+
+  if mesh is None:
+    return jax.jit(init)(rng)
+  shardings = sharding_lib.logical_shardings(abstract_params(config), mesh,
+                                             rules)
+  return jax.jit(init, out_shardings=shardings)(rng)
+
+
+def abstract_params(config: TransformerConfig) -> dict[str, Any]:
+  """Parameter shapes/dtypes, boxed with their logical axis names."""
+  tokens = jax.ShapeDtypeStruct((1, 4), jnp.int32)
+  variables = jax.eval_shape(
+      lambda t: Transformer(config).init(jax.random.PRNGKey(0), t), tokens)
+  return variables["params"]
+
+
+def count_params(params) -> int:
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))

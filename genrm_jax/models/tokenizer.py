@@ -1,0 +1,60 @@
+"""The Gemma SentencePiece tokenizer, without TensorFlow.
+
+The model config names a `tokenizer.model` file (`TransformerConfig.tokenizer`);
+the same file serves seqio's `SentencePieceVocabulary` in input pipelines.
+Gemma's ids: pad 0, eos 1, bos 2. seqio never adds BOS, so callers that feed
+the model add it (`encode(..., add_bos=True)`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import sentencepiece as spm
+
+
+class Tokenizer:
+  """A SentencePiece model read from a local `tokenizer.model` path."""
+
+  def __init__(self, path: str | os.PathLike):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+      raise FileNotFoundError(
+          f"No SentencePiece model at {path}. Gemma's `tokenizer.model` comes "
+          "with the Kaggle checkpoint download (or from "
+          "`python -m genrm_jax.models.import_gguf` for Gemma 3 270M); set "
+          "the model config's `tokenizer` to its path.")
+    self.path = path
+    self._sp = spm.SentencePieceProcessor(model_file=path)
+
+  @property
+  def vocab_size(self) -> int:
+    return self._sp.get_piece_size()
+
+  @property
+  def pad_id(self) -> int:
+    return max(self._sp.pad_id(), 0)
+
+  @property
+  def bos_id(self) -> int:
+    return self._sp.bos_id()
+
+  @property
+  def eos_id(self) -> int:
+    return self._sp.eos_id()
+
+  def encode(self, text: str, add_bos: bool = False,
+             add_eos: bool = False) -> list[int]:
+    ids = self._sp.encode(text)
+    return ([self.bos_id] if add_bos else []) + ids + (
+        [self.eos_id] if add_eos else [])
+
+  def decode(self, ids) -> str:
+    ids = [int(i) for i in ids]
+    return self._sp.decode(ids)
+
+
+@functools.lru_cache(maxsize=8)
+def load(path: str) -> Tokenizer:
+  return Tokenizer(path)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the project's virtual environment in .venv and installs
+# genrm_jax with its test extra. Re-running is cheap: the install is redone
+# only when setup.py changes. Source it or run it; prints the venv's python.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${GENRM_VENV:-$repo/.venv}"
+python="${PYTHON:-python3}"
+extras="${GENRM_EXTRAS:-test}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "[setup] creating $venv with $($python --version 2>&1)" >&2
+  "$python" -m venv "$venv"
+fi
+stamp="$venv/.genrm_installed"
+want="$(sha256sum "$repo/setup.py" | cut -c1-16)-$extras"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing genrm_jax[$extras] (first time: a few minutes)" >&2
+  "$venv/bin/python" -m pip install -q --upgrade pip >&2
+  "$venv/bin/python" -m pip install -q -e "$repo[$extras]" >&2
+  echo "$want" > "$stamp"
+fi
+echo "$venv/bin/python"

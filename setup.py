@@ -1,0 +1,55 @@
+"""genrm_jax: Generative Verifiers (GenRM) in JAX/Flax.
+
+Dependency pins: the versions below are the newest that resolve and import
+together on Python 3.11 (see DESIGN.md, "Dependency facts"):
+  * jax 0.10.2 is the newest jax installable on 3.11; flax 0.12.8 is the newest
+    flax that accepts it.
+  * seqio pulls tensorflow + tensorflow-text 2.21; sentencepiece 0.2.1 because
+    0.2.3 needs protobuf 7, which breaks `import seqio` beside TF 2.21.
+  * the official `gemma` package (2.0.8) is only the *reference* for tests
+    (golden logits, checkpoint layout): its legacy modules `gemma.transformer`,
+    `gemma.modules`, `gemma.params` import with flax/jax/orbax alone.
+"""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "ml_collections==1.1.0",
+    "numpy>=2.0,<2.5",
+    "sentencepiece==0.2.1",
+    "protobuf>=5.29,<7",
+    "seqio==0.0.20",
+    "tensorflow==2.21.0",
+    "tensorflow-text==2.21.1",
+    "tensorflow-datasets==4.9.10",
+    "tensorboard==2.21.0",
+    "sympy==1.14.0",
+    "matplotlib>=3.8",
+    "absl-py>=2.1",
+]
+
+EXTRAS_REQUIRE = {
+    "test": [
+        "pytest>=8",
+        "gemma==2.0.8",
+    ],
+    "gguf": [
+        "gguf==0.19.0",
+    ],
+}
+
+setuptools.setup(
+    name="genrm_jax",
+    version="0.1.0",
+    description="Generative verifiers (GenRM) in JAX/Flax: seqio tasks, Flax Gemma, "
+    "training and Best-of-N evaluation.",
+    packages=setuptools.find_packages(include=["genrm_jax", "genrm_jax.*", "tasks", "tasks.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+)

@@ -1,0 +1,188 @@
+"""Model behaviour beyond parity: packing, padding, sharding, remat, dtypes,
+presets and checkpoint errors."""
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+from genrm_jax import sharding
+from genrm_jax.models import checkpoints
+from genrm_jax.models import gemma
+from tests import gemma_reference as ref
+
+
+def _apply(config, params, tokens, **kw):
+  return gemma.Transformer(config).apply({"params": params}, tokens, **kw)
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3"])
+def test_packed_segments_equal_separate_sequences(family):
+  config = ref.tiny_config(family)
+  params = ref.random_params(config)
+  rng = np.random.default_rng(0)
+  a = rng.integers(1, config.num_embed, size=5)
+  b = rng.integers(1, config.num_embed, size=6)
+  packed = np.concatenate([a, b, [0, 0]])[None]  # trailing padding
+  segment_ids = np.array([[1] * 5 + [2] * 6 + [0, 0]])
+  positions = np.array([list(range(5)) + list(range(6)) + [0, 0]])
+  out = _apply(config, params, packed, positions=positions,
+               segment_ids=segment_ids).logits[0]
+  alone_a = _apply(config, params, a[None]).logits[0]
+  alone_b = _apply(config, params, b[None]).logits[0]
+  ref.assert_close(out[:5], alone_a, rtol=1e-5)
+  ref.assert_close(out[5:11], alone_b, rtol=1e-5)
+  # Without segment ids the second sequence sees the first: logits differ.
+  mixed = _apply(config, params, packed[:, :11]).logits[0]
+  assert np.max(np.abs(mixed[5:11] - alone_b)) > 1e-2
+
+
+def test_left_padded_batch_decodes_like_unpadded_rows():
+  """A cache filled from left-padded prompts of different lengths."""
+  config = ref.tiny_config("gemma2")
+  params = ref.random_params(config, seed=4)
+  rng = np.random.default_rng(4)
+  long = rng.integers(1, config.num_embed, size=7)
+  short = rng.integers(1, config.num_embed, size=4)
+  prompts = np.stack([long[:5], np.concatenate([[0, 0], short[:3]])])
+  cache = gemma.init_cache(config, 2, 12, jnp.float32)
+  out = _apply(config, params, prompts, cache=cache)
+  cache = out.cache
+  steps = [out.logits[:, -1]]
+  for t in range(2):
+    nxt = np.array([[long[5 + t]], [short[3 + t] if t < 1 else short[3]]])
+    out = _apply(config, params, nxt, cache=cache)
+    cache = out.cache
+    steps.append(out.logits[:, 0])
+  full_long = _apply(config, params, long[None]).logits[0]
+  full_short = _apply(config, params, short[None]).logits[0]
+  ref.assert_close(steps[0][0], full_long[4], rtol=1e-5)
+  ref.assert_close(steps[1][0], full_long[5], rtol=1e-5)
+  ref.assert_close(steps[2][0], full_long[6], rtol=1e-5)
+  ref.assert_close(steps[0][1], full_short[2], rtol=1e-5)
+  ref.assert_close(steps[1][1], full_short[3], rtol=1e-5)
+  np.testing.assert_array_equal(cache["positions"][1, 2:7], [0, 1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("mesh_shape", [(8, 1, 1), (2, 2, 2), (1, 2, 4),
+                                        (1, 8, 1)])
+def test_sharded_forward_equals_single_device(mesh_shape):
+  assert jax.device_count() == 8, "conftest sets 8 fake CPU devices"
+  config = ref.tiny_config("gemma2", hidden_dim=64)
+  params = ref.random_params(config, seed=5)
+  tokens = np.random.default_rng(5).integers(
+      1, config.num_embed, size=(8, 9)).astype(np.int32)
+  expected = jax.jit(lambda p, t: _apply(config, p, t).logits)(params, tokens)
+
+  mesh = sharding.make_mesh(mesh_shape)
+  shardings = sharding.logical_shardings(gemma.abstract_params(config), mesh)
+  sharded_params = jax.device_put(params, shardings)
+  sharded_tokens = jax.device_put(tokens, sharding.batch_sharding(mesh))
+  if mesh_shape[1] > 1:  # FSDP really splits the embedding table
+    table = sharded_params["embedder"]["input_embedding"]
+    assert table.addressable_shards[0].data.shape[1] < config.embed_dim
+  with mesh, sharding.flax_rules():
+    got = jax.jit(lambda p, t: _apply(config, p, t).logits)(
+        sharded_params, sharded_tokens)
+  ref.assert_close(got, expected, rtol=1e-5)
+
+
+def test_params_created_already_sharded():
+  config = ref.tiny_config("gemma3")
+  mesh = sharding.make_mesh((1, 4, 2))
+  params = gemma.init_params(config, 0, mesh=mesh)
+  table = params["embedder"]["input_embedding"]
+  assert table.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp")
+  # The single MQA kv head cannot split over `tensor`: replicated there.
+  kv = params["layers"]["attn"]["kv_einsum"]["w"]
+  assert "tensor" not in jax.tree.leaves(tuple(kv.sharding.spec))
+  single = gemma.init_params(config, 0)
+  jax.tree.map(np.testing.assert_allclose, params, single)
+
+
+def test_remat_gives_the_same_gradients():
+  config = ref.tiny_config("gemma2")
+  params = ref.random_params(config)
+  tokens = np.random.default_rng(0).integers(1, 101, size=(2, 8))
+
+  def grads(cfg):
+    def loss(p):
+      return jnp.mean(_apply(cfg, p, tokens).logits ** 2)
+    return jax.jit(jax.grad(loss))(params)
+
+  plain = grads(config)
+  for policy in ("full", "dots_saveable"):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                         atol=1e-6),
+                 grads(config.replace(remat_policy=policy)), plain)
+
+
+def test_bf16_compute_approximates_fp32_and_hidden_states():
+  config = ref.tiny_config("gemma3")
+  params = ref.random_params(config)
+  tokens = np.random.default_rng(0).integers(1, 101, size=(2, 8))
+  fp32 = _apply(config, params, tokens)
+  bf16 = _apply(config.replace(dtype="bfloat16"), params, tokens)
+  assert bf16.logits.dtype == jnp.float32  # logits are always fp32
+  assert bf16.hidden_states.dtype == jnp.bfloat16
+  ref.assert_close(bf16.logits, fp32.logits, rtol=5e-2)
+  no_logits = _apply(config, params, tokens, return_logits=False)
+  assert no_logits.logits is None
+  assert no_logits.hidden_states.shape == (2, 8, config.embed_dim)
+  np.testing.assert_allclose(no_logits.hidden_states, fp32.hidden_states)
+  bf16_params = gemma.init_params(config.replace(param_dtype="bfloat16"))
+  assert bf16_params["layers"]["mlp"]["linear"].dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("name,billions", [
+    ("gemma_2b", 2.51), ("gemma_7b", 8.54), ("gemma2_2b", 2.61),
+    ("gemma2_9b", 9.24), ("gemma2_27b", 27.2), ("gemma3_270m", 0.268),
+    ("gemma3_1b", 1.0)])
+def test_preset_sizes(name, billions):
+  """Parameter counts of the released models (shapes only, no memory)."""
+  params = jax.tree.map(lambda b: b.value, gemma.abstract_params(
+      gemma.get_config(name)), is_leaf=lambda x: hasattr(x, "names"))
+  assert gemma.count_params(params) / 1e9 == pytest.approx(billions, rel=0.02)
+
+
+def test_get_config_overrides():
+  cfg = gemma.get_config("gemma3_1b", num_layers=8, dtype="float32")
+  assert cfg.attention_types == ("local_sliding",) * 5 + ("global", "local_sliding", "local_sliding")
+  assert cfg.dtype == "float32" and cfg.transpose_gating_einsum
+  cfg = gemma.get_config("gemma2_2b", attention_types=["global", "LOCAL_SLIDING"])
+  assert cfg.attention_types == ("global", "local_sliding")
+  with pytest.raises(ValueError, match="Unknown Gemma config field"):
+    gemma.get_config("tiny", num_layer=3)
+  with pytest.raises(ValueError, match="Unknown Gemma preset"):
+    gemma.get_config("gemma5")
+  with pytest.raises(ValueError, match="sliding_window_size"):
+    gemma.get_config("tiny", sliding_window_size=None)
+
+
+def test_checkpoint_mismatch_lists_keys(tmp_path):
+  config = ref.tiny_config("gemma2")
+  checkpoints.save_params(ref.random_params(config), tmp_path / "c")
+  other = ref.tiny_config("gemma2", hidden_dim=40, num_layers=3,
+                          attention_types=("global",) * 3, use_qk_norm=True)
+  with pytest.raises(checkpoints.CheckpointMismatchError) as err:
+    checkpoints.load_params(tmp_path / "c", other)
+  message = str(err.value)
+  assert "missing keys" in message and "layer_2" in message
+  assert "transformer/layer_0/attn/_query_norm/scale" in message
+  assert "unexpected keys" in message and "layer_3" in message
+  assert "mis-shaped" in message and "mlp/linear/w" in message
+  with pytest.raises(FileNotFoundError, match="Kaggle"):
+    checkpoints.load_params(tmp_path / "nope", config)
+
+
+def test_load_params_onto_mesh(tmp_path):
+  config = ref.tiny_config("gemma1_mha")
+  params = ref.random_params(config)
+  checkpoints.save_params(params, tmp_path / "c", layout="kaggle")
+  mesh = sharding.make_mesh((2, 2, 2))
+  loaded = checkpoints.load_params(tmp_path / "c", config, mesh=mesh)
+  qkv = loaded["layers"]["attn"]["qkv_einsum"]["w"]
+  assert qkv.sharding.spec == jax.sharding.PartitionSpec(
+      None, None, "tensor", "fsdp", None)
+  jax.tree.map(np.testing.assert_array_equal, loaded, params)
