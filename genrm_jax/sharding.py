@@ -10,6 +10,7 @@ failing, so one rule set works for every model size.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Sequence
 
@@ -120,3 +121,11 @@ def batch_sharding(mesh: Mesh, ndim: int = 2,
 def flax_rules(rules: Rules = DEFAULT_RULES):
   """Context for `nn.with_logical_constraint` inside jitted functions."""
   return nn.logical_axis_rules(list(rules))
+
+
+@contextlib.contextmanager
+def use_mesh(mesh: Mesh, rules: Rules = DEFAULT_RULES):
+  """Makes `mesh` current and the logical rules active: the context a jitted
+  step whose activations carry logical constraints runs in."""
+  with jax.set_mesh(mesh), flax_rules(rules):
+    yield mesh

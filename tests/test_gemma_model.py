@@ -82,7 +82,7 @@ def test_sharded_forward_equals_single_device(mesh_shape):
   if mesh_shape[1] > 1:  # FSDP really splits the embedding table
     table = sharded_params["embedder"]["input_embedding"]
     assert table.addressable_shards[0].data.shape[1] < config.embed_dim
-  with mesh, sharding.flax_rules():
+  with sharding.use_mesh(mesh):
     got = jax.jit(lambda p, t: _apply(config, p, t).logits)(
         sharded_params, sharded_tokens)
   ref.assert_close(got, expected, rtol=1e-5)

@@ -621,6 +621,19 @@ class Transformer(nn.Module):
     return Output(logits=logits, hidden_states=x, cache=new_cache)
 
 
+def logits_from_hidden(config: TransformerConfig, params, hidden) -> jax.Array:
+  """The output projection (tied embedding + final soft-cap) on final hidden
+  states, e.g. only the last position during sampling, so no [B, L, V]
+  buffer is ever built."""
+  table = params["embedder"]["input_embedding"].astype(config.compute_dtype)
+  logits = jnp.einsum("...D,VD->...V", hidden.astype(config.compute_dtype),
+                      table, preferred_element_type=jnp.float32)
+  if config.final_logit_softcap is not None:
+    cap = config.final_logit_softcap
+    logits = jnp.tanh(logits / cap) * cap
+  return logits
+
+
 class Embedder(nn.Module):
   """Token embedding, also the (tied) output projection."""
 

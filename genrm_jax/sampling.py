@@ -1,0 +1,267 @@
+"""Batched sampling with a KV cache: prefill once, then decode in one jitted
+`while_loop`.
+
+* Prompts are left-padded to a length bucket and the batch to a size bucket,
+  so a run over many batches compiles once per bucket, not once per batch.
+* Memory does not grow with vocabulary x length: the prefill projects only
+  the last position onto the vocabulary, and each decode step makes one
+  [B, V] row of logits.
+* Greedy (temperature 0), temperature, top-k and top-p; stops on EOS / stop
+  tokens (in the loop, which exits as soon as every row is done) and on stop
+  strings (cut on the host after decoding).
+* Returns the sampled tokens and their log-probabilities under the model's
+  *unmodified* distribution (temperature 1, no truncation), as scorers
+  expect; `sample_logprobs` has those of the distribution actually sampled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genrm_jax import sharding as sharding_lib
+from genrm_jax.models import gemma
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+  max_new_tokens: int = 256
+  temperature: float = 0.0  # 0: greedy
+  top_k: int = 0  # 0: no top-k truncation
+  top_p: float = 1.0  # 1: no nucleus truncation
+  stop_tokens: tuple[int, ...] = (gemma.EOS_ID,)
+  stop_strings: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass
+class SampleOutput:
+  tokens: list[list[int]]  # new tokens, stop token excluded
+  logprobs: list[list[float]]  # model log p of each new token
+  sample_logprobs: list[list[float]]  # log p under the sampling distribution
+  finished: list[bool]  # True if a stop token / string ended the row
+  texts: list[str] | None = None
+
+
+def _bucket(n: int, buckets: Sequence[int]) -> int:
+  for b in buckets:
+    if n <= b:
+      return b
+  top = buckets[-1]
+  return -(-n // top) * top  # beyond the largest: a multiple of it
+
+
+def _filter_logits(logits, temperature, top_k: int, use_top_p: bool, top_p):
+  """Tempered, truncated logits to sample from ([B, V], float32)."""
+  logits = logits / jnp.maximum(temperature, 1e-6)
+  if top_k:
+    kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
+    logits = jnp.where(logits < kth, -jnp.inf, logits)
+  if use_top_p:
+    sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    # Keep the smallest prefix whose mass reaches top_p (always >= 1 token).
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    keep = mass_before < top_p
+    threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1,
+                        keepdims=True)
+    logits = jnp.where(logits < threshold, -jnp.inf, logits)
+  return logits
+
+
+class Sampler:
+  """Samples continuations of token prompts from a Gemma model.
+
+  Example:
+    sampler = Sampler(config, params, tokenizer=tok)
+    out = sampler.generate(["Q: 2+2?"], SamplingParams(max_new_tokens=32))
+  """
+
+  def __init__(self, config: gemma.TransformerConfig, params,
+               tokenizer=None, mesh: jax.sharding.Mesh | None = None,
+               prompt_buckets: Sequence[int] = (32, 64, 128, 256, 512, 1024,
+                                                2048),
+               batch_buckets: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128,
+                                               256),
+               cache_dtype: Any = None):
+    self.config = config
+    self.params = params
+    self.tokenizer = tokenizer
+    self.mesh = mesh
+    self.prompt_buckets = tuple(prompt_buckets)
+    self.batch_buckets = tuple(batch_buckets)
+    self.cache_dtype = jnp.dtype(cache_dtype or config.dtype)
+    self._model = gemma.Transformer(config)
+    self._compiled: dict[tuple, Any] = {}
+
+  # ---------------------------------------------------------------------------
+  def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]],
+               params: SamplingParams = SamplingParams(),
+               rng: jax.Array | int = 0, add_bos: bool = True) -> SampleOutput:
+    """Samples one continuation per prompt (repeat prompts for N samples)."""
+    if isinstance(rng, int):
+      rng = jax.random.PRNGKey(rng)
+    texts_in = prompts and isinstance(prompts[0], str)
+    if texts_in:
+      if self.tokenizer is None:
+        raise ValueError("Text prompts need a tokenizer: Sampler(..., "
+                         "tokenizer=genrm_jax.models.tokenizer.load(path)).")
+      prompts = [self.tokenizer.encode(p, add_bos=add_bos) for p in prompts]
+    prompts = [list(map(int, p)) for p in prompts]
+    if not prompts or min(len(p) for p in prompts) == 0:
+      raise ValueError("Every prompt needs at least one token.")
+
+    batch = _bucket(len(prompts), self.batch_buckets)
+    if self.mesh is not None:  # the batch must split over the data axes
+      shards = _batch_shards(self.mesh)
+      batch = -(-batch // shards) * shards
+    length = _bucket(max(len(p) for p in prompts), self.prompt_buckets)
+    tokens = np.zeros((batch, length), np.int32)
+    segments = np.zeros((batch, length), np.int32)
+    for i, p in enumerate(prompts):  # left-pad: generation starts aligned
+      tokens[i, length - len(p):] = p
+      segments[i, length - len(p):] = 1
+    tokens[len(prompts):, -1] = gemma.BOS_ID  # dummy rows, results dropped
+    segments[len(prompts):, -1] = 1
+    live = np.arange(batch) < len(prompts)  # dummy rows start done
+
+    fn = self._get_fn(batch, length, params)
+    stop = np.full((max(len(params.stop_tokens), 1),), -1, np.int32)
+    stop[:len(params.stop_tokens)] = params.stop_tokens
+    args = (self.params, tokens, segments, live, rng,
+            np.float32(params.temperature), np.float32(params.top_p), stop)
+    if self.mesh is not None:
+      rows = sharding_lib.batch_sharding(self.mesh)
+      args = (args[0], jax.device_put(tokens, rows),
+              jax.device_put(segments, rows), *args[3:])
+      with sharding_lib.use_mesh(self.mesh):
+        out_tokens, logprobs, sample_lp, lengths, finished = fn(*args)
+    else:
+      out_tokens, logprobs, sample_lp, lengths, finished = fn(*args)
+    out_tokens, logprobs, sample_lp, lengths, finished = jax.device_get(
+        (out_tokens, logprobs, sample_lp, lengths, finished))
+
+    result = SampleOutput([], [], [], [], [] if self.tokenizer else None)
+    for i in range(len(prompts)):
+      n = int(lengths[i])
+      toks = out_tokens[i, :n].tolist()
+      lps = logprobs[i, :n].tolist()
+      slps = sample_lp[i, :n].tolist()
+      done = bool(finished[i])
+      text = None
+      if self.tokenizer is not None:
+        text = self.tokenizer.decode(toks)
+        text, toks, lps, slps, hit = self._cut_at_stop_string(
+            text, toks, lps, slps, params.stop_strings)
+        done = done or hit
+        result.texts.append(text)
+      result.tokens.append(toks)
+      result.logprobs.append(lps)
+      result.sample_logprobs.append(slps)
+      result.finished.append(done)
+    return result
+
+  def _cut_at_stop_string(self, text, toks, lps, slps, stop_strings):
+    cuts = [text.find(s) + len(s) for s in stop_strings if s in text]
+    if not cuts:
+      return text, toks, lps, slps, False
+    cut = min(cuts)
+    # Keep the shortest token prefix whose text covers the stop string.
+    for n in range(1, len(toks) + 1):
+      if len(self.tokenizer.decode(toks[:n])) >= cut:
+        break
+    return text[:cut], toks[:n], lps[:n], slps[:n], True
+
+  # ---------------------------------------------------------------------------
+  def _get_fn(self, batch: int, length: int, params: SamplingParams):
+    key = (batch, length, params.max_new_tokens, params.top_k,
+           params.top_p < 1.0, params.temperature == 0.0,
+           len(params.stop_tokens))
+    if key not in self._compiled:
+      self._compiled[key] = jax.jit(functools.partial(
+          self._sample, max_new_tokens=params.max_new_tokens,
+          top_k=params.top_k, use_top_p=params.top_p < 1.0,
+          greedy=params.temperature == 0.0))
+    return self._compiled[key]
+
+  def _sample(self, params, tokens, segments, live, rng, temperature, top_p,
+              stop,
+              *, max_new_tokens: int, top_k: int, use_top_p: bool,
+              greedy: bool):
+    cfg = self.config
+    batch, length = tokens.shape
+    cache = gemma.init_cache(cfg, batch, length + max_new_tokens,
+                             self.cache_dtype)
+    out = self._model.apply({"params": params}, tokens, segment_ids=segments,
+                            cache=cache, return_logits=False)
+    logits = gemma.logits_from_hidden(cfg, params, out.hidden_states[:, -1])
+    # Next position of every row: the count of its real prompt tokens.
+    next_pos = jnp.sum(segments, axis=-1).astype(jnp.int32)
+
+    def pick(logits, rng):
+      log_p = jax.nn.log_softmax(logits, axis=-1)
+      if greedy:
+        token = jnp.argmax(logits, axis=-1)
+        sample_lp = jnp.zeros(token.shape, jnp.float32)
+      else:
+        filtered = _filter_logits(logits, temperature, top_k, use_top_p, top_p)
+        token = jax.random.categorical(rng, filtered, axis=-1)
+        sample_lp = jnp.take_along_axis(
+            jax.nn.log_softmax(filtered, axis=-1), token[:, None], 1)[:, 0]
+      model_lp = jnp.take_along_axis(log_p, token[:, None], 1)[:, 0]
+      return token.astype(jnp.int32), model_lp, sample_lp
+
+    state = dict(
+        step=jnp.zeros((), jnp.int32),
+        cache=out.cache,
+        logits=logits,
+        pos=next_pos,
+        done=~live,
+        lengths=jnp.zeros((batch,), jnp.int32),
+        finished=jnp.zeros((batch,), bool),
+        tokens=jnp.zeros((batch, max_new_tokens), jnp.int32),
+        logprobs=jnp.zeros((batch, max_new_tokens), jnp.float32),
+        sample_lp=jnp.zeros((batch, max_new_tokens), jnp.float32),
+        rng=rng,
+    )
+
+    def cond(s):
+      return (s["step"] < max_new_tokens) & ~jnp.all(s["done"])
+
+    def body(s):
+      rng, step_rng = jax.random.split(s["rng"])
+      token, model_lp, sample_lp = pick(s["logits"], step_rng)
+      is_stop = jnp.any(token[:, None] == stop[None, :], axis=-1)
+      active = ~s["done"]
+      emit = active & ~is_stop
+      step = s["step"]
+      tokens = s["tokens"].at[:, step].set(jnp.where(emit, token, 0))
+      logprobs = s["logprobs"].at[:, step].set(jnp.where(emit, model_lp, 0.))
+      slp = s["sample_lp"].at[:, step].set(jnp.where(emit, sample_lp, 0.))
+      done = s["done"] | is_stop
+      out = self._model.apply(
+          {"params": params}, token[:, None], positions=s["pos"][:, None],
+          segment_ids=jnp.ones((batch, 1), jnp.int32), cache=s["cache"],
+          return_logits=False)
+      logits = gemma.logits_from_hidden(cfg, params, out.hidden_states[:, 0])
+      return dict(
+          step=step + 1, cache=out.cache, logits=logits, pos=s["pos"] + 1,
+          done=done, lengths=s["lengths"] + emit.astype(jnp.int32),
+          finished=s["finished"] | (active & is_stop), tokens=tokens,
+          logprobs=logprobs, sample_lp=slp, rng=rng)
+
+    s = jax.lax.while_loop(cond, body, state)
+    return s["tokens"], s["logprobs"], s["sample_lp"], s["lengths"], s[
+        "finished"]
+
+
+def _batch_shards(mesh: jax.sharding.Mesh) -> int:
+  spec = sharding_lib.batch_sharding(mesh).spec[0]
+  if spec is None:
+    return 1
+  axes = (spec,) if isinstance(spec, str) else spec
+  return int(np.prod([mesh.shape[a] for a in axes]))
