@@ -1,0 +1,396 @@
+"""Best-of-N statistics: verifier Best-of-n, majority vote, pass@n (pure numpy).
+
+Every curve point is the *expected* accuracy when a problem's pool of N
+candidates is replaced by a uniformly random size-n subset of it, averaged over
+problems. Using every subset rather than the first n candidates removes the
+noise of one arbitrary ordering (and any bias of the generator's ordering) at
+no cost in data: each estimate uses the whole pool.
+
+Per problem (N candidates, c of them correct):
+
+* pass@n: P(a random n-subset holds a correct candidate) = 1 - C(N-c, n)/C(N, n)
+  (the standard unbiased estimator, Chen et al. 2021).
+* Best-of-n (a verifier's scores): the subset's highest-scored candidate is
+  chosen. Ties in score are split evenly: when several candidates of the subset
+  share the top score, each is chosen with equal probability. Closed form:
+  group candidates by distinct score s (g_s of them, L_s scoring strictly
+  lower); the subset's maximum is s with probability
+  [C(L_s + g_s, n) - C(L_s, n)] / C(N, n), and given that, every candidate of
+  group s is equally likely to be the chosen one (the subset is exchangeable
+  within the group), so it contributes the group's fraction correct. Without
+  ties this is the familiar C(L_i, n-1)/C(N, n) for candidate i. Scores tie
+  only when exactly equal as floats.
+* Majority vote (self-consistency): the most frequent answer of the subset
+  wins; candidates without an answer (key None) never win. A tie between
+  answers is broken uniformly at random, i.e. counts as the fraction of tied
+  answers that are correct; a subset with no answer at all is wrong. An answer
+  group whose candidates disagree on `correct` (the grader's equivalence is
+  finer than the voting key) is correct with the group's fraction correct (a
+  random member of the group stands for it). Computed exactly by dynamic
+  programming over answer groups (pools up to `EXACT_MAJORITY_MAX_N`
+  candidates), else by Monte-Carlo over random subsets with a fixed seed.
+
+`bootstrap_ci` resamples problems (the unit that varies between benchmarks)
+with replacement, the same resamples for every method so intervals are paired.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Hashable, Mapping, Optional, Sequence
+
+import numpy as np
+
+# Beyond this many candidates per problem the exact majority-vote DP gets slow
+# (cubic in N) and binomials approach float64 range; Monte-Carlo takes over.
+EXACT_MAJORITY_MAX_N = 256
+DEFAULT_MAJORITY_SAMPLES = 4000
+
+
+def _log_factorials(n: int) -> np.ndarray:
+  return np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
+
+
+def _comb_ratio(k, n, total: int, log_fact: np.ndarray) -> np.ndarray:
+  """C(k, n) / C(total, n), broadcast over integer arrays k and n (0 if k < n).
+
+  Computed as k!/(k-n)! * (total-n)!/total! in log space (n! cancels), which
+  stays accurate for pools far larger than float64 binomials allow.
+  """
+  k, n = np.broadcast_arrays(np.asarray(k), np.asarray(n))
+  valid = (k >= n) & (n >= 0)
+  kk, nn = np.where(valid, k, 0), np.where(valid, n, 0)
+  log_ratio = (log_fact[kk] - log_fact[kk - nn] + log_fact[total - nn] -
+               log_fact[total])
+  return np.where(valid, np.exp(log_ratio), 0.0)
+
+
+def _check_pool(correct, n_max: int) -> np.ndarray:
+  correct = np.asarray(correct, dtype=np.float64)
+  if correct.ndim != 1 or correct.size == 0:
+    raise ValueError(f'a pool needs a non-empty 1-D `correct`, got shape {correct.shape}')
+  if not 1 <= n_max <= correct.size:
+    raise ValueError(f'n_max={n_max} must be in [1, N={correct.size}]')
+  return correct
+
+
+def pass_at_n(correct: Sequence[bool], n_max: int) -> np.ndarray:
+  """pass@n for n = 1..n_max of one problem's pool (index n-1)."""
+  correct = _check_pool(correct, n_max)
+  total = correct.size
+  num_correct = int(correct.sum())
+  n = np.arange(1, n_max + 1)
+  return 1.0 - _comb_ratio(total - num_correct, n, total, _log_factorials(total))
+
+
+def best_of_n(scores: Sequence[float], correct: Sequence[bool], n_max: int) -> np.ndarray:
+  """Expected Best-of-n accuracy for n = 1..n_max of one pool (ties split evenly)."""
+  correct = _check_pool(correct, n_max)
+  scores = np.asarray(scores, dtype=np.float64)
+  if scores.shape != correct.shape:
+    raise ValueError(f'scores {scores.shape} and correct {correct.shape} differ in shape')
+  if not np.all(np.isfinite(scores)):
+    raise ValueError('scores must be finite')
+  total = correct.size
+  _, group, sizes = np.unique(scores, return_inverse=True, return_counts=True)
+  group_correct = np.bincount(group, weights=correct) / sizes
+  upper = np.cumsum(sizes)  # candidates scoring <= this group's score
+  lower = upper - sizes     # candidates scoring strictly lower
+  n = np.arange(1, n_max + 1)[:, None]
+  log_fact = _log_factorials(total)
+  p_top = _comb_ratio(upper, n, total, log_fact) - _comb_ratio(lower, n, total, log_fact)
+  return p_top @ group_correct
+
+
+def _answer_groups(keys: Sequence[Optional[Hashable]], correct: np.ndarray):
+  """Sizes and fraction correct of each non-None answer group, and #None."""
+  index = {}
+  for key in keys:
+    if key is not None and key not in index:
+      index[key] = len(index)
+  gid = np.array([-1 if key is None else index[key] for key in keys], dtype=np.int64)
+  answered = gid >= 0
+  sizes = np.bincount(gid[answered], minlength=len(index))
+  frac_correct = np.bincount(gid[answered], weights=correct[answered],
+                             minlength=len(index)) / np.maximum(sizes, 1)
+  return gid, sizes, frac_correct
+
+
+def _majority_exact(sizes: np.ndarray, frac_correct: np.ndarray, total: int,
+                    n_max: int) -> np.ndarray:
+  """Exact expected majority-vote accuracy by DP over answer groups.
+
+  For each possible winning count k, only groups with >= k members can reach
+  k; the rest (and unanswered candidates) are free, and together they choose
+  c of their F members in C(F, c) ways (Vandermonde). Over the constrained
+  groups a DP tracks, per (subset size x, number t of groups at exactly k):
+  `ways` = the number of subsets with every group <= k, and `weighted` = the
+  same subsets weighted by the summed fraction correct of the groups at k.
+  Winning at k contributes weighted / t (uniform tie-break); dividing by
+  C(N, n) turns counts into expectations. Work: one DP step per (group, k <=
+  group size), i.e. at most N steps of an (n_max+1)^2 matrix product.
+  """
+  width = n_max + 1
+  log_fact = _log_factorials(total)
+  # binom[a, c] = C(a, c) for a <= total, c <= n_max (0 where c > a).
+  a, c = np.arange(total + 1)[:, None], np.arange(width)[None, :]
+  cc = np.minimum(a, c)
+  binom = np.where(c <= a, np.exp(log_fact[a] - log_fact[cc] - log_fact[a - cc]), 0.0)
+  # shift[i, j] = i - j: polynomial products as Toeplitz matrices.
+  shift = np.arange(width)[:, None] - np.arange(width)[None, :]
+  lower_tri = shift >= 0
+  shift = np.maximum(shift, 0)
+  expected = np.zeros(width)
+  for k in range(1, min(int(sizes.max(initial=0)), n_max) + 1):
+    constrained = np.flatnonzero(sizes >= k)
+    num_free = total - int(sizes[constrained].sum())
+    t_max = len(constrained)
+    ways = np.zeros((width, t_max + 1))
+    weighted = np.zeros_like(ways)
+    ways[0, 0] = 1.0
+    for g in constrained:
+      # Choose c < k members of group g: multiply by the polynomial sum_c C(a, c) x^c.
+      below = np.where(lower_tri & (shift < k), binom[sizes[g]][shift], 0.0)
+      new_ways, new_weighted = below @ ways, below @ weighted
+      # Choose exactly k: one more group at the top count.
+      at_k = binom[sizes[g], k]  # k <= n_max, so the slices below are non-empty
+      new_ways[k:, 1:] += at_k * ways[:-k, :-1]
+      new_weighted[k:, 1:] += at_k * (weighted[:-k, :-1] + frac_correct[g] * ways[:-k, :-1])
+      ways, weighted = new_ways, new_weighted
+    free = np.where(lower_tri, binom[num_free][shift], 0.0)
+    weighted = free @ weighted
+    expected += (weighted[:, 1:] / np.arange(1, t_max + 1)).sum(axis=1)
+  n = np.arange(1, width)
+  return expected[1:] / np.exp(log_fact[total] - log_fact[n] - log_fact[total - n])
+
+
+def _majority_monte_carlo(gid: np.ndarray, frac_correct: np.ndarray, n_max: int,
+                          num_samples: int, rng: np.random.Generator) -> np.ndarray:
+  """Majority vote over random subsets: prefixes of random permutations."""
+  num_groups = frac_correct.size
+  total = gid.size
+  # Each row's first n entries are a uniform random n-subset, for every n.
+  perms = np.argsort(rng.random((num_samples, total)), axis=1)[:, :n_max]
+  column = np.where(gid < 0, num_groups, gid)  # unanswered go to a dummy column
+  counts = np.zeros((num_samples, num_groups + 1), dtype=np.int64)
+  rows = np.arange(num_samples)
+  out = np.zeros(n_max)
+  for j in range(n_max):
+    counts[rows, column[perms[:, j]]] += 1
+    votes = counts[:, :num_groups]
+    top = votes.max(axis=1, initial=0)
+    winners = (votes == top[:, None]) & (top[:, None] > 0)
+    num_winners = winners.sum(axis=1)
+    value = (winners @ frac_correct) / np.maximum(num_winners, 1)
+    out[j] = value.mean()
+  return out
+
+
+def majority_vote(answer_keys: Sequence[Optional[Hashable]], correct: Sequence[bool],
+                  n_max: int, *, exact: Optional[bool] = None,
+                  num_samples: int = DEFAULT_MAJORITY_SAMPLES,
+                  rng: Optional[np.random.Generator] = None) -> np.ndarray:
+  """Expected majority-vote accuracy for n = 1..n_max of one pool.
+
+  Args:
+    answer_keys: Per candidate, its normalized answer (equal keys vote
+      together) or None (no answer: never wins).
+    correct: Per candidate, whether it is correct.
+    n_max: Largest subset size.
+    exact: True: dynamic programming; False: Monte-Carlo; None (default):
+      exact for pools up to `EXACT_MAJORITY_MAX_N` candidates.
+    num_samples: Monte-Carlo subsets per n.
+    rng: Monte-Carlo generator (default: seeded with 0, reproducible).
+  """
+  correct = _check_pool(correct, n_max)
+  if len(answer_keys) != correct.size:
+    raise ValueError(f'{len(answer_keys)} answer keys for {correct.size} candidates')
+  gid, sizes, frac_correct = _answer_groups(answer_keys, correct)
+  if sizes.size == 0:
+    return np.zeros(n_max)  # nothing to vote for
+  if exact is None:
+    exact = correct.size <= EXACT_MAJORITY_MAX_N
+  if exact:
+    return _majority_exact(sizes, frac_correct, correct.size, n_max)
+  rng = rng if rng is not None else np.random.default_rng(0)
+  return _majority_monte_carlo(gid, frac_correct, n_max, num_samples, rng)
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> Optional[float]:
+  """Area under the ROC curve (ties count 1/2); None if only one class is present."""
+  scores = np.asarray(scores, dtype=np.float64)
+  labels = np.asarray(labels, dtype=bool)
+  num_pos = int(labels.sum())
+  num_neg = labels.size - num_pos
+  if num_pos == 0 or num_neg == 0:
+    return None
+  # Mann-Whitney U with mid-ranks for tied scores.
+  _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+  mid_rank = np.cumsum(counts) - (counts - 1) / 2.0
+  rank_sum = mid_rank[inverse][labels].sum()
+  return float((rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
+
+
+def expected_calibration_error(scores: Sequence[float], labels: Sequence[bool],
+                               num_bins: int = 10) -> Optional[float]:
+  """ECE over equal-width bins; None unless all scores are probabilities in [0, 1]."""
+  scores = np.asarray(scores, dtype=np.float64)
+  labels = np.asarray(labels, dtype=np.float64)
+  if scores.size == 0 or scores.min() < 0.0 or scores.max() > 1.0:
+    return None
+  bins = np.minimum((scores * num_bins).astype(np.int64), num_bins - 1)
+  count = np.bincount(bins, minlength=num_bins)
+  gap = np.abs(np.bincount(bins, weights=labels, minlength=num_bins) -
+               np.bincount(bins, weights=scores, minlength=num_bins))
+  return float(gap.sum() / scores.size)
+
+
+def bootstrap_ci(per_problem: Mapping[str, np.ndarray], num_resamples: int, seed: int,
+                 level: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Percentile bootstrap intervals of the mean over problems.
+
+  Args:
+    per_problem: name -> array [num_problems, ...] of per-problem values; all
+      share the same problems (rows), so one set of resamples serves every
+      name (paired intervals).
+    num_resamples: Bootstrap resamples (problems drawn with replacement).
+    seed: Seed of the resampling.
+    level: Coverage of the interval.
+
+  Returns:
+    name -> (lower, upper), each shaped like one row.
+  """
+  sizes = {value.shape[0] for value in per_problem.values()}
+  if len(sizes) != 1:
+    raise ValueError(f'per-problem arrays disagree on the number of problems: {sizes}')
+  (num_problems,) = sizes
+  rng = np.random.default_rng(seed)
+  # How often each problem is drawn in each resample: [B, P] weights, so every
+  # resampled mean is one matrix product.
+  draws = rng.integers(0, num_problems, size=(num_resamples, num_problems))
+  offsets = (np.arange(num_resamples) * num_problems)[:, None]
+  weights = np.bincount((draws + offsets).ravel(),
+                        minlength=num_resamples * num_problems).reshape(
+                            num_resamples, num_problems) / num_problems
+  tail = (1.0 - level) / 2.0 * 100.0
+  out = {}
+  for name, value in per_problem.items():
+    value = np.asarray(value, dtype=np.float64)
+    means = weights @ value.reshape(num_problems, -1)
+    lo, hi = np.percentile(means, [tail, 100.0 - tail], axis=0)
+    out[name] = (lo.reshape(value.shape[1:]), hi.reshape(value.shape[1:]))
+  return out
+
+
+def log2_grid(n_max: int) -> list[int]:
+  """1, 2, 4, ... up to n_max, plus n_max itself: the table's columns."""
+  grid = [2**i for i in range(int(math.log2(n_max)) + 1)]
+  return grid if grid[-1] == n_max else grid + [n_max]
+
+
+# -----------------------------------------------------------------------------
+# Across problems.
+# -----------------------------------------------------------------------------
+
+MAJORITY_VOTE = 'majority_vote'
+PASS_AT_N = 'pass_at_n'
+FIRST_SAMPLE = 'first_sample'
+RESERVED_METHODS = (MAJORITY_VOTE, PASS_AT_N, FIRST_SAMPLE)
+
+
+class Pool:
+  """One problem's candidates: correctness, answer keys, scores per verifier.
+
+  Attributes:
+    problem_id: The problem.
+    correct: bool [N], in the candidate store's order (index 0 is the first
+      sample).
+    answer_keys: N normalized answers (None: no answer) for majority voting.
+    scores: verifier name -> float [N].
+  """
+
+  def __init__(self, problem_id: str, correct: Sequence[bool],
+               answer_keys: Sequence[Optional[Hashable]],
+               scores: Mapping[str, Sequence[float]]):
+    self.problem_id = problem_id
+    self.correct = np.asarray(correct, dtype=bool)
+    self.answer_keys = list(answer_keys)
+    self.scores = {name: np.asarray(value, dtype=np.float64) for name, value in scores.items()}
+    if len(self.answer_keys) != self.correct.size or any(
+        value.shape != self.correct.shape for value in self.scores.values()):
+      raise ValueError(f'problem {problem_id!r}: correct, answer_keys and scores '
+                       'must all have one entry per candidate')
+
+  @property
+  def size(self) -> int:
+    return self.correct.size
+
+
+def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, *,
+                   num_bootstrap: int = 1000, seed: int = 0,
+                   majority_exact: Optional[bool] = None,
+                   majority_samples: int = DEFAULT_MAJORITY_SAMPLES) -> dict:
+  """Best-of-n curves of every verifier, majority vote and pass@n, with CIs.
+
+  Pools may differ in size: each problem's expectation uses its whole pool,
+  so n runs up to the smallest pool (`n_max` must not exceed it).
+
+  Args:
+    pools: The problems.
+    verifiers: Names to read from each pool's `scores`.
+    n_max: Largest n.
+    num_bootstrap: Bootstrap resamples for the 95% intervals (0: none).
+    seed: Seeds the bootstrap and any Monte-Carlo majority vote.
+    majority_exact: See `majority_vote`'s `exact`.
+    majority_samples: Monte-Carlo subsets per n when not exact.
+
+  Returns:
+    A dict: 'curves' {method: float [n_max]}, 'ci95' {method: (lo [n_max],
+    hi [n_max])} (empty without bootstrap), 'first_sample' (accuracy, (lo,
+    hi) or None), 'auroc' and 'ece' {verifier: float or None}, and
+    'per_problem' {method: float [P, n_max]}.
+  """
+  if not pools:
+    raise ValueError('no problems to evaluate')
+  smallest = min(pool.size for pool in pools)
+  if not 1 <= n_max <= smallest:
+    raise ValueError(f'n_max={n_max} must be in [1, {smallest}] (the smallest pool)')
+  clash = sorted(set(verifiers) & set(RESERVED_METHODS))
+  if clash:
+    raise ValueError(f'verifier name(s) {clash} clash with built-in methods {RESERVED_METHODS}')
+  per_problem = {name: np.zeros((len(pools), n_max)) for name in verifiers}
+  per_problem[MAJORITY_VOTE] = np.zeros((len(pools), n_max))
+  per_problem[PASS_AT_N] = np.zeros((len(pools), n_max))
+  first = np.zeros((len(pools), 1))
+  for i, pool in enumerate(pools):
+    for name in verifiers:
+      per_problem[name][i] = best_of_n(pool.scores[name], pool.correct, n_max)
+    per_problem[MAJORITY_VOTE][i] = majority_vote(
+        pool.answer_keys, pool.correct, n_max, exact=majority_exact,
+        num_samples=majority_samples,
+        # One stream per problem: a problem's estimate does not depend on
+        # which other problems are evaluated with it.
+        rng=np.random.default_rng([seed, i]))
+    per_problem[PASS_AT_N][i] = pass_at_n(pool.correct, n_max)
+    first[i] = pool.correct[0]
+
+  curves = {name: value.mean(axis=0) for name, value in per_problem.items()}
+  ci95, first_ci = {}, None
+  if num_bootstrap > 0:
+    ci95 = bootstrap_ci({**per_problem, FIRST_SAMPLE: first}, num_bootstrap, seed)
+    lo, hi = ci95.pop(FIRST_SAMPLE)
+    first_ci = (float(lo[0]), float(hi[0]))
+  correct_all = np.concatenate([pool.correct for pool in pools])
+  auc, ece = {}, {}
+  for name in verifiers:
+    scores_all = np.concatenate([pool.scores[name] for pool in pools])
+    auc[name] = auroc(scores_all, correct_all)
+    ece[name] = expected_calibration_error(scores_all, correct_all)
+  return {
+      'curves': curves,
+      'ci95': ci95,
+      'first_sample': (float(first.mean()), first_ci),
+      'auroc': auc,
+      'ece': ece,
+      'per_problem': per_problem,
+  }

@@ -1,0 +1,402 @@
+r"""Best-of-N evaluation of verifiers from a candidate store and score files.
+
+  python -m genrm_jax.evaluate --candidates=C.jsonl \
+      --scores=genrm.jsonl,disc.jsonl --out=DIR [--n_max=N] [--bootstrap=1000]
+
+Works from files alone (no model, accelerator or TensorFlow), so any external
+verifier's scores can be compared. Writes:
+
+* `DIR/results.json`: `curves[method][str(n)]` = accuracy for every verifier
+  name, `majority_vote` and `pass_at_n`, n = 1..N; `ci95[method][str(n)]` =
+  [lo, hi] (95% bootstrap over problems; absent with --bootstrap=0);
+  `n_problems`; `n_candidates` (candidates evaluated, all problems together);
+  `n_max` (N); `candidates_per_problem` {min, max}; `first_sample` {accuracy,
+  ci95} (each problem's first candidate in store order, e.g. a greedy sample
+  written first; one *random* sample's expected accuracy is n = 1 of any
+  curve); `auroc` (pooled over problems) and `ece` (scores in [0, 1] only)
+  per verifier; and the arguments.
+* `DIR/curves.csv`: one row per (method, n): accuracy, ci95_lo, ci95_hi.
+* `DIR/best_of_n.png`: accuracy vs n (log2 axis), 95% bands, first-sample
+  accuracy dotted.
+and prints a table (methods x n = 1, 2, 4, ..., N).
+
+Statistics are exact expectations over random size-n subsets of each pool
+(see `genrm_jax.best_of_n`). Input rules:
+
+* Pools of different sizes: each problem uses its whole pool; curves run to
+  N = the smallest pool (a warning says so). `--n_max` may lower N, not raise
+  it.
+* A verifier with several rows per candidate (GenRM-CoT's K rationales, `k`)
+  scores the candidate by their mean (the paper's MajV@K average of p(Yes)).
+  A repeated (candidate, verifier, k) row is ignored if its score is equal (a
+  resumed writer) and an error otherwise.
+* Majority voting groups answers by `grading.normalize_answer` of the
+  candidate's `task` (or `--task`); without a known task, by the answer text
+  with whitespace collapsed.
+* Errors name the file and line: malformed rows, a score for a candidate the
+  store does not have, duplicate candidates. Candidates a verifier did not
+  score are an error listing some. `--allow_missing` instead skips unknown
+  score rows and drops problems not fully scored by every verifier (every
+  method is then evaluated on the same problems), and reports the counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from typing import Iterator, Optional, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from genrm_jax import best_of_n
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import grading
+
+_CANDIDATES = flags.DEFINE_string('candidates', None, 'Candidate store (JSON lines).')
+_SCORES = flags.DEFINE_list('scores', [], 'Verifier-score files (JSON lines), comma-separated.')
+_OUT = flags.DEFINE_string('out', None, 'Output directory.')
+_N_MAX = flags.DEFINE_integer('n_max', None, 'Largest n (default: the smallest pool).')
+_BOOTSTRAP = flags.DEFINE_integer('bootstrap', 1000,
+                                  'Bootstrap resamples for 95% intervals (0: none).')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the bootstrap (and Monte-Carlo votes).')
+_ALLOW_MISSING = flags.DEFINE_bool(
+    'allow_missing', False, 'Skip scores of unknown candidates and drop problems '
+    'some verifier did not fully score, instead of failing.')
+_TASK = flags.DEFINE_string(
+    'task', None, f'Grading task ({", ".join(grading.TASKS)}) for normalizing answers '
+    'of candidates without a "task" field.')
+_CONFIG = flags.DEFINE_string(
+    'config', None, 'Evaluation config: score the candidates with checkpoints first '
+    '(not yet implemented).')
+
+_MAX_LISTED = 5  # problems/candidates listed in an error message
+
+
+class InputError(ValueError):
+  """Input files that cannot be evaluated as they are; the message says why."""
+
+
+# -----------------------------------------------------------------------------
+# Reading.
+# -----------------------------------------------------------------------------
+
+
+def _read_rows(path: str, parse) -> Iterator[tuple[int, object]]:
+  """Yields (line number, parsed row); malformed rows raise MalformedRowError."""
+  if not os.path.isfile(path):
+    raise InputError(f'{path}: no such file')
+  with open(path, encoding='utf-8') as f:
+    for line_number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError as e:
+          raise ValueError(f'invalid JSON ({e.msg} at column {e.colno})') from None
+        yield line_number, parse(row)
+      except ValueError as e:
+        raise candidates_lib.MalformedRowError(path, line_number, str(e)) from None
+
+
+def _answer_key(candidate: candidates_lib.Candidate, default_task: Optional[str],
+                unknown_tasks: set) -> Optional[str]:
+  if candidate.answer is None:
+    return None
+  task = candidate.task or default_task
+  if task in grading.TASKS:
+    key = grading.normalize_answer(task, candidate.answer)
+    if key is not None:
+      return key
+  elif task is not None:
+    unknown_tasks.add(task)
+  # No canonical form: vote on the text itself (what self-consistency does).
+  return ' '.join(candidate.answer.split()) or None
+
+
+def load_pools(candidates_path: str, score_paths: Sequence[str], *,
+               task: Optional[str] = None, allow_missing: bool = False):
+  """Reads and checks the inputs.
+
+  Returns:
+    (pools, verifiers, notes): `best_of_n.Pool`s in store order, verifier
+    names in order of first appearance, and a dict of what was skipped.
+  """
+  if task is not None and task not in grading.TASKS:
+    raise InputError(f'--task={task!r} is not one of {", ".join(grading.TASKS)}')
+  problems: dict[str, list[candidates_lib.Candidate]] = {}
+  where: dict[tuple[str, str], int] = {}  # (problem, candidate) -> line
+  for line, cand in _read_rows(candidates_path, candidates_lib.Candidate.from_dict):
+    key = (cand.problem_id, str(cand.candidate_id))
+    if key in where:
+      raise InputError(f'{candidates_path}:{line}: candidate {cand.candidate_id!r} of problem '
+                       f'{cand.problem_id!r} repeats line {where[key]}')
+    where[key] = line
+    problems.setdefault(cand.problem_id, []).append(cand)
+  if not problems:
+    raise InputError(f'{candidates_path}: no candidates')
+
+  # verifier -> (problem, candidate) -> k -> (score, path, line)
+  scores: dict[str, dict[tuple[str, str], dict]] = {}
+  unknown_rows = 0
+  for path in score_paths:
+    for line, row in _read_rows(path, candidates_lib.VerifierScore.from_dict):
+      key = (row.problem_id, str(row.candidate_id))
+      if key not in where:
+        if allow_missing:
+          unknown_rows += 1
+          continue
+        raise InputError(
+            f'{path}:{line}: candidate {row.candidate_id!r} of problem {row.problem_id!r} '
+            f'is not in {candidates_path} (scores of another store? --allow_missing '
+            'skips such rows)')
+      if row.verifier in best_of_n.RESERVED_METHODS:
+        raise InputError(f'{path}:{line}: verifier name {row.verifier!r} is reserved for a '
+                         'built-in method; rename the verifier')
+      per_k = scores.setdefault(row.verifier, {}).setdefault(key, {})
+      if row.k in per_k:
+        score, first_path, first_line = per_k[row.k]
+        if score != row.score:
+          raise InputError(
+              f'{path}:{line}: verifier {row.verifier!r} scores candidate {row.candidate_id!r} '
+              f'of problem {row.problem_id!r} (k={row.k}) {row.score}, but '
+              f'{first_path}:{first_line} says {score}')
+        continue  # the same row again (a resumed writer): harmless
+      per_k[row.k] = (row.score, path, line)
+  verifiers = list(scores)
+
+  # Problems some verifier did not fully score.
+  unscored = {}  # problem -> (verifier, candidate) examples
+  for problem_id, cands in problems.items():
+    for name in verifiers:
+      for cand in cands:
+        if (problem_id, str(cand.candidate_id)) not in scores[name]:
+          unscored.setdefault(problem_id, (name, cand.candidate_id))
+  if unscored and not allow_missing:
+    examples = '; '.join(f'problem {p!r} candidate {c!r} (verifier {v!r})'
+                         for p, (v, c) in list(unscored.items())[:_MAX_LISTED])
+    raise InputError(
+        f'{len(unscored)} of {len(problems)} problems have candidates without a score from '
+        f'some verifier, e.g. {examples}. Score them, or pass --allow_missing to evaluate '
+        'only the fully scored problems.')
+
+  unknown_tasks: set = set()
+  pools = []
+  for problem_id, cands in problems.items():
+    if problem_id in unscored:
+      continue
+    pool_scores = {}
+    for name in verifiers:
+      per_candidate = [scores[name][(problem_id, str(c.candidate_id))] for c in cands]
+      pool_scores[name] = [sum(s for s, _, _ in per_k.values()) / len(per_k)
+                           for per_k in per_candidate]
+    pools.append(best_of_n.Pool(
+        problem_id, [c.correct for c in cands],
+        [_answer_key(c, task, unknown_tasks) for c in cands], pool_scores))
+  if not pools:
+    raise InputError('no problem is scored by every verifier; nothing to evaluate')
+  if unknown_tasks:
+    logging.warning('Unknown task(s) %s: majority vote groups their answers by text.',
+                    sorted(unknown_tasks))
+  notes = {'skipped_score_rows': unknown_rows, 'dropped_problems': len(unscored),
+           'dropped_problem_ids': list(unscored)[:_MAX_LISTED]}
+  return pools, verifiers, notes
+
+
+# -----------------------------------------------------------------------------
+# Writing.
+# -----------------------------------------------------------------------------
+
+
+def _by_n(values) -> dict:
+  return {str(n): v for n, v in enumerate(values, start=1)}
+
+
+def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: dict) -> dict:
+  methods = list(verifiers) + [best_of_n.MAJORITY_VOTE, best_of_n.PASS_AT_N]
+  sizes = [pool.size for pool in pools]
+  first_acc, first_ci = stats['first_sample']
+  results = {
+      'curves': {m: _by_n(float(v) for v in stats['curves'][m]) for m in methods},
+      'ci95': {m: _by_n([float(a), float(b)] for a, b in zip(*stats['ci95'][m]))
+               for m in methods if m in stats['ci95']},
+      'n_problems': len(pools),
+      'n_candidates': int(sum(sizes)),
+      'n_max': n_max,
+      'candidates_per_problem': {'min': min(sizes), 'max': max(sizes)},
+      'first_sample': {'accuracy': first_acc, 'ci95': list(first_ci) if first_ci else None},
+      'auroc': stats['auroc'],
+      'ece': stats['ece'],
+      'verifiers': list(verifiers),
+      'methods': methods,
+      **notes,
+      'args': args,
+  }
+  return results
+
+
+def _write_csv(path: str, results: dict) -> None:
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['method', 'n', 'accuracy', 'ci95_lo', 'ci95_hi'])
+    for method in results['methods']:
+      for n, acc in results['curves'][method].items():
+        lo, hi = results['ci95'].get(method, {}).get(n, ('', ''))
+        writer.writerow([method, n, acc, lo, hi])
+    first = results['first_sample']
+    lo, hi = first['ci95'] or ('', '')
+    writer.writerow([best_of_n.FIRST_SAMPLE, 1, first['accuracy'], lo, hi])
+
+
+def _plot(path: str, results: dict) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')  # files only; never needs a display
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  n_max = results['n_max']
+  ticks = best_of_n.log2_grid(n_max)  # markers here; the lines show every n
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  styles = {best_of_n.PASS_AT_N: dict(color='0.35', linestyle='--'),
+            best_of_n.MAJORITY_VOTE: dict(color='black')}
+  for method in results['methods']:
+    n = np.array([int(k) for k in results['curves'][method]])
+    acc = np.array(list(results['curves'][method].values())) * 100
+    line, = ax.plot(n, acc, marker='o', markersize=3, markevery=[t - 1 for t in ticks],
+                    label=method, **styles.get(method, {}))
+    if method in results['ci95']:
+      lo, hi = np.array(list(results['ci95'][method].values())).T * 100
+      ax.fill_between(n, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+  first = results['first_sample']
+  ax.axhline(first['accuracy'] * 100, color='0.5', linestyle=':', label='first sample')
+  ax.set_xscale('log', base=2)
+  ax.set_xticks(ticks, [str(t) for t in ticks])
+  ax.set_xlim(1, max(n_max, 2))
+  ax.set_xlabel('number of candidates n')
+  ax.set_ylabel('accuracy (%)')
+  ax.set_title(f'Best-of-n, {results["n_problems"]} problems (95% bootstrap bands)')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, loc='best')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def format_table(results: dict) -> str:
+  """Methods x n = 1, 2, 4, ..., N: accuracy (%) [95% CI], and AUROC."""
+  columns = best_of_n.log2_grid(results['n_max'])
+  header = ['method'] + [f'n={n}' for n in columns] + ['AUROC']
+  rows = []
+  for method in results['methods']:
+    cells = [method]
+    for n in columns:
+      acc = results['curves'][method][str(n)] * 100
+      ci = results['ci95'].get(method, {}).get(str(n))
+      cells.append(f'{acc:.1f}' + (f' [{ci[0] * 100:.1f},{ci[1] * 100:.1f}]' if ci else ''))
+    auc = results['auroc'].get(method)
+    cells.append('' if auc is None else f'{auc:.3f}')
+    rows.append(cells)
+  first = results['first_sample']
+  ci = first['ci95']
+  rows.append([best_of_n.FIRST_SAMPLE, f'{first["accuracy"] * 100:.1f}' +
+               (f' [{ci[0] * 100:.1f},{ci[1] * 100:.1f}]' if ci else '')] +
+              [''] * (len(columns) - 1) + [''])
+  widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+  fmt = lambda r: '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
+                            for i, (c, w) in enumerate(zip(r, widths)))
+  lines = [fmt(header), '  '.join('-' * w for w in widths)] + [fmt(r) for r in rows]
+  return '\n'.join(lines)
+
+
+# -----------------------------------------------------------------------------
+# Running.
+# -----------------------------------------------------------------------------
+
+
+def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
+        n_max: Optional[int] = None, num_bootstrap: int = 1000, seed: int = 0,
+        allow_missing: bool = False, task: Optional[str] = None,
+        verbose: bool = True) -> dict:
+  """The file-only evaluation: reads, computes, writes `out_dir`; returns results."""
+  start = time.time()
+  pools, verifiers, notes = load_pools(candidates_path, score_paths, task=task,
+                                       allow_missing=allow_missing)
+  sizes = [pool.size for pool in pools]
+  smallest = min(sizes)
+  if min(sizes) != max(sizes):
+    logging.warning('Pools differ in size (%d to %d candidates per problem): each problem '
+                    'uses its whole pool; curves stop at the smallest, n = %d.',
+                    smallest, max(sizes), smallest)
+  if n_max is None:
+    n_max = smallest
+  elif not 1 <= n_max <= smallest:
+    smallest_id = pools[sizes.index(smallest)].problem_id
+    raise InputError(f'--n_max={n_max} must be in [1, {smallest}]: problem {smallest_id!r} '
+                     f'has only {smallest} candidates')
+  if notes['skipped_score_rows'] or notes['dropped_problems']:
+    logging.warning('--allow_missing: skipped %d score rows of unknown candidates; dropped %d '
+                    'problems not fully scored (e.g. %s).', notes['skipped_score_rows'],
+                    notes['dropped_problems'], notes['dropped_problem_ids'])
+  if not verifiers:
+    logging.warning('No verifier scores given: only majority vote and pass@n.')
+  stats = best_of_n.evaluate_pools(pools, verifiers, n_max, num_bootstrap=num_bootstrap,
+                                   seed=seed)
+  args = {'candidates': candidates_path, 'scores': list(score_paths), 'n_max': n_max,
+          'bootstrap': num_bootstrap, 'seed': seed, 'allow_missing': allow_missing,
+          'task': task,
+          'majority_vote': ('exact' if max(sizes) <= best_of_n.EXACT_MAJORITY_MAX_N else
+                            f'monte_carlo_{best_of_n.DEFAULT_MAJORITY_SAMPLES}')}
+  results = _results_json(stats, pools, verifiers, n_max, notes, args)
+
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, 'results.json'), 'w') as f:
+    json.dump(results, f, indent=1)
+  _write_csv(os.path.join(out_dir, 'curves.csv'), results)
+  _plot(os.path.join(out_dir, 'best_of_n.png'), results)
+  if verbose:
+    print(f'{len(pools)} problems, {results["n_candidates"]} candidates '
+          f'({smallest}-{max(sizes)} per problem), n = 1..{n_max}; accuracy %' +
+          (f' [95% CI, {num_bootstrap} bootstrap resamples]:' if num_bootstrap else ':'))
+    print(format_table(results))
+    print(f'Wrote {out_dir}/results.json, curves.csv, best_of_n.png '
+          f'({time.time() - start:.1f}s)')
+  return results
+
+
+def score_with_config(config_path: str, candidates_path: str, out_dir: str) -> list[str]:
+  """Scores the candidates with the config's verifiers; returns the score files.
+
+  The hook for model scoring: `main` runs it before the file-only evaluation
+  and evaluates its files together with any --scores.
+  """
+  del config_path, candidates_path, out_dir
+  raise InputError('--config is not supported yet: score the candidates with '
+                   'genrm_jax.scoring first, then pass the score files with --scores.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not _CANDIDATES.value:
+    raise app.UsageError('--candidates=C.jsonl is required.')
+  if not _OUT.value:
+    raise app.UsageError('--out=DIR is required.')
+  try:
+    score_paths = list(_SCORES.value)
+    if _CONFIG.value:
+      score_paths += score_with_config(_CONFIG.value, _CANDIDATES.value, _OUT.value)
+    run(_CANDIDATES.value, score_paths, _OUT.value, n_max=_N_MAX.value,
+        num_bootstrap=_BOOTSTRAP.value, seed=_SEED.value,
+        allow_missing=_ALLOW_MISSING.value, task=_TASK.value)
+  except (InputError, candidates_lib.MalformedRowError) as e:
+    # The message names the file and line; a traceback would bury it.
+    sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,357 @@
+"""Best-of-N statistics against brute-force enumeration, golden values, and the CLI."""
+
+import fractions
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from genrm_jax import best_of_n
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import evaluate
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# -----------------------------------------------------------------------------
+# Brute force: average over every size-n subset, straight from the definitions.
+# -----------------------------------------------------------------------------
+
+
+def _subsets(total, n):
+  return list(itertools.combinations(range(total), n))
+
+
+def _brute_pass(correct, n):
+  subsets = _subsets(len(correct), n)
+  return np.mean([any(correct[i] for i in s) for s in subsets])
+
+
+def _brute_best(scores, correct, n):
+  values = []
+  for s in _subsets(len(correct), n):
+    top = max(scores[i] for i in s)
+    chosen = [i for i in s if scores[i] == top]  # ties: each equally likely
+    values.append(np.mean([correct[i] for i in chosen]))
+  return np.mean(values)
+
+
+def _brute_majority(keys, correct, n):
+  values = []
+  for s in _subsets(len(correct), n):
+    votes = {}
+    for i in s:
+      if keys[i] is not None:
+        votes.setdefault(keys[i], []).append(i)
+    if not votes:
+      values.append(0.0)
+      continue
+    top = max(len(v) for v in votes.values())
+    winners = [v for v in votes.values() if len(v) == top]
+    # A random winning answer, then a random candidate of the subset giving it.
+    values.append(np.mean([np.mean([correct[i] for i in v]) for v in winners]))
+  return np.mean(values)
+
+
+def _random_pool(rng, total, num_answers, none_rate=0.2, score_levels=4):
+  keys = [None if rng.random() < none_rate else f'a{rng.integers(num_answers)}'
+          for _ in range(total)]
+  correct_answer = 'a0'
+  # Mostly consistent with the key, sometimes not (grader finer than the key).
+  correct = [k == correct_answer if rng.random() < 0.9 else bool(rng.integers(2))
+             for k in keys]
+  scores = rng.integers(score_levels, size=total) / score_levels  # many ties
+  return keys, correct, scores
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_best_of_n_equals_brute_force_with_ties(seed):
+  rng = np.random.default_rng(seed)
+  total = int(rng.integers(1, 10))
+  _, correct, scores = _random_pool(rng, total, 3)
+  got = best_of_n.best_of_n(scores, correct, total)
+  want = [_brute_best(scores, correct, n) for n in range(1, total + 1)]
+  np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_pass_at_n_equals_brute_force(seed):
+  rng = np.random.default_rng(100 + seed)
+  total = int(rng.integers(1, 11))
+  correct = list(rng.random(total) < rng.random())
+  got = best_of_n.pass_at_n(correct, total)
+  want = [_brute_pass(correct, n) for n in range(1, total + 1)]
+  np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_majority_vote_equals_brute_force(seed):
+  rng = np.random.default_rng(200 + seed)
+  total = int(rng.integers(1, 11))
+  keys, correct, _ = _random_pool(rng, total, int(rng.integers(1, 5)), none_rate=0.3)
+  got = best_of_n.majority_vote(keys, correct, total, exact=True)
+  want = [_brute_majority(keys, correct, n) for n in range(1, total + 1)]
+  np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_majority_vote_ties_and_unanswered():
+  # Two answers tied 2-2 plus an unanswered candidate: the tie is worth 1/2.
+  keys = ['x', 'y', 'x', 'y', None]
+  correct = [True, False, True, False, False]
+  got = best_of_n.majority_vote(keys, correct, 5, exact=True)
+  assert got[0] == pytest.approx(0.4)  # one random candidate
+  assert got[4] == pytest.approx(0.5)  # everything: x and y tie
+  # Only unanswered candidates: nobody wins.
+  np.testing.assert_array_equal(best_of_n.majority_vote([None] * 3, [False] * 3, 3), 0)
+
+
+def test_majority_vote_monte_carlo_is_close_to_exact():
+  rng = np.random.default_rng(7)
+  keys, correct, _ = _random_pool(rng, 14, 4)
+  exact = best_of_n.majority_vote(keys, correct, 14, exact=True)
+  sampled = best_of_n.majority_vote(keys, correct, 14, exact=False, num_samples=4000,
+                                    rng=np.random.default_rng(0))
+  np.testing.assert_allclose(sampled, exact, atol=0.03)
+  again = best_of_n.majority_vote(keys, correct, 14, exact=False, num_samples=4000,
+                                  rng=np.random.default_rng(0))
+  np.testing.assert_array_equal(sampled, again)  # seeded: reproducible
+
+
+def test_perfect_verifier_equals_pass_at_n():
+  rng = np.random.default_rng(3)
+  for _ in range(20):
+    total = int(rng.integers(1, 33))
+    correct = rng.random(total) < rng.random()
+    np.testing.assert_allclose(
+        best_of_n.best_of_n(correct.astype(float), correct, total),
+        best_of_n.pass_at_n(correct, total), atol=1e-12)
+
+
+def test_uninformative_verifier_is_flat_at_mean_accuracy():
+  correct = np.array([1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0], dtype=bool)
+  total = correct.size
+  # All scores tied: ties split evenly, so every n gives the mean, exactly.
+  np.testing.assert_allclose(best_of_n.best_of_n(np.zeros(total), correct, total),
+                             correct.mean(), atol=1e-12)
+  # Random scores: flat in expectation over the scores.
+  rng = np.random.default_rng(0)
+  curves = [best_of_n.best_of_n(rng.random(total), correct, total) for _ in range(3000)]
+  np.testing.assert_allclose(np.mean(curves, axis=0), correct.mean(), atol=0.02)
+
+
+def test_pools_of_hundreds_of_candidates():
+  rng = np.random.default_rng(1)
+  total = 300  # past the exact majority-vote limit: Monte-Carlo
+  correct = rng.random(total) < 0.3
+  scores = rng.random(total) + correct  # a good verifier
+  keys = [f'a{int(c)}' if rng.random() < 0.5 else f'w{rng.integers(50)}' for c in correct]
+  bon = best_of_n.best_of_n(scores, correct, total)
+  assert bon[0] == pytest.approx(correct.mean())
+  assert bon[-1] == pytest.approx(1.0)
+  assert np.all(np.isfinite(best_of_n.pass_at_n(correct, total)))
+  maj = best_of_n.majority_vote(keys, correct, 64, num_samples=200)
+  assert maj[0] == pytest.approx(correct.mean(), abs=0.05)
+
+
+def test_auroc_and_ece():
+  assert best_of_n.auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+  assert best_of_n.auroc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)  # tie counts 1/2
+  assert best_of_n.auroc([0.2, 0.3], [1, 1]) is None
+  assert best_of_n.expected_calibration_error([0.0, 1.0], [0, 1]) == pytest.approx(0.0)
+  assert best_of_n.expected_calibration_error([0.9, 0.9], [0, 1]) == pytest.approx(0.4)
+  assert best_of_n.expected_calibration_error([-3.0, 2.0], [0, 1]) is None  # not probabilities
+
+
+def test_bootstrap_ci_paired_and_seeded():
+  rng = np.random.default_rng(0)
+  values = {'a': rng.random((50, 3)), 'b': np.full((50, 3), 0.25)}
+  ci = best_of_n.bootstrap_ci(values, 500, seed=1)
+  lo, hi = ci['a']
+  mean = values['a'].mean(axis=0)
+  assert np.all(lo < mean) and np.all(mean < hi)
+  np.testing.assert_allclose(ci['b'][0], 0.25)  # no spread, no interval
+  np.testing.assert_allclose(ci['b'][1], 0.25)
+  again = best_of_n.bootstrap_ci(values, 500, seed=1)
+  np.testing.assert_array_equal(again['a'][0], lo)
+
+
+# -----------------------------------------------------------------------------
+# Golden values on a hand-made pool: 3 problems x 4 candidates.
+# -----------------------------------------------------------------------------
+
+F = fractions.Fraction
+_GOLDEN_POOLS = [
+    # The verifier ranks the only correct candidate first: Best-of-n = pass@n.
+    best_of_n.Pool('p1', [1, 0, 0, 0], ['1', '2', '2', '3'], {'v': [0.9, 0.1, 0.2, 0.3]}),
+    # A three-way tie at the top (two correct, one wrong); an unanswered candidate.
+    best_of_n.Pool('p2', [1, 1, 0, 0], ['4', '4', '9', None], {'v': [0.5, 0.5, 0.5, 0.1]}),
+    # Nothing correct.
+    best_of_n.Pool('p3', [0, 0, 0, 0], ['8', '8', '6', '6'], {'v': [0.3, 0.3, 0.3, 0.3]}),
+]
+# Worked out by hand, per problem then averaged (see the comments above):
+#   pass@n:  p1 1/4, 1/2, 3/4, 1   p2 1/2, 5/6, 1, 1
+#   v:       p1 = pass@n           p2 3/4*2/3 = 1/2, then 2/3, 2/3, 2/3
+#   majority p1 1/4, 1/4, 1/6, 0   p2 1/2, 2/3, 3/4, 1
+_GOLDEN = {
+    'pass_at_n': [F(1, 4), F(4, 9), F(7, 12), F(2, 3)],
+    'v': [F(1, 4), F(7, 18), F(17, 36), F(5, 9)],
+    'majority_vote': [F(1, 4), F(11, 36), F(11, 36), F(1, 3)],
+}
+
+
+def test_golden_values():
+  stats = best_of_n.evaluate_pools(_GOLDEN_POOLS, ['v'], 4, num_bootstrap=200, seed=0)
+  for method, want in _GOLDEN.items():
+    np.testing.assert_allclose(stats['curves'][method], [float(w) for w in want],
+                               atol=1e-12, err_msg=method)
+  assert stats['first_sample'][0] == pytest.approx(2 / 3)
+  # Positives 0.9, 0.5, 0.5 against 9 negatives (one 0.5): (9 + 8.5 + 8.5) / 27.
+  assert stats['auroc']['v'] == pytest.approx(26 / 27)
+  for method in _GOLDEN:
+    lo, hi = stats['ci95'][method]
+    assert np.all(lo <= stats['curves'][method] + 1e-12)
+    assert np.all(stats['curves'][method] <= hi + 1e-12)
+
+
+# -----------------------------------------------------------------------------
+# Files and the CLI.
+# -----------------------------------------------------------------------------
+
+
+def _write_inputs(directory, num_problems=12, pool_sizes=(8,), seed=0):
+  """A gsm8k-like store and two score files (one CoT-style with k=0,1)."""
+  rng = np.random.default_rng(seed)
+  cands, genrm, disc = [], [], []
+  for p in range(num_problems):
+    size = pool_sizes[p % len(pool_sizes)]
+    for c in range(size):
+      correct = bool(rng.random() < 0.4)
+      answer = '42' if correct else (None if rng.random() < 0.1 else str(rng.integers(3)))
+      cands.append(dict(problem_id=f'q{p}', candidate_id=c, question='Q?', solution='...',
+                        answer=answer, reference='42', correct=correct, task='gsm8k'))
+      for k in range(2):
+        genrm.append(dict(problem_id=f'q{p}', candidate_id=c, verifier='genrm_cot', k=k,
+                          score=float(np.clip(0.6 * correct + 0.5 * rng.random(), 0, 1))))
+      disc.append(dict(problem_id=f'q{p}', candidate_id=c, verifier='disc',
+                       score=float(rng.normal() + correct)))
+  paths = [os.path.join(directory, name) for name in ('c.jsonl', 's1.jsonl', 's2.jsonl')]
+  for path, rows in zip(paths, (cands, genrm, disc)):
+    with open(path, 'w') as f:
+      f.writelines(json.dumps(row) + '\n' for row in rows)
+  return paths
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, '-m', 'genrm_jax.evaluate', *args], cwd=_REPO,
+                        capture_output=True, text=True, timeout=120)
+
+
+def test_cli_end_to_end(tmp_path):
+  cand, s1, s2 = _write_inputs(str(tmp_path))
+  out = tmp_path / 'out'
+  proc = _cli(f'--candidates={cand}', f'--scores={s1},{s2}', f'--out={out}',
+              '--bootstrap=200')
+  assert proc.returncode == 0, proc.stderr
+  results = json.loads((out / 'results.json').read_text())
+  methods = ['genrm_cot', 'disc', 'majority_vote', 'pass_at_n']
+  assert set(results['curves']) == set(methods)
+  for method in methods:
+    assert list(results['curves'][method]) == [str(n) for n in range(1, 9)]
+    for n, (lo, hi) in results['ci95'][method].items():
+      assert lo <= results['curves'][method][n] <= hi
+  assert results['n_problems'] == 12 and results['n_candidates'] == 96
+  assert results['n_max'] == 8
+  assert set(results['auroc']) == {'genrm_cot', 'disc'}
+  assert results['ece']['disc'] is None  # not probabilities
+  png = (out / 'best_of_n.png').read_bytes()
+  assert png.startswith(b'\x89PNG') and len(png) > 1000
+  assert (out / 'curves.csv').read_text().startswith('method,n,accuracy,ci95_lo,ci95_hi')
+  assert 'majority_vote' in proc.stdout and 'n=8' in proc.stdout
+  # Files alone: neither JAX nor TensorFlow comes with the evaluator.
+  probe = subprocess.run(
+      [sys.executable, '-c', 'import sys, genrm_jax.evaluate; '
+       'print(sorted(m for m in ("jax", "tensorflow", "flax") if m in sys.modules))'],
+      cwd=_REPO, capture_output=True, text=True, timeout=60)
+  assert probe.stdout.strip() == '[]', probe.stdout + probe.stderr
+
+
+def test_cli_errors_name_file_and_line(tmp_path):
+  cand, s1, _ = _write_inputs(str(tmp_path), num_problems=2, pool_sizes=(3,))
+  with open(s1, 'a') as f:
+    f.write('{"problem_id": "q0", "candidate_id": 0, "verifier": "genrm_cot", "score": \n')
+  proc = _cli(f'--candidates={cand}', f'--scores={s1}', f'--out={tmp_path / "out"}')
+  assert proc.returncode == 1
+  assert f'error: {s1}:13: invalid JSON' in proc.stderr
+  proc = _cli(f'--candidates={cand}', f'--out={tmp_path / "out"}', '--config=eval.py')
+  assert proc.returncode == 1 and 'genrm_jax.scoring' in proc.stderr
+
+
+def _run(tmp_path, cand, scores, **kwargs):
+  return evaluate.run(cand, scores, str(tmp_path / 'out'), num_bootstrap=20, verbose=False,
+                      **kwargs)
+
+
+def test_malformed_candidate_row(tmp_path):
+  cand, s1, _ = _write_inputs(str(tmp_path), num_problems=2, pool_sizes=(3,))
+  lines = open(cand).read().splitlines()
+  lines[3] = lines[3].replace('"correct": false', '"correct": "no"').replace(
+      '"correct": true', '"correct": "yes"')
+  open(cand, 'w').write('\n'.join(lines) + '\n')
+  with pytest.raises(candidates_lib.MalformedRowError, match=f'{cand}:4: field .correct'):
+    _run(tmp_path, cand, [s1])
+
+
+def test_score_of_unknown_candidate(tmp_path):
+  cand, s1, s2 = _write_inputs(str(tmp_path), num_problems=2, pool_sizes=(3,))
+  with open(s2, 'a') as f:
+    f.write(json.dumps(dict(problem_id='q9', candidate_id=0, verifier='disc', score=1.0)) + '\n')
+  with pytest.raises(evaluate.InputError, match=f"{s2}:7: candidate 0 of problem 'q9' is not"):
+    _run(tmp_path, cand, [s1, s2])
+  results = _run(tmp_path, cand, [s1, s2], allow_missing=True)
+  assert results['skipped_score_rows'] == 1 and results['n_problems'] == 2
+
+
+def test_missing_scores(tmp_path):
+  cand, s1, s2 = _write_inputs(str(tmp_path), num_problems=3, pool_sizes=(3,))
+  lines = open(s2).read().splitlines()
+  del lines[4]  # q1, candidate 1
+  open(s2, 'w').write('\n'.join(lines) + '\n')
+  with pytest.raises(evaluate.InputError, match="1 of 3 problems .* problem 'q1' candidate 1"):
+    _run(tmp_path, cand, [s1, s2])
+  results = _run(tmp_path, cand, [s1, s2], allow_missing=True)
+  assert results['n_problems'] == 2 and results['dropped_problems'] == 1
+
+
+def test_conflicting_duplicate_scores(tmp_path):
+  cand, s1, s2 = _write_inputs(str(tmp_path), num_problems=2, pool_sizes=(3,))
+  row = json.loads(open(s2).readline())
+  with open(s2, 'a') as f:
+    f.write(json.dumps(row) + '\n')  # the same row again: ignored
+    f.write(json.dumps({**row, 'score': row['score'] + 1}) + '\n')
+  with pytest.raises(evaluate.InputError, match=f'{s2}:8: .* but {s2}:1 says'):
+    _run(tmp_path, cand, [s1, s2])
+
+
+def test_unequal_pools_stop_at_the_smallest(tmp_path):
+  cand, s1, s2 = _write_inputs(str(tmp_path), num_problems=4, pool_sizes=(4, 6))
+  results = _run(tmp_path, cand, [s1, s2])
+  assert results['n_max'] == 4
+  assert results['candidates_per_problem'] == {'min': 4, 'max': 6}
+  assert results['n_candidates'] == 20
+  assert list(results['curves']['pass_at_n']) == ['1', '2', '3', '4']
+  with pytest.raises(evaluate.InputError, match='--n_max=5 must be in .1, 4.'):
+    _run(tmp_path, cand, [s1, s2], n_max=5)
+
+
+def test_no_bootstrap_and_single_n(tmp_path):
+  cand, s1, s2 = _write_inputs(str(tmp_path), num_problems=3, pool_sizes=(5,))
+  results = evaluate.run(cand, [s1, s2], str(tmp_path / 'out'), n_max=1, num_bootstrap=0,
+                         verbose=False)
+  assert results['ci95'] == {} and results['first_sample']['ci95'] is None
+  assert list(results['curves']['disc']) == ['1']
+  assert (tmp_path / 'out' / 'best_of_n.png').stat().st_size > 1000
+  assert 'n=1' in evaluate.format_table(results)
