@@ -58,3 +58,34 @@ class Tokenizer:
 @functools.lru_cache(maxsize=8)
 def load(path: str) -> Tokenizer:
   return Tokenizer(path)
+
+
+class ByteTokenizer:
+  """UTF-8 bytes as ids 3..258 (seqio's `ByteVocabulary` ids), for tiny
+  runs; pad 0, eos 1, and id 2 (unused by seqio) serves as BOS."""
+
+  offset = 3
+  vocab_size = 259
+  pad_id, eos_id, bos_id = 0, 1, 2
+
+  def encode(self, text: str, add_bos: bool = False,
+             add_eos: bool = False) -> list[int]:
+    ids = [b + self.offset for b in text.encode("utf-8")]
+    return ([self.bos_id] if add_bos else []) + ids + (
+        [self.eos_id] if add_eos else [])
+
+  def decode(self, ids) -> str:
+    data = bytes(int(i) - self.offset for i in ids
+                 if self.offset <= int(i) < self.vocab_size)
+    return data.decode("utf-8", errors="ignore")
+
+
+def from_spec(spec: str):
+  """'byte' -> ByteTokenizer; else a SentencePiece `tokenizer.model` path
+  (the same spec as `config.data.vocabulary`)."""
+  if spec == "byte":
+    return ByteTokenizer()
+  if not spec:
+    raise ValueError("No tokenizer: give the path of the model's "
+                     "SentencePiece tokenizer.model, or 'byte'.")
+  return load(spec)

@@ -1,0 +1,76 @@
+"""Verifier scoring: exact p(Yes) from teacher-forced passes."""
+
+import numpy as np
+import pytest
+
+import jax
+
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import prompts
+from genrm_jax import sampling
+from genrm_jax import scoring
+from genrm_jax.models import gemma
+from genrm_jax.models import tokenizer as tokenizer_lib
+from tests import gemma_reference as ref
+
+
+@pytest.fixture(scope="module")
+def model():
+  config = ref.tiny_config("gemma3", num_embed=300)
+  return config, ref.random_params(config, seed=3)
+
+
+def _full_logprob(config, params, prompt, continuation):
+  seq = np.array([list(prompt) + list(continuation)])
+  logits = gemma.Transformer(config).apply({"params": params}, seq).logits[0]
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  n = len(prompt)
+  return float(sum(logp[n - 1 + j, t] for j, t in enumerate(continuation)))
+
+
+def test_continuation_logprobs_match_full_forward(model):
+  config, params = model
+  scorer = scoring.ContinuationScorer(config, params, batch_size=2)
+  prompts_ids = [[2, 50, 60, 70], [2, 9], [2, 11, 12, 13, 14, 15, 16]]
+  conts = [[5, 6], [7], [8, 9, 10]]
+  got = scorer.score(prompts_ids, conts)
+  want = [_full_logprob(config, params, p, c) for p, c in zip(prompts_ids,
+                                                              conts)]
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_direct_scores_are_p_yes_and_renormalise(model):
+  config, params = model
+  tok = tokenizer_lib.ByteTokenizer()
+  scorer = scoring.ContinuationScorer(config, params)
+  cands = [candidates_lib.Candidate(
+      problem_id="p", candidate_id=i, question="What is 2+2?",
+      solution=f"2+2={i}. The answer is {i}.", answer=str(i), reference="4",
+      correct=i == 4) for i in (3, 4)]
+  raw = scoring.score_direct(cands, scorer, tok)
+  assert [s.verifier for s in raw] == ["genrm", "genrm"]
+  text = prompts.direct_verification_prompt(cands[0].question,
+                                            cands[0].solution)
+  want = np.exp(_full_logprob(config, params, tok.encode(text, add_bos=True),
+                              tok.encode(" Yes")))
+  np.testing.assert_allclose(raw[0].score, want, rtol=1e-4)
+  norm = scoring.score_direct(cands, scorer, tok, renormalize=True)
+  p_no = np.exp(_full_logprob(config, params, tok.encode(text, add_bos=True),
+                              tok.encode(" No")))
+  np.testing.assert_allclose(norm[0].score, want / (want + p_no), rtol=1e-4)
+
+
+def test_cot_scores_one_row_per_rationale(model):
+  config, params = model
+  tok = tokenizer_lib.ByteTokenizer()
+  sampler = sampling.Sampler(config, params, tokenizer=tok)
+  scorer = scoring.ContinuationScorer(config, params)
+  cand = candidates_lib.Candidate(
+      problem_id="p", candidate_id=0, question="Q?", solution="The answer "
+      "is 1.", answer="1", reference="1", correct=True)
+  scores = scoring.score_cot([cand], sampler, scorer, tok, num_rationales=3,
+                             sampling_params=sampling.SamplingParams(
+                                 max_new_tokens=8, temperature=1.0))
+  assert [s.k for s in scores] == [0, 1, 2]
+  assert all(0.0 <= s.score <= 1.0 and s.rationale is not None
+             for s in scores)
