@@ -58,22 +58,28 @@ from genrm_jax import best_of_n
 from genrm_jax import candidates as candidates_lib
 from genrm_jax import grading
 
-_CANDIDATES = flags.DEFINE_string('candidates', None, 'Candidate store (JSON lines).')
-_SCORES = flags.DEFINE_list('scores', [], 'Verifier-score files (JSON lines), comma-separated.')
-_OUT = flags.DEFINE_string('out', None, 'Output directory.')
-_N_MAX = flags.DEFINE_integer('n_max', None, 'Largest n (default: the smallest pool).')
-_BOOTSTRAP = flags.DEFINE_integer('bootstrap', 1000,
-                                  'Bootstrap resamples for 95% intervals (0: none).')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the bootstrap (and Monte-Carlo votes).')
-_ALLOW_MISSING = flags.DEFINE_bool(
-    'allow_missing', False, 'Skip scores of unknown candidates and drop problems '
-    'some verifier did not fully score, instead of failing.')
-_TASK = flags.DEFINE_string(
-    'task', None, f'Grading task ({", ".join(grading.TASKS)}) for normalizing answers '
-    'of candidates without a "task" field.')
-_CONFIG = flags.DEFINE_string(
-    'config', None, 'Evaluation config: score the candidates with checkpoints first '
-    '(not yet implemented).')
+
+def define_flags() -> None:
+  """Defines the CLI flags (only when run as a program: importing this
+  module next to other absl programs, e.g. in tests, must not clash)."""
+  global _CANDIDATES, _SCORES, _OUT, _N_MAX, _BOOTSTRAP, _SEED, _ALLOW_MISSING, _TASK, _CONFIG
+  _CANDIDATES = flags.DEFINE_string('candidates', None, 'Candidate store (JSON lines).')
+  _SCORES = flags.DEFINE_list('scores', [], 'Verifier-score files (JSON lines), comma-separated.')
+  _OUT = flags.DEFINE_string('out', None, 'Output directory.')
+  _N_MAX = flags.DEFINE_integer('n_max', None, 'Largest n (default: the smallest pool).')
+  _BOOTSTRAP = flags.DEFINE_integer('bootstrap', 1000,
+                                    'Bootstrap resamples for 95% intervals (0: none).')
+  _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the bootstrap (and Monte-Carlo votes).')
+  _ALLOW_MISSING = flags.DEFINE_bool(
+      'allow_missing', False, 'Skip scores of unknown candidates and drop problems '
+      'some verifier did not fully score, instead of failing.')
+  _TASK = flags.DEFINE_string(
+      'task', None, f'Grading task ({", ".join(grading.TASKS)}) for normalizing answers '
+      'of candidates without a "task" field.')
+  _CONFIG = flags.DEFINE_string(
+      'config', None, 'Evaluation config: score the candidates with checkpoints first '
+      '(not yet implemented).')
+
 
 _MAX_LISTED = 5  # problems/candidates listed in an error message
 
@@ -399,4 +405,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

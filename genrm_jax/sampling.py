@@ -95,7 +95,10 @@ class Sampler:
     self.prompt_buckets = tuple(prompt_buckets)
     self.batch_buckets = tuple(batch_buckets)
     self.cache_dtype = jnp.dtype(cache_dtype or config.dtype)
-    self._model = gemma.Transformer(config)
+    # Decode steps unroll the layer scan: on GPUs a loop's predicate goes to
+    # the host every iteration, which costs more than a small layer does.
+    self._model = gemma.Transformer(config.replace(
+        scan_unroll=max(config.scan_unroll, config.num_layers)))
     self._compiled: dict[tuple, Any] = {}
 
   # ---------------------------------------------------------------------------

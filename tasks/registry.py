@@ -231,7 +231,7 @@ def register(data_config=None) -> list[str]:
   names = register_problem_tasks(vocabulary)
   task = get("task", "")
   family = next((f for f in FAMILIES if task.startswith(f + "_")), None)
-  stores = dict(get("candidates", {}) or {})
+  stores = {k: v for k, v in dict(get("candidates", {}) or {}).items() if v}
   for fam in FAMILIES:
     fam_stores = stores if fam == family else {}
     if fam_stores or fam == "gsm8k":

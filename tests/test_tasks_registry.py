@@ -188,3 +188,27 @@ def test_verdict_ids_and_missing_vocabulary():
   with pytest.raises(ValueError, match="candidate stores"):
     from tasks import registry
     registry._verification_examples("genrm", "math", (), 16, 16, 0, "train")
+
+
+@needs_data
+def test_training_on_a_seqio_task_end_to_end(tmp_path):
+  """`data.source='seqio'`: the trainer reads the registry's batches."""
+  import json
+  import jax
+  from genrm_jax import train
+  from tests import train_utils
+  config = train_utils.load_config("gsm8k_genrm.py", "tiny")
+  with config.unlocked():
+    config.data.source = "seqio"
+    config.data.vocabulary = "byte"
+    config.data.seq_len = 1536
+    config.data.inputs_len = 1280
+    config.batch_size = 2
+    config.total_steps = 2
+    config.log_every = 1
+    config.eval_every = 0
+    config.checkpoint_every = 2
+  train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").open()]
+  assert [r["step"] for r in rows] == [1, 2]
+  assert all(np.isfinite(r["loss"]) and r["target_tokens"] > 0 for r in rows)

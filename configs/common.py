@@ -1,0 +1,195 @@
+"""Shared defaults for every experiment config, and `parse_arg`.
+
+Each `configs/<task>_<method>.py` calls `get_config(task, method, arg)`; the
+paper's hyperparameters (Zhang et al., 2025, experiment setup) are the
+defaults: AdamW, peak LR 2e-6, weight decay 1e-2, grad-norm clip 1.0, 1000
+linear warmup steps, cosine decay to 10% of peak over 200K steps, 300K steps,
+batch 64. Arguments after the file name (`file.py:tiny,seed=3`) are parsed by
+`parse_arg` as in big_vision: `tiny` shrinks model, data, batch and steps so
+any config runs on a 2-core CPU in about a minute.
+"""
+
+from __future__ import annotations
+
+import ml_collections as mlc
+
+TASKS = ("last_letter", "word_sort", "gsm8k")
+# File-name method -> `config.method`.
+METHODS = {"genrm": "genrm", "cot": "genrm_cot", "unified": "unified",
+           "disc": "disc", "dpo": "dpo", "solve": "solve"}
+# `config.method` -> seqio task / mixture suffix (tasks/registry.py).
+TASK_SUFFIX = {"genrm": "genrm", "genrm_cot": "genrm_cot",
+               "unified": "genrm_cot_unified", "disc": "disc", "dpo": "dpo",
+               "solve": "solve"}
+
+# Paper: Gemma-2B for the algorithmic tasks; Gemma 2B/7B and Gemma-2 9B for
+# GSM8K, the headline verifier being Gemma-2 9B.
+MODEL_PRESETS = {"last_letter": "gemma_2b", "word_sort": "gemma_2b",
+                 "gsm8k": "gemma2_9b"}
+# Not given in the paper: long enough for the prompt, solution and (CoT)
+# verification rationale of each task.
+SEQ_LEN = {"last_letter": 512, "word_sort": 512, "gsm8k": 1024}
+
+
+def parse_arg(arg: str | None, lazy: bool = False, **spec) -> mlc.ConfigDict:
+  """Parses `'tiny,key=value,...'` (big_vision's `bvcc.parse_arg`).
+
+  `spec` gives the known keys and their defaults; a value is converted to the
+  default's type (bools accept true/false/1/0), a bare key means True. With
+  `lazy=False` an unknown key is an error naming the known ones.
+  """
+  result = mlc.ConfigDict(dict(spec))
+  for item in (arg or "").split(","):
+    item = item.strip()
+    if not item:
+      continue
+    key, eq, value = item.partition("=")
+    key = key.strip()
+    if key not in spec and not lazy:
+      raise ValueError(f"Unknown config argument {key!r} in {arg!r}; known: "
+                       f"{sorted(spec)}.")
+    if not eq:
+      result[key] = True
+      continue
+    default = spec.get(key)
+    if isinstance(default, bool):
+      if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"{key}={value!r}: expected true/false.")
+      result[key] = value.lower() in ("true", "1")
+    elif isinstance(default, int):
+      result[key] = int(value)
+    elif isinstance(default, float):
+      result[key] = float(value)
+    elif key in spec:
+      result[key] = value
+    else:
+      with result.unlocked():
+        result[key] = value
+  return result
+
+
+def get_config(task: str, method: str, arg: str | None = None
+               ) -> mlc.ConfigDict:
+  """The config for `task` x `method` (file-name method: genrm, cot, ...)."""
+  if task not in TASKS:
+    raise ValueError(f"task={task!r}; expected one of {TASKS}.")
+  if method not in METHODS:
+    raise ValueError(f"method={method!r}; expected one of {sorted(METHODS)}.")
+  args = parse_arg(arg, tiny=False)
+  c = mlc.ConfigDict()
+  c.method = METHODS[method]
+
+  # --- keys every training config has (DESIGN.md) ---------------------------
+  c.total_steps = 300_000
+  c.checkpoint_every = 1000  # 0: no checkpoints at all (benchmarks)
+  c.log_every = 100
+  c.seed = 0
+  c.batch_size = 64  # global, over all hosts
+  c.lr = 2e-6  # peak; the paper swept {2e-6, 1e-6, 5e-7}
+
+  c.eval_every = 1000  # 0: never
+  c.eval_steps = 16  # eval batches per evaluation
+
+  # --- model ----------------------------------------------------------------
+  # `preset` is a `gemma.get_config` name; every other non-None field is an
+  # override with the official TransformerConfig field name.
+  c.model = mlc.ConfigDict()
+  c.model.preset = MODEL_PRESETS[task]
+  c.model.dtype = "bfloat16"
+  c.model.param_dtype = "float32"
+  c.model.remat_policy = "full"
+  c.model.scan_unroll = 1
+  c.model.num_layers = mlc.config_dict.placeholder(int)
+  # An official Gemma checkpoint (Kaggle/orbax layout) to start from; params
+  # only. Used when the workdir has no checkpoint yet. '' = random init.
+  c.init_from = ""
+
+  # --- data -----------------------------------------------------------------
+  c.data = mlc.ConfigDict()
+  # 'synthetic' (no TF; genrm_jax/data_synthetic.py) or 'seqio'.
+  c.data.source = "seqio"
+  c.data.task_module = "tasks.registry"  # imported for seqio (t5x-style)
+  # seqio task / mixture name (tasks/registry.py); unified = GenRM-CoT +
+  # lambda x solution SFT, as in the paper's unified runs.
+  c.data.task = f"{task}_{TASK_SUFFIX[c.method]}"
+  # 'byte' (tiny runs) or the SentencePiece tokenizer.model of the model.
+  c.data.vocabulary = ""
+  # Candidate stores {split: path} the verification tasks are built from
+  # (python -m genrm_jax.generate); GSM8K works without (released data).
+  c.data.candidates = mlc.ConfigDict({"train": "", "validation": ""})
+  c.data.inputs_len = 0  # prompt tokens of seq_len (0: half)
+  c.data.max_correct = 16  # per problem, as in the paper
+  c.data.max_incorrect = 16
+  c.data.eval_task = ""  # '' = the same task's eval split
+  c.data.eval_split = "validation"  # '' = no periodic eval
+  c.data.seq_len = SEQ_LEN[task]
+  c.data.pack = c.method not in ("disc", "dpo")
+  # Unified GenRM: solution-SFT examples per verification example (the
+  # paper's lambda, realised as a mixing rate lambda / (1 + lambda)).
+  c.data.unified_lambda = 1.0
+  c.data.synthetic_min_digits = 3
+  c.data.synthetic_max_digits = 12
+
+  # --- method-specific ------------------------------------------------------
+  # Yes/No token ids of the verdict (GenRM accuracy/AUROC); -1 = ask the data
+  # source (the synthetic source knows its ids; seqio reads the vocabulary).
+  c.yes_token_id = -1
+  c.no_token_id = -1
+  c.dpo = mlc.ConfigDict()
+  c.dpo.beta = 0.1  # not given in the paper; the DPO paper's default
+
+  # --- optimizer (paper defaults) -------------------------------------------
+  c.optimizer = mlc.ConfigDict()
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8
+  c.optimizer.weight_decay = 1e-2
+  c.optimizer.weight_decay_mask = "no_norms"  # see genrm_jax/optimizer.py
+  c.optimizer.grad_clip_norm = 1.0
+  c.optimizer.warmup_steps = 1000
+  c.optimizer.decay_steps = 200_000
+  c.optimizer.min_lr_ratio = 0.1
+  c.optimizer.mu_dtype = ""  # '' = param dtype; 'bfloat16' halves the memory
+  c.optimizer.grad_accum_steps = 1  # microbatches per step (exact)
+
+  # --- scale and checkpoints ------------------------------------------------
+  c.mesh = (1, -1, 1)  # (data, fsdp, tensor); one entry may be -1
+  c.keep_checkpoints = 3
+  c.async_checkpointing = True
+  c.export_params = True  # WORKDIR/export/params at the end (Kaggle layout)
+  c.peak_tflops_per_device = 0.0  # > 0: log MFU (6 * params * tokens / s)
+
+  if args.tiny:
+    # A few seconds of steps after compilation on a 2-core CPU; the loss
+    # visibly falls for every method.
+    c.total_steps = 100
+    c.checkpoint_every = 50
+    c.log_every = 10
+    c.batch_size = 8
+    c.lr = 3e-3
+    c.eval_every = 50
+    c.eval_steps = 2
+    c.model.preset = "tiny"
+    c.model.dtype = "float32"
+    # The tiny run trains on the synthetic task (no TF, no data files); set
+    # --config.data.source=seqio (with data.vocabulary=byte and candidate
+    # stores) for the real tasks.
+    c.data.source = "synthetic"
+    c.model.remat_policy = "none"
+    c.data.seq_len = 64
+    c.data.synthetic_min_digits = 1
+    c.data.synthetic_max_digits = 4
+    c.optimizer.warmup_steps = 10
+    c.optimizer.decay_steps = 1000
+    c.mesh = (-1, 1, 1)
+    c.export_params = False
+    if c.method == "disc":
+      # The value head must learn a comparison (is the candidate the reversed
+      # problem?); the 2-layer model learns it within 100 steps only on
+      # one-digit problems.
+      c.batch_size = 16
+      c.lr = 1e-2
+      c.data.synthetic_max_digits = 1
+  return c
+
+

@@ -1,0 +1,20 @@
+r"""last_letter: direct GenRM (Yes/No verifier, next-token SFT).
+
+Train (paper settings):
+  python -m genrm_jax.train --config=configs/last_letter_genrm.py \
+      --workdir=/tmp/last_letter_genrm --config.init_from=/ckpts/<gemma checkpoint>
+Smoke test on a CPU (tiny model, about a minute):
+  python -m genrm_jax.train --config=configs/last_letter_genrm.py:tiny \
+      --workdir=/tmp/last_letter_genrm_tiny
+"""
+
+try:
+  from configs import common
+except ImportError:  # run from outside the repository root
+  import os, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from configs import common
+
+
+def get_config(arg=None):
+  return common.get_config("last_letter", "genrm", arg)

@@ -1,0 +1,20 @@
+r"""word_sort: DPO verifier (correct > incorrect, frozen reference).
+
+Train (paper settings):
+  python -m genrm_jax.train --config=configs/word_sort_dpo.py \
+      --workdir=/tmp/word_sort_dpo --config.init_from=/ckpts/<gemma checkpoint>
+Smoke test on a CPU (tiny model, about a minute):
+  python -m genrm_jax.train --config=configs/word_sort_dpo.py:tiny \
+      --workdir=/tmp/word_sort_dpo_tiny
+"""
+
+try:
+  from configs import common
+except ImportError:  # run from outside the repository root
+  import os, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from configs import common
+
+
+def get_config(arg=None):
+  return common.get_config("word_sort", "dpo", arg)

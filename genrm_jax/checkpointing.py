@@ -1,0 +1,92 @@
+"""Orbax checkpoints of the train state, with maxtext's policy.
+
+* The state is a plain pytree `{'params': {'model': ..., ['value_head': ...]},
+  'opt_state': ..., 'step': int32}` saved with `StandardSave`; one
+  `CheckpointManager` under `WORKDIR/checkpoints/<step>`.
+* Saves every `checkpoint_every` steps, at the last step, and when a
+  preemption sync point is reached (`reached_preemption`); asynchronous (the
+  device->host copy is synchronous, so the next step may donate the buffers);
+  the last `max_to_keep` are kept; `wait_until_finished()` before exit.
+* Restore is topology-agnostic: the target is the *current* run's abstract
+  state (`jax.ShapeDtypeStruct`s carrying the current shardings), so a
+  checkpoint written on 8 devices restores onto 1 and vice versa
+  (orbax#648/#683 pain points).
+* Nothing is saved after a non-finite loss (train.py checks before calling
+  `save`), so the latest checkpoint is always the last good one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+
+from genrm_jax.models import checkpoints as model_checkpoints
+
+
+def abstract_like(shapes: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs with `shardings` attached: a restore target."""
+  return jax.tree.map(
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+      shapes, shardings)
+
+
+class Checkpointer:
+  """A thin policy layer over `ocp.CheckpointManager`."""
+
+  def __init__(self, directory: str, *, save_every: int, max_to_keep: int = 3,
+               async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    self.save_every = int(save_every)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        enable_async_checkpointing=async_save,
+        create=True,
+    )
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def reached_preemption(self, step: int) -> bool:
+    return self._manager.reached_preemption(step)
+
+  def should_save(self, step: int, total_steps: int) -> bool:
+    """Interval and final steps; never with `save_every <= 0` (benchmarks).
+    (Preemption is checked separately so the caller can also stop.)"""
+    if self.save_every <= 0:
+      return False
+    return step % self.save_every == 0 or step == total_steps
+
+  def save(self, step: int, state: Any) -> None:
+    if step in self._manager.all_steps():
+      return  # e.g. the final step coincides with a preemption save
+    # `force=True`: the decision is ours (should_save / preemption), not the
+    # manager's default policy, which would also save the very first step.
+    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+  def restore(self, step: int, abstract_state: Any) -> Any:
+    logging.info("Restoring step %d from %s", step, self.directory)
+    return self._manager.restore(
+        step, args=ocp.args.StandardRestore(abstract_state))
+
+  def wait_until_finished(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def export_params(model_params: Any, path: str) -> None:
+  """Writes the final LM params as an official-layout (Kaggle) Gemma
+  checkpoint: `checkpoints.load_params(path, config)` reads it back, as does
+  the official `gemma` package."""
+  model_checkpoints.save_params(model_params, path,
+                                layout="kaggle", force=True)

@@ -1,0 +1,315 @@
+"""Losses and metrics for every training method of the paper.
+
+* Generative (`genrm`, `genrm_cot`, `unified`, `solve`): next-token
+  cross-entropy on target tokens only. The input is the full token sequence
+  (each packed segment starts with BOS); `logits[:, t]` predicts
+  `tokens[:, t + 1]` with weight `loss_weights[:, t + 1]`, and only inside
+  one segment. Direct GenRM also reports the Yes/No accuracy: the argmax over
+  {Yes, No} at each segment's last Yes/No target (the verdict; for GenRM-CoT
+  the verdict after the rationale).
+* Discriminative (`disc`): a value head (a Dense layer) on the final hidden
+  state at each example's last valid token, trained with sigmoid BCE.
+* DPO (`dpo`): -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))) on
+  sequence log-probs summed over target tokens; the reference is the frozen
+  initial model, run in the same step, unless the batch carries precomputed
+  `chosen_ref_logps` / `rejected_ref_logps`.
+
+Every loss returns *sums and counts*, not means: `(loss_sum, loss_count,
+metric_sums)` with `metric_sums[name] = (sum, count)`. The train step divides
+after summing over microbatches, so gradient accumulation reproduces the
+full-batch gradient exactly and the loss is a mean over the global batch's
+target tokens (or examples), whatever the mesh.
+
+`auroc` (numpy, host side) handles ties like the Mann-Whitney U statistic.
+"""
+
+from __future__ import annotations
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+GENERATIVE_METHODS = ("genrm", "genrm_cot", "unified", "solve")
+METHODS = GENERATIVE_METHODS + ("disc", "dpo")
+# Yes/No verdict accuracy is meaningful where the targets contain a verdict.
+VERDICT_METHODS = ("genrm", "genrm_cot", "unified")
+
+Sums = dict[str, tuple[jax.Array, jax.Array]]
+
+
+def batch_kind(method: str) -> str:
+  """'generative' | 'disc' | 'dpo': which batch fields a method consumes."""
+  if method in GENERATIVE_METHODS:
+    return "generative"
+  if method in ("disc", "dpo"):
+    return method
+  raise ValueError(f"method={method!r}; expected one of {METHODS}.")
+
+
+# -----------------------------------------------------------------------------
+# Building blocks.
+# -----------------------------------------------------------------------------
+
+
+def segment_positions(segment_ids: jax.Array) -> jax.Array:
+  """Positions that restart at 0 at every segment start (packed rows)."""
+  seg = segment_ids.astype(jnp.int32)
+  length = seg.shape[1]
+  idx = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), seg.shape)
+  prev = jnp.concatenate([jnp.zeros_like(seg[:, :1]), seg[:, :-1]], axis=1)
+  starts = jnp.where(seg != prev, idx, 0)
+  start_of_segment = jax.lax.cummax(starts, axis=1)
+  return jnp.where(seg != 0, idx - start_of_segment, 0)
+
+
+def shifted_targets(tokens, loss_weights, segment_ids):
+  """Targets and weights aligned with `logits[:, :-1]`.
+
+  A target counts only if it is a target token (`loss_weights`) and lies in
+  the same non-padding segment as the position predicting it, so the first
+  token of a packed segment is never predicted from the previous segment.
+  """
+  targets = tokens[:, 1:]
+  same = (segment_ids[:, 1:] == segment_ids[:, :-1]) & (segment_ids[:, 1:] != 0)
+  weights = loss_weights[:, 1:].astype(jnp.float32) * same
+  return targets, weights, segment_ids[:, 1:]
+
+
+def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """log p(target) from fp32 logits [B, T, V] and int targets [B, T]."""
+  logits = logits.astype(jnp.float32)
+  logz = jax.nn.logsumexp(logits, axis=-1)
+  picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  return picked - logz
+
+
+def last_verdict_mask(targets, weights, target_segments, yes_id, no_id):
+  """True at each segment's last weighted target that is Yes or No."""
+  length = targets.shape[1]
+  verdict = (weights > 0) & ((targets == yes_id) | (targets == no_id))
+  idx = jnp.broadcast_to(jnp.arange(length), targets.shape)
+  candidate = jnp.where(verdict, idx, length)
+  # The next verdict position strictly after t (length if none).
+  next_at_or_after = jax.lax.cummin(candidate, axis=1, reverse=True)
+  next_after = jnp.concatenate(
+      [next_at_or_after[:, 1:], jnp.full_like(candidate[:, :1], length)],
+      axis=1)
+  next_segment = jnp.take_along_axis(
+      target_segments, jnp.clip(next_after, 0, length - 1), axis=1)
+  return verdict & ((next_after == length) | (next_segment != target_segments))
+
+
+def yes_no_scores(logits, yes_id, no_id):
+  """logit(Yes) - logit(No) at every position [B, T] (the verifier score up to
+  a monotone map: p(Yes) restricted to {Yes, No} = sigmoid(score))."""
+  return (logits[..., yes_id] - logits[..., no_id]).astype(jnp.float32)
+
+
+def _apply(model, params, tokens, positions, segment_ids, return_logits=True):
+  return model.apply({"params": params["model"]}, tokens, positions=positions,
+                     segment_ids=segment_ids, return_logits=return_logits)
+
+
+# -----------------------------------------------------------------------------
+# Generative methods.
+# -----------------------------------------------------------------------------
+
+
+def generative_loss(model, params, batch, *, yes_id=None, no_id=None,
+                    with_eval_outputs=False):
+  """Next-token CE on target tokens. Returns (loss_sum, count, sums[, eval])."""
+  tokens = batch["decoder_target_tokens"]
+  segment_ids = batch["decoder_segment_ids"]
+  positions = batch.get("decoder_positions")
+  if positions is None:
+    positions = segment_positions(segment_ids)
+  out = _apply(model, params, tokens, positions, segment_ids)
+  logits = out.logits[:, :-1]
+  targets, weights, target_segments = shifted_targets(
+      tokens, batch["decoder_loss_weights"], segment_ids)
+  logp = token_log_probs(logits, targets)
+  count = jnp.sum(weights)
+  loss_sum = -jnp.sum(logp * weights)
+  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+  sums = {
+      "token_accuracy": (jnp.sum(correct * weights), count),
+      "target_tokens": (count, jnp.ones(())),
+  }
+  eval_outputs = {}
+  if yes_id is not None and no_id is not None:
+    verdict = last_verdict_mask(targets, weights, target_segments, yes_id,
+                                no_id).astype(jnp.float32)
+    score = yes_no_scores(logits, yes_id, no_id)
+    is_yes = targets == yes_id
+    hit = ((score > 0) == is_yes).astype(jnp.float32)
+    sums["yes_no_accuracy"] = (jnp.sum(hit * verdict), jnp.sum(verdict))
+    if with_eval_outputs:
+      eval_outputs = {"score": score, "label": is_yes, "mask": verdict > 0}
+  if with_eval_outputs:
+    return loss_sum, count, sums, eval_outputs
+  return loss_sum, count, sums
+
+
+# -----------------------------------------------------------------------------
+# Discriminative reward model.
+# -----------------------------------------------------------------------------
+
+
+def init_value_head(embed_dim: int, dtype=jnp.float32) -> dict[str, jax.Array]:
+  """Zero-initialised Dense(embed_dim -> 1): the RM starts at p = 0.5 for
+  every input (BCE = log 2), so early steps do not push the LM around with a
+  random head."""
+  return {"kernel": jnp.zeros((embed_dim, 1), dtype),
+          "bias": jnp.zeros((1,), dtype)}
+
+
+def last_token_index(segment_ids: jax.Array) -> jax.Array:
+  """Index of each row's last valid (non-padding) token [B]."""
+  idx = jnp.arange(segment_ids.shape[1])
+  return jnp.max(jnp.where(segment_ids != 0, idx, 0), axis=1)
+
+
+def value_logits(model, params, tokens, segment_ids):
+  """The value head's logit [B] at each example's last valid token."""
+  out = _apply(model, params, tokens, segment_positions(segment_ids),
+               segment_ids, return_logits=False)
+  last = last_token_index(segment_ids)
+  hidden = jnp.take_along_axis(out.hidden_states, last[:, None, None],
+                               axis=1)[:, 0].astype(jnp.float32)
+  head = params["value_head"]
+  return hidden @ head["kernel"][:, 0].astype(jnp.float32) + head["bias"][0]
+
+
+def bce_with_logits(logits, labels):
+  """Numerically stable sigmoid BCE, elementwise."""
+  labels = labels.astype(jnp.float32)
+  return (jnp.maximum(logits, 0) - logits * labels
+          + jnp.log1p(jnp.exp(-jnp.abs(logits))))
+
+
+def disc_loss(model, params, batch, *, with_eval_outputs=False):
+  logits = value_logits(model, params, batch["tokens"], batch["segment_ids"])
+  labels = batch["label"].astype(jnp.float32)
+  losses = bce_with_logits(logits, labels)
+  n = jnp.asarray(labels.shape[0], jnp.float32)
+  hit = ((logits > 0) == (labels > 0.5)).astype(jnp.float32)
+  sums = {"accuracy": (jnp.sum(hit), n),
+          "mean_prob": (jnp.sum(jax.nn.sigmoid(logits)), n)}
+  if with_eval_outputs:
+    return jnp.sum(losses), n, sums, {"score": logits, "label": labels > 0.5}
+  return jnp.sum(losses), n, sums
+
+
+# -----------------------------------------------------------------------------
+# DPO.
+# -----------------------------------------------------------------------------
+
+
+def sequence_log_probs(model, model_params, tokens, loss_weights, segment_ids):
+  """Sum over target tokens of log p(token | prefix) [B]."""
+  out = _apply(model, model_params, tokens, segment_positions(segment_ids),
+               segment_ids)
+  targets, weights, _ = shifted_targets(tokens, loss_weights, segment_ids)
+  return jnp.sum(token_log_probs(out.logits[:, :-1], targets) * weights,
+                 axis=1)
+
+
+def _pair_log_probs(model, params, batch):
+  """Chosen and rejected log-probs in one forward pass over [2B, L]."""
+  cat = lambda a, b: jnp.concatenate([a, b], axis=0)
+  logps = sequence_log_probs(
+      model, params,
+      cat(batch["chosen_tokens"], batch["rejected_tokens"]),
+      cat(batch["chosen_loss_weights"], batch["rejected_loss_weights"]),
+      cat(batch["chosen_segment_ids"], batch["rejected_segment_ids"]))
+  b = batch["chosen_tokens"].shape[0]
+  return logps[:b], logps[b:]
+
+
+def dpo_from_log_probs(pi_c, pi_r, ref_c, ref_r, beta):
+  """Per-example DPO losses and implicit rewards."""
+  reward_c = beta * (pi_c - ref_c)
+  reward_r = beta * (pi_r - ref_r)
+  margin = reward_c - reward_r
+  return -jax.nn.log_sigmoid(margin), reward_c, reward_r
+
+
+def dpo_loss(model, params, batch, *, ref_params=None, beta=0.1,
+             with_eval_outputs=False):
+  pi_c, pi_r = _pair_log_probs(model, params, batch)
+  if "chosen_ref_logps" in batch:  # precomputed by the data pipeline
+    ref_c = batch["chosen_ref_logps"].astype(jnp.float32)
+    ref_r = batch["rejected_ref_logps"].astype(jnp.float32)
+  else:
+    if ref_params is None:
+      raise ValueError("DPO needs reference params or precomputed "
+                       "chosen_ref_logps/rejected_ref_logps in the batch.")
+    # `ref_params` is a Gemma param tree (no value head): the frozen start.
+    ref_c, ref_r = _pair_log_probs(
+        model, {"model": jax.lax.stop_gradient(ref_params)}, batch)
+  losses, reward_c, reward_r = dpo_from_log_probs(pi_c, pi_r, ref_c, ref_r,
+                                                  beta)
+  margin = reward_c - reward_r
+  n = jnp.asarray(losses.shape[0], jnp.float32)
+  sums = {
+      "reward_accuracy": (jnp.sum((margin > 0).astype(jnp.float32)), n),
+      "reward_margin": (jnp.sum(margin), n),
+      "reward_chosen": (jnp.sum(reward_c), n),
+      "reward_rejected": (jnp.sum(reward_r), n),
+      "logp_chosen": (jnp.sum(pi_c), n),
+      "logp_rejected": (jnp.sum(pi_r), n),
+  }
+  if with_eval_outputs:
+    return jnp.sum(losses), n, sums, {"margin": margin}
+  return jnp.sum(losses), n, sums
+
+
+# -----------------------------------------------------------------------------
+# Dispatch and host-side metrics.
+# -----------------------------------------------------------------------------
+
+
+def compute_loss(method: str, model, params, batch, *, ref_params=None,
+                 beta: float = 0.1, yes_id=None, no_id=None,
+                 with_eval_outputs: bool = False):
+  kind = batch_kind(method)
+  if kind == "generative":
+    use_verdict = method in VERDICT_METHODS
+    return generative_loss(model, params, batch,
+                           yes_id=yes_id if use_verdict else None,
+                           no_id=no_id if use_verdict else None,
+                           with_eval_outputs=with_eval_outputs)
+  if kind == "disc":
+    return disc_loss(model, params, batch,
+                     with_eval_outputs=with_eval_outputs)
+  return dpo_loss(model, params, batch, ref_params=ref_params, beta=beta,
+                  with_eval_outputs=with_eval_outputs)
+
+
+def finalize(sums: Sums) -> dict[str, jax.Array]:
+  """sum / count for every metric (0 where nothing was counted)."""
+  return {k: s / jnp.maximum(c, 1e-9) for k, (s, c) in sums.items()}
+
+
+def auroc(scores, labels) -> float:
+  """Area under the ROC curve, ties counted as 1/2 (Mann-Whitney U).
+
+  NaN when only one class is present.
+  """
+  scores = np.asarray(scores, np.float64).ravel()
+  labels = np.asarray(labels).ravel().astype(bool)
+  n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+  if n_pos == 0 or n_neg == 0:
+    return float("nan")
+  order = np.argsort(scores, kind="mergesort")
+  sorted_scores = scores[order]
+  # Average ranks (1-based) over tied groups.
+  ranks = np.empty(len(scores), np.float64)
+  _, first, counts = np.unique(sorted_scores, return_index=True,
+                               return_counts=True)
+  avg = first + (counts + 1) / 2.0
+  ranks[order] = np.repeat(avg, counts)
+  u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
+  return float(u / (n_pos * n_neg))

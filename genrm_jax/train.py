@@ -1,0 +1,538 @@
+r"""Fine-tunes Gemma as a verifier (GenRM, GenRM-CoT, unified, disc RM, DPO) or
+as a generator (solution SFT), in the style of big_vision's `train.py`.
+
+  python -m genrm_jax.train --config=configs/gsm8k_cot.py --workdir=DIR
+  python -m genrm_jax.train --config=configs/last_letter_genrm.py:tiny \
+      --workdir=/tmp/ll --config.total_steps=50
+
+One readable `train_and_evaluate` in phases: mesh -> data -> shapes ->
+shardings -> state (created sharded) -> restore -> jitted update -> loop.
+Configs are locked (a mistyped `--config.key` is an error). The workdir gets
+`metrics.jsonl`, TensorBoard events, orbax checkpoints in `checkpoints/`, and
+(if `config.export_params`) the final params in the official Gemma layout in
+`export/params`. Running again with the same workdir resumes from the latest
+checkpoint and continues exactly as an uninterrupted run would: the state
+holds params, optimizer state and step; batches are a function of the step;
+the per-step RNG is `fold_in(rng, step)`.
+
+Several hosts: set `GENRM_JAX_INIT=1` (or `--jax_distributed`) so
+`jax.distributed.initialize()` runs; each host reads its own rows; only
+process 0 logs and writes metrics.
+
+Nothing here imports TensorFlow: `data.source='synthetic'` trains without it,
+and the seqio source lives in `genrm_jax/input_pipeline.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging as std_logging
+import math
+import os
+import signal
+import time
+from typing import Any, Iterator
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from ml_collections import config_flags
+import numpy as np
+import optax
+
+from genrm_jax import checkpointing
+from genrm_jax import data_synthetic
+from genrm_jax import losses
+from genrm_jax import metric_writers
+from genrm_jax import optimizer as optimizer_lib
+from genrm_jax import sharding as sharding_lib
+from genrm_jax.models import checkpoints as model_checkpoints
+from genrm_jax.models import gemma
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The CLI flags. Defined only when run as a program, so that importing
+  this module (tests, notebooks, other CLIs with their own `--config`) never
+  collides in absl's global flag registry."""
+  config_flags.DEFINE_config_file(
+      "config", None, "Experiment config file, e.g. configs/gsm8k_cot.py:tiny",
+      lock_config=True)
+  flags.DEFINE_string("workdir", None, "Where to write checkpoints, "
+                      "metrics.jsonl and TensorBoard events.")
+  flags.DEFINE_bool(
+      "jax_distributed",
+      os.environ.get("GENRM_JAX_INIT", "") not in ("", "0"),
+      "Call jax.distributed.initialize() (multi-host; default from "
+      "$GENRM_JAX_INIT).")
+
+
+# Test hook: SIGKILL this process right after step N (a save may be in
+# flight), to prove that a kill -9 loses nothing but the steps since the last
+# finished checkpoint.
+KILL_AT_STEP_ENV = "GENRM_TEST_KILL_AT_STEP"
+
+
+def _log(msg: str, *args) -> None:
+  if jax.process_index() == 0:
+    logging.info(msg, *args)
+
+
+# -----------------------------------------------------------------------------
+# Data hooks: the one place that knows where batches come from.
+# -----------------------------------------------------------------------------
+
+
+def _local_batches(config, *, split: str, start_step: int,
+                   num_steps: int | None, process_index: int,
+                   process_count: int) -> Iterator[dict[str, np.ndarray]]:
+  """This host's rows of every global batch from `start_step` on (numpy)."""
+  source = config.data.source
+  if source == "synthetic":
+    return data_synthetic.SyntheticSource(config).iterate(
+        config.batch_size, split="train" if split == "train" else "eval",
+        start_step=start_step, num_steps=num_steps,
+        process_index=process_index, process_count=process_count)
+  if source == "seqio":
+    # Contract for the seqio pipeline (genrm_jax/input_pipeline.py): the same
+    # arguments, yielding numpy dicts with the fields of `losses.batch_kind`,
+    # deterministic in (config.seed, step) so that resume is exact.
+    from genrm_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    return input_pipeline.make_local_iterator(
+        config, split=split, start_step=start_step, num_steps=num_steps,
+        process_index=process_index, process_count=process_count)
+  raise ValueError(f"config.data.source={source!r}; expected 'synthetic' or "
+                   "'seqio'.")
+
+
+def make_global_batch(local: dict[str, np.ndarray],
+                      mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  """Assembles host-local rows into global arrays sharded over the batch."""
+  return {
+      k: jax.make_array_from_process_local_data(
+          sharding_lib.batch_sharding(mesh, np.ndim(v)), np.asarray(v))
+      for k, v in local.items()
+  }
+
+
+def make_data_iterator(config, mesh, process_index: int | None = None,
+                       process_count: int | None = None, start_step: int = 0,
+                       *, split: str = "train",
+                       num_steps: int | None = None
+                       ) -> Iterator[dict[str, jax.Array]]:
+  """Global batches for steps `start_step, start_step + 1, ...`.
+
+  Dispatches on `config.data.source`; each host reads only its rows.
+  `split` is 'train' or the eval split (`config.data.eval_split`).
+  """
+  process_index = (jax.process_index() if process_index is None
+                   else process_index)
+  process_count = (jax.process_count() if process_count is None
+                   else process_count)
+  for local in _local_batches(config, split=split, start_step=start_step,
+                              num_steps=num_steps, process_index=process_index,
+                              process_count=process_count):
+    yield make_global_batch(local, mesh)
+
+
+def verdict_token_ids(config) -> tuple[int | None, int | None]:
+  """The Yes/No token ids of the verdict (None if the method has none)."""
+  if config.method not in losses.VERDICT_METHODS:
+    return None, None
+  if config.yes_token_id >= 0 and config.no_token_id >= 0:
+    return int(config.yes_token_id), int(config.no_token_id)
+  if config.data.source == "synthetic":
+    return data_synthetic.YES, data_synthetic.NO
+  from genrm_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  if hasattr(input_pipeline, "verdict_token_ids"):
+    return input_pipeline.verdict_token_ids(config)
+  raise ValueError("Set config.yes_token_id and config.no_token_id (the "
+                   "vocabulary ids of the ' Yes' / ' No' verdict tokens).")
+
+
+# -----------------------------------------------------------------------------
+# Model, state and step functions (pure; jitted in `train_and_evaluate`).
+# -----------------------------------------------------------------------------
+
+
+def model_config(config) -> gemma.TransformerConfig:
+  fields = config.model.to_dict()
+  preset = fields.pop("preset")
+  return gemma.get_config(preset, **{k: v for k, v in fields.items()
+                                     if v is not None})
+
+
+def _state_from_model_params(model_params, mcfg, tx, method):
+  params = {"model": model_params}
+  if method == "disc":
+    params["value_head"] = losses.init_value_head(mcfg.embed_dim)
+  return {"params": params, "opt_state": tx.init(params),
+          "step": jnp.zeros((), jnp.int32)}
+
+
+def _input_tokens(batch) -> jax.Array:
+  """Non-padding input tokens in the batch (for tokens/s and MFU)."""
+  return sum(jnp.sum(v != 0) for k, v in batch.items()
+             if k.endswith("segment_ids"))
+
+
+def _microbatches(batch, n: int):
+  """[B, ...] -> [n, B/n, ...], microbatch i = rows i, i + n, ...: each device
+  keeps its own rows (a batch-sharded array needs no communication)."""
+  def split(x):
+    if x.shape[0] % n:
+      raise ValueError(f"batch of {x.shape[0]} rows does not split into "
+                       f"optimizer.grad_accum_steps={n} microbatches.")
+    return x.reshape(x.shape[0] // n, n, *x.shape[1:]).swapaxes(0, 1)
+  return jax.tree.map(split, batch)
+
+
+def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
+               beta, yes_id, no_id, accum_steps):
+  """One optimizer update. Returns (new state, metrics)."""
+  step = state["step"]
+  # Gemma fine-tuning uses no dropout; the key is there for stochastic
+  # extensions and is a pure function of the step, so resume is exact.
+  del rng  # = jax.random.fold_in(rng, step) when needed
+
+  def loss_fn(params, mb):
+    loss_sum, count, sums = losses.compute_loss(
+        method, model, params, mb, ref_params=ref_params, beta=beta,
+        yes_id=yes_id, no_id=no_id)
+    return loss_sum, (count, sums)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  params = state["params"]
+  if accum_steps == 1:
+    (loss_sum, (count, sums)), grads = grad_fn(params, batch)
+  else:
+    micro = _microbatches(batch, accum_steps)
+    first = jax.tree.map(lambda x: x[0], micro)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                         jax.eval_shape(grad_fn, params, first))
+
+    def body(acc, mb):
+      out = grad_fn(params, mb)
+      return jax.tree.map(jnp.add, acc, out), None
+
+    ((loss_sum, (count, sums)), grads), _ = jax.lax.scan(body, zeros, micro)
+
+  # Sums over the whole global batch divided once: the mean over target
+  # tokens (or examples), identical for any mesh or accumulation.
+  norm = jnp.maximum(count, 1.0)
+  grads = jax.tree.map(lambda g: g / norm, grads)
+  updates, opt_state = tx.update(grads, state["opt_state"], params)
+  new_params = optax.apply_updates(params, updates)
+  metrics = {
+      "loss": loss_sum / norm,
+      "lr": schedule(step),
+      "l2_grads": optax.tree.norm(grads),
+      "l2_params": optax.tree.norm(new_params),
+      "l2_updates": optax.tree.norm(updates),
+      "input_tokens": _input_tokens(batch),
+      **losses.finalize(sums),
+  }
+  new_state = {"params": new_params, "opt_state": opt_state, "step": step + 1}
+  return new_state, metrics
+
+
+def eval_step(params, batch, ref_params, *, model, method, beta, yes_id,
+              no_id):
+  loss_sum, count, sums, outputs = losses.compute_loss(
+      method, model, params, batch, ref_params=ref_params, beta=beta,
+      yes_id=yes_id, no_id=no_id, with_eval_outputs=True)
+  sums = dict(sums, loss=(loss_sum, count))
+  return sums, outputs
+
+
+def _summarize_eval(method, all_sums, all_outputs) -> dict[str, float]:
+  """Host side: means over all eval batches, plus AUROC where it applies."""
+  total = {k: [0.0, 0.0] for k in all_sums[0]}
+  for sums in all_sums:
+    for k, (s, c) in sums.items():
+      total[k][0] += float(s)
+      total[k][1] += float(c)
+  out = {f"eval/{k}": s / max(c, 1e-9) for k, (s, c) in total.items()}
+  cat = lambda key: np.concatenate(
+      [np.asarray(o[key]).ravel() for o in all_outputs])
+  if method == "disc":
+    out["eval/auroc"] = losses.auroc(cat("score"), cat("label"))
+  elif all_outputs and "mask" in all_outputs[0]:
+    mask = cat("mask")
+    out["eval/yes_no_auroc"] = losses.auroc(cat("score")[mask],
+                                            cat("label")[mask])
+  return out
+
+
+def _fmt_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  d, rem = divmod(seconds, 86400)
+  h, rem = divmod(rem, 3600)
+  m, s = divmod(rem, 60)
+  return (f"{d}d{h:02d}h" if d else f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s")
+
+
+# -----------------------------------------------------------------------------
+# Main.
+# -----------------------------------------------------------------------------
+
+
+def train_and_evaluate(config, workdir: str, *,
+                       devices: list[jax.Device] | None = None
+                       ) -> dict[str, Any]:
+  """Trains to `config.total_steps` (resuming from `workdir` if possible).
+
+  Returns the last logged metrics. `devices` restricts the mesh (tests).
+  """
+  workdir = os.path.abspath(workdir)
+  method = config.method
+  losses.batch_kind(method)  # validates the method name
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+
+  # ---------------------------------------------------------------------------
+  # Mesh. (data, fsdp, tensor) over all devices of all hosts.
+  # ---------------------------------------------------------------------------
+  mesh = sharding_lib.make_mesh(tuple(config.mesh), devices)
+  _log("Mesh %s over %d devices (%d processes).", dict(mesh.shape),
+       mesh.devices.size, jax.process_count())
+  data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
+  if config.batch_size % data_parallel:
+    raise ValueError(f"batch_size={config.batch_size} is not divisible by the "
+                     f"data x fsdp mesh size {data_parallel}.")
+
+  # ---------------------------------------------------------------------------
+  # Model, optimizer and step functions.
+  # ---------------------------------------------------------------------------
+  mcfg = model_config(config)
+  model = gemma.Transformer(mcfg)
+  tx, schedule = optimizer_lib.make_optimizer(config)
+  yes_id, no_id = verdict_token_ids(config)
+  rng_init, rng_loop = jax.random.split(jax.random.PRNGKey(config.seed))
+  step_kw = dict(model=model, method=method, beta=float(config.dpo.beta),
+                 yes_id=yes_id, no_id=no_id)
+  needs_ref = method == "dpo"
+
+  def init_model_params(rng):
+    return gemma.init_params(mcfg, rng)
+
+  def init_state(rng):
+    return _state_from_model_params(init_model_params(rng), mcfg, tx, method)
+
+  # ---------------------------------------------------------------------------
+  # Shapes and shardings: nothing is allocated until the state is created
+  # directly in its sharding.
+  # ---------------------------------------------------------------------------
+  state_shapes = jax.eval_shape(init_state, rng_init)
+  model_shardings = sharding_lib.logical_shardings(
+      gemma.abstract_params(mcfg), mesh)
+  replicated = NamedSharding(mesh, P())
+  param_shardings = {"model": model_shardings}
+  if method == "disc":
+    param_shardings["value_head"] = jax.tree.map(
+        lambda _: replicated, state_shapes["params"]["value_head"])
+  # Optimizer moments mirror their params' shardings; counts are replicated.
+  opt_shardings = optax.tree_map_params(
+      tx, lambda _, s: s, state_shapes["opt_state"], param_shardings,
+      transform_non_params=lambda _: replicated,
+      is_leaf=lambda x: isinstance(x, NamedSharding))
+  state_shardings = {"params": param_shardings, "opt_state": opt_shardings,
+                     "step": replicated}
+  n_params = sum(int(np.prod(x.shape))
+                 for x in jax.tree.leaves(state_shapes["params"]))
+  _log("Model %s: %.1fM params; method %s.", config.model.preset,
+       n_params / 1e6, method)
+
+  # ---------------------------------------------------------------------------
+  # Checkpoints and restore: workdir latest -> init_from -> scratch.
+  # ---------------------------------------------------------------------------
+  ckpt = checkpointing.Checkpointer(
+      os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
+      max_to_keep=config.keep_checkpoints,
+      async_save=config.async_checkpointing)
+
+  def initial_model_params():
+    """The model params training starts from (also DPO's reference)."""
+    if config.init_from:
+      return model_checkpoints.load_params(config.init_from, mcfg, mesh=mesh)
+    return jax.jit(init_model_params, out_shardings=model_shardings)(rng_init)
+
+  latest = ckpt.latest_step()
+  if latest is not None:
+    abstract = checkpointing.abstract_like(state_shapes, state_shardings)
+    state = ckpt.restore(latest, abstract)
+    _log("Resumed from %s at step %d.", ckpt.directory, latest)
+  elif config.init_from:
+    _log("Initialising from %s.", config.init_from)
+    state = jax.jit(
+        lambda p: _state_from_model_params(p, mcfg, tx, method),
+        in_shardings=(model_shardings,), out_shardings=state_shardings,
+        donate_argnums=(0,))(initial_model_params())
+  else:
+    state = jax.jit(init_state, out_shardings=state_shardings)(rng_init)
+  start_step = int(jax.device_get(state["step"]))
+  # DPO's reference is the frozen *initial* model: rebuilt the same way on
+  # every (re)start rather than stored in each checkpoint.
+  ref_params = initial_model_params() if needs_ref else None
+  ref_shardings = model_shardings if needs_ref else None
+
+  # ---------------------------------------------------------------------------
+  # Data: batches for steps start_step, start_step + 1, ... .
+  # ---------------------------------------------------------------------------
+  train_iter = make_data_iterator(config, mesh, start_step=start_step)
+  eval_enabled = config.eval_every > 0 and bool(config.data.eval_split)
+
+  # ---------------------------------------------------------------------------
+  # Jitted update: state donated, shardings explicit.
+  # ---------------------------------------------------------------------------
+  update_fn = None
+  eval_fn = None
+
+  def compile_update(batch):
+    batch_shardings = jax.tree.map(lambda x: x.sharding, batch)
+    return jax.jit(
+        functools.partial(train_step, tx=tx, schedule=schedule,
+                          accum_steps=int(config.optimizer.grad_accum_steps),
+                          **step_kw),
+        in_shardings=(state_shardings, batch_shardings, ref_shardings,
+                      replicated),
+        out_shardings=(state_shardings, replicated),
+        donate_argnums=(0,))
+
+  def run_eval(state):
+    nonlocal eval_fn
+    all_sums, all_outputs = [], []
+    for batch in make_data_iterator(config, mesh, split=config.data.eval_split,
+                                    num_steps=config.eval_steps):
+      if eval_fn is None:
+        eval_fn = jax.jit(functools.partial(eval_step, **step_kw),
+                          out_shardings=replicated)
+      sums, outputs = jax.device_get(
+          eval_fn(state["params"], batch, ref_params))
+      all_sums.append(sums)
+      all_outputs.append(outputs)
+    return _summarize_eval(method, all_sums, all_outputs)
+
+  # ---------------------------------------------------------------------------
+  # Loop.
+  # ---------------------------------------------------------------------------
+  writer = metric_writers.MetricWriter(workdir, resume_step=start_step)
+  total = int(config.total_steps)
+  kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0") or 0)
+  last_metrics: dict[str, Any] = {}
+  t_last, step_last = time.perf_counter(), start_step
+  first_log = True
+  if start_step >= total:
+    _log("Nothing to do: step %d >= total_steps %d.", start_step, total)
+
+  with sharding_lib.use_mesh(mesh):
+    for step in range(start_step + 1, total + 1):
+      batch = next(train_iter)  # the batch of update number `step`
+      if update_fn is None:
+        update_fn = compile_update(batch)
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        state, metrics = update_fn(state, batch, ref_params, rng_loop)
+
+      log_now = step % config.log_every == 0 or step == total
+      preempted = ckpt.reached_preemption(step)
+      save_now = ckpt.should_save(step, total) or preempted
+      if log_now or save_now:
+        m = jax.device_get(metrics)
+        # Checked before any save: a checkpoint never holds non-finite params.
+        bad = [k for k in ("loss", "l2_grads", "l2_params")
+               if not np.isfinite(m[k])]
+        if bad:
+          ckpt.wait_until_finished()
+          writer.close()
+          raise FloatingPointError(
+              f"Non-finite {', '.join(bad)} at step {step} (loss={m['loss']}, "
+              f"l2_grads={m['l2_grads']}). Training stopped; the last good "
+              f"checkpoint is step {ckpt.latest_step()} in {ckpt.directory}. "
+              "Lower config.lr, check the data, or resume from it.")
+      if log_now:
+        now = time.perf_counter()
+        steps_per_s = (step - step_last) / max(now - t_last, 1e-9)
+        t_last, step_last = now, step
+        m = {k: v for k, v in m.items()}
+        m["steps_per_sec"] = steps_per_s
+        m["tokens_per_sec"] = float(m["input_tokens"]) * steps_per_s
+        if config.peak_tflops_per_device > 0:
+          # 6 * params * tokens: weights only, attention FLOPs not counted.
+          m["mfu"] = (6 * n_params * m["tokens_per_sec"] /
+                      (config.peak_tflops_per_device * 1e12 * mesh.devices.size))
+        eta = (total - step) / steps_per_s if steps_per_s > 0 else math.inf
+        _log("step %d/%d | loss %.4f | lr %.3g | %.2f steps/s%s | ETA %s",
+             step, total, m["loss"], m["lr"], steps_per_s,
+             " (incl. compile)" if first_log else "", _fmt_duration(eta))
+        first_log = False
+        writer.write(step, m)
+        last_metrics = m
+
+      if save_now:
+        ckpt.save(step, state)
+
+      if eval_enabled and (step % config.eval_every == 0 or step == total):
+        em = run_eval(state)
+        _log("eval at step %d: %s", step,
+             ", ".join(f"{k}={v:.4f}" for k, v in sorted(em.items())))
+        writer.write(step, em)
+        last_metrics = {**last_metrics, **em}
+        t_last = time.perf_counter()  # keep eval time out of steps/s
+
+      if kill_at and step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+      if preempted:
+        _log("Preemption at step %d: checkpoint saved, exiting.", step)
+        break
+
+  ckpt.wait_until_finished()
+  final_step = int(jax.device_get(state["step"]))
+  if config.export_params and final_step >= total:
+    export_dir = os.path.join(workdir, "export")
+    checkpointing.export_params(state["params"]["model"],
+                                os.path.join(export_dir, "params"))
+    if method == "disc" and jax.process_index() == 0:
+      head = jax.device_get(state["params"]["value_head"])
+      np.savez(os.path.join(export_dir, "value_head.npz"), **head)
+    _log("Exported params to %s.", export_dir)
+  ckpt.close()
+  writer.close()
+  return last_metrics
+
+
+class _QuietLibraries(std_logging.Filter):
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or (
+        "/orbax/" not in record.pathname)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.jax_distributed:
+    jax.distributed.initialize()
+  config = FLAGS.config
+  if config is None:
+    raise app.UsageError("--config=configs/<experiment>.py[:args] is required.")
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir=DIR is required.")
+  logging.set_verbosity(logging.INFO)
+  # Orbax logs every save at INFO; keep the console to our progress lines.
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  if jax.process_index() == 0:
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    with open(os.path.join(FLAGS.workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  train_and_evaluate(config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,219 @@
+"""Losses against hand computations; AUROC against brute force."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genrm_jax import losses
+from genrm_jax.models import gemma
+
+
+def _log_softmax(x):
+  x = x - x.max(-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def _forward(model, params, tokens, **kw):
+  return jax.jit(lambda p, t, kw: model.apply({"params": p}, t, **kw))(
+      params, tokens, kw)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  config = gemma.get_config("tiny", num_embed=32)
+  model = gemma.Transformer(config)
+  params = {"model": gemma.init_params(config, 0)}
+  return config, model, params
+
+
+def test_segment_positions():
+  seg = jnp.array([[1, 1, 1, 2, 2, 0, 0], [1, 1, 1, 1, 1, 1, 1]])
+  np.testing.assert_array_equal(
+      losses.segment_positions(seg),
+      [[0, 1, 2, 0, 1, 0, 0], [0, 1, 2, 3, 4, 5, 6]])
+
+
+def test_generative_ce_masking_by_hand(tiny):
+  config, model, params = tiny
+  # Two packed segments and padding; targets are marked by loss weights.
+  tokens = np.array([[2, 7, 8, 9, 2, 5, 6, 0, 0],
+                     [2, 3, 4, 5, 6, 7, 8, 9, 10]], np.int32)
+  seg = np.array([[1, 1, 1, 1, 2, 2, 2, 0, 0],
+                  [1, 1, 1, 1, 1, 1, 1, 1, 1]], np.int32)
+  pos = np.array([[0, 1, 2, 3, 0, 1, 2, 0, 0],
+                  list(range(9))], np.int32)
+  w = np.array([[0, 0, 1, 1, 1, 0, 1, 0, 0],  # w at a segment start ignored
+                [0, 0, 0, 0, 0, 1, 1, 1, 1]], np.float32)
+  batch = {"decoder_target_tokens": tokens, "decoder_loss_weights": w,
+           "decoder_segment_ids": seg, "decoder_positions": pos}
+  loss_sum, count, sums = jax.jit(
+      lambda p, b: losses.generative_loss(model, p, b))(params, batch)
+  logits = np.asarray(_forward(model, params["model"], tokens,
+                               positions=pos, segment_ids=seg).logits)
+  logp = _log_softmax(logits.astype(np.float64))
+  total, n, correct = 0.0, 0, 0
+  for b in range(2):
+    for t in range(8):
+      if w[b, t + 1] and seg[b, t + 1] == seg[b, t] and seg[b, t + 1]:
+        total -= logp[b, t, tokens[b, t + 1]]
+        n += 1
+        correct += int(np.argmax(logits[b, t]) == tokens[b, t + 1])
+  assert n == 7  # 2 + 1 (not the segment start) + 4
+  assert float(count) == n
+  np.testing.assert_allclose(float(loss_sum), total, rtol=1e-5)
+  acc = losses.finalize(sums)["token_accuracy"]
+  np.testing.assert_allclose(float(acc), correct / n, rtol=1e-6)
+
+
+def test_last_verdict_mask():
+  yes, no = 5, 6
+  targets = jnp.array([[5, 3, 6, 9, 5, 4, 6, 0]])
+  weights = jnp.array([[1, 1, 1, 1, 1, 1, 1, 0]], jnp.float32)
+  segs = jnp.array([[1, 1, 1, 1, 2, 2, 2, 0]])
+  mask = losses.last_verdict_mask(targets, weights, segs, yes, no)
+  # Segment 1: the verdict is the No at index 2 (not the Yes at 0);
+  # segment 2: the No at index 6.
+  np.testing.assert_array_equal(np.asarray(mask)[0],
+                                [0, 0, 1, 0, 0, 0, 1, 0])
+
+
+def test_yes_no_accuracy(tiny):
+  config, model, params = tiny
+  yes, no = 5, 6
+  tokens = np.array([[2, 9, 9, 5, 1], [2, 8, 8, 6, 1]], np.int32)
+  w = np.array([[0, 0, 0, 1, 1], [0, 0, 0, 1, 1]], np.float32)
+  seg = np.ones_like(tokens)
+  batch = {"decoder_target_tokens": tokens, "decoder_loss_weights": w,
+           "decoder_segment_ids": seg,
+           "decoder_positions": np.tile(np.arange(5), (2, 1))}
+  _, _, sums = jax.jit(lambda p, b: losses.generative_loss(
+      model, p, b, yes_id=yes, no_id=no))(params, batch)
+  logits = np.asarray(_forward(model, params["model"], tokens).logits)
+  hits = [(logits[0, 2, yes] > logits[0, 2, no]),
+          (logits[1, 2, yes] <= logits[1, 2, no])]
+  s, c = sums["yes_no_accuracy"]
+  assert float(c) == 2
+  assert float(s) == sum(hits)
+
+
+def test_bce_by_hand():
+  logits = jnp.array([-3.0, -0.5, 0.0, 2.0])
+  labels = jnp.array([0.0, 1.0, 1.0, 0.0])
+  p = 1 / (1 + np.exp(-np.asarray(logits, np.float64)))
+  y = np.asarray(labels)
+  expect = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+  np.testing.assert_allclose(losses.bce_with_logits(logits, labels), expect,
+                             rtol=1e-6)
+  # Stable far from 0: log(1 + e^-40) instead of log(0) = -inf.
+  far = losses.bce_with_logits(jnp.array([40.0, -40.0]), jnp.array([1., 0.]))
+  np.testing.assert_allclose(far, [np.exp(-40.0)] * 2, rtol=1e-5)
+
+
+def test_disc_value_head_at_last_token(tiny):
+  config, model, params = tiny
+  key = jax.random.PRNGKey(3)
+  params = dict(params, value_head={
+      "kernel": jax.random.normal(key, (config.embed_dim, 1)),
+      "bias": jnp.array([0.25])})
+  tokens = np.array([[2, 7, 8, 9, 0, 0], [2, 3, 4, 5, 6, 7]], np.int32)
+  seg = (tokens != 0).astype(np.int32)
+  label = np.array([1.0, 0.0], np.float32)
+  loss_sum, n, _ = jax.jit(lambda p, b: losses.disc_loss(model, p, b))(
+      params, {"tokens": tokens, "segment_ids": seg, "label": label})
+  hidden = np.asarray(_forward(model, params["model"], tokens,
+                               segment_ids=seg).hidden_states)
+  k = np.asarray(params["value_head"]["kernel"])[:, 0]
+  z = np.array([hidden[0, 3] @ k + 0.25, hidden[1, 5] @ k + 0.25])
+  p = 1 / (1 + np.exp(-z))
+  expect = -(np.log(p[0]) + np.log(1 - p[1]))
+  assert float(n) == 2
+  np.testing.assert_allclose(float(loss_sum), expect, rtol=1e-5)
+
+
+def test_dpo_loss_by_hand():
+  pi_c, pi_r = jnp.array([-5.0, -2.0]), jnp.array([-6.0, -1.0])
+  ref_c, ref_r = jnp.array([-5.5, -2.5]), jnp.array([-5.0, -1.5])
+  beta = 0.5
+  loss, rc, rr = losses.dpo_from_log_probs(pi_c, pi_r, ref_c, ref_r, beta)
+  # Example 0: margin = 0.5*(0.5) - 0.5*(-1.0) = 0.75.
+  # Example 1: margin = 0.5*(0.5) - 0.5*(0.5) = 0.
+  np.testing.assert_allclose(rc - rr, [0.75, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(loss, [np.log1p(np.exp(-0.75)), np.log(2.0)],
+                             rtol=1e-6)
+
+
+def _dpo_batch():
+  chosen = np.array([[2, 11, 3, 12, 1, 0], [2, 13, 14, 3, 15, 1]], np.int32)
+  rejected = np.array([[2, 11, 3, 17, 1, 0], [2, 13, 14, 3, 19, 1]], np.int32)
+  w = np.array([[0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 1, 1]], np.float32)
+  return {"chosen_tokens": chosen, "rejected_tokens": rejected,
+          "chosen_loss_weights": w, "rejected_loss_weights": w,
+          "chosen_segment_ids": (chosen != 0).astype(np.int32),
+          "rejected_segment_ids": (rejected != 0).astype(np.int32)}
+
+
+def test_dpo_zero_margin_when_policy_is_reference(tiny):
+  _, model, params = tiny
+  loss_sum, n, sums = jax.jit(lambda p, b: losses.dpo_loss(
+      model, p, b, ref_params=p["model"], beta=0.1))(params, _dpo_batch())
+  np.testing.assert_allclose(float(loss_sum) / float(n), np.log(2.0),
+                             rtol=1e-6)
+  m = losses.finalize(sums)
+  assert abs(float(m["reward_margin"])) < 1e-6
+  assert float(m["reward_accuracy"]) == 0.0  # margin 0 is not > 0
+
+
+def test_dpo_sequence_log_probs_and_precomputed_ref(tiny):
+  _, model, params = tiny
+  batch = _dpo_batch()
+  seq_logps = jax.jit(lambda p, t, w, s: losses.sequence_log_probs(
+      model, p, t, w, s))
+  logps = seq_logps(params, batch["chosen_tokens"],
+                    batch["chosen_loss_weights"], batch["chosen_segment_ids"])
+  logits = np.asarray(_forward(model, params["model"],
+                               batch["chosen_tokens"]).logits)
+  lp = _log_softmax(logits.astype(np.float64))
+  t = batch["chosen_tokens"]
+  expect = [lp[0, 2, t[0, 3]] + lp[0, 3, t[0, 4]],
+            lp[1, 3, t[1, 4]] + lp[1, 4, t[1, 5]]]
+  np.testing.assert_allclose(np.asarray(logps), expect, rtol=1e-5)
+  # Precomputed reference log-probs replace the reference forward pass.
+  pre = dict(batch, chosen_ref_logps=np.asarray(logps) - 1.0,
+             rejected_ref_logps=np.zeros(2, np.float32))
+  pi_r = seq_logps(params, batch["rejected_tokens"],
+                   batch["rejected_loss_weights"],
+                   batch["rejected_segment_ids"])
+  loss_sum, _, _ = jax.jit(lambda p, b: losses.dpo_loss(model, p, b,
+                                                        beta=0.2))(params, pre)
+  margin = 0.2 * 1.0 - 0.2 * np.asarray(pi_r)
+  np.testing.assert_allclose(float(loss_sum),
+                             np.sum(np.log1p(np.exp(-margin))), rtol=1e-5)
+
+
+def _auroc_brute(scores, labels):
+  pos = [s for s, l in zip(scores, labels) if l]
+  neg = [s for s, l in zip(scores, labels) if not l]
+  total = sum(1.0 if p > n else 0.5 if p == n else 0.0
+              for p, n in itertools.product(pos, neg))
+  return total / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auroc_matches_brute_force_with_ties(seed):
+  rng = np.random.default_rng(seed)
+  n = int(rng.integers(5, 60))
+  scores = rng.integers(0, 6, n).astype(np.float32)  # many ties
+  labels = rng.random(n) < 0.4
+  labels[0], labels[1] = True, False
+  assert losses.auroc(scores, labels) == pytest.approx(
+      _auroc_brute(scores, labels), abs=1e-12)
+
+
+def test_auroc_edge_cases():
+  assert losses.auroc([0.1, 0.9], [0, 1]) == 1.0
+  assert losses.auroc([0.9, 0.1], [0, 1]) == 0.0
+  assert losses.auroc([0.5, 0.5], [0, 1]) == 0.5
+  assert np.isnan(losses.auroc([0.1, 0.2], [1, 1]))

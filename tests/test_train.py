@@ -1,0 +1,130 @@
+"""End-to-end trainer tests on the tiny model (CPU, 8 fake devices)."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from genrm_jax import data_synthetic
+from tests import train_utils as tu
+
+# Compared to 1e-5 as the issue asks; fp32 on CPU is deterministic, so the
+# resumed run is in fact bit-identical.
+RESUME_RTOL = 1e-5
+
+
+@pytest.mark.parametrize("name", [
+    "last_letter_genrm", "word_sort_cot", "gsm8k_unified", "last_letter_solve",
+    "word_sort_disc", "gsm8k_dpo"])
+def test_tiny_run_loss_falls(name, tmp_path):
+  config = tu.tiny_config(name, checkpoint_every=1000)
+  if config.method not in ("disc", "dpo"):
+    config.total_steps = 60  # generative losses fall fastest
+  tu.run(config, tmp_path)
+  losses = [r["loss"] for r in tu.train_records(str(tmp_path))]
+  assert len(losses) == config.total_steps
+  k = 10
+  first, last = np.mean(losses[:k]), np.mean(losses[-k:])
+  assert last < 0.9 * first, (name, first, last)
+
+
+def _assert_same_records(a, b, keys=("loss", "l2_grads", "l2_params",
+                                     "l2_updates", "lr")):
+  assert [r["step"] for r in a] == [r["step"] for r in b]
+  for ra, rb in zip(a, b):
+    for k in keys:
+      np.testing.assert_allclose(ra[k], rb[k], rtol=RESUME_RTOL,
+                                 err_msg=f"step {ra['step']} {k}")
+
+
+def _assert_same_trees(a, b, rtol=RESUME_RTOL, atol=0.0):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(la, lb):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol,
+                               atol=atol)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+  full, split = str(tmp_path / "full"), str(tmp_path / "split")
+  tu.run(tu.tiny_config(total_steps=8, checkpoint_every=4), full)
+  tu.run(tu.tiny_config(total_steps=4, checkpoint_every=4), split)
+  tu.run(tu.tiny_config(total_steps=8, checkpoint_every=4), split)
+  _assert_same_records(tu.train_records(full), tu.train_records(split))
+  # Params *and* optimizer state and step.
+  _assert_same_trees(tu.restore_raw(full, 8), tu.restore_raw(split, 8))
+
+
+@pytest.fixture(scope="module")
+def one_device_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("one_device"))
+  config = tu.tiny_config("word_sort_genrm", total_steps=3, mesh=(1, 1, 1),
+                          checkpoint_every=3)
+  tu.run(config, workdir)
+  return workdir
+
+
+def test_mesh_2x2x2_equals_one_device(one_device_run, tmp_path):
+  assert len(jax.devices()) == 8
+  config = tu.tiny_config("word_sort_genrm", total_steps=3, mesh=(2, 2, 2),
+                          checkpoint_every=3)
+  tu.run(config, tmp_path, num_devices=8)
+  a, b = tu.train_records(one_device_run), tu.train_records(str(tmp_path))
+  for ra, rb in zip(a, b):
+    np.testing.assert_allclose(ra["loss"], rb["loss"], rtol=1e-5)
+    np.testing.assert_allclose(ra["l2_grads"], rb["l2_grads"], rtol=1e-4)
+  _assert_same_trees(tu.restore_raw(one_device_run, 3)["params"],
+                     tu.restore_raw(str(tmp_path), 3)["params"],
+                     rtol=1e-4, atol=1e-6)
+
+
+def test_grad_accumulation_equals_full_batch(one_device_run, tmp_path):
+  config = tu.tiny_config("word_sort_genrm", total_steps=3, mesh=(1, 1, 1),
+                          checkpoint_every=3, optimizer__grad_accum_steps=2)
+  tu.run(config, tmp_path)
+  a, b = tu.train_records(one_device_run), tu.train_records(str(tmp_path))
+  for ra, rb in zip(a, b):
+    np.testing.assert_allclose(ra["loss"], rb["loss"], rtol=1e-5)
+  _assert_same_trees(tu.restore_raw(one_device_run, 3)["params"],
+                     tu.restore_raw(str(tmp_path), 3)["params"],
+                     rtol=1e-4, atol=1e-6)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  original = data_synthetic.SyntheticSource.local_batch
+
+  def poisoned(self, step, *args, **kwargs):
+    batch = original(self, step, *args, **kwargs)
+    if step >= 6:  # the batch of update 7
+      batch["label"] = np.full_like(batch["label"], np.nan)
+    return batch
+
+  monkeypatch.setattr(data_synthetic.SyntheticSource, "local_batch", poisoned)
+  workdir = str(tmp_path)
+  config = tu.tiny_config("last_letter_disc", total_steps=20,
+                          checkpoint_every=5, log_every=4)
+  with pytest.raises(FloatingPointError, match=r"step 8.*last good checkpoint "
+                     r"is step 5"):
+    tu.run(config, workdir)
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir,
+                                                         "checkpoints"))
+                 if d.isdigit())
+  assert steps == [5]
+  state = tu.restore_raw(workdir, 5)
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
+
+
+def test_export_then_init_from(tmp_path):
+  """The exported params (official Kaggle layout) load through `init_from`;
+  with lr 0 the first update leaves them unchanged."""
+  first = str(tmp_path / "first")
+  tu.run(tu.tiny_config(total_steps=2, checkpoint_every=2,
+                        export_params=True), first)
+  exported = os.path.join(first, "export", "params")
+  assert os.path.isdir(exported)
+  second = str(tmp_path / "second")
+  tu.run(tu.tiny_config(total_steps=1, checkpoint_every=1, lr=0.0,
+                        init_from=exported), second)
+  _assert_same_trees(tu.restore_raw(first, 2)["params"]["model"],
+                     tu.restore_raw(second, 1)["params"]["model"], rtol=0)
