@@ -1,0 +1,138 @@
+"""Shared benchmark helpers: shapes, timing, MFU and result records.
+
+Every benchmark prints a table and appends one JSON line per measurement to
+`--out` (default `$OUT/benchmarks.jsonl` where `$OUT` is set, else
+`/tmp/genrm_benchmarks.jsonl`), with the device, library versions, shapes and
+figures. Compare only figures measured side by side in one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+# H100 SXM dense bf16 peak (the DESIGN.md MFU reference).
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+  preset: str
+  batch: int
+  seq_len: int
+  overrides: tuple = ()
+
+  def model_overrides(self) -> dict:
+    return dict(self.overrides)
+
+
+# Gemma-2B-shaped, batch 8 x 1024 tokens (the DESIGN.md targets), and a tiny
+# shape that runs on a CPU in seconds (what the tests exercise).
+FULL = Shape("gemma_2b", 8, 1024)
+TINY = Shape("tiny", 2, 64, (("num_embed", 300),))
+
+
+def default_out() -> str:
+  out = os.environ.get("OUT")
+  return os.path.join(out, "benchmarks.jsonl") if out else (
+      "/tmp/genrm_benchmarks.jsonl")
+
+
+def device_info() -> dict[str, Any]:
+  info = {"host": platform.node(), "python": platform.python_version()}
+  try:
+    import jax  # pylint: disable=g-import-not-at-top
+    dev = jax.devices()[0]
+    info.update(jax=jax.__version__, platform=dev.platform,
+                device=getattr(dev, "device_kind", str(dev)),
+                device_count=jax.device_count())
+  except Exception:  # pylint: disable=broad-except
+    pass
+  return info
+
+
+def torch_device_info() -> dict[str, Any]:
+  import torch  # pylint: disable=g-import-not-at-top
+  info = {"host": platform.node(), "python": platform.python_version(),
+          "torch": torch.__version__}
+  try:
+    import transformers  # pylint: disable=g-import-not-at-top
+    info["transformers"] = transformers.__version__
+  except ImportError:
+    pass
+  if torch.cuda.is_available():
+    info.update(platform="gpu", device=torch.cuda.get_device_name(0))
+  else:
+    info.update(platform="cpu", device="cpu")
+  return info
+
+
+def peak_tflops(device: str) -> float | None:
+  for name, peak in PEAK_TFLOPS.items():
+    if name in device:
+      return peak
+  return None
+
+
+def train_flops_per_token(num_params: int, num_layers: int, num_heads: int,
+                          head_dim: int, seq_len: int) -> float:
+  """PaLM's formula: 6N + 12 L H Q T (fwd + bwd, attention included)."""
+  return 6.0 * num_params + 12.0 * num_layers * num_heads * head_dim * seq_len
+
+
+def time_it(fn: Callable[[], Any], sync: Callable[[Any], Any], warmup: int,
+            repeats: int) -> tuple[float, float]:
+  """(first call seconds incl. compile, mean seconds of `repeats` calls)."""
+  start = time.perf_counter()
+  sync(fn())
+  first = time.perf_counter() - start
+  for _ in range(max(warmup - 1, 0)):
+    sync(fn())
+  start = time.perf_counter()
+  for _ in range(repeats):
+    out = fn()
+  sync(out)
+  return first, (time.perf_counter() - start) / repeats
+
+
+def record(out_path: str, entry: dict[str, Any]) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+  with open(out_path, "a") as f:
+    f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def run_subprocess(args: list[str], timeout: float, env=None) -> dict:
+  """Runs one measurement in its own process (JAX and PyTorch both grab GPU
+  memory); returns its last JSON line, or an error record."""
+  try:
+    proc = subprocess.run([sys.executable, *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+  except subprocess.TimeoutExpired:
+    return {"error": f"timed out after {timeout:.0f}s"}
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+  if proc.returncode or not lines:
+    tail = (proc.stderr or proc.stdout)[-1500:]
+    return {"error": f"exit {proc.returncode}", "stderr_tail": tail}
+  return json.loads(lines[-1])
+
+
+def print_table(title: str, rows: list[dict], columns: list[str]) -> None:
+  print(f"\n{title}")
+  widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+  print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+  for r in rows:
+    print("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
+
+
+def _fmt(v) -> str:
+  if v is None:
+    return "-"
+  if isinstance(v, float):
+    return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
+  return str(v)

@@ -1,0 +1,145 @@
+r"""Sampling throughput: our Sampler vs HF `generate`, new tokens/s.
+
+  python -m benchmarks.sampling                 # Gemma-2B, batch 16,64,256
+  python -m benchmarks.sampling --tiny          # tiny model on a CPU
+
+128-token prompts, 256 new tokens (no early stop), greedy, bf16 weights.
+Each implementation and batch runs in its own process. Also prints the HBM
+roofline: every decode step reads all weights plus the KV cache once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
+
+HBM_TB_S = {"H100": 3.35, "H200": 4.8}
+
+
+def _shape(tiny: bool):
+  return ("tiny", 16, 24, (("num_embed", 300),)) if tiny else (
+      "gemma_2b", 128, 256, ())
+
+
+def run_ours(batch: int, tiny: bool) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
+  preset, prompt_len, new, overrides = _shape(tiny)
+  cfg = gemma.get_config(preset, dtype="bfloat16", param_dtype="bfloat16",
+                         **dict(overrides))
+  params = gemma.init_params(cfg, 0)
+  prompts = np.random.default_rng(0).integers(
+      3, cfg.num_embed, size=(batch, prompt_len)).tolist()
+  sampler = sampling.Sampler(cfg, params, prompt_buckets=(prompt_len,))
+  sp = sampling.SamplingParams(max_new_tokens=new, stop_tokens=())
+  first, secs = common.time_it(lambda: sampler.generate(prompts, sp),
+                               lambda _: None, 1, 2)
+  return _result("ours", cfg, batch, prompt_len, new, first, secs,
+                 common.device_info())
+
+
+def run_hf(batch: int, tiny: bool) -> dict:
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
+  preset, prompt_len, new, overrides = _shape(tiny)
+  cfg = gemma.get_config(preset, **dict(overrides))
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  dtype = torch.bfloat16 if device == "cuda" else torch.float32
+  hf_cfg = transformers.GemmaConfig(
+      vocab_size=cfg.num_embed, hidden_size=cfg.embed_dim,
+      intermediate_size=cfg.hidden_dim, num_hidden_layers=cfg.num_layers,
+      num_attention_heads=cfg.num_heads, head_dim=cfg.head_dim,
+      num_key_value_heads=cfg.num_kv_heads, hidden_act="gelu_pytorch_tanh",
+      max_position_embeddings=8192)
+  hf_cfg._attn_implementation = "sdpa"  # pylint: disable=protected-access
+  with torch.device(device):
+    model = transformers.GemmaForCausalLM(hf_cfg).to(dtype).eval()
+  ids = torch.randint(3, cfg.num_embed, (batch, prompt_len), device=device)
+
+  def one():
+    with torch.no_grad():
+      return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                            max_new_tokens=new, min_new_tokens=new,
+                            do_sample=False, pad_token_id=0)
+
+  sync = (lambda _: torch.cuda.synchronize()) if device == "cuda" else (
+      lambda _: None)
+  first, secs = common.time_it(one, sync, 1, 2)
+  return _result("hf", cfg, batch, prompt_len, new, first, secs,
+                 common.torch_device_info())
+
+
+def _result(impl, cfg, batch, prompt_len, new, first, secs, info) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
+  params = gemma.count_params(jax.tree.map(
+      lambda b: b.value, gemma.abstract_params(cfg),
+      is_leaf=lambda x: hasattr(x, "names")))
+  device = str(info.get("device", ""))
+  hbm = next((v for k, v in HBM_TB_S.items() if k in device), None)
+  roofline = None
+  if hbm:  # bytes read per decode step: bf16 weights + mean KV cache
+    kv = (2 * cfg.num_layers * batch * (prompt_len + new / 2) *
+          cfg.num_kv_heads * cfg.head_dim * 2)
+    roofline = batch / ((2 * params + kv) / (hbm * 1e12))
+  return dict(benchmark="sampling", impl=impl,
+              shape=f"{cfg.num_layers}L-{cfg.embed_dim}d", batch=batch, prompt_len=prompt_len,
+              new_tokens=new, seconds=secs, first_call_s=first,
+              new_tokens_per_s=batch * new / secs,
+              hbm_roofline_tokens_per_s=roofline, **info)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--tiny", action="store_true")
+  parser.add_argument("--impls", default="ours,hf")
+  parser.add_argument("--batches", default="16,64,256")
+  parser.add_argument("--timeout", type=float, default=300)
+  parser.add_argument("--out", default=common.default_out())
+  parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  batches = [int(b) for b in args.batches.split(",")]
+
+  if args.worker:
+    fn = {"ours": run_ours, "hf": run_hf}[args.worker]
+    print(json.dumps(fn(batches[0], args.tiny)))
+    return
+
+  rows = []
+  for batch in batches:
+    for impl in args.impls.split(","):
+      row = common.run_subprocess(
+          ["-m", "benchmarks.sampling", f"--worker={impl}",
+           f"--batches={batch}"] + (["--tiny"] if args.tiny else []),
+          args.timeout)
+      row.setdefault("impl", impl)
+      row.setdefault("batch", batch)
+      row.setdefault("benchmark", "sampling")
+      rows.append(row)
+      common.record(args.out, row)
+  for r in rows:
+    ours = next((o for o in rows if o["impl"] == "ours" and
+                 o["batch"] == r["batch"] and "new_tokens_per_s" in o), None)
+    if ours and "new_tokens_per_s" in r:
+      r["ours_speedup"] = ours["new_tokens_per_s"] / r["new_tokens_per_s"]
+  common.print_table(f"sampling ({rows[0].get('device', '?')})", rows,
+                     ["impl", "batch", "new_tokens_per_s",
+                      "hbm_roofline_tokens_per_s", "seconds", "first_call_s",
+                      "ours_speedup", "error"])
+  for r in rows:
+    if "error" in r:
+      print(f"{r['impl']} batch {r['batch']}: {r['error']}\n"
+            f"{r.get('stderr_tail', '')}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,216 @@
+r"""Training-step throughput: ours vs the official gemma code vs HF transformers.
+
+  python -m benchmarks.train_step            # Gemma-2B shape, batch 8 x 1024
+  python -m benchmarks.train_step --tiny     # tiny model on a CPU, seconds
+
+Each implementation runs in its own process (JAX preallocates GPU memory):
+* ours: the full training step of `genrm_jax.train` (AdamW with warmup and
+  cosine, grad-norm clipping, packed targets, fp32 params, bf16 compute);
+* official: the official `gemma` package's Transformer (legacy modules),
+  forward + backward of the same CE loss (no optimizer), bf16 params;
+* hf: transformers' GemmaForCausalLM (sdpa), forward + backward, bf16.
+Prints tokens/s, MFU (PaLM formula) and our speed-up over each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
+
+
+def _packed_batch(np, shape, vocab: int, seed: int = 0):
+  """Random tokens, two packed segments a row, loss on each second half."""
+  rng = np.random.default_rng(seed)
+  b, l = shape.batch, shape.seq_len
+  tokens = rng.integers(3, vocab, size=(b, l)).astype(np.int32)
+  half = l // 2
+  segment_ids = np.where(np.arange(l) < half, 1, 2)[None].repeat(b, 0)
+  positions = np.where(np.arange(l) < half, np.arange(l),
+                       np.arange(l) - half)[None].repeat(b, 0)
+  tokens[:, 0] = tokens[:, half] = 2  # BOS
+  weights = ((positions >= half // 2)).astype(np.int32)
+  return {"decoder_target_tokens": tokens,
+          "decoder_loss_weights": weights,
+          "decoder_segment_ids": segment_ids.astype(np.int32),
+          "decoder_positions": positions.astype(np.int32)}
+
+
+def run_ours(shape: common.Shape, steps: int, remat: str) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from configs import common as configs  # pylint: disable=g-import-not-at-top
+  from genrm_jax import optimizer as optimizer_lib  # pylint: disable=g-import-not-at-top
+  from genrm_jax import train  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
+
+  cfg = configs.get_config("gsm8k", "solve")
+  cfg.model.preset = shape.preset
+  cfg.model.remat_policy = remat
+  for k, v in shape.model_overrides().items():
+    with cfg.unlocked():
+      cfg.model[k] = v
+  mcfg = train.model_config(cfg)
+  model = gemma.Transformer(mcfg)
+  tx, schedule = optimizer_lib.make_optimizer(cfg)
+  state = jax.jit(lambda r: train._state_from_model_params(  # pylint: disable=protected-access
+      gemma.init_params(mcfg, r), mcfg, tx, "solve"))(jax.random.PRNGKey(0))
+  batch = jax.device_put(_packed_batch(np, shape, mcfg.num_embed))
+  step = jax.jit(functools.partial(
+      train.train_step, model=model, tx=tx, schedule=schedule,
+      method="solve", beta=0.1, yes_id=None, no_id=None, accum_steps=1),
+                 donate_argnums=(0,))
+  rng = jax.random.PRNGKey(1)
+  holder = {"state": state}
+
+  def one():
+    holder["state"], metrics = step(holder["state"], batch, None, rng)
+    return metrics["loss"]
+
+  first, secs = common.time_it(one, jax.block_until_ready, 2, steps)
+  return _result("ours", shape, mcfg, first, secs, common.device_info(),
+                 remat=remat)
+
+
+def run_official(shape: common.Shape, steps: int) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from gemma import transformer as official  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import checkpoints, gemma  # pylint: disable=g-import-not-at-top
+  from tests import gemma_reference  # pylint: disable=g-import-not-at-top
+
+  mcfg = gemma.get_config(shape.preset, dtype="bfloat16",
+                          **shape.model_overrides())
+  ocfg = gemma_reference.official_config(mcfg)
+  model = official.Transformer(ocfg)
+  params = jax.jit(lambda r: jax.tree.map(
+      lambda x: x.astype(jnp.bfloat16), checkpoints.stacked_to_nested(
+          gemma.init_params(mcfg, r))))(jax.random.PRNGKey(0))
+  batch = _packed_batch(np, shape, mcfg.num_embed)
+  tokens = jnp.asarray(batch["decoder_target_tokens"])
+  seg = jnp.asarray(batch["decoder_segment_ids"])
+  positions = jnp.asarray(batch["decoder_positions"])
+  causal = jnp.tril(jnp.ones((shape.seq_len, shape.seq_len), bool))
+  mask = (seg[:, :, None] == seg[:, None, :]) & causal[None]
+  weights = jnp.asarray(batch["decoder_loss_weights"][:, 1:], jnp.float32)
+
+  def loss(p):
+    logits, _ = model.apply({"params": p}, tokens, positions, None, mask)
+    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), -1)
+    ll = jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
+    return -jnp.sum(ll * weights) / jnp.sum(weights)
+
+  grad = jax.jit(jax.value_and_grad(loss))
+  first, secs = common.time_it(lambda: grad(params)[0], jax.block_until_ready,
+                               2, steps)
+  return _result("official", shape, mcfg, first, secs, common.device_info())
+
+
+def run_hf(shape: common.Shape, steps: int) -> dict:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
+
+  mcfg = gemma.get_config(shape.preset, **shape.model_overrides())
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  dtype = torch.bfloat16 if device == "cuda" else torch.float32
+  hf_cfg = transformers.GemmaConfig(
+      vocab_size=mcfg.num_embed, hidden_size=mcfg.embed_dim,
+      intermediate_size=mcfg.hidden_dim, num_hidden_layers=mcfg.num_layers,
+      num_attention_heads=mcfg.num_heads, head_dim=mcfg.head_dim,
+      num_key_value_heads=mcfg.num_kv_heads, hidden_act="gelu_pytorch_tanh",
+      max_position_embeddings=max(8192, shape.seq_len))
+  hf_cfg._attn_implementation = "sdpa"  # pylint: disable=protected-access
+  with torch.device(device):
+    model = transformers.GemmaForCausalLM(hf_cfg).to(dtype)
+  model.train()
+  batch = _packed_batch(np, shape, mcfg.num_embed)
+  tokens = torch.as_tensor(batch["decoder_target_tokens"], device=device,
+                           dtype=torch.long)
+  labels = tokens.clone()
+  labels[torch.as_tensor(batch["decoder_loss_weights"], device=device) == 0] = -100
+
+  def one():
+    model.zero_grad(set_to_none=True)
+    out = model(input_ids=tokens, labels=labels)
+    out.loss.backward()
+    return out.loss
+
+  sync = (lambda _: torch.cuda.synchronize()) if device == "cuda" else (
+      lambda _: None)
+  first, secs = common.time_it(one, sync, 2, steps)
+  return _result("hf", shape, mcfg, first, secs, common.torch_device_info())
+
+
+def _result(impl, shape, mcfg, first, secs, info, **extra) -> dict:
+  from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  params = jax.tree.map(lambda b: b.value, gemma.abstract_params(mcfg),
+                        is_leaf=lambda x: hasattr(x, "names"))
+  n = gemma.count_params(params)
+  tokens = shape.batch * shape.seq_len
+  tok_s = tokens / secs
+  flops = common.train_flops_per_token(n, mcfg.num_layers, mcfg.num_heads,
+                                       mcfg.head_dim, shape.seq_len)
+  peak = common.peak_tflops(str(info.get("device", "")))
+  return dict(benchmark="train_step", impl=impl, preset=shape.preset,
+              batch=shape.batch, seq_len=shape.seq_len, params=n,
+              step_s=secs, first_call_s=first, tokens_per_s=tok_s,
+              tflops=tok_s * flops / 1e12,
+              mfu=(tok_s * flops / 1e12 / peak) if peak else None, **info,
+              **extra)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--tiny", action="store_true")
+  parser.add_argument("--impls", default="ours,official,hf")
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--remat", default="dots_with_no_batch_dims_saveable")
+  parser.add_argument("--timeout", type=float, default=300)
+  parser.add_argument("--out", default=common.default_out())
+  parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  shape = common.TINY if args.tiny else common.FULL
+
+  if args.worker:  # one implementation, in this process
+    fn = {"ours": functools.partial(run_ours, remat=args.remat),
+          "official": run_official, "hf": run_hf}[args.worker]
+    print(json.dumps(fn(shape, args.steps)))
+    return
+
+  rows = []
+  for impl in args.impls.split(","):
+    cmd = ["-m", "benchmarks.train_step", f"--worker={impl}",
+           f"--steps={args.steps}", f"--remat={args.remat}"] + (
+               ["--tiny"] if args.tiny else [])
+    row = common.run_subprocess(cmd, args.timeout)
+    row.setdefault("impl", impl)
+    row.setdefault("benchmark", "train_step")
+    rows.append(row)
+    common.record(args.out, row)
+  ours = next((r for r in rows if r["impl"] == "ours" and "tokens_per_s" in r),
+              None)
+  for r in rows:
+    if ours and "tokens_per_s" in r:
+      r["ours_speedup"] = ours["tokens_per_s"] / r["tokens_per_s"]
+  common.print_table(
+      f"train step, {shape.preset} batch {shape.batch} x {shape.seq_len} "
+      f"({rows[0].get('device', '?')})", rows,
+      ["impl", "tokens_per_s", "mfu", "step_s", "first_call_s",
+       "ours_speedup", "error"])
+  for r in rows:
+    if "error" in r:
+      print(f"{r['impl']}: {r['error']}\n{r.get('stderr_tail', '')}")
+
+
+if __name__ == "__main__":
+  main()
