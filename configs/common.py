@@ -155,6 +155,10 @@ def get_config(task: str, method: str, arg: str | None = None
   # --- scale and checkpoints ------------------------------------------------
   c.mesh = (1, -1, 1)  # (data, fsdp, tensor); one entry may be -1
   c.keep_checkpoints = 3
+  # Also keep the params of the best evaluation in WORKDIR/best, by this eval
+  # metric (e.g. 'eval/loss' with best_mode='min'); '' = off.
+  c.best_metric = ""
+  c.best_mode = "max"
   c.async_checkpointing = True
   c.export_params = True  # WORKDIR/export/params at the end (Kaggle layout)
   c.peak_tflops_per_device = 0.0  # > 0: log MFU (6 * params * tokens / s)

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -78,6 +79,42 @@ class Checkpointer:
 
   def wait_until_finished(self) -> None:
     self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+class BestCheckpointer:
+  """Keeps the params of the best evaluation so far (`WORKDIR/best/<step>`),
+  by one eval metric, beside the last-N checkpoints. Orbax stores each
+  step's metrics, so a resumed run still compares against the old best."""
+
+  def __init__(self, directory: str, metric: str, mode: str = "max"):
+    if mode not in ("max", "min"):
+      raise ValueError(f"best_mode={mode!r}; expected 'max' or 'min'.")
+    self.directory = os.path.abspath(directory)
+    self.metric = metric
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=1, best_fn=lambda metrics: metrics[metric],
+        best_mode=mode, keep_checkpoints_without_metrics=False, create=True,
+        enable_async_checkpointing=False)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def save(self, step: int, params: Any, eval_metrics: dict[str, float]
+           ) -> None:
+    if self.metric not in eval_metrics:
+      raise KeyError(
+          f"config.best_metric={self.metric!r} is not an eval metric; this "
+          f"run's eval metrics are {sorted(eval_metrics)}.")
+    value = float(eval_metrics[self.metric])
+    if not math.isfinite(value) or step in self._manager.all_steps():
+      return
+    self._manager.save(step, args=ocp.args.StandardSave({"params": params}),
+                       metrics={self.metric: value}, force=True)
+
+  def best_step(self) -> int | None:
+    return self._manager.best_step()
 
   def close(self) -> None:
     self._manager.wait_until_finished()

@@ -387,6 +387,10 @@ def train_and_evaluate(config, workdir: str, *,
   # ---------------------------------------------------------------------------
   train_iter = make_data_iterator(config, mesh, start_step=start_step)
   eval_enabled = config.eval_every > 0 and bool(config.data.eval_split)
+  best = None  # keeps the best eval's params, if configured
+  if config.best_metric and eval_enabled:
+    best = checkpointing.BestCheckpointer(
+        os.path.join(workdir, "best"), config.best_metric, config.best_mode)
 
   # ---------------------------------------------------------------------------
   # Jitted update: state donated, shardings explicit.
@@ -483,6 +487,8 @@ def train_and_evaluate(config, workdir: str, *,
              ", ".join(f"{k}={v:.4f}" for k, v in sorted(em.items())))
         writer.write(step, em)
         last_metrics = {**last_metrics, **em}
+        if best is not None:
+          best.save(step, state["params"], em)
         t_last = time.perf_counter()  # keep eval time out of steps/s
 
       if kill_at and step == kill_at:
@@ -502,6 +508,8 @@ def train_and_evaluate(config, workdir: str, *,
       np.savez(os.path.join(export_dir, "value_head.npz"), **head)
     _log("Exported params to %s.", export_dir)
   ckpt.close()
+  if best is not None:
+    best.close()
   writer.close()
   return last_metrics
 

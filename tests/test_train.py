@@ -128,3 +128,17 @@ def test_export_then_init_from(tmp_path):
                         init_from=exported), second)
   _assert_same_trees(tu.restore_raw(first, 2)["params"]["model"],
                      tu.restore_raw(second, 1)["params"]["model"], rtol=0)
+
+
+def test_best_checkpoint_by_eval_metric(tmp_path):
+  """`best_metric`: WORKDIR/best keeps the params of the best evaluation."""
+  config = tu.tiny_config(total_steps=12, checkpoint_every=4, eval_every=3,
+                          best_metric="eval/loss", best_mode="min")
+  config.eval_steps = 1
+  tu.run(config, tmp_path)
+  evals = [r for r in tu.read_metrics(str(tmp_path)) if "eval/loss" in r]
+  assert [r["step"] for r in evals] == [3, 6, 9, 12]
+  best_step = min(evals, key=lambda r: r["eval/loss"])["step"]
+  assert os.listdir(tmp_path / "best") == [str(best_step)]
+  saved = tu.restore_raw_path(str(tmp_path / "best" / str(best_step)))
+  assert "model" in saved["params"]

@@ -69,5 +69,8 @@ def train_records(workdir):
 
 
 def restore_raw(workdir, step):
-  path = os.path.join(workdir, "checkpoints", str(step), "default")
-  return ocp.StandardCheckpointer().restore(path)
+  return restore_raw_path(os.path.join(workdir, "checkpoints", str(step)))
+
+
+def restore_raw_path(step_dir):
+  return ocp.StandardCheckpointer().restore(os.path.join(step_dir, "default"))
