@@ -117,6 +117,9 @@ def get_config(task: str, method: str, arg: str | None = None
   # Candidate stores {split: path} the verification tasks are built from
   # (python -m genrm_jax.generate); GSM8K works without (released data).
   c.data.candidates = mlc.ConfigDict({"train": "", "validation": ""})
+  # GenRM-CoT rationales for GSM8K/MATH stores {split: path}
+  # (python -m genrm_jax.synthesize); algorithmic tasks use the oracle.
+  c.data.rationales = mlc.ConfigDict({"train": "", "validation": ""})
   c.data.inputs_len = 0  # prompt tokens of seq_len (0: half)
   c.data.max_correct = 16  # per problem, as in the paper
   c.data.max_incorrect = 16

@@ -20,8 +20,9 @@ The verification tasks come from candidate stores
 task family of `data_config.task`); GSM8K has them without a store, from the
 paper's released data (direct `rm_*` zips; CoT from the raw critiques whose
 verdict agrees with the label). Algorithmic GenRM-CoT uses programmatic
-oracle rationales; math tasks need synthesised rationales
-(`data_config.rationales`, from `python -m genrm_jax.synthesize`).
+oracle rationales; GSM8K/MATH stores use reference-guided synthesised
+rationales (`data_config.rationales = {split: R.jsonl}`, from
+`python -m genrm_jax.synthesize`), keeping those that agree with the label.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import seqio
 from genrm_jax import candidates as candidates_lib
 from genrm_jax import input_pipeline as ip
 from genrm_jax import prompts
+from genrm_jax import synthesize
 from genrm_jax import verification_data as vd
 from tasks import sources
 
@@ -149,7 +151,7 @@ def _released_candidates(split: str) -> tuple[candidates_lib.Candidate, ...]:
 @functools.lru_cache(maxsize=None)
 def _verification_examples(kind: str, family: str, stores: tuple,
                            max_correct: int, max_incorrect: int, seed: int,
-                           split: str) -> list[dict]:
+                           split: str, rationales: tuple = ()) -> list[dict]:
   """Examples of `kind` for `split` from the store paths (or released data)."""
   stores = dict(stores)
   if stores:
@@ -172,11 +174,19 @@ def _verification_examples(kind: str, family: str, stores: tuple,
   if kind == "genrm":
     examples = vd.direct_examples(pool, **caps)
   elif kind == "genrm_cot":
-    if family not in ("last_letter", "word_sort"):
+    rationale_paths = dict(rationales)
+    if split in rationale_paths:  # synthesised, reference-guided
+      table = synthesize.read_rationales(rationale_paths[split])
+      examples = vd.cot_examples(
+          pool, lambda c: table.get((c.problem_id, str(c.candidate_id))),
+          **caps)
+    elif family in ("last_letter", "word_sort"):  # programmatic oracle
+      examples = vd.cot_examples(pool, **caps)
+    else:
       raise ValueError(
           f"{family}_genrm_cot from candidate stores needs synthesised "
-          "rationales (python -m genrm_jax.synthesize), not yet wired.")
-    examples = vd.cot_examples(pool, **caps)
+          "rationales: run python -m genrm_jax.synthesize and set "
+          f"config.data.rationales.{split}=R.jsonl.")
   elif kind == "disc":
     examples = vd.disc_examples(pool, **caps)
   elif kind == "dpo":
@@ -188,6 +198,7 @@ def _verification_examples(kind: str, family: str, stores: tuple,
 
 
 def register_verification_tasks(family: str, vocabulary, stores: dict,
+                                rationales: dict | None = None,
                                 unified_lambda: float = 1.0,
                                 max_correct: int = vd.DEFAULT_MAX_CORRECT,
                                 max_incorrect: int = vd.DEFAULT_MAX_INCORRECT,
@@ -195,6 +206,8 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
   """Registers `<family>_{genrm,genrm_cot,disc,dpo,solve}` and the unified
   mixtures from candidate stores (`{split: path}`), or released GSM8K data."""
   stores = tuple(sorted((k, v) for k, v in stores.items() if v))
+  rationales = tuple(sorted((k, v) for k, v in (rationales or {}).items()
+                            if v))
   splits = [k for k, _ in stores] or list(vd.RELEASED_SPLITS)
   fields = {"disc": _DISC_FIELDS, "dpo": _DPO_FIELDS}
   kinds = {"disc": ip.DISC, "dpo": ip.DPO}
@@ -204,7 +217,7 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
 
     def build(split, kind=kind):
       return _verification_examples(kind, family, stores, max_correct,
-                                    max_incorrect, seed, split)
+                                    max_incorrect, seed, split, rationales)
 
     _add_task(name, _string_source(build, splits,
                                    fields.get(kind, _GENERATIVE_FIELDS)),
@@ -232,11 +245,13 @@ def register(data_config=None) -> list[str]:
   task = get("task", "")
   family = next((f for f in FAMILIES if task.startswith(f + "_")), None)
   stores = {k: v for k, v in dict(get("candidates", {}) or {}).items() if v}
+  rationales = dict(get("rationales", {}) or {})
   for fam in FAMILIES:
     fam_stores = stores if fam == family else {}
     if fam_stores or fam == "gsm8k":
       names += register_verification_tasks(
           fam, vocabulary, fam_stores,
+          rationales=rationales if fam == family else None,
           unified_lambda=float(get("unified_lambda", 1.0)),
           max_correct=int(get("max_correct", vd.DEFAULT_MAX_CORRECT)),
           max_incorrect=int(get("max_incorrect", vd.DEFAULT_MAX_INCORRECT)),

@@ -1,0 +1,167 @@
+r"""Reference-guided synthetic verification rationales (the paper's GSM8K/MATH
+GenRM-CoT data).
+
+A grader model sees the question, a reference solution and a candidate
+solution, and writes K step-by-step verifications that end with
+"Verification: Is the answer correct (Yes/No)? Yes|No". The rationales are
+stored with their verdicts; training keeps only those whose verdict agrees
+with the candidate's label and pairs them with the ordinary CoT prompt, which
+does *not* show the reference (`verification_data.cot_examples`).
+
+  python -m genrm_jax.synthesize --candidates=C.jsonl --checkpoint=DIR \
+      --out=R.jsonl --num_rationales=4 --temperature=0.7
+
+Rows of R.jsonl: problem_id, candidate_id, k, rationale, verdict (true /
+false / null), agrees (bool). A rerun skips candidates already in R.jsonl.
+The reference shown to the grader is the candidate's `reference_solution`
+field when the store has one (e.g. GSM8K/MATH reference solutions), else
+its reference answer.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import time
+from typing import Callable, Iterable, Iterator, Sequence
+
+import jax
+
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import prompts
+from genrm_jax import sampling
+
+REFERENCE_LINE = "Reference solution (correct, for checking only): "
+
+
+def reference_text(candidate: candidates_lib.Candidate) -> str:
+  ref = candidate.extra.get("reference_solution")
+  if ref:
+    return str(ref).strip()
+  return f"The answer is {candidate.reference}."
+
+
+def grading_prompt(candidate: candidates_lib.Candidate) -> str:
+  """The CoT verification prompt with the reference solution shown before
+  the candidate's answer (reference-guided grading, Zheng et al. 2023)."""
+  return (prompts.HEADER + prompts.QUESTION_PREFIX + candidate.question +
+          "\n" + REFERENCE_LINE + reference_text(candidate) +
+          prompts.STEP_BY_STEP + candidate.solution + prompts.COT_SUFFIX)
+
+
+def cut_after_verdict(text: str) -> str:
+  """Drops whatever the grader wrote after its (last) verdict line."""
+  match = prompts.find_verdict(text)
+  return text if match is None else text[:match.end()]
+
+
+def synthesize(candidates: Sequence[candidates_lib.Candidate],
+               generate: Callable[[list[str], int], list[str]],
+               num_rationales: int, batch_size: int = 32) -> Iterator[dict]:
+  """Yields one row per (candidate, k). `generate(prompts, seed)` returns one
+  continuation per prompt; the seed of a candidate's batch of K depends only
+  on its position, so reruns reproduce it."""
+  for i, cand in enumerate(candidates):
+    texts = generate([grading_prompt(cand)] * num_rationales, i)
+    for k, text in enumerate(texts):
+      rationale = cut_after_verdict(text)
+      verdict = prompts.parse_verdict(rationale)
+      yield {"problem_id": cand.problem_id, "candidate_id": cand.candidate_id,
+             "k": k, "rationale": rationale, "verdict": verdict,
+             "agrees": verdict is not None and verdict == cand.correct}
+
+
+def read_rationales(path: str) -> dict[tuple[str, str], list[str]]:
+  """(problem_id, str(candidate_id)) -> rationales that agree with the label,
+  in k order: the `rationale_fn` table for `verification_data.cot_examples`."""
+  table: dict[tuple[str, str], list[tuple[int, str]]] = (
+      collections.defaultdict(list))
+  with open(path) as f:
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+        key = (str(row["problem_id"]), str(row["candidate_id"]))
+        if row.get("agrees", True):
+          table[key].append((int(row["k"]), str(row["rationale"])))
+      except (ValueError, KeyError, TypeError) as e:
+        raise candidates_lib.MalformedRowError(
+            path, line_no, f"not a rationale row ({e!r}); expected "
+            "problem_id, candidate_id, k, rationale") from e
+  return {k: [r for _, r in sorted(v)] for k, v in table.items()}
+
+
+def _done(path: str) -> set[tuple[str, str]]:
+  if not os.path.exists(path):
+    return set()
+  done = set()
+  with open(path) as f:
+    for line in f:
+      try:
+        row = json.loads(line)
+        done.add((str(row["problem_id"]), str(row["candidate_id"])))
+      except (ValueError, KeyError):
+        continue  # a line cut by a kill; its candidate is redone
+  return done
+
+
+def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
+        num_rationales: int = 4, temperature: float = 0.7,
+        max_new_tokens: int = 512, seed: int = 0) -> dict[str, int]:
+  """Writes rationales for every candidate not yet in `out_path`."""
+  pool = candidates_lib.read_candidates(candidates_path)
+  done = _done(out_path)
+  todo = [c for c in pool
+          if (c.problem_id, str(c.candidate_id)) not in done]
+  params = sampling.SamplingParams(max_new_tokens=max_new_tokens,
+                                   temperature=temperature)
+
+  def generate(texts, index):
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
+    return sampler.generate(texts, params, rng=key).texts
+
+  counts = collections.Counter()
+  start = time.time()
+  with open(out_path, "a") as f:
+    for n, row in enumerate(synthesize(todo, generate, num_rationales)):
+      f.write(json.dumps(row) + "\n")
+      counts["rationales"] += 1
+      counts["agree"] += row["agrees"]
+      counts["no_verdict"] += row["verdict"] is None
+      if row["k"] == num_rationales - 1:
+        f.flush()
+        done_c = (n + 1) // num_rationales
+        rate = done_c / max(time.time() - start, 1e-9)
+        print(f"\r{done_c}/{len(todo)} candidates, {rate:.2f}/s, kept "
+              f"{counts['agree']}/{counts['rationales']}", end="", flush=True)
+  print()
+  counts["skipped_done"] = len(pool) - len(todo)
+  return dict(counts)
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--candidates", required=True)
+  parser.add_argument("--checkpoint", required=True,
+                      help="model bundle directory (see genrm_jax.models.bundle)")
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--num_rationales", type=int, default=4)
+  parser.add_argument("--temperature", type=float, default=0.7)
+  parser.add_argument("--max_new_tokens", type=int, default=512)
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args(argv)
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  config, params, tokenizer, _ = bundle.load_bundle(args.checkpoint)
+  sampler = sampling.Sampler(config, params, tokenizer=tokenizer)
+  counts = run(args.candidates, args.out, sampler,
+               num_rationales=args.num_rationales,
+               temperature=args.temperature,
+               max_new_tokens=args.max_new_tokens, seed=args.seed)
+  print(json.dumps(counts))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,102 @@
+"""Reference-guided rationale synthesis and its use for math GenRM-CoT."""
+
+import json
+import os
+
+import ml_collections as mlc
+import numpy as np
+import pytest
+
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import prompts
+from genrm_jax import sampling
+from genrm_jax import synthesize
+from genrm_jax.models import tokenizer as tokenizer_lib
+from tests import gemma_reference as ref
+
+
+def _cands():
+  return [candidates_lib.Candidate(
+      problem_id=f"math/p{i}", candidate_id=j, question=f"What is {i}+{i}?",
+      solution=f"{i}+{i} = {2 * i + j}. The answer is {2 * i + j}.",
+      answer=str(2 * i + j), reference=str(2 * i), correct=j == 0,
+      task="math", extra={"reference_solution": f"{i}+{i}={2 * i}."})
+          for i in range(2) for j in range(2)]
+
+
+def test_grading_prompt_shows_the_reference():
+  cand = _cands()[0]
+  text = synthesize.grading_prompt(cand)
+  assert text.startswith(prompts.HEADER)
+  assert synthesize.REFERENCE_LINE + "0+0=0." in text
+  assert text.endswith(cand.solution + prompts.COT_SUFFIX)
+  no_ref = candidates_lib.Candidate(**{**cand.__dict__, "extra": {}})
+  assert "The answer is 0." in synthesize.grading_prompt(no_ref)
+
+
+def test_rows_keep_only_rationales_agreeing_with_the_label(tmp_path):
+  yes, no = prompts.verdict_line(True), prompts.verdict_line(False)
+  outputs = [f"Step ok.\n{yes}\nextra chatter", f"Wrong.\n{no}", "no verdict"]
+  rows = list(synthesize.synthesize(
+      _cands()[:2], lambda texts, seed: outputs[:len(texts)], 3))
+  assert [r["k"] for r in rows] == [0, 1, 2, 0, 1, 2]
+  assert rows[0]["rationale"] == f"Step ok.\n{yes}"  # cut after the verdict
+  # Candidate 0 is correct (Yes agrees), candidate 1 incorrect (No agrees).
+  assert [r["agrees"] for r in rows] == [True, False, False, False, True,
+                                         False]
+  path = tmp_path / "r.jsonl"
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  table = synthesize.read_rationales(str(path))
+  assert table == {("math/p0", "0"): [f"Step ok.\n{yes}"],
+                   ("math/p0", "1"): [f"Wrong.\n{no}"]}
+  path.write_text('{"problem_id": "x"}\n')
+  with pytest.raises(candidates_lib.MalformedRowError, match=":1:"):
+    synthesize.read_rationales(str(path))
+
+
+def test_run_with_a_tiny_model_writes_and_resumes(tmp_path):
+  config = ref.tiny_config("gemma2", num_embed=300)
+  sampler = sampling.Sampler(config, ref.random_params(config),
+                             tokenizer=tokenizer_lib.ByteTokenizer())
+  store = tmp_path / "c.jsonl"
+  candidates_lib.write_candidates(str(store), _cands())
+  out = tmp_path / "r.jsonl"
+  counts = synthesize.run(str(store), str(out), sampler, num_rationales=2,
+                          max_new_tokens=6)
+  assert counts["rationales"] == 8
+  first = out.read_text()
+  again = synthesize.run(str(store), str(out), sampler, num_rationales=2,
+                         max_new_tokens=6)
+  assert again["skipped_done"] == 4 and out.read_text() == first
+
+
+@pytest.mark.skipif(not os.path.isdir(os.environ.get("GENRM_DATA_DIR", "")),
+                    reason="set GENRM_DATA_DIR (the seqio registry test)")
+def test_math_genrm_cot_task_uses_synthesised_rationales(tmp_path):
+  pytest.importorskip("seqio")
+  from genrm_jax import input_pipeline as ip
+  store, rats = tmp_path / "c.jsonl", tmp_path / "r.jsonl"
+  candidates_lib.write_candidates(str(store), _cands())
+  yes, no = prompts.verdict_line(True), prompts.verdict_line(False)
+  rows = [{"problem_id": c.problem_id, "candidate_id": c.candidate_id, "k": 0,
+           "rationale": f"Check {c.candidate_id}.\n{yes if c.correct else no}",
+           "agrees": True} for c in _cands()]
+  rats.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  data = dict(task="math_genrm_cot", task_module="tasks.registry",
+              vocabulary="byte", seq_len=2048, inputs_len=1024, pack=False,
+              eval_task="", eval_split="validation",
+              candidates={"train": str(store)},
+              rationales={"train": str(rats)}, unified_lambda=1.0)
+  config = mlc.ConfigDict(dict(seed=0, batch_size=4, data=data))
+  batch = next(ip.make_local_iterator(config, split="train", num_steps=1))
+  vocab = ip.get_vocabulary("byte")
+  for row in range(4):
+    tokens, w = batch["decoder_target_tokens"][row], batch[
+        "decoder_loss_weights"][row]
+    prompt = vocab.decode([int(t) for t in tokens[1:][w[1:] == 0] if t])
+    target = vocab.decode([int(t) for t in tokens[w == 1][:-1]])
+    assert synthesize.REFERENCE_LINE not in prompt  # the reference is hidden
+    assert prompt.endswith(prompts.COT_SUFFIX)
+    assert target.startswith("Check ") and prompts.parse_verdict(target) in (
+        True, False)
+  np.testing.assert_array_equal(batch["decoder_target_tokens"][:, 0], 2)
