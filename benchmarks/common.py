@@ -73,6 +73,26 @@ def torch_device_info() -> dict[str, Any]:
   return info
 
 
+def hf_gemma(cfg, max_positions: int = 8192):
+  """A randomly initialised HF `GemmaForCausalLM` (sdpa) shaped like our
+  Gemma 1 config `cfg`, on the GPU in bf16 (else CPU, fp32); returns
+  (model, device)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  dtype = torch.bfloat16 if device == "cuda" else torch.float32
+  hf_cfg = transformers.GemmaConfig(
+      vocab_size=cfg.num_embed, hidden_size=cfg.embed_dim,
+      intermediate_size=cfg.hidden_dim, num_hidden_layers=cfg.num_layers,
+      num_attention_heads=cfg.num_heads, head_dim=cfg.head_dim,
+      num_key_value_heads=cfg.num_kv_heads, hidden_act="gelu_pytorch_tanh",
+      max_position_embeddings=max(8192, max_positions))
+  hf_cfg._attn_implementation = "sdpa"  # pylint: disable=protected-access
+  with torch.device(device):
+    model = transformers.GemmaForCausalLM(hf_cfg).to(dtype)
+  return model, device
+
+
 def peak_tflops(device: str) -> float | None:
   for name, peak in PEAK_TFLOPS.items():
     if name in device:

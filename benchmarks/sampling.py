@@ -48,21 +48,11 @@ def run_ours(batch: int, tiny: bool) -> dict:
 
 def run_hf(batch: int, tiny: bool) -> dict:
   import torch  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
   preset, prompt_len, new, overrides = _shape(tiny)
   cfg = gemma.get_config(preset, **dict(overrides))
-  device = "cuda" if torch.cuda.is_available() else "cpu"
-  dtype = torch.bfloat16 if device == "cuda" else torch.float32
-  hf_cfg = transformers.GemmaConfig(
-      vocab_size=cfg.num_embed, hidden_size=cfg.embed_dim,
-      intermediate_size=cfg.hidden_dim, num_hidden_layers=cfg.num_layers,
-      num_attention_heads=cfg.num_heads, head_dim=cfg.head_dim,
-      num_key_value_heads=cfg.num_kv_heads, hidden_act="gelu_pytorch_tanh",
-      max_position_embeddings=8192)
-  hf_cfg._attn_implementation = "sdpa"  # pylint: disable=protected-access
-  with torch.device(device):
-    model = transformers.GemmaForCausalLM(hf_cfg).to(dtype).eval()
+  model, device = common.hf_gemma(cfg)
+  model.eval()
   ids = torch.randint(3, cfg.num_embed, (batch, prompt_len), device=device)
 
   def one():

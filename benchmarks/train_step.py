@@ -116,21 +116,10 @@ def run_official(shape: common.Shape, steps: int) -> dict:
 def run_hf(shape: common.Shape, steps: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
 
   mcfg = gemma.get_config(shape.preset, **shape.model_overrides())
-  device = "cuda" if torch.cuda.is_available() else "cpu"
-  dtype = torch.bfloat16 if device == "cuda" else torch.float32
-  hf_cfg = transformers.GemmaConfig(
-      vocab_size=mcfg.num_embed, hidden_size=mcfg.embed_dim,
-      intermediate_size=mcfg.hidden_dim, num_hidden_layers=mcfg.num_layers,
-      num_attention_heads=mcfg.num_heads, head_dim=mcfg.head_dim,
-      num_key_value_heads=mcfg.num_kv_heads, hidden_act="gelu_pytorch_tanh",
-      max_position_embeddings=max(8192, shape.seq_len))
-  hf_cfg._attn_implementation = "sdpa"  # pylint: disable=protected-access
-  with torch.device(device):
-    model = transformers.GemmaForCausalLM(hf_cfg).to(dtype)
+  model, device = common.hf_gemma(mcfg, shape.seq_len)
   model.train()
   batch = _packed_batch(np, shape, mcfg.num_embed)
   tokens = torch.as_tensor(batch["decoder_target_tokens"], device=device,
