@@ -77,8 +77,9 @@ def define_flags() -> None:
       'task', None, f'Grading task ({", ".join(grading.TASKS)}) for normalizing answers '
       'of candidates without a "task" field.')
   _CONFIG = flags.DEFINE_string(
-      'config', None, 'Evaluation config: score the candidates with checkpoints first '
-      '(not yet implemented).')
+      'config', None, 'Evaluation config (configs/eval/<name>.py[:arg]): score the '
+      'candidates with its verifiers into OUT/scores/<name>.jsonl (resumable) first; '
+      'see genrm_jax/eval_config.py.')
 
 
 _MAX_LISTED = 5  # problems/candidates listed in an error message
@@ -247,6 +248,34 @@ def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: 
   return results
 
 
+BREAKDOWN_FIELDS = ('level', 'subject')
+
+
+def _breakdown(candidates_path: str, pools, per_problem: dict) -> dict:
+  """Accuracy per value of the candidates' `level` / `subject` fields (e.g.
+  MATH): `breakdown[field][value]` = {n_problems, curves[method][str(n)]}."""
+  meta: dict[str, dict] = {}
+  for cand in candidates_lib.iter_candidates(candidates_path):
+    for field in BREAKDOWN_FIELDS:
+      if cand.extra.get(field) is not None:
+        meta.setdefault(cand.problem_id, {}).setdefault(field, str(cand.extra[field]))
+  if not meta:
+    return {}
+  out = {}
+  for field in BREAKDOWN_FIELDS:
+    groups: dict[str, list[int]] = {}
+    for i, pool in enumerate(pools):
+      value = meta.get(pool.problem_id, {}).get(field)
+      if value is not None:
+        groups.setdefault(value, []).append(i)
+    if groups:
+      out[field] = {value: {'n_problems': len(rows), 'curves': {
+          method: _by_n(float(v) for v in values[rows].mean(axis=0))
+          for method, values in per_problem.items()}}
+                    for value, rows in sorted(groups.items())}
+  return out
+
+
 def _write_csv(path: str, results: dict) -> None:
   with open(path, 'w', newline='') as f:
     writer = csv.writer(f)
@@ -358,6 +387,9 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
           'majority_vote': ('exact' if max(sizes) <= best_of_n.EXACT_MAJORITY_MAX_N else
                             f'monte_carlo_{best_of_n.DEFAULT_MAJORITY_SAMPLES}')}
   results = _results_json(stats, pools, verifiers, n_max, notes, args)
+  breakdown = _breakdown(candidates_path, pools, stats['per_problem'])
+  if breakdown:
+    results['breakdown'] = breakdown
 
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, 'results.json'), 'w') as f:
@@ -374,34 +406,54 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
   return results
 
 
-def score_with_config(config_path: str, candidates_path: str, out_dir: str) -> list[str]:
-  """Scores the candidates with the config's verifiers; returns the score files.
+def score_with_config(config_path: str, candidates_path: Optional[str],
+                      out_dir: str) -> tuple[str, list[str], dict]:
+  """Scores the candidates with the config's verifiers (genrm_jax.eval_config).
 
-  The hook for model scoring: `main` runs it before the file-only evaluation
-  and evaluates its files together with any --scores.
+  Returns:
+    (candidate-store path, score files, the config's evaluation settings).
   """
-  del config_path, candidates_path, out_dir
-  raise InputError('--config is not supported yet: score the candidates with '
-                   'genrm_jax.scoring first, then pass the score files with --scores.')
+  from genrm_jax import eval_config  # pylint: disable=g-import-not-at-top
+  try:
+    config = eval_config.load(config_path)
+    candidates_path = eval_config.resolve_candidates(config, out_dir, candidates_path)
+    paths = eval_config.run_scorers(config, candidates_path, out_dir, log=print)
+  except (FileNotFoundError, ValueError) as e:
+    if isinstance(e, (InputError, candidates_lib.MalformedRowError)):
+      raise
+    raise InputError(f'{config_path}: {e}') from None
+  settings = {k: config.get(k) for k in ('task', 'n_max', 'bootstrap')}
+  return candidates_path, paths, settings
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not _CANDIDATES.value:
-    raise app.UsageError('--candidates=C.jsonl is required.')
+  if not _CANDIDATES.value and not _CONFIG.value:
+    raise app.UsageError('--candidates=C.jsonl (or --config=FILE) is required.')
   if not _OUT.value:
     raise app.UsageError('--out=DIR is required.')
   try:
+    candidates = _CANDIDATES.value
     score_paths = list(_SCORES.value)
+    task, n_max, num_bootstrap = _TASK.value, _N_MAX.value, _BOOTSTRAP.value
     if _CONFIG.value:
-      score_paths += score_with_config(_CONFIG.value, _CANDIDATES.value, _OUT.value)
-    run(_CANDIDATES.value, score_paths, _OUT.value, n_max=_N_MAX.value,
-        num_bootstrap=_BOOTSTRAP.value, seed=_SEED.value,
-        allow_missing=_ALLOW_MISSING.value, task=_TASK.value)
+      candidates, paths, settings = score_with_config(_CONFIG.value, candidates, _OUT.value)
+      score_paths += paths
+      task = task or settings['task'] or None
+      n_max = n_max or settings['n_max'] or None
+      if settings['bootstrap'] is not None and not _flag_present('bootstrap'):
+        num_bootstrap = settings['bootstrap']
+    run(candidates, score_paths, _OUT.value, n_max=n_max,
+        num_bootstrap=num_bootstrap, seed=_SEED.value,
+        allow_missing=_ALLOW_MISSING.value, task=task)
   except (InputError, candidates_lib.MalformedRowError) as e:
     # The message names the file and line; a traceback would bury it.
     sys.exit(f'error: {e}')
+
+
+def _flag_present(name: str) -> bool:
+  return flags.FLAGS[name].present
 
 
 if __name__ == '__main__':

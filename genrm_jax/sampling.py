@@ -95,19 +95,22 @@ class Sampler:
     self.prompt_buckets = tuple(prompt_buckets)
     self.batch_buckets = tuple(batch_buckets)
     self.cache_dtype = jnp.dtype(cache_dtype or config.dtype)
-    # Decode steps unroll the layer scan: on GPUs a loop's predicate goes to
-    # the host every iteration, which costs more than a small layer does.
-    self._model = gemma.Transformer(config.replace(
-        scan_unroll=max(config.scan_unroll, config.num_layers)))
+    self._model = gemma.Transformer(config)
     self._compiled: dict[tuple, Any] = {}
 
   # ---------------------------------------------------------------------------
   def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]],
                params: SamplingParams = SamplingParams(),
                rng: jax.Array | int = 0, add_bos: bool = True) -> SampleOutput:
-    """Samples one continuation per prompt (repeat prompts for N samples)."""
+    """Samples one continuation per prompt (repeat prompts for N samples).
+
+    `rng`: an int or a key for the whole batch, or per-row keys
+    (uint32 [len(prompts), 2], e.g. `row_keys(...)`): then row i's samples
+    depend on its key alone, not on the batch it shares.
+    """
     if isinstance(rng, int):
       rng = jax.random.PRNGKey(rng)
+    per_row = np.ndim(rng) == 2
     texts_in = prompts and isinstance(prompts[0], str)
     if texts_in:
       if self.tokenizer is None:
@@ -132,7 +135,13 @@ class Sampler:
     segments[len(prompts):, -1] = 1
     live = np.arange(batch) < len(prompts)  # dummy rows start done
 
-    fn = self._get_fn(batch, length, params)
+    if per_row:
+      if len(rng) != len(prompts):
+        raise ValueError(f"{len(rng)} row keys for {len(prompts)} prompts.")
+      keys = np.zeros((batch, 2), np.uint32)  # dummy rows: any key
+      keys[:len(prompts)] = np.asarray(rng, np.uint32)
+      rng = keys
+    fn = self._get_fn(batch, length, params, per_row)
     stop = np.full((max(len(params.stop_tokens), 1),), -1, np.int32)
     stop[:len(params.stop_tokens)] = params.stop_tokens
     args = (self.params, tokens, segments, live, rng,
@@ -180,10 +189,11 @@ class Sampler:
     return text[:cut], toks[:n], lps[:n], slps[:n], True
 
   # ---------------------------------------------------------------------------
-  def _get_fn(self, batch: int, length: int, params: SamplingParams):
+  def _get_fn(self, batch: int, length: int, params: SamplingParams,
+              per_row: bool = False):
     key = (batch, length, params.max_new_tokens, params.top_k,
            params.top_p < 1.0, params.temperature == 0.0,
-           len(params.stop_tokens))
+           len(params.stop_tokens), per_row)
     if key not in self._compiled:
       self._compiled[key] = jax.jit(functools.partial(
           self._sample, max_new_tokens=params.max_new_tokens,
@@ -212,7 +222,10 @@ class Sampler:
         sample_lp = jnp.zeros(token.shape, jnp.float32)
       else:
         filtered = _filter_logits(logits, temperature, top_k, use_top_p, top_p)
-        token = jax.random.categorical(rng, filtered, axis=-1)
+        if rng.ndim == 2:  # per-row keys
+          token = jax.vmap(jax.random.categorical)(rng, filtered)
+        else:
+          token = jax.random.categorical(rng, filtered, axis=-1)
         sample_lp = jnp.take_along_axis(
             jax.nn.log_softmax(filtered, axis=-1), token[:, None], 1)[:, 0]
       model_lp = jnp.take_along_axis(log_p, token[:, None], 1)[:, 0]
@@ -236,7 +249,11 @@ class Sampler:
       return (s["step"] < max_new_tokens) & ~jnp.all(s["done"])
 
     def body(s):
-      rng, step_rng = jax.random.split(s["rng"])
+      if s["rng"].ndim == 2:  # per-row keys: row i's step key is its own
+        rng = s["rng"]
+        step_rng = jax.vmap(jax.random.fold_in, (0, None))(rng, s["step"])
+      else:
+        rng, step_rng = jax.random.split(s["rng"])
       token, model_lp, sample_lp = pick(s["logits"], step_rng)
       is_stop = jnp.any(token[:, None] == stop[None, :], axis=-1)
       active = ~s["done"]
@@ -268,3 +285,15 @@ def _batch_shards(mesh: jax.sharding.Mesh) -> int:
     return 1
   axes = (spec,) if isinstance(spec, str) else spec
   return int(np.prod([mesh.shape[a] for a in axes]))
+
+
+def row_keys(seed: int, rows: Sequence[tuple]) -> np.ndarray:
+  """Per-row keys uint32 [N, 2] from a seed and, per row, a tuple of ids
+  (ints or strings, hashed stably), e.g. `row_keys(0, [(pid, i), ...])`."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  out = np.zeros((len(rows), 2), np.uint32)
+  for r, parts in enumerate(rows):
+    text = "\x1f".join([str(seed)] + [repr(p) for p in parts])
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    out[r] = np.frombuffer(digest[:8], np.uint32)
+  return out

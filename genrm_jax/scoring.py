@@ -60,32 +60,39 @@ class ContinuationScorer:
 
   def score(self, prompts_ids: Sequence[Sequence[int]],
             continuations: Sequence[Sequence[int]]) -> np.ndarray:
-    """log p(continuation_i | prompt_i) for every i (float64 array)."""
-    order = sorted(range(len(prompts_ids)),
-                   key=lambda i: len(prompts_ids[i]) + len(continuations[i]))
+    """log p(continuation_i | prompt_i) for every i (float64 array).
+
+    A row's result does not depend on the other rows: rows are grouped by
+    their own (length, continuation length) buckets and every batch is padded
+    to `batch_size` rows, so each row runs in the same program whatever its
+    neighbours (resumed or re-batched scoring reproduces it bit for bit).
+    """
     result = np.zeros(len(prompts_ids))
-    cont_len = max(len(c) for c in continuations)
-    for start in range(0, len(order), self.batch_size):
-      rows = order[start:start + self.batch_size]
-      length = _bucket(max(len(prompts_ids[i]) + len(continuations[i])
-                           for i in rows))
-      batch = _bucket(len(rows), 1)
-      tokens = np.zeros((batch, length), np.int32)
-      segments = np.zeros((batch, length), np.int32)
-      positions = np.full((batch, cont_len), -1, np.int32)
-      targets = np.zeros((batch, cont_len), np.int32)
-      for r, i in enumerate(rows):
-        seq = list(prompts_ids[i]) + list(continuations[i])
-        tokens[r, :len(seq)] = seq
-        segments[r, :len(seq)] = 1
-        n = len(continuations[i])
-        # Position t predicts token t + 1.
-        positions[r, :n] = np.arange(len(prompts_ids[i]) - 1,
-                                     len(prompts_ids[i]) - 1 + n)
-        targets[r, :n] = continuations[i]
-      out = np.asarray(self._fn(self.params, tokens, segments, positions,
-                                targets), np.float64)
-      result[rows] = out[:len(rows)]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in range(len(prompts_ids)):
+      key = (_bucket(len(prompts_ids[i]) + len(continuations[i])),
+             _bucket(len(continuations[i]), 1))
+      groups.setdefault(key, []).append(i)
+    for (length, cont_len), members in sorted(groups.items()):
+      for start in range(0, len(members), self.batch_size):
+        rows = members[start:start + self.batch_size]
+        batch = self.batch_size
+        tokens = np.zeros((batch, length), np.int32)
+        segments = np.zeros((batch, length), np.int32)
+        positions = np.full((batch, cont_len), -1, np.int32)
+        targets = np.zeros((batch, cont_len), np.int32)
+        for r, i in enumerate(rows):
+          seq = list(prompts_ids[i]) + list(continuations[i])
+          tokens[r, :len(seq)] = seq
+          segments[r, :len(seq)] = 1
+          n = len(continuations[i])
+          # Position t predicts token t + 1.
+          positions[r, :n] = np.arange(len(prompts_ids[i]) - 1,
+                                       len(prompts_ids[i]) - 1 + n)
+          targets[r, :n] = continuations[i]
+        out = np.asarray(self._fn(self.params, tokens, segments, positions,
+                                  targets), np.float64)
+        result[rows] = out[:len(rows)]
     return result
 
 

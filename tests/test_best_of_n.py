@@ -287,7 +287,7 @@ def test_cli_errors_name_file_and_line(tmp_path):
   assert proc.returncode == 1
   assert f'error: {s1}:13: invalid JSON' in proc.stderr
   proc = _cli(f'--candidates={cand}', f'--out={tmp_path / "out"}', '--config=eval.py')
-  assert proc.returncode == 1 and 'genrm_jax.scoring' in proc.stderr
+  assert proc.returncode == 1 and 'No eval config eval.py' in proc.stderr
 
 
 def _run(tmp_path, cand, scores, **kwargs):

@@ -1,0 +1,198 @@
+r"""Candidates: sample N graded solutions per problem into a candidate store.
+
+  python -m genrm_jax.generate --checkpoint=DIR --task=last_letter \
+      --split=test --num_samples=16 --temperature=0.7 --out=C.jsonl \
+      [--limit_problems=K --batch_size=B --max_new_tokens=M --seed=S]
+
+Each problem's prompt is `prompts.solution_prompt(question)`; each sample is
+graded with `grading.extract_answer` / `is_equivalent` against the problem's
+reference and written with `task`, `generator` (the checkpoint), `seed`,
+`temperature` and `logprob` (the model's log-probability of the solution's
+tokens).
+
+Resumable per problem: rows are appended one problem at a time (one write,
+fsync'ed); a rerun skips problems already complete in --out and samples only
+the missing ones. Sample i of problem p uses the key of (seed, p, i) alone,
+never the batch it shares, so a resumed run writes the same file as an
+uninterrupted one.
+
+Problems come from `--task_module` (default `tasks.sources`, whose
+`get_problems(task, split)` reads `GENRM_DATA_DIR`): the library itself never
+imports `tasks/` (DESIGN.md), a CLI names the module, as configs do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import time
+from typing import Callable, Optional, Sequence
+
+from absl import app
+from absl import flags
+
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import grading
+from genrm_jax import prompts
+
+# Base models keep writing the next few-shot question; cut there.
+DEFAULT_STOP_STRINGS = ('\n\nQ:',)
+
+
+def define_flags() -> None:
+  """CLI flags (defined only when run as a program)."""
+  flags.DEFINE_string('checkpoint', None, 'Generator model directory (bundle).')
+  flags.DEFINE_string('preset', '', 'Gemma preset of a bare official checkpoint.')
+  flags.DEFINE_string('tokenizer', '', "tokenizer.model path or 'byte' (bare checkpoints).")
+  flags.DEFINE_string('dtype', '', 'Compute dtype override (e.g. float32).')
+  flags.DEFINE_string('task', None, f'One of {", ".join(grading.TASKS)}.')
+  flags.DEFINE_string('split', 'test', 'Problem split.')
+  flags.DEFINE_string('task_module', 'tasks.sources',
+                      'Module with get_problems(task, split) -> [{problem_id, question, '
+                      'reference, ...}].')
+  flags.DEFINE_integer('num_samples', 16, 'Candidates per problem (N).')
+  flags.DEFINE_float('temperature', 0.7, 'Sampling temperature (0: greedy).')
+  flags.DEFINE_integer('top_k', 0, '0: no top-k truncation.')
+  flags.DEFINE_float('top_p', 1.0, '1: no nucleus truncation.')
+  flags.DEFINE_integer('max_new_tokens', 256, 'Solution length at most.')
+  flags.DEFINE_integer('batch_size', 64, 'Sampler rows per batch.')
+  flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+  flags.DEFINE_integer('limit_problems', 0, 'Only the first K problems (0: all).')
+  flags.DEFINE_string('out', None, 'Candidate store to write (appended; resumable).')
+
+
+def load_problems(task: str, split: str, task_module: str = 'tasks.sources') -> list[dict]:
+  module = importlib.import_module(task_module)
+  if not hasattr(module, 'get_problems'):
+    raise ValueError(f'--task_module={task_module} has no get_problems(task, split).')
+  return list(module.get_problems(task, split))
+
+
+def _complete_counts(out_path: str) -> dict[str, set]:
+  if not os.path.exists(out_path):
+    return {}
+  done: dict[str, set] = {}
+  for row in candidates_lib.iter_candidates(out_path, on_error=candidates_lib.SKIP):
+    done.setdefault(row.problem_id, set()).add(row.candidate_id)
+  return done
+
+
+def _strip_stop(text: str, stops: Sequence[str]) -> str:
+  for stop in stops:
+    if text.endswith(stop):
+      return text[:-len(stop)]
+  return text
+
+
+_SAMPLERS: dict = {}
+
+
+def _sampler(model):
+  """One Sampler (compiled programs kept) per loaded model."""
+  from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
+  key = id(model.params)
+  if key not in _SAMPLERS or _SAMPLERS[key][0] is not model.params:
+    _SAMPLERS.clear()
+    _SAMPLERS[key] = (model.params, sampling.Sampler(model.config, model.params,
+                                                     tokenizer=model.tokenizer))
+  return _SAMPLERS[key][1]
+
+
+def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
+             num_samples: int, temperature: float, max_new_tokens: int,
+             batch_size: int = 64, seed: int = 0, top_k: int = 0, top_p: float = 1.0,
+             generator: str = '', stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
+             log: Callable[[str], None] = logging.info,
+             max_problems: Optional[int] = None) -> int:
+  """Samples, grades and appends candidates of every problem not yet complete.
+
+  Args:
+    problems: Dicts with `problem_id`, `question`, `reference` (as
+      `tasks.sources.get_problems` returns).
+    model: A `bundle.Bundle` (config, params, tokenizer).
+    out_path: The candidate store (appended to; complete problems skipped).
+    max_problems: Stop after this many problems (tests: a killed run).
+
+  Returns:
+    The number of problems written now.
+  """
+  from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
+  done = _complete_counts(out_path)
+  todo = []
+  for p in problems:
+    missing = [i for i in range(num_samples) if i not in done.get(p['problem_id'], ())]
+    if missing:
+      todo.append((p, missing))
+  if max_problems is not None:
+    todo = todo[:max_problems]
+  log(f'{len(problems) - len(todo)} of {len(problems)} problems already complete in '
+      f'{out_path}; {len(todo)} to sample.')
+  if not todo:
+    return 0
+  tok = model.tokenizer
+  sampler = _sampler(model)
+  params = sampling.SamplingParams(
+      max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+      stop_tokens=tuple(sorted({1, tok.eos_id})), stop_strings=tuple(stop_strings))
+  per_batch = max(1, batch_size // num_samples)  # problems per sampler call
+  start, written = time.time(), 0
+  for lo in range(0, len(todo), per_batch):
+    group = todo[lo:lo + per_batch]
+    rows = [(p, i) for p, missing in group for i in missing]
+    texts, logprobs = [], []
+    for b in range(0, len(rows), batch_size):
+      chunk = rows[b:b + batch_size]
+      out = sampler.generate(
+          [prompts.solution_prompt(p['question']) for p, _ in chunk], params,
+          rng=sampling.row_keys(seed, [(p['problem_id'], i) for p, i in chunk]))
+      texts += out.texts
+      logprobs += [float(sum(lp)) for lp in out.logprobs]
+    by_problem: dict[str, list] = {}
+    for (p, i), text, lp in zip(rows, texts, logprobs):
+      solution = _strip_stop(text, stop_strings).strip()
+      answer = grading.extract_answer(task, solution)
+      correct = answer is not None and grading.is_equivalent(task, answer, p['reference'])
+      by_problem.setdefault(p['problem_id'], []).append(candidates_lib.Candidate(
+          problem_id=p['problem_id'], candidate_id=i, question=p['question'],
+          solution=solution, answer=answer, reference=p['reference'], correct=bool(correct),
+          task=task, generator=generator, seed=seed, logprob=lp,
+          extra={'temperature': temperature,
+                 **{k: p[k] for k in ('level', 'subject') if p.get(k) is not None}}))
+    for p, _ in group:
+      candidates_lib.write_candidates(out_path, by_problem[p['problem_id']], append=True)
+      written += 1
+    elapsed = time.time() - start
+    rate = written / max(elapsed, 1e-9)
+    eta = (len(todo) - written) / max(rate, 1e-9)
+    log(f'{written}/{len(todo)} problems, {rate:.2f} problems/s, ETA {eta:.0f}s')
+  return written
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  for name in ('checkpoint', 'task', 'out'):
+    if not getattr(f, name):
+      raise app.UsageError(f'--{name} is required.')
+  logging.getLogger().setLevel(logging.INFO)
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  try:
+    problems = load_problems(f.task, f.split, f.task_module)
+    if f.limit_problems:
+      problems = problems[:f.limit_problems]
+    model = bundle.load_bundle(f.checkpoint, preset=f.preset or None,
+                               tokenizer=f.tokenizer or None, dtype=f.dtype or None)
+    generate(problems, model, f.out, task=f.task, num_samples=f.num_samples,
+             temperature=f.temperature, max_new_tokens=f.max_new_tokens,
+             batch_size=f.batch_size, seed=f.seed, top_k=f.top_k, top_p=f.top_p,
+             generator=os.path.abspath(f.checkpoint), log=print)
+  except (FileNotFoundError, ValueError) as e:
+    sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

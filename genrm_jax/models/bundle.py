@@ -1,0 +1,171 @@
+"""Self-describing model directories: params + `model.json` (+ tokenizer).
+
+A *bundle* directory is loadable from its path alone:
+
+  DIR/params/          official Kaggle-layout orbax checkpoint
+                       (`checkpoints.save_params`, read by `load_params`)
+  DIR/model.json       {"format": "genrm_jax.bundle/1", "config": every
+                       `gemma.TransformerConfig` field, "vocabulary": 'byte'
+                       | 'tokenizer.model' (relative: inside DIR) | an
+                       absolute path | null, "has_value_head": bool}
+  DIR/tokenizer.model  copied in when the vocabulary is a SentencePiece file
+  DIR/value_head.npz   the discriminative RM's head (kernel, bias), if any
+
+The trainer's `WORKDIR/export` is a bundle. `load_bundle` also accepts a bare
+official checkpoint directory (the one holding `_METADATA`, or its parent
+holding `params/`) when given `preset=` (a `gemma.get_config` name) and
+`tokenizer=` ('byte' or a tokenizer.model path), as the CLIs' `--preset` /
+`--tokenizer` flags do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import Any, NamedTuple, Optional
+
+import jax
+import numpy as np
+
+from genrm_jax.models import checkpoints
+from genrm_jax.models import gemma
+from genrm_jax.models import tokenizer as tokenizer_lib
+
+FORMAT = "genrm_jax.bundle/1"
+MODEL_JSON = "model.json"
+PARAMS = "params"
+TOKENIZER_FILE = "tokenizer.model"
+VALUE_HEAD = "value_head.npz"
+
+
+class Bundle(NamedTuple):
+  config: gemma.TransformerConfig
+  params: Any
+  tokenizer: Any
+  value_head: Optional[dict[str, np.ndarray]]
+
+
+def config_to_dict(config: gemma.TransformerConfig) -> dict[str, Any]:
+  fields = dataclasses.asdict(config)
+  fields["attention_types"] = list(config.attention_types)
+  return fields
+
+
+def config_from_dict(fields: dict[str, Any]) -> gemma.TransformerConfig:
+  known = {f.name for f in dataclasses.fields(gemma.TransformerConfig)}
+  unknown = sorted(set(fields) - known)
+  if unknown:
+    raise ValueError(f"model.json has unknown config field(s) {unknown}; "
+                     "written by a newer genrm_jax? Known: "
+                     f"{sorted(known)}.")
+  return gemma.TransformerConfig(**fields)
+
+
+def write_model_json(directory: str, config: gemma.TransformerConfig,
+                     vocabulary: Optional[str],
+                     has_value_head: bool = False) -> str:
+  """Writes DIR/model.json (copying a tokenizer.model file into DIR)."""
+  os.makedirs(directory, exist_ok=True)
+  vocab = vocabulary or None
+  if vocab is not None and vocab != "byte":
+    if not os.path.isfile(vocab):
+      raise FileNotFoundError(
+          f"vocabulary {vocab!r} is neither 'byte' nor a tokenizer.model "
+          "file; set config.data.vocabulary to one of them.")
+    target = os.path.join(directory, TOKENIZER_FILE)
+    if os.path.abspath(vocab) != os.path.abspath(target):
+      shutil.copyfile(vocab, target)
+    vocab = TOKENIZER_FILE
+  config = config.replace(tokenizer=vocab if vocab == TOKENIZER_FILE else
+                          config.tokenizer)
+  meta = {"format": FORMAT, "config": config_to_dict(config),
+          "vocabulary": vocab, "has_value_head": bool(has_value_head)}
+  path = os.path.join(directory, MODEL_JSON)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(meta, f, indent=1)
+  os.replace(tmp, path)
+  return path
+
+
+def save_bundle(directory: str, params, model_config: gemma.TransformerConfig,
+                vocabulary: Optional[str],
+                value_head: Optional[dict[str, Any]] = None) -> str:
+  """Writes params (Kaggle layout), model.json, tokenizer and value head."""
+  directory = os.path.abspath(os.fspath(directory))
+  checkpoints.save_params(params, os.path.join(directory, PARAMS),
+                          layout="kaggle", force=True)
+  if value_head is not None:
+    head = {k: np.asarray(v) for k, v in jax.device_get(value_head).items()}
+    np.savez(os.path.join(directory, VALUE_HEAD), **head)
+  write_model_json(directory, model_config, vocabulary,
+                   has_value_head=value_head is not None)
+  return directory
+
+
+def _params_dir(directory: str) -> str:
+  sub = os.path.join(directory, PARAMS)
+  return sub if os.path.isdir(sub) else directory
+
+
+def _resolve_vocab(directory: str, vocab: Optional[str]) -> Optional[str]:
+  if vocab is None or vocab == "byte" or os.path.isabs(vocab):
+    return vocab
+  return os.path.join(directory, vocab)
+
+
+def load_bundle(directory: str, mesh: jax.sharding.Mesh | None = None, *,
+                preset: Optional[str] = None,
+                tokenizer: Optional[str] = None,
+                dtype: Optional[str] = None) -> Bundle:
+  """Loads (config, params, tokenizer, value_head | None) from a directory.
+
+  Args:
+    directory: A bundle (with model.json), or a bare official checkpoint
+      directory (then `preset` and `tokenizer` are required).
+    mesh: Shard the params onto this mesh (default: one device).
+    preset: A `gemma.get_config` preset; overrides model.json's config.
+    tokenizer: 'byte' or a tokenizer.model path; overrides model.json's.
+    dtype: Compute dtype override (e.g. 'float32' on CPU).
+  """
+  directory = os.path.abspath(os.fspath(directory))
+  if not os.path.exists(directory):
+    raise FileNotFoundError(f"No checkpoint directory {directory}.")
+  meta_path = os.path.join(directory, MODEL_JSON)
+  vocab = None
+  if preset:
+    config = gemma.get_config(preset)
+  elif os.path.isfile(meta_path):
+    with open(meta_path) as f:
+      meta = json.load(f)
+    config = config_from_dict(meta["config"])
+    vocab = _resolve_vocab(directory, meta.get("vocabulary"))
+  else:
+    raise FileNotFoundError(
+        f"{directory} has no {MODEL_JSON}: pass --preset=<gemma preset, e.g. "
+        "gemma_2b> and --tokenizer=<tokenizer.model path or 'byte'> for a "
+        "bare official checkpoint, or export it with "
+        "genrm_jax.models.bundle.save_bundle / write_model_json.")
+  if tokenizer:
+    vocab = tokenizer
+  if not vocab:
+    raise ValueError(
+        f"{directory}: no vocabulary recorded; pass --tokenizer=<path of "
+        "tokenizer.model or 'byte'>.")
+  if dtype:
+    config = config.replace(dtype=dtype)
+  config = config.replace(tokenizer=None if vocab == "byte" else vocab)
+  tok = tokenizer_lib.from_spec(vocab)
+  if tok.vocab_size > config.num_embed:
+    raise ValueError(f"Tokenizer {vocab!r} has {tok.vocab_size} ids but the "
+                     f"model embeds {config.num_embed}: wrong --tokenizer or "
+                     "--preset?")
+  params = checkpoints.load_params(_params_dir(directory), config, mesh=mesh)
+  head = None
+  head_path = os.path.join(directory, VALUE_HEAD)
+  if os.path.isfile(head_path):
+    with np.load(head_path) as data:
+      head = {k: np.asarray(data[k]) for k in data.files}
+  return Bundle(config, params, tok, head)

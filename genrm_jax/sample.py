@@ -1,0 +1,67 @@
+r"""Try a model: prints the continuation of a prompt.
+
+  python -m genrm_jax.sample --checkpoint=DIR --prompt="The capital of" \
+      --max_new_tokens=32 [--temperature=0.7 --top_k=40 --top_p=0.95 --seed=0]
+
+Greedy unless --temperature > 0. DIR is a bundle (`WORKDIR/export` of
+genrm_jax.train, or `genrm_jax.models.bundle.save_bundle`), or a bare official
+checkpoint with --preset and --tokenizer.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+
+def define_flags() -> None:
+  """CLI flags (defined only when run as a program)."""
+  flags.DEFINE_string('checkpoint', None, 'Model directory (bundle or official checkpoint).')
+  flags.DEFINE_string('preset', '', 'Gemma preset of a bare official checkpoint.')
+  flags.DEFINE_string('tokenizer', '', "tokenizer.model path or 'byte' (bare checkpoints).")
+  flags.DEFINE_string('dtype', '', 'Compute dtype override (e.g. float32).')
+  flags.DEFINE_string('prompt', None, 'Prompt text (BOS is added).')
+  flags.DEFINE_integer('max_new_tokens', 64, 'New tokens at most.')
+  flags.DEFINE_float('temperature', 0.0, '0: greedy.')
+  flags.DEFINE_integer('top_k', 0, '0: no top-k truncation.')
+  flags.DEFINE_float('top_p', 1.0, '1: no nucleus truncation.')
+  flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+
+
+def sample(checkpoint: str, prompt: str, max_new_tokens: int, *, temperature: float = 0.0,
+           top_k: int = 0, top_p: float = 1.0, seed: int = 0, preset: str = '',
+           tokenizer: str = '', dtype: str = '') -> str:
+  """The continuation of `prompt` (stops at EOS or `max_new_tokens`)."""
+  from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  model = bundle.load_bundle(checkpoint, preset=preset or None, tokenizer=tokenizer or None,
+                             dtype=dtype or None)
+  sampler = sampling.Sampler(model.config, model.params, tokenizer=model.tokenizer)
+  stops = tuple(sorted({1, model.tokenizer.eos_id}))
+  params = sampling.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                                   top_k=top_k, top_p=top_p, stop_tokens=stops)
+  return sampler.generate([prompt], params, rng=seed).texts[0]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  logging.set_verbosity(logging.WARNING)  # keep stdout to the continuation
+  if not f.checkpoint or f.prompt is None:
+    raise app.UsageError('--checkpoint=DIR and --prompt=TEXT are required.')
+  try:
+    text = sample(f.checkpoint, f.prompt, f.max_new_tokens, temperature=f.temperature,
+                  top_k=f.top_k, top_p=f.top_p, seed=f.seed, preset=f.preset,
+                  tokenizer=f.tokenizer, dtype=f.dtype)
+  except (FileNotFoundError, ValueError) as e:
+    sys.exit(f'error: {e}')
+  print(text)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

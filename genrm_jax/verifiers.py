@@ -1,0 +1,346 @@
+"""Every verifier of the paper, run over a candidate store into a scores file.
+
+`score_store(candidates, spec, out_path)` scores each candidate with one
+verifier and appends rows to `out_path` (the scores format of DESIGN.md).
+Kinds (`VerifierSpec.kind`):
+
+* `genrm`: p(" Yes") after the direct verification question (one
+  teacher-forced pass; `renormalize` over Yes/No optional).
+* `genrm_cot`: K rationales per candidate (`num_rationales`, sampled at
+  `temperature`), each cut at its verification question; one row per
+  rationale (`k`) with p(Yes) and the rationale (the evaluator averages them:
+  MajV@K).
+* `llm_judge`: `genrm_cot` with an un-fine-tuned checkpoint (renormalised
+  over Yes/No by default: a base model spreads its mass widely).
+* `disc`: sigmoid of the value head at the last token of BOS + solution
+  prompt + solution (exactly `losses.value_logits`, as trained).
+* `likelihood`: log p(solution + EOS | solution prompt) (as the DPO and
+  solution-SFT data tokenise it: prompt and solution encoded separately).
+* `dpo`: beta * (log p_theta(y|x) - log p_ref(y|x)), with
+  `reference_checkpoint`.
+
+Resumable and deterministic: rows already in `out_path` (same verifier,
+problem, candidate, k) are skipped, so a killed run resumes without redoing
+finished work; a candidate's score depends only on itself (teacher-forced
+passes run in programs fixed by the row's own length bucket; rationale
+sampling uses a key per (seed, problem, candidate, k)), not on batch
+neighbours. Rows are appended per batch, each line flushed and fsync'ed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import losses
+from genrm_jax import prompts
+from genrm_jax import sampling
+from genrm_jax import scoring
+from genrm_jax.models import bundle as bundle_lib
+from genrm_jax.models import gemma
+
+KINDS = ('genrm', 'genrm_cot', 'llm_judge', 'disc', 'dpo', 'likelihood')
+COT_KINDS = ('genrm_cot', 'llm_judge')
+
+# Options every kind understands, with defaults.
+DEFAULT_OPTIONS = dict(
+    batch_size=16,  # rows per forward pass / sampler batch
+    renormalize=None,  # None: False, except True for llm_judge
+    num_rationales=8,  # K (CoT kinds)
+    temperature=0.7,  # rationale sampling (CoT kinds)
+    top_k=0,
+    top_p=1.0,
+    max_new_tokens=512,  # rationale length (CoT kinds)
+    seed=0,
+    beta=0.1,  # dpo
+    reference_checkpoint='',  # dpo
+    preset='',  # bare official checkpoints: gemma preset ...
+    tokenizer='',  # ... and tokenizer ('byte' or tokenizer.model)
+    dtype='',  # compute dtype override
+)
+
+
+@dataclasses.dataclass
+class VerifierSpec:
+  """One verifier: its score-file name, kind, checkpoint and options."""
+
+  name: str
+  kind: str
+  checkpoint: str
+  options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f'verifier {self.name!r}: kind={self.kind!r}; expected one of '
+                       f'{", ".join(KINDS)}.')
+    unknown = sorted(set(self.options) - set(DEFAULT_OPTIONS))
+    if unknown:
+      raise ValueError(f'verifier {self.name!r}: unknown option(s) {unknown}; known: '
+                       f'{sorted(DEFAULT_OPTIONS)}.')
+    self.options = {**DEFAULT_OPTIONS, **dict(self.options)}
+    if self.options['renormalize'] is None:
+      self.options['renormalize'] = self.kind == 'llm_judge'
+    if not self.checkpoint:
+      raise ValueError(f'verifier {self.name!r}: no checkpoint; set its checkpoint to a '
+                       'model directory (e.g. WORKDIR/export of genrm_jax.train).')
+    if self.kind == 'dpo' and not self.options['reference_checkpoint']:
+      raise ValueError(f'verifier {self.name!r}: dpo needs reference_checkpoint (the model '
+                       'DPO started from, e.g. the SFT generator).')
+
+
+# -----------------------------------------------------------------------------
+# Models.
+# -----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, preset: str, tokenizer: str, dtype: str) -> bundle_lib.Bundle:
+  return bundle_lib.load_bundle(path, preset=preset or None, tokenizer=tokenizer or None,
+                                dtype=dtype or None)
+
+
+def load_model(path: str, options: dict) -> bundle_lib.Bundle:
+  """A bundle (cached per process: verifiers sharing a checkpoint load it once)."""
+  return _load(os.path.abspath(path), options.get('preset', ''),
+               options.get('tokenizer', ''), options.get('dtype', ''))
+
+
+_SCORERS: dict = {}
+
+
+def continuation_scorer(model: bundle_lib.Bundle,
+                        batch_size: int) -> scoring.ContinuationScorer:
+  """A `ContinuationScorer` per (loaded model, batch size): verifiers sharing a
+  checkpoint share its compiled programs."""
+  key = (id(model.params), batch_size)
+  if key not in _SCORERS or _SCORERS[key][0] is not model.params:
+    if len(_SCORERS) >= 8:
+      _SCORERS.pop(next(iter(_SCORERS)))
+    _SCORERS[key] = (model.params, scoring.ContinuationScorer(
+        model.config, model.params, batch_size=batch_size))
+  return _SCORERS[key][1]
+
+
+@dataclasses.dataclass
+class ValueScorer:
+  """The value head's logit at each row's last token (`losses.value_logits`)."""
+
+  config: gemma.TransformerConfig
+  params: Any
+  value_head: dict
+  batch_size: int = 16
+
+  def __post_init__(self):
+    model = gemma.Transformer(self.config)
+    self._fn = jax.jit(functools.partial(losses.value_logits, model))
+
+  def score(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """Logits for token rows; each row's program depends on its own length only."""
+    out = np.zeros(len(rows))
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+      groups.setdefault(scoring._bucket(len(row)), []).append(i)  # pylint: disable=protected-access
+    params = {'model': self.params, 'value_head': self.value_head}
+    for length, members in sorted(groups.items()):
+      for start in range(0, len(members), self.batch_size):
+        chunk = members[start:start + self.batch_size]
+        tokens = np.zeros((self.batch_size, length), np.int32)
+        for r, i in enumerate(chunk):
+          tokens[r, :len(rows[i])] = rows[i]
+        tokens[len(chunk):, 0] = gemma.BOS_ID  # dummy rows: one token
+        segments = (np.arange(length)[None, :] <
+                    np.array([len(rows[i]) for i in chunk] +
+                             [1] * (self.batch_size - len(chunk)))[:, None]
+                    ).astype(np.int32)
+        logits = np.asarray(self._fn(params, tokens, segments), np.float64)
+        out[chunk] = logits[:len(chunk)]
+    return out
+
+
+# -----------------------------------------------------------------------------
+# Scoring one batch of work items.
+# -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Work:
+  candidate: candidates_lib.Candidate
+  k: Optional[int] = None
+
+
+class _Runner:
+  """Scores batches of work items for one verifier."""
+
+  def __init__(self, spec: VerifierSpec):
+    self.spec = spec
+    opts = spec.options
+    self.model = load_model(spec.checkpoint, opts)
+    self.tok = self.model.tokenizer
+    self.scorer = continuation_scorer(self.model, opts['batch_size'])
+    if spec.kind == 'disc':
+      if self.model.value_head is None:
+        raise ValueError(f'verifier {spec.name!r}: {spec.checkpoint} has no '
+                         f'{bundle_lib.VALUE_HEAD}; disc needs a checkpoint exported by a '
+                         'disc training run (method=disc).')
+      self.value = ValueScorer(self.model.config, self.model.params, self.model.value_head,
+                               batch_size=opts['batch_size'])
+    if spec.kind == 'dpo':
+      ref = load_model(opts['reference_checkpoint'], opts)
+      self.ref_scorer = continuation_scorer(ref, opts['batch_size'])
+    if spec.kind in COT_KINDS:
+      self.sampler = sampling.Sampler(self.model.config, self.model.params,
+                                      tokenizer=self.tok)
+      stops = tuple(sorted({gemma.EOS_ID, self.tok.eos_id}))
+      self.sampling_params = sampling.SamplingParams(
+          max_new_tokens=opts['max_new_tokens'], temperature=opts['temperature'],
+          top_k=opts['top_k'], top_p=opts['top_p'], stop_tokens=stops,
+          stop_strings=(prompts.VERIFY_QUESTION,))
+
+  def _solution_pairs(self, items):
+    xs = [self.tok.encode(prompts.solution_prompt(w.candidate.question), add_bos=True)
+          for w in items]
+    ys = [self.tok.encode(w.candidate.solution) + [self.tok.eos_id] for w in items]
+    return xs, ys
+
+  def __call__(self, items: Sequence[_Work]) -> list[candidates_lib.VerifierScore]:
+    kind, opts = self.spec.kind, self.spec.options
+    extra = [{} for _ in items]
+    rationales = [None] * len(items)
+    if kind == 'genrm':
+      texts = [prompts.direct_verification_prompt(w.candidate.question, w.candidate.solution)
+               for w in items]
+      scores = scoring.yes_probabilities(self.scorer, self.tok, texts, opts['renormalize'])
+    elif kind == 'disc':
+      rows = [self.tok.encode(prompts.solution_prompt(w.candidate.question) +
+                              w.candidate.solution, add_bos=True) for w in items]
+      scores = 1.0 / (1.0 + np.exp(-self.value.score(rows)))
+    elif kind in ('likelihood', 'dpo'):
+      xs, ys = self._solution_pairs(items)
+      scores = self.scorer.score(xs, ys)
+      if kind == 'dpo':
+        scores = opts['beta'] * (scores - self.ref_scorer.score(xs, ys))
+    else:
+      scores, rationales = self._cot(items)
+      extra = [{'seed': opts['seed']} for _ in items]
+    return [candidates_lib.VerifierScore(
+        problem_id=w.candidate.problem_id, candidate_id=w.candidate.candidate_id,
+        verifier=self.spec.name, score=float(s), k=w.k, rationale=r, extra=e)
+            for w, s, r, e in zip(items, scores, rationales, extra)]
+
+  def _cot(self, items):
+    opts = self.spec.options
+    cot_prompts = [prompts.cot_verification_prompt(w.candidate.question, w.candidate.solution)
+                   for w in items]
+    keys = sampling.row_keys(opts['seed'], [(w.candidate.problem_id,
+                                             str(w.candidate.candidate_id), w.k)
+                                            for w in items])
+    out = self.sampler.generate(cot_prompts, self.sampling_params, rng=keys)
+    question = self.tok.encode(prompts.VERIFY_QUESTION)
+    prefixes = []
+    for prompt, text, toks in zip(cot_prompts, out.texts, out.tokens):
+      ids = self.tok.encode(prompt, add_bos=True) + list(toks)
+      if not text.endswith(prompts.VERIFY_QUESTION):  # never asked: ask it
+        ids += self.tok.encode('\n') + question
+      prefixes.append(ids)
+    yes = self.tok.encode(prompts.YES)
+    log_yes = self.scorer.score(prefixes, [yes] * len(prefixes))
+    if opts['renormalize']:
+      no = self.tok.encode(prompts.NO)
+      log_no = self.scorer.score(prefixes, [no] * len(prefixes))
+      p = 1.0 / (1.0 + np.exp(log_no - log_yes))
+    else:
+      p = np.exp(log_yes)
+    return p, list(out.texts)
+
+
+_RUNNERS: dict = {}
+
+
+def _runner(spec: VerifierSpec) -> _Runner:
+  """One runner (and so one set of compiled programs) per verifier setting."""
+  key = (spec.name, spec.kind, os.path.abspath(spec.checkpoint),
+         tuple(sorted((k, str(v)) for k, v in spec.options.items())))
+  if key not in _RUNNERS:
+    if len(_RUNNERS) >= 8:
+      _RUNNERS.pop(next(iter(_RUNNERS)))
+    _RUNNERS[key] = _Runner(spec)
+  return _RUNNERS[key]
+
+
+# -----------------------------------------------------------------------------
+# The resumable driver.
+# -----------------------------------------------------------------------------
+
+
+def _done_rows(out_path: str, spec: VerifierSpec) -> set:
+  if not os.path.exists(out_path):
+    return set()
+  done = set()
+  for row in candidates_lib.iter_scores(out_path, on_error=candidates_lib.SKIP):
+    if row.verifier != spec.name:
+      continue
+    if spec.kind in COT_KINDS and row.extra.get('seed', spec.options['seed']) != \
+        spec.options['seed']:
+      raise ValueError(
+          f'{out_path} holds {spec.name!r} rationales sampled with seed '
+          f'{row.extra.get("seed")}, not {spec.options["seed"]}: use another --out, or '
+          'the same seed to resume.')
+    done.add((row.problem_id, str(row.candidate_id), row.k))
+  return done
+
+
+def _fmt_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s'
+
+
+def score_store(candidates: str | Sequence[candidates_lib.Candidate], spec: VerifierSpec,
+                out_path: str, *, log: Callable[[str], None] = logging.info,
+                max_items: Optional[int] = None) -> int:
+  """Scores every candidate with `spec`, appending to `out_path`.
+
+  Args:
+    candidates: A candidate-store path, or the candidates.
+    spec: The verifier.
+    out_path: The scores file (created, or resumed: rows present are skipped).
+    log: Progress lines (rows/s, ETA) go here.
+    max_items: Stop after this many new rows (tests: simulates a killed run).
+
+  Returns:
+    The number of rows written now.
+  """
+  if isinstance(candidates, str):
+    candidates = candidates_lib.read_candidates(candidates)
+  done = _done_rows(out_path, spec)
+  ks = (list(range(spec.options['num_rationales'])) if spec.kind in COT_KINDS
+        else [None])
+  todo = [_Work(c, k) for c in candidates for k in ks
+          if (c.problem_id, str(c.candidate_id), k) not in done]
+  if max_items is not None:
+    todo = todo[:max_items]
+  total = len(todo)
+  if not total:
+    log(f'{spec.name}: all {len(candidates) * len(ks)} rows already in {out_path}.')
+    return 0
+  log(f'{spec.name} ({spec.kind}): {total} rows to score ({len(done)} already in '
+      f'{out_path}).')
+  runner = _runner(spec)
+  batch = spec.options['batch_size']
+  start, written = time.time(), 0
+  for lo in range(0, total, batch):
+    rows = runner(todo[lo:lo + batch])
+    written += candidates_lib.write_scores(out_path, rows, append=True)
+    elapsed = time.time() - start
+    rate = written / max(elapsed, 1e-9)
+    log(f'{spec.name}: {written}/{total} rows, {rate:.2f} rows/s, '
+        f'ETA {_fmt_eta((total - written) / max(rate, 1e-9))}')
+  return written

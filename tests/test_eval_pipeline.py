@@ -1,0 +1,266 @@
+"""Bundles, generation, verifier scoring (resumable) and `evaluate --config`."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import eval_config
+from genrm_jax import evaluate
+from genrm_jax import generate
+from genrm_jax import losses
+from genrm_jax import prompts
+from genrm_jax import sampling
+from genrm_jax import scoring
+from genrm_jax import verifiers
+from genrm_jax.models import bundle
+from genrm_jax.models import gemma
+from genrm_jax.models import tokenizer as tokenizer_lib
+
+
+def _config():
+  return gemma.get_config(
+      "tiny", attention_types=("global",), num_embed=260, embed_dim=32, hidden_dim=64,
+      num_heads=2, head_dim=16, num_kv_heads=1, dtype="float32")
+
+
+def _params(config, seed):
+  params = gemma.init_params(config, seed)
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.PRNGKey(seed + 1), len(leaves))
+  return jax.tree.unflatten(treedef, [0.3 * jax.random.normal(k, x.shape, x.dtype)
+                                      for k, x in zip(keys, leaves)])
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+  root = tmp_path_factory.mktemp("bundles")
+  config = _config()
+  head = {"kernel": np.linspace(-1, 1, 32, dtype=np.float32)[:, None],
+          "bias": np.array([0.1], np.float32)}
+  policy = bundle.save_bundle(str(root / "policy"), _params(config, 1), config, "byte",
+                              value_head=head)
+  ref = bundle.save_bundle(str(root / "ref"), _params(config, 2), config, "byte")
+  return policy, ref
+
+
+def _candidates():
+  out = []
+  for p in range(2):
+    for i in range(3):
+      out.append(candidates_lib.Candidate(
+          problem_id=f"p{p}", candidate_id=i, question=f"Q{p}?",
+          solution=f"Step {'x' * (i * 7)}. The answer is {i}.", answer=str(i),
+          reference="1", correct=i == 1, task="last_letter"))
+  return out
+
+
+def test_bundle_roundtrip_and_errors(bundles, tmp_path):
+  policy, _ = bundles
+  model = bundle.load_bundle(policy)
+  assert model.config == _config().replace(tokenizer=None)
+  assert isinstance(model.tokenizer, tokenizer_lib.ByteTokenizer)
+  want = _params(_config(), 1)
+  for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(want)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  np.testing.assert_allclose(model.value_head["bias"], [0.1])
+  meta = json.load(open(os.path.join(policy, "model.json")))
+  assert meta["vocabulary"] == "byte" and meta["config"]["embed_dim"] == 32
+  # A bare official checkpoint: needs --preset / --tokenizer, says so.
+  with pytest.raises(FileNotFoundError, match="--preset"):
+    bundle.load_bundle(os.path.join(policy, "params"))
+  # A tokenizer.model file is copied into the bundle and recorded relative.
+  fake = tmp_path / "spm.model"
+  fake.write_bytes(b"not really a model")
+  bundle.write_model_json(str(tmp_path / "b"), _config(), str(fake))
+  meta = json.load(open(tmp_path / "b" / "model.json"))
+  assert meta["vocabulary"] == "tokenizer.model"
+  assert (tmp_path / "b" / "tokenizer.model").read_bytes() == b"not really a model"
+
+
+def test_per_row_keys_make_samples_independent_of_batch(bundles):
+  model = bundle.load_bundle(bundles[0])
+  # One program for both calls: only the batch's other rows differ.
+  sampler = sampling.Sampler(model.config, model.params, prompt_buckets=(16,),
+                             batch_buckets=(4,))
+  params = sampling.SamplingParams(max_new_tokens=6, temperature=1.0)
+  prompts_ids = [[2, 40, 41], [2, 50, 51, 52, 53], [2, 60]]
+  keys = sampling.row_keys(0, [("p", i) for i in range(3)])
+  together = sampler.generate(prompts_ids, params, rng=keys)
+  alone = sampler.generate(prompts_ids[1:2], params, rng=keys[1:2])
+  assert together.tokens[1] == alone.tokens[0]
+  assert together.tokens[0] != together.tokens[1]
+
+
+def test_scores_do_not_depend_on_neighbours_or_batch_size(bundles):
+  model = bundle.load_bundle(bundles[0])
+  rows = [[2] + list(range(10, 10 + n)) for n in (3, 9, 20, 5)]
+  conts = [[7, 8], [9, 10], [11, 12], [4, 5]]
+  scorer = scoring.ContinuationScorer(model.config, model.params, batch_size=4)
+  together = scorer.score(rows, conts)
+  alone = scorer.score(rows[1:2], conts[1:2])
+  assert together[1] == alone[0]  # bit for bit
+  other = scoring.ContinuationScorer(model.config, model.params, batch_size=2)
+  np.testing.assert_allclose(other.score(rows, conts), together, rtol=1e-6)
+
+
+def _specs(bundles):
+  policy, ref = bundles
+  opts = dict(batch_size=4)
+  return [
+      verifiers.VerifierSpec("genrm", "genrm", policy, opts),
+      verifiers.VerifierSpec("disc", "disc", policy, opts),
+      verifiers.VerifierSpec("likelihood", "likelihood", policy, opts),
+      verifiers.VerifierSpec("dpo", "dpo", policy, dict(opts, reference_checkpoint=ref,
+                                                       beta=0.5)),
+      verifiers.VerifierSpec("cot", "genrm_cot", policy,
+                             dict(opts, num_rationales=2, max_new_tokens=6,
+                                  temperature=1.0)),
+  ]
+
+
+def _rows(path):
+  return sorted((json.dumps(r.to_dict(), sort_keys=True)
+                 for r in candidates_lib.read_scores(path)))
+
+
+def test_verifier_scores_resume_and_match_definitions(bundles, tmp_path):
+  cands = _candidates()
+  model = verifiers.load_model(bundles[0], {})  # the verifiers' own (cached)
+  ref = verifiers.load_model(bundles[1], {})
+  tok = model.tokenizer
+  for spec in _specs(bundles):
+    once = str(tmp_path / f"{spec.name}_once.jsonl")
+    killed = str(tmp_path / f"{spec.name}_killed.jsonl")
+    verifiers.score_store(cands, spec, once)
+    # A killed run (3 rows), then the resumed one: the same rows, none redone.
+    assert verifiers.score_store(cands, spec, killed, max_items=3) == 3
+    total = len(cands) * (2 if spec.kind == "genrm_cot" else 1)
+    assert verifiers.score_store(cands, spec, killed) == total - 3
+    assert verifiers.score_store(cands, spec, killed) == 0
+    assert _rows(once) == _rows(killed)
+    scores = candidates_lib.read_scores(once)
+    assert len(scores) == total
+
+  # The definitions, for candidate 0 of problem 0.
+  c = cands[2]
+  by_name = {n: {(s.problem_id, s.candidate_id, s.k): s for s in
+                 candidates_lib.read_scores(str(tmp_path / f"{n}_once.jsonl"))}
+             for n in ("genrm", "disc", "likelihood", "dpo", "cot")}
+  key = (c.problem_id, c.candidate_id, None)
+  full = verifiers.continuation_scorer(model, 4)
+  direct = prompts.direct_verification_prompt(c.question, c.solution)
+  want = np.exp(full.score([tok.encode(direct, add_bos=True)], [tok.encode(" Yes")])[0])
+  np.testing.assert_allclose(by_name["genrm"][key].score, want, rtol=1e-5)
+  x = tok.encode(prompts.solution_prompt(c.question), add_bos=True)
+  y = tok.encode(c.solution) + [tok.eos_id]
+  lp = full.score([x], [y])[0]
+  np.testing.assert_allclose(by_name["likelihood"][key].score, lp, rtol=1e-5)
+  ref_lp = verifiers.continuation_scorer(ref, 4).score([x], [y])[0]
+  np.testing.assert_allclose(by_name["dpo"][key].score, 0.5 * (lp - ref_lp), rtol=1e-4,
+                             atol=1e-4)
+  tokens = np.array([x + tok.encode(c.solution)])
+  logit = losses.value_logits(gemma.Transformer(model.config),
+                              {"model": model.params, "value_head": model.value_head},
+                              tokens, np.ones_like(tokens))
+  np.testing.assert_allclose(by_name["disc"][key].score,
+                             1 / (1 + np.exp(-float(logit[0]))), rtol=1e-5)
+  cot = [by_name["cot"][(c.problem_id, c.candidate_id, k)] for k in (0, 1)]
+  assert all(0 < s.score < 1 and isinstance(s.rationale, str) for s in cot)
+
+
+def test_seed_mismatch_on_resume_is_an_error(bundles, tmp_path):
+  spec = _specs(bundles)[-1]
+  path = str(tmp_path / "cot.jsonl")
+  verifiers.score_store(_candidates()[:1], spec, path)
+  other = verifiers.VerifierSpec("cot", "genrm_cot", bundles[0],
+                                 dict(spec.options, seed=1))
+  with pytest.raises(ValueError, match="same seed"):
+    verifiers.score_store(_candidates(), other, path)
+
+
+def _data_dir():
+  path = os.environ.get("GENRM_DATA_DIR")
+  if not path or not os.path.isdir(path):
+    pytest.skip("GENRM_DATA_DIR not set (CI sets it to ../shared/data)")
+  return path
+
+
+def test_end_to_end_generate_score_evaluate(bundles, tmp_path):
+  _data_dir()
+  problems = generate.load_problems("last_letter", "test")[:3]
+  model = bundle.load_bundle(bundles[0])
+  kwargs = dict(task="last_letter", num_samples=4, temperature=1.0, max_new_tokens=12,
+                seed=3)
+  full = str(tmp_path / "full.jsonl")
+  assert generate.generate(problems, model, full, batch_size=8, **kwargs) == 3
+  # Killed after one problem, resumed with another batch size: the same file.
+  part = str(tmp_path / "part.jsonl")
+  assert generate.generate(problems, model, part, batch_size=4, max_problems=1,
+                           **kwargs) == 1
+  assert generate.generate(problems, model, part, batch_size=4, **kwargs) == 2
+  assert generate.generate(problems, model, part, batch_size=4, **kwargs) == 0
+  assert open(full).read() == open(part).read()
+  cands = candidates_lib.read_candidates(full)
+  assert len(cands) == 12 and {c.candidate_id for c in cands} == {0, 1, 2, 3}
+  assert all(c.task == "last_letter" and c.seed == 3 and c.logprob < 0 and
+             c.extra["temperature"] == 1.0 for c in cands)
+
+  config_path = tmp_path / "eval_cfg.py"
+  config_path.write_text(
+      "import ml_collections as mlc\n"
+      "def get_config(arg=None):\n"
+      "  c = mlc.ConfigDict()\n"
+      f"  c.candidates = {full!r}\n"
+      "  c.task = 'last_letter'\n  c.n_max = 0\n  c.bootstrap = 50\n"
+      f"  c.verifiers = [dict(name='genrm', kind='genrm', checkpoint={bundles[0]!r},\n"
+      "                      options=dict(batch_size=4)),\n"
+      f"                 dict(name='disc', kind='disc', checkpoint={bundles[0]!r},\n"
+      "                      options=dict(batch_size=4))]\n"
+      "  return c\n")
+  out = str(tmp_path / "eval")
+  cand_path, paths, settings = evaluate.score_with_config(str(config_path), None, out)
+  assert paths == [os.path.join(out, "scores", "genrm.jsonl"),
+                   os.path.join(out, "scores", "disc.jsonl")]
+  results = evaluate.run(cand_path, paths, out, num_bootstrap=settings["bootstrap"],
+                         task=settings["task"], verbose=False)
+  assert set(results["curves"]) == {"genrm", "disc", "majority_vote", "pass_at_n"}
+  assert set(results["curves"]["genrm"]) == {"1", "2", "3", "4"}
+  assert results["n_problems"] == 3 and results["n_candidates"] == 12
+  assert os.path.getsize(os.path.join(out, "best_of_n.png")) > 1000
+  # Rerunning the config redoes nothing.
+  before = [open(p).read() for p in paths]
+  evaluate.score_with_config(str(config_path), None, out)
+  assert [open(p).read() for p in paths] == before
+
+
+def test_eval_configs_load():
+  for name in ("last_letter", "word_sort", "gsm8k", "math500_transfer"):
+    config = eval_config.load(f"configs/eval/{name}.py:root=/r")
+    specs = eval_config.verifier_specs(config)
+    assert specs and all(s.checkpoint.startswith("/r/") or s.kind == "llm_judge"
+                         for s in specs)
+
+
+def test_breakdown_per_level_and_subject(tmp_path):
+  cands, scores = [], []
+  for p, (level, subject) in enumerate([(1, "Algebra"), (1, "Geometry"), (5, "Algebra")]):
+    for i in range(2):
+      correct = i == p % 2
+      cands.append(candidates_lib.Candidate(
+          problem_id=f"m{p}", candidate_id=i, question="q", solution="s", answer=str(i),
+          reference="0", correct=correct, task="math",
+          extra={"level": level, "subject": subject}))
+      scores.append(candidates_lib.VerifierScore(f"m{p}", i, "v", float(correct)))
+  candidates_lib.write_candidates(str(tmp_path / "c.jsonl"), cands)
+  candidates_lib.write_scores(str(tmp_path / "s.jsonl"), scores)
+  results = evaluate.run(str(tmp_path / "c.jsonl"), [str(tmp_path / "s.jsonl")],
+                         str(tmp_path / "out"), num_bootstrap=0, verbose=False)
+  level = results["breakdown"]["level"]
+  assert level["1"]["n_problems"] == 2 and level["5"]["n_problems"] == 1
+  assert level["1"]["curves"]["v"]["2"] == 1.0
+  assert level["5"]["curves"]["pass_at_n"]["1"] == 0.5
+  assert set(results["breakdown"]["subject"]) == {"Algebra", "Geometry"}
