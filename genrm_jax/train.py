@@ -49,6 +49,7 @@ from genrm_jax import losses
 from genrm_jax import metric_writers
 from genrm_jax import optimizer as optimizer_lib
 from genrm_jax import sharding as sharding_lib
+from genrm_jax.models import bundle
 from genrm_jax.models import checkpoints as model_checkpoints
 from genrm_jax.models import gemma
 
@@ -69,6 +70,13 @@ def define_flags() -> None:
       os.environ.get("GENRM_JAX_INIT", "") not in ("", "0"),
       "Call jax.distributed.initialize() (multi-host; default from "
       "$GENRM_JAX_INIT).")
+  # Offline compile check (genrm_jax/compile_check.py): no training, no data.
+  flags.DEFINE_bool(
+      "compile_only", False, "AOT-compile the train step for --topology and "
+      "report per-device memory; trains nothing (--workdir not needed).")
+  flags.DEFINE_string(
+      "topology", "v5p-32", "With --compile_only: a TPU accelerator type "
+      "(v5p-32, v6e-16, v4-8, ...), a libtpu topology (v5p:2x2x4) or cpu:N.")
 
 
 # Test hook: SIGKILL this process right after step N (a save may be in
@@ -278,6 +286,44 @@ def _fmt_duration(seconds: float) -> str:
   return (f"{d}d{h:02d}h" if d else f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s")
 
 
+def state_shardings_for(state_shapes, mcfg, tx, mesh, method):
+  """NamedShardings of the train state `{params, opt_state, step}`.
+
+  Model params follow the logical-axis rules; optimizer moments mirror their
+  params' shardings; counts, the step and the value head are replicated.
+  """
+  replicated = NamedSharding(mesh, P())
+  param_shardings = {"model": sharding_lib.logical_shardings(
+      gemma.abstract_params(mcfg), mesh)}
+  if method == "disc":
+    param_shardings["value_head"] = jax.tree.map(
+        lambda _: replicated, state_shapes["params"]["value_head"])
+  opt_shardings = optax.tree_map_params(
+      tx, lambda _, s: s, state_shapes["opt_state"], param_shardings,
+      transform_non_params=lambda _: replicated,
+      is_leaf=lambda x: isinstance(x, NamedSharding))
+  return {"params": param_shardings, "opt_state": opt_shardings,
+          "step": replicated}
+
+
+def jit_train_step(config, *, tx, schedule, step_kw, state_shardings,
+                   batch_shardings, ref_shardings, mesh):
+  """`train_step` jitted with explicit shardings, the state donated.
+
+  Called as `fn(state, batch, ref_params, rng)`; the offline compile check
+  (`compile_check.py`) lowers this same function for a TPU topology.
+  """
+  replicated = NamedSharding(mesh, P())
+  return jax.jit(
+      functools.partial(train_step, tx=tx, schedule=schedule,
+                        accum_steps=int(config.optimizer.grad_accum_steps),
+                        **step_kw),
+      in_shardings=(state_shardings, batch_shardings, ref_shardings,
+                    replicated),
+      out_shardings=(state_shardings, replicated),
+      donate_argnums=(0,))
+
+
 # -----------------------------------------------------------------------------
 # Main.
 # -----------------------------------------------------------------------------
@@ -330,20 +376,9 @@ def train_and_evaluate(config, workdir: str, *,
   # directly in its sharding.
   # ---------------------------------------------------------------------------
   state_shapes = jax.eval_shape(init_state, rng_init)
-  model_shardings = sharding_lib.logical_shardings(
-      gemma.abstract_params(mcfg), mesh)
+  state_shardings = state_shardings_for(state_shapes, mcfg, tx, mesh, method)
+  model_shardings = state_shardings["params"]["model"]
   replicated = NamedSharding(mesh, P())
-  param_shardings = {"model": model_shardings}
-  if method == "disc":
-    param_shardings["value_head"] = jax.tree.map(
-        lambda _: replicated, state_shapes["params"]["value_head"])
-  # Optimizer moments mirror their params' shardings; counts are replicated.
-  opt_shardings = optax.tree_map_params(
-      tx, lambda _, s: s, state_shapes["opt_state"], param_shardings,
-      transform_non_params=lambda _: replicated,
-      is_leaf=lambda x: isinstance(x, NamedSharding))
-  state_shardings = {"params": param_shardings, "opt_state": opt_shardings,
-                     "step": replicated}
   n_params = sum(int(np.prod(x.shape))
                  for x in jax.tree.leaves(state_shapes["params"]))
   _log("Model %s: %.1fM params; method %s.", config.model.preset,
@@ -399,15 +434,11 @@ def train_and_evaluate(config, workdir: str, *,
   eval_fn = None
 
   def compile_update(batch):
-    batch_shardings = jax.tree.map(lambda x: x.sharding, batch)
-    return jax.jit(
-        functools.partial(train_step, tx=tx, schedule=schedule,
-                          accum_steps=int(config.optimizer.grad_accum_steps),
-                          **step_kw),
-        in_shardings=(state_shardings, batch_shardings, ref_shardings,
-                      replicated),
-        out_shardings=(state_shardings, replicated),
-        donate_argnums=(0,))
+    return jit_train_step(
+        config, tx=tx, schedule=schedule, step_kw=step_kw,
+        state_shardings=state_shardings,
+        batch_shardings=jax.tree.map(lambda x: x.sharding, batch),
+        ref_shardings=ref_shardings, mesh=mesh)
 
   def run_eval(state):
     nonlocal eval_fn
@@ -506,6 +537,10 @@ def train_and_evaluate(config, workdir: str, *,
     if method == "disc" and jax.process_index() == 0:
       head = jax.device_get(state["params"]["value_head"])
       np.savez(os.path.join(export_dir, "value_head.npz"), **head)
+    if jax.process_index() == 0:  # model.json: loadable from its path alone
+      bundle.write_model_json(export_dir, model_config(config),
+                              config.data.vocabulary or None,
+                              has_value_head=method == "disc")
     _log("Exported params to %s.", export_dir)
   ckpt.close()
   if best is not None:
@@ -524,6 +559,12 @@ class _QuietLibraries(std_logging.Filter):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.compile_only:  # offline: compile for --topology, train nothing
+    from genrm_jax import compile_check  # pylint: disable=g-import-not-at-top
+    if FLAGS.config is None:
+      raise app.UsageError("--config=configs/<experiment>.py is required.")
+    compile_check.main(FLAGS.config, FLAGS.topology)
+    return
   if FLAGS.jax_distributed:
     jax.distributed.initialize()
   config = FLAGS.config

