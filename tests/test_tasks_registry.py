@@ -212,3 +212,36 @@ def test_training_on_a_seqio_task_end_to_end(tmp_path):
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").open()]
   assert [r["step"] for r in rows] == [1, 2]
   assert all(np.isfinite(r["loss"]) and r["target_tokens"] > 0 for r in rows)
+
+
+@needs_data
+def test_sentencepiece_vocabulary(tmp_path):
+  """A SentencePiece `tokenizer.model` (as Gemma's) as the task vocabulary:
+  BOS first, ' Yes'/' No' verdict ids, golden round trip of a prompt."""
+  import io
+  import sentencepiece as spm
+  problems = sources.get_problems("last_letter", "validation")[:200]
+  text = "\n".join([prompts.HEADER] + [p["question"] + "\n" + p["solution"]
+                                       for p in problems] +
+                   ["Verification: Is the answer correct (Yes/No)? Yes",
+                    "Verification: Is the answer correct (Yes/No)? No"] * 20)
+  prefix = str(tmp_path / "sp")
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=io.StringIO(text), model_prefix=prefix,
+      vocab_size=400, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+      byte_fallback=True, minloglevel=2, normalization_rule_name="identity",
+      remove_extra_whitespaces=False, user_defined_symbols=["\n"])
+  config = _config("last_letter_sft", vocabulary=prefix + ".model",
+                   seq_len=512, inputs_len=384)
+  batch = _first_batch(config)
+  vocab = ip.get_vocabulary(prefix + ".model")
+  tokens, seg = batch["decoder_target_tokens"][0], batch[
+      "decoder_segment_ids"][0]
+  weights = batch["decoder_loss_weights"][0]
+  first = tokens[seg == 1]
+  assert first[0] == ip.BOS_ID and first[-1] == 1
+  prompt = vocab.decode([int(t) for t in first[1:][weights[seg == 1][1:] == 0]])
+  question = prompt.split("\n\nQ: ")[1].split("\nA: ")[0]
+  assert prompt == prompts.solution_prompt(question)  # golden, newlines kept
+  yes, no = ip.verdict_ids(vocab)
+  assert yes != no and vocab.decode([yes]).strip() in ("Yes", "Y")
