@@ -19,32 +19,25 @@ bundle, or a bare Kaggle checkpoint plus `preset`/`tokenizer` options). Select
 with `:only=genrm+genrm_cot`.
 """
 
-import ml_collections as mlc
+try:
+  from configs.eval import common
+except ImportError:  # run from outside the repository root
+  import os, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))))
+  from configs.eval import common
 
 TASK = 'gsm8k'
 
 
 def get_config(arg=None):
-  args = dict(item.split('=', 1) for item in (arg or '').split(',') if '=' in item)
+  args = common.parse_args(arg)
   root = args.get('root', 'runs')
-  ckpt = lambda run: f'{root}/{TASK}_{run}/export'
-  c = mlc.ConfigDict()
-  c.task = TASK
-  c.candidates = args.get('candidates', 'released:gsm8k/validation')
-  c.out = ''
-  c.n_max = 0
-  c.bootstrap = 1000
-  verifiers = [
-      dict(name='genrm', kind='genrm', checkpoint=ckpt('genrm'), options={}),
-      dict(name='genrm_cot', kind='genrm_cot', checkpoint=ckpt('cot'),
-           options=dict(num_rationales=8, temperature=0.7, max_new_tokens=512)),
-      dict(name='disc', kind='disc', checkpoint=ckpt('disc'), options={}),
-      dict(name='dpo', kind='dpo', checkpoint=ckpt('dpo'),
-           options=dict(reference_checkpoint=ckpt('solve'), beta=0.1)),
-      dict(name='llm_judge', kind='llm_judge',
-           checkpoint=args.get('base', 'checkpoints/gemma2_9b'),
-           options=dict(num_rationales=8, temperature=0.7, max_new_tokens=512)),
-  ]
-  only = [v for v in args.get('only', '').split('+') if v]
-  c.verifiers = [v for v in verifiers if not only or v['name'] in only]
-  return c
+  verifiers = common.trained_verifiers(
+      lambda run: f'{root}/{TASK}_{run}/export', cot_max_new_tokens=512)
+  verifiers.append(dict(  # LLM-as-a-judge: the un-fine-tuned base model
+      name='llm_judge', kind='llm_judge',
+      checkpoint=args.get('base', 'checkpoints/gemma2_9b'),
+      options=dict(num_rationales=8, temperature=0.7, max_new_tokens=512)))
+  return common.make_config(TASK, 'released:gsm8k/validation', verifiers,
+                            args)

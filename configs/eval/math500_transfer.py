@@ -15,25 +15,20 @@ runs' bundles (placeholders `ROOT/gsm8k_<method>/export`, ROOT defaulting to
 `runs`), used unchanged: the paper's Figure on transfer to harder problems.
 """
 
-import ml_collections as mlc
+try:
+  from configs.eval import common
+except ImportError:  # run from outside the repository root
+  import os, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))))
+  from configs.eval import common
 
 
 def get_config(arg=None):
-  args = dict(item.split('=', 1) for item in (arg or '').split(',') if '=' in item)
+  args = common.parse_args(arg)
   root = args.get('root', 'runs')
-  ckpt = lambda run: f'{root}/gsm8k_{run}/export'
-  c = mlc.ConfigDict()
-  c.task = 'math'
-  c.candidates = args.get('candidates', f'{root}/math500_candidates.jsonl')
-  c.out = ''
-  c.n_max = 0
-  c.bootstrap = 1000
-  verifiers = [
-      dict(name='genrm', kind='genrm', checkpoint=ckpt('genrm'), options={}),
-      dict(name='genrm_cot', kind='genrm_cot', checkpoint=ckpt('cot'),
-           options=dict(num_rationales=8, temperature=0.7, max_new_tokens=1024)),
-      dict(name='disc', kind='disc', checkpoint=ckpt('disc'), options={}),
-  ]
-  only = [v for v in args.get('only', '').split('+') if v]
-  c.verifiers = [v for v in verifiers if not only or v['name'] in only]
-  return c
+  verifiers = common.trained_verifiers(
+      lambda run: f'{root}/gsm8k_{run}/export', cot_max_new_tokens=1024,
+      with_dpo=False)
+  return common.make_config('math', f'{root}/math500_candidates.jsonl',
+                            verifiers, args)

@@ -1,0 +1,1 @@
+"""Evaluation configs (python -m genrm_jax.evaluate --config=...)."""

@@ -1,0 +1,45 @@
+"""Shared pieces of the evaluation configs (`configs/eval/<name>.py`).
+
+Arguments after the file name are `key=value` pairs separated by commas:
+`root=DIR` (where the training runs' exported bundles live, default `runs`),
+`candidates=C.jsonl`, `only=genrm+disc` (keep those verifiers), and config
+specific ones such as `base=DIR`.
+"""
+
+import ml_collections as mlc
+
+
+def parse_args(arg):
+  return dict(item.split('=', 1) for item in (arg or '').split(',')
+              if '=' in item)
+
+
+def trained_verifiers(checkpoint, cot_max_new_tokens, with_dpo=True):
+  """GenRM, GenRM-CoT (MajV@8), discriminative and (optionally) DPO, from
+  `checkpoint(run)` -> the bundle of `configs/<task>_<run>.py`."""
+  verifiers = [
+      dict(name='genrm', kind='genrm', checkpoint=checkpoint('genrm'),
+           options={}),
+      dict(name='genrm_cot', kind='genrm_cot', checkpoint=checkpoint('cot'),
+           options=dict(num_rationales=8, temperature=0.7,
+                        max_new_tokens=cot_max_new_tokens)),
+      dict(name='disc', kind='disc', checkpoint=checkpoint('disc'),
+           options={}),
+  ]
+  if with_dpo:  # DPO's reference is the generator it started from
+    verifiers.append(dict(
+        name='dpo', kind='dpo', checkpoint=checkpoint('dpo'),
+        options=dict(reference_checkpoint=checkpoint('solve'), beta=0.1)))
+  return verifiers
+
+
+def make_config(task, candidates, verifiers, args):
+  c = mlc.ConfigDict()
+  c.task = task
+  c.candidates = args.get('candidates', candidates)
+  c.out = ''
+  c.n_max = 0  # 0: the smallest pool
+  c.bootstrap = 1000
+  only = [v for v in args.get('only', '').split('+') if v]
+  c.verifiers = [v for v in verifiers if not only or v['name'] in only]
+  return c
