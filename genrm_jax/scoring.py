@@ -46,21 +46,101 @@ class ContinuationScorer:
   def __post_init__(self):
     self._model = gemma.Transformer(self.config)
     self._fn = jax.jit(self._logprobs)
+    self._shared_fn = jax.jit(self._shared_logprobs)
+    # Real (unpadded) tokens run through the model: what sharing saves.
+    self.tokens_run = 0
 
   def _logprobs(self, params, tokens, segment_ids, positions, targets):
     """Sum of log p(targets[b, j]) read at `positions[b, j]` (-1: unused)."""
     out = self._model.apply({"params": params}, tokens,
                             segment_ids=segment_ids, return_logits=False)
+    return self._read_logprobs(params, out.hidden_states, positions, targets)
+
+  def _read_logprobs(self, params, hidden_states, positions, targets):
     idx = jnp.maximum(positions, 0)
-    hidden = jnp.take_along_axis(out.hidden_states, idx[..., None], axis=1)
+    hidden = jnp.take_along_axis(hidden_states, idx[..., None], axis=1)
     logits = gemma.logits_from_hidden(self.config, params, hidden)
     logp = jax.nn.log_softmax(logits, axis=-1)
     picked = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
     return jnp.sum(jnp.where(positions >= 0, picked, 0.0), axis=-1)
 
   def score(self, prompts_ids: Sequence[Sequence[int]],
-            continuations: Sequence[Sequence[int]]) -> np.ndarray:
+            continuations: Sequence[Sequence[int]],
+            prefixes: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """log p(continuation_i | prompt_i) for every i (float64 array).
+
+    With `prefixes`, row i's prompt starts with `prefixes[i]` (e.g. the
+    header and question a problem's N candidates share): rows with the same
+    prefix compute its KV cache once and run only their own suffix on top of
+    it. A row whose prompt does not start with its prefix token for token
+    (tokenisation merged across the boundary) is scored unshared.
+    """
+    if prefixes is None:
+      return self._score_unshared(prompts_ids, continuations)
+    result = np.zeros(len(prompts_ids))
+    plain, groups = [], {}
+    for i, (prompt, prefix) in enumerate(zip(prompts_ids, prefixes)):
+      prompt, prefix = list(prompt), list(prefix)
+      if 0 < len(prefix) < len(prompt) and prompt[:len(prefix)] == prefix:
+        key = (tuple(prefix),
+               _bucket(len(prompt) - len(prefix) + len(continuations[i]), 8),
+               _bucket(len(continuations[i]), 1))
+        groups.setdefault(key, []).append(i)
+      else:
+        plain.append(i)
+    if plain:
+      result[plain] = self._score_unshared(
+          [prompts_ids[i] for i in plain], [continuations[i] for i in plain])
+    for (prefix, suffix_len, cont_len), members in sorted(groups.items()):
+      prefix_len = _bucket(len(prefix))
+      prefix_tokens = np.zeros((1, prefix_len), np.int32)
+      prefix_tokens[0, :len(prefix)] = prefix
+      prefix_segments = np.zeros_like(prefix_tokens)
+      prefix_segments[0, :len(prefix)] = 1
+      for start in range(0, len(members), self.batch_size):
+        rows = members[start:start + self.batch_size]
+        b = self.batch_size
+        tokens = np.zeros((b, suffix_len), np.int32)
+        segments = np.zeros((b, suffix_len), np.int32)
+        positions = np.full((b, cont_len), -1, np.int32)
+        targets = np.zeros((b, cont_len), np.int32)
+        for r, i in enumerate(rows):
+          suffix = list(prompts_ids[i])[len(prefix):] + list(continuations[i])
+          tokens[r, :len(suffix)] = suffix
+          segments[r, :len(suffix)] = 1
+          n = len(continuations[i])
+          first = len(prompts_ids[i]) - len(prefix) - 1  # predicts cont[0]
+          positions[r, :n] = np.arange(first, first + n)
+          targets[r, :n] = continuations[i]
+        out = np.asarray(self._shared_fn(
+            self.params, prefix_tokens, prefix_segments, np.int32(len(prefix)),
+            tokens, segments, positions, targets), np.float64)
+        self.tokens_run += len(prefix) + int(segments.sum())
+        result[rows] = out[:len(rows)]
+    return result
+
+  def _shared_logprobs(self, params, prefix_tokens, prefix_segments,
+                       prefix_length, tokens, segments, positions, targets):
+    """Prefill the shared prefix once (batch 1), broadcast its cache to the
+    batch, then run every row's suffix on top of it."""
+    batch, suffix_len = tokens.shape
+    cache = gemma.init_cache(self.config, 1,
+                             prefix_tokens.shape[1] + suffix_len)
+    cache = self._model.apply({"params": params}, prefix_tokens,
+                              segment_ids=prefix_segments, cache=cache,
+                              return_logits=False).cache
+    cache = {k: (v if k == "end_index" else jnp.repeat(
+        v, batch, axis=1 if k in ("k", "v") else 0)) for k, v in cache.items()}
+    suffix_positions = prefix_length + jnp.arange(suffix_len)[None, :]
+    out = self._model.apply(
+        {"params": params}, tokens,
+        positions=jnp.broadcast_to(suffix_positions, tokens.shape),
+        segment_ids=segments, cache=cache, return_logits=False)
+    return self._read_logprobs(params, out.hidden_states, positions, targets)
+
+  def _score_unshared(self, prompts_ids: Sequence[Sequence[int]],
+                      continuations: Sequence[Sequence[int]]) -> np.ndarray:
+    """log p(continuation_i | prompt_i), each row in full.
 
     A row's result does not depend on the other rows: rows are grouped by
     their own (length, continuation length) buckets and every batch is padded
@@ -92,33 +172,49 @@ class ContinuationScorer:
           targets[r, :n] = continuations[i]
         out = np.asarray(self._fn(self.params, tokens, segments, positions,
                                   targets), np.float64)
+        self.tokens_run += int(segments.sum())
         result[rows] = out[:len(rows)]
     return result
 
 
 def yes_probabilities(scorer: ContinuationScorer, tokenizer,
                       verification_prompts: Sequence[str],
-                      renormalize: bool = False) -> np.ndarray:
-  """p(" Yes" | prompt) for prompts ending in the verification question."""
+                      renormalize: bool = False,
+                      shared_prefixes: Sequence[str] | None = None
+                      ) -> np.ndarray:
+  """p(" Yes" | prompt) for prompts ending in the verification question.
+
+  `shared_prefixes[i]`: text that prompt i starts with and other prompts
+  share (a problem's header + question), computed once per distinct prefix.
+  """
   ids = [tokenizer.encode(p, add_bos=True) for p in verification_prompts]
+  prefixes = None
+  if shared_prefixes is not None:
+    encoded = {p: tokenizer.encode(p, add_bos=True)
+               for p in set(shared_prefixes)}
+    prefixes = [encoded[p] for p in shared_prefixes]
   yes = tokenizer.encode(prompts.YES)
-  log_yes = scorer.score(ids, [yes] * len(ids))
+  log_yes = scorer.score(ids, [yes] * len(ids), prefixes)
   if not renormalize:
     return np.exp(log_yes)
   no = tokenizer.encode(prompts.NO)
-  log_no = scorer.score(ids, [no] * len(ids))
+  log_no = scorer.score(ids, [no] * len(ids), prefixes)
   return 1.0 / (1.0 + np.exp(log_no - log_yes))
 
 
 def score_direct(candidates: Iterable[candidates_lib.Candidate],
                  scorer: ContinuationScorer, tokenizer, *,
-                 verifier: str = "genrm", renormalize: bool = False
+                 verifier: str = "genrm", renormalize: bool = False,
+                 share_prefix: bool = True
                  ) -> list[candidates_lib.VerifierScore]:
-  """Direct GenRM scores, one per candidate."""
+  """Direct GenRM scores, one per candidate; a problem's header + question
+  is computed once for all its candidates (`share_prefix`)."""
   candidates = list(candidates)
   texts = [prompts.direct_verification_prompt(c.question, c.solution)
            for c in candidates]
-  p_yes = yes_probabilities(scorer, tokenizer, texts, renormalize)
+  shared = [prompts.solution_prompt(c.question) for c in candidates]
+  p_yes = yes_probabilities(scorer, tokenizer, texts, renormalize,
+                            shared_prefixes=shared if share_prefix else None)
   return [candidates_lib.VerifierScore(
       problem_id=c.problem_id, candidate_id=c.candidate_id, verifier=verifier,
       score=float(p)) for c, p in zip(candidates, p_yes)]

@@ -55,6 +55,7 @@ COT_KINDS = ('genrm_cot', 'llm_judge')
 DEFAULT_OPTIONS = dict(
     batch_size=16,  # rows per forward pass / sampler batch
     renormalize=None,  # None: False, except True for llm_judge
+    share_prefix=True,  # genrm: a problem's header + question computed once
     num_rationales=8,  # K (CoT kinds)
     temperature=0.7,  # rationale sampling (CoT kinds)
     top_k=0,
@@ -218,7 +219,10 @@ class _Runner:
     if kind == 'genrm':
       texts = [prompts.direct_verification_prompt(w.candidate.question, w.candidate.solution)
                for w in items]
-      scores = scoring.yes_probabilities(self.scorer, self.tok, texts, opts['renormalize'])
+      shared = ([prompts.solution_prompt(w.candidate.question) for w in items]
+                if opts['share_prefix'] else None)
+      scores = scoring.yes_probabilities(self.scorer, self.tok, texts, opts['renormalize'],
+                                         shared_prefixes=shared)
     elif kind == 'disc':
       rows = [self.tok.encode(prompts.solution_prompt(w.candidate.question) +
                               w.candidate.solution, add_bos=True) for w in items]

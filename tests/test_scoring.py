@@ -74,3 +74,47 @@ def test_cot_scores_one_row_per_rationale(model):
   assert [s.k for s in scores] == [0, 1, 2]
   assert all(0.0 <= s.score <= 1.0 and s.rationale is not None
              for s in scores)
+
+
+def test_shared_question_prefix_gives_the_same_scores(model):
+  """A problem's header + question computed once for its candidates."""
+  config, params = model
+  tok = tokenizer_lib.ByteTokenizer()
+  scorer = scoring.ContinuationScorer(config, params, batch_size=4)
+  cands = [candidates_lib.Candidate(
+      problem_id=f"p{q}", candidate_id=i, question=f"What is {q}+{q}?",
+      solution=f"{q}+{q}={q + i}. The answer is {q + i}." + " ok" * i,
+      answer=str(q + i), reference=str(2 * q), correct=i == q)
+           for q in (1, 2) for i in range(5)]
+  shared = scoring.score_direct(cands, scorer, tok, renormalize=True)
+  plain = scoring.score_direct(cands, scorer, tok, renormalize=True,
+                               share_prefix=False)
+  np.testing.assert_allclose([s.score for s in shared],
+                             [s.score for s in plain], rtol=1e-5, atol=1e-7)
+  assert len({round(s.score, 6) for s in shared}) > 2  # not degenerate
+  # A prefix the prompt does not start with falls back to the full pass.
+  ids = [[2, 5, 6, 7, 8], [2, 5, 6, 9]]
+  conts = [[3], [4, 5]]
+  got = scorer.score(ids, conts, prefixes=[[2, 5, 6], [2, 9]])
+  np.testing.assert_allclose(got, scorer.score(ids, conts), rtol=1e-5)
+
+
+def test_prefix_sharing_halves_the_tokens_run_on_a_gsm8k_shaped_pool(model):
+  """The released GSM8K prompt format: 16 candidates per question share the
+  header and question, so more than 2x fewer tokens go through the model."""
+  config, params = model
+  tok = tokenizer_lib.ByteTokenizer()
+  question = ("Natalia sold clips to 48 of her friends in April, and then "
+              "she sold half as many clips in May. How many clips did "
+              "Natalia sell altogether in April and May?")
+  cands = [candidates_lib.Candidate(
+      problem_id="p", candidate_id=i, question=question,
+      solution=f"She sold 48/2 = {24 + i} clips in May. The answer is "
+      f"{72 + i}.", answer=str(72 + i), reference="72", correct=i == 0)
+           for i in range(16)]
+  runs = {}
+  for share in (True, False):
+    scorer = scoring.ContinuationScorer(config, params, batch_size=16)
+    scoring.score_direct(cands, scorer, tok, share_prefix=share)
+    runs[share] = scorer.tokens_run
+  assert runs[False] / runs[True] > 2.0, runs
