@@ -30,6 +30,11 @@ Per problem (N candidates, c of them correct):
   programming over answer groups (pools up to `EXACT_MAJORITY_MAX_N`
   candidates), else by Monte-Carlo over random subsets with a fixed seed.
 
+GenRM-CoT's accuracy vs K (`best_of_n_vs_k`, `vs_k_curves`) is Best-of-n with
+each candidate scored by the mean of its first K rationale scores only.
+`reliability_bins` gives a reliability diagram's data (equal-width bins) and
+the ECE, for scores that are probabilities.
+
 `bootstrap_ci` resamples problems (the unit that varies between benchmarks)
 with replacement, the same resamples for every method so intervals are paired.
 """
@@ -231,18 +236,73 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> Optional[float]:
   return float((rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
 
 
-def expected_calibration_error(scores: Sequence[float], labels: Sequence[bool],
-                               num_bins: int = 10) -> Optional[float]:
-  """ECE over equal-width bins; None unless all scores are probabilities in [0, 1]."""
+def reliability_bins(scores: Sequence[float], labels: Sequence[bool],
+                     num_bins: int = 10) -> Optional[dict]:
+  """A reliability diagram's data: equal-width bins of [0, 1].
+
+  A score s falls in bin min(floor(s * num_bins), num_bins - 1), so 1.0 joins
+  the last bin.
+
+  Args:
+    scores: Predicted probabilities of being correct.
+    labels: Whether each is correct.
+    num_bins: Number of bins.
+
+  Returns:
+    None unless every score is a probability in [0, 1]; else a dict: 'edges'
+    float [num_bins + 1], 'count' int [num_bins], 'mean_score' and 'accuracy'
+    float [num_bins] (NaN in empty bins), and 'ece' (the count-weighted mean
+    |accuracy - mean_score|).
+  """
   scores = np.asarray(scores, dtype=np.float64)
   labels = np.asarray(labels, dtype=np.float64)
   if scores.size == 0 or scores.min() < 0.0 or scores.max() > 1.0:
     return None
   bins = np.minimum((scores * num_bins).astype(np.int64), num_bins - 1)
   count = np.bincount(bins, minlength=num_bins)
-  gap = np.abs(np.bincount(bins, weights=labels, minlength=num_bins) -
-               np.bincount(bins, weights=scores, minlength=num_bins))
-  return float(gap.sum() / scores.size)
+  score_sum = np.bincount(bins, weights=scores, minlength=num_bins)
+  label_sum = np.bincount(bins, weights=labels, minlength=num_bins)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    mean_score = np.where(count > 0, score_sum / count, np.nan)
+    accuracy = np.where(count > 0, label_sum / count, np.nan)
+  return {
+      'edges': np.linspace(0.0, 1.0, num_bins + 1),
+      'count': count,
+      'mean_score': mean_score,
+      'accuracy': accuracy,
+      'ece': float(np.abs(label_sum - score_sum).sum() / scores.size),
+  }
+
+
+def expected_calibration_error(scores: Sequence[float], labels: Sequence[bool],
+                               num_bins: int = 10) -> Optional[float]:
+  """ECE over equal-width bins; None unless all scores are probabilities in [0, 1]."""
+  bins = reliability_bins(scores, labels, num_bins)
+  return None if bins is None else bins['ece']
+
+
+def best_of_n_vs_k(rationale_scores: Sequence[Sequence[float]], correct: Sequence[bool],
+                   n_max: int, ks: Sequence[int]) -> np.ndarray:
+  """Best-of-n of one pool when each candidate is scored by its first K rationales.
+
+  Args:
+    rationale_scores: Per candidate, its rationales' scores in rationale (k)
+      order, e.g. GenRM-CoT's p(Yes) after each rationale.
+    correct: Per candidate, whether it is correct.
+    n_max: Largest n.
+    ks: The K values; each must be <= every candidate's number of rationales.
+
+  Returns:
+    float [len(ks), n_max]: row j is Best-of-n (n = 1..n_max) with the score
+    of a candidate = the mean of its first ks[j] rationale scores.
+  """
+  rationale_scores = [np.asarray(r, dtype=np.float64) for r in rationale_scores]
+  fewest = min(r.size for r in rationale_scores)
+  if any(not 1 <= k <= fewest for k in ks):
+    raise ValueError(f'K values {list(ks)} must be in [1, {fewest}] (the fewest rationales '
+                     'of a candidate)')
+  return np.stack([best_of_n([r[:k].mean() for r in rationale_scores], correct, n_max)
+                   for k in ks])
 
 
 def bootstrap_ci(per_problem: Mapping[str, np.ndarray], num_resamples: int, seed: int,
@@ -307,19 +367,29 @@ class Pool:
       sample).
     answer_keys: N normalized answers (None: no answer) for majority voting.
     scores: verifier name -> float [N].
+    rationale_scores: verifier name -> N float arrays, each candidate's
+      per-rationale scores in rationale (k) order (GenRM-CoT; its `scores`
+      are their means). Only verifiers scored rationale by rationale.
   """
 
   def __init__(self, problem_id: str, correct: Sequence[bool],
                answer_keys: Sequence[Optional[Hashable]],
-               scores: Mapping[str, Sequence[float]]):
+               scores: Mapping[str, Sequence[float]],
+               rationale_scores: Optional[Mapping[str, Sequence[Sequence[float]]]] = None):
     self.problem_id = problem_id
     self.correct = np.asarray(correct, dtype=bool)
     self.answer_keys = list(answer_keys)
     self.scores = {name: np.asarray(value, dtype=np.float64) for name, value in scores.items()}
+    self.rationale_scores = {
+        name: [np.asarray(r, dtype=np.float64).reshape(-1) for r in value]
+        for name, value in (rationale_scores or {}).items()}
     if len(self.answer_keys) != self.correct.size or any(
-        value.shape != self.correct.shape for value in self.scores.values()):
+        value.shape != self.correct.shape for value in self.scores.values()) or any(
+            len(value) != self.correct.size for value in self.rationale_scores.values()):
       raise ValueError(f'problem {problem_id!r}: correct, answer_keys and scores '
                        'must all have one entry per candidate')
+    if any(r.size == 0 for value in self.rationale_scores.values() for r in value):
+      raise ValueError(f'problem {problem_id!r}: a candidate has no rationale scores')
 
   @property
   def size(self) -> int:
@@ -347,7 +417,9 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
   Returns:
     A dict: 'curves' {method: float [n_max]}, 'ci95' {method: (lo [n_max],
     hi [n_max])} (empty without bootstrap), 'first_sample' (accuracy, (lo,
-    hi) or None), 'auroc' and 'ece' {verifier: float or None}, and
+    hi) or None), 'auroc' and 'ece' {verifier: float or None},
+    'reliability' {verifier: `reliability_bins` of the pooled scores, None
+    for scores that are not probabilities}, 'vs_k' (`vs_k_curves`), and
     'per_problem' {method: float [P, n_max]}.
   """
   if not pools:
@@ -381,16 +453,57 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
     lo, hi = ci95.pop(FIRST_SAMPLE)
     first_ci = (float(lo[0]), float(hi[0]))
   correct_all = np.concatenate([pool.correct for pool in pools])
-  auc, ece = {}, {}
+  auc, ece, reliability = {}, {}, {}
   for name in verifiers:
     scores_all = np.concatenate([pool.scores[name] for pool in pools])
     auc[name] = auroc(scores_all, correct_all)
-    ece[name] = expected_calibration_error(scores_all, correct_all)
+    reliability[name] = reliability_bins(scores_all, correct_all)
+    ece[name] = None if reliability[name] is None else reliability[name]['ece']
   return {
       'curves': curves,
       'ci95': ci95,
       'first_sample': (float(first.mean()), first_ci),
       'auroc': auc,
       'ece': ece,
+      'reliability': reliability,
+      'vs_k': vs_k_curves(pools, verifiers, n_max, num_bootstrap=num_bootstrap, seed=seed),
       'per_problem': per_problem,
   }
+
+
+def rationale_counts(pools: Sequence[Pool], verifier: str) -> Optional[tuple[int, int]]:
+  """(fewest, most) rationales per candidate of `verifier`; None unless every
+  pool has its per-rationale scores."""
+  if not pools or any(verifier not in pool.rationale_scores for pool in pools):
+    return None
+  counts = [r.size for pool in pools for r in pool.rationale_scores[verifier]]
+  return min(counts), max(counts)
+
+
+def vs_k_curves(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, *,
+                num_bootstrap: int = 1000, seed: int = 0) -> dict:
+  """Best-of-n vs K (the first K rationales) for verifiers scored per rationale.
+
+  K runs over 1, 2, 4, ... up to the fewest rationales any candidate has (and
+  that number itself). If every candidate has the same number of rationales,
+  the largest K reproduces the verifier's main curve exactly.
+
+  Returns:
+    verifier -> {'k': [K...], 'curves': float [len(k), n_max], 'ci95': (lo,
+    hi) of that shape (absent without bootstrap; the same resamples as
+    `bootstrap_ci` with this seed draws for the main curves), 'rationales':
+    (fewest, most)}, for each verifier of `verifiers` that has rationale
+    scores in every pool.
+  """
+  out = {}
+  for name in verifiers:
+    counts = rationale_counts(pools, name)
+    if counts is None:
+      continue
+    ks = log2_grid(counts[0])
+    per_problem = np.stack([best_of_n_vs_k(pool.rationale_scores[name], pool.correct,
+                                           n_max, ks) for pool in pools])
+    out[name] = {'k': ks, 'curves': per_problem.mean(axis=0), 'rationales': counts}
+    if num_bootstrap > 0:
+      out[name]['ci95'] = bootstrap_ci({name: per_problem}, num_bootstrap, seed)[name]
+  return out

@@ -18,6 +18,18 @@ verifier's scores can be compared. Writes:
 * `DIR/curves.csv`: one row per (method, n): accuracy, ci95_lo, ci95_hi.
 * `DIR/best_of_n.png`: accuracy vs n (log2 axis), 95% bands, first-sample
   accuracy dotted.
+* For verifiers scored rationale by rationale (every row has a `k`:
+  GenRM-CoT, LLM-judge), accuracy vs K: `curves_vs_k[verifier][str(K)]
+  [str(n)]` = Best-of-n when a candidate's score is the mean of its first K
+  rationale scores (by k), K = 1, 2, 4, ... up to the fewest rationales of
+  any candidate (`rationales_per_candidate[verifier]` {min, max}), n = 1, 2,
+  4, ..., N; `ci95_vs_k` alike; and `DIR/best_of_n_vs_k.png` (per verifier:
+  accuracy vs n with one line per K, and accuracy vs K at n = N).
+* Calibration: `reliability[verifier]` {num_bins, edges, count, mean_score,
+  accuracy (null in empty bins), ece} over 10 equal-width bins of the pooled
+  scores, and `DIR/reliability.png` (the diagonal, ECE in the legend), for
+  verifiers whose scores are probabilities in [0, 1]; the others (dpo,
+  likelihood log-ratios, ...) are listed in `reliability_skipped` with why.
 and prints a table (methods x n = 1, 2, 4, ..., N).
 
 Statistics are exact expectations over random size-n subsets of each pool
@@ -193,19 +205,25 @@ def load_pools(candidates_path: str, score_paths: Sequence[str], *,
         f'some verifier, e.g. {examples}. Score them, or pass --allow_missing to evaluate '
         'only the fully scored problems.')
 
+  # Verifiers scored rationale by rationale (every row has a `k`): GenRM-CoT.
+  per_rationale = [name for name in verifiers
+                   if all(None not in per_k for per_k in scores[name].values())]
   unknown_tasks: set = set()
   pools = []
   for problem_id, cands in problems.items():
     if problem_id in unscored:
       continue
-    pool_scores = {}
+    pool_scores, pool_rationales = {}, {}
     for name in verifiers:
-      per_candidate = [scores[name][(problem_id, str(c.candidate_id))] for c in cands]
-      pool_scores[name] = [sum(s for s, _, _ in per_k.values()) / len(per_k)
-                           for per_k in per_candidate]
+      ordered = [_in_k_order(scores[name][(problem_id, str(c.candidate_id))]) for c in cands]
+      # The same reduction as `best_of_n.best_of_n_vs_k` at the full K, so
+      # the vs-K curve's last point reproduces this curve bit for bit.
+      pool_scores[name] = [r.mean() for r in ordered]
+      if name in per_rationale:
+        pool_rationales[name] = ordered
     pools.append(best_of_n.Pool(
         problem_id, [c.correct for c in cands],
-        [_answer_key(c, task, unknown_tasks) for c in cands], pool_scores))
+        [_answer_key(c, task, unknown_tasks) for c in cands], pool_scores, pool_rationales))
   if not pools:
     raise InputError('no problem is scored by every verifier; nothing to evaluate')
   if unknown_tasks:
@@ -214,6 +232,12 @@ def load_pools(candidates_path: str, score_paths: Sequence[str], *,
   notes = {'skipped_score_rows': unknown_rows, 'dropped_problems': len(unscored),
            'dropped_problem_ids': list(unscored)[:_MAX_LISTED]}
   return pools, verifiers, notes
+
+
+def _in_k_order(per_k: dict) -> np.ndarray:
+  """One candidate's scores of one verifier, by rationale index k (None first)."""
+  order = sorted(per_k, key=lambda k: (k is not None, k or 0))
+  return np.array([per_k[k][0] for k in order], dtype=np.float64)
 
 
 # -----------------------------------------------------------------------------
@@ -240,12 +264,51 @@ def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: 
       'first_sample': {'accuracy': first_acc, 'ci95': list(first_ci) if first_ci else None},
       'auroc': stats['auroc'],
       'ece': stats['ece'],
+      **_vs_k_json(stats['vs_k'], n_max),
+      **_reliability_json(stats['reliability']),
       'verifiers': list(verifiers),
       'methods': methods,
       **notes,
       'args': args,
   }
   return results
+
+
+def _vs_k_json(vs_k: dict, n_max: int) -> dict:
+  """`curves_vs_k[verifier][str(K)][str(n)]` (and `ci95_vs_k`) for n = 1, 2, 4,
+  ..., N; `rationales_per_candidate[verifier]` {min, max} (K stops at min)."""
+  grid = best_of_n.log2_grid(n_max)
+  curves, ci95, counts = {}, {}, {}
+  for name, value in vs_k.items():
+    curves[name] = {str(k): {str(n): float(row[n - 1]) for n in grid}
+                    for k, row in zip(value['k'], value['curves'])}
+    if 'ci95' in value:
+      lo, hi = value['ci95']
+      ci95[name] = {str(k): {str(n): [float(lo[j, n - 1]), float(hi[j, n - 1])] for n in grid}
+                    for j, k in enumerate(value['k'])}
+    counts[name] = dict(zip(('min', 'max'), value['rationales']))
+  return {'curves_vs_k': curves, 'ci95_vs_k': ci95, 'rationales_per_candidate': counts}
+
+
+NOT_PROBABILITIES = 'scores outside [0, 1] (not probabilities, e.g. log-ratios): no reliability'
+
+
+def _reliability_json(reliability: dict) -> dict:
+  """`reliability[verifier]` bins for probability scores; `reliability_skipped`
+  [verifier] = why, for the others."""
+  out, skipped = {}, {}
+  for name, bins in reliability.items():
+    if bins is None:
+      skipped[name] = NOT_PROBABILITIES
+      continue
+    nan_to_none = lambda values: [None if np.isnan(v) else float(v) for v in values]
+    out[name] = {'num_bins': int(bins['count'].size),
+                 'edges': [float(e) for e in bins['edges']],
+                 'count': [int(c) for c in bins['count']],
+                 'mean_score': nan_to_none(bins['mean_score']),
+                 'accuracy': nan_to_none(bins['accuracy']),
+                 'ece': bins['ece']}
+  return {'reliability': out, 'reliability_skipped': skipped}
 
 
 BREAKDOWN_FIELDS = ('level', 'subject')
@@ -290,10 +353,7 @@ def _write_csv(path: str, results: dict) -> None:
 
 
 def _plot(path: str, results: dict) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')  # files only; never needs a display
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-
+  plt = _pyplot()
   n_max = results['n_max']
   ticks = best_of_n.log2_grid(n_max)  # markers here; the lines show every n
   fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -317,6 +377,83 @@ def _plot(path: str, results: dict) -> None:
   ax.set_title(f'Best-of-n, {results["n_problems"]} problems (95% bootstrap bands)')
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8, loc='best')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')  # files only; never needs a display
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _plot_vs_k(path: str, results: dict) -> None:
+  """Per CoT verifier: Best-of-n vs n, one line per K; accuracy vs K at n = N."""
+  plt = _pyplot()
+  names = list(results['curves_vs_k'])
+  n_max = results['n_max']
+  fig, axes = plt.subplots(len(names), 2, figsize=(10, 3.8 * len(names)), squeeze=False)
+  for (ax_n, ax_k), name in zip(axes, names):
+    curves = results['curves_vs_k'][name]
+    ci95 = results['ci95_vs_k'].get(name, {})
+    ks = [int(k) for k in curves]
+    for k in ks:
+      n = [int(m) for m in curves[str(k)]]
+      ax_n.plot(n, np.array(list(curves[str(k)].values())) * 100, marker='o', markersize=3,
+                label=f'K={k}')
+    ax_n.set_xscale('log', base=2)
+    ax_n.set_xticks(n, [str(m) for m in n])
+    ax_n.set_xlabel('number of candidates n')
+    ax_n.set_ylabel('accuracy (%)')
+    ax_n.set_title(f'{name}: Best-of-n, score = mean p(Yes) of the first K rationales',
+                   fontsize=9)
+    ax_n.legend(fontsize=8, loc='best')
+    acc = np.array([curves[str(k)][str(n_max)] for k in ks]) * 100
+    line, = ax_k.plot(ks, acc, marker='o', label=f'{name}, n={n_max}')
+    if ci95:
+      lo, hi = np.array([ci95[str(k)][str(n_max)] for k in ks]).T * 100
+      ax_k.fill_between(ks, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+    ax_k.set_xscale('log', base=2)
+    ax_k.set_xticks(ks, [str(k) for k in ks])
+    ax_k.set_xlabel('rationales per candidate K')
+    ax_k.set_ylabel(f'Best-of-{n_max} accuracy (%)')
+    ax_k.set_title(f'{name}: accuracy vs K at n = {n_max}' + (' (95% band)' if ci95 else ''),
+                   fontsize=9)
+    for ax in (ax_n, ax_k):
+      ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def _plot_reliability(path: str, results: dict) -> None:
+  """Mean predicted score vs empirical accuracy per bin, with the diagonal."""
+  plt = _pyplot()
+  fig, (ax, ax_count) = plt.subplots(
+      2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw=dict(height_ratios=[3, 1]))
+  ax.plot([0, 1], [0, 1], color='0.5', linestyle='--', label='perfectly calibrated')
+  names = list(results['reliability'])
+  width = 0.1 / max(len(names), 1)
+  for i, name in enumerate(names):
+    bins = results['reliability'][name]
+    filled = [j for j, c in enumerate(bins['count']) if c > 0]
+    line, = ax.plot([bins['mean_score'][j] for j in filled], [bins['accuracy'][j] for j in filled],
+                    marker='o', label=f'{name} (ECE {bins["ece"]:.3f})')
+    left = np.array(bins['edges'][:-1])
+    ax_count.bar(left + i * width, bins['count'], width=width, align='edge',
+                 color=line.get_color())
+  ax.set_xlim(0, 1)
+  ax.set_ylim(-0.02, 1.02)
+  ax.set_ylabel('empirical accuracy')
+  ax.set_title(f'Reliability, {results["n_problems"]} problems, '
+               f'{results["n_candidates"]} candidates', fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, loc='upper left')
+  ax_count.set_xlabel('mean predicted score (10 equal-width bins)')
+  ax_count.set_ylabel('candidates')
+  ax_count.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -395,14 +532,25 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
   with open(os.path.join(out_dir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=1)
   _write_csv(os.path.join(out_dir, 'curves.csv'), results)
-  _plot(os.path.join(out_dir, 'best_of_n.png'), results)
+  written = ['results.json', 'curves.csv', 'best_of_n.png']
+  _plot(os.path.join(out_dir, written[-1]), results)
+  if results['curves_vs_k']:
+    written.append('best_of_n_vs_k.png')
+    _plot_vs_k(os.path.join(out_dir, written[-1]), results)
+  if results['reliability']:
+    written.append('reliability.png')
+    _plot_reliability(os.path.join(out_dir, written[-1]), results)
   if verbose:
     print(f'{len(pools)} problems, {results["n_candidates"]} candidates '
           f'({smallest}-{max(sizes)} per problem), n = 1..{n_max}; accuracy %' +
           (f' [95% CI, {num_bootstrap} bootstrap resamples]:' if num_bootstrap else ':'))
     print(format_table(results))
-    print(f'Wrote {out_dir}/results.json, curves.csv, best_of_n.png '
-          f'({time.time() - start:.1f}s)')
+    for name, curves in results['curves_vs_k'].items():
+      print(f'{name} Best-of-{n_max} vs K rationales: ' + ', '.join(
+          f'K={k} {curve[str(n_max)] * 100:.1f}' for k, curve in curves.items()))
+    for name in results['reliability_skipped']:
+      print(f'{name}: no reliability plot (scores are not probabilities)')
+    print(f'Wrote {out_dir}/{", ".join(written)} ({time.time() - start:.1f}s)')
   return results
 
 

@@ -166,6 +166,23 @@ def test_auroc_and_ece():
   assert best_of_n.expected_calibration_error([-3.0, 2.0], [0, 1]) is None  # not probabilities
 
 
+def test_reliability_bins_hand_made():
+  scores = [0.05, 0.15, 0.12, 0.95, 1.0, 0.55]
+  labels = [0, 1, 0, 1, 1, 0]
+  bins = best_of_n.reliability_bins(scores, labels)
+  np.testing.assert_allclose(bins['edges'], np.arange(11) / 10)
+  np.testing.assert_array_equal(bins['count'], [1, 2, 0, 0, 0, 1, 0, 0, 0, 2])
+  nan = np.nan
+  np.testing.assert_allclose(bins['mean_score'],
+                             [0.05, 0.135, nan, nan, nan, 0.55, nan, nan, nan, 0.975])
+  np.testing.assert_allclose(bins['accuracy'], [0, 0.5, nan, nan, nan, 0, nan, nan, nan, 1])
+  # (1 * 0.05 + 2 * 0.365 + 1 * 0.55 + 2 * 0.025) / 6
+  assert bins['ece'] == pytest.approx(0.23)
+  assert best_of_n.expected_calibration_error(scores, labels) == pytest.approx(0.23)
+  assert best_of_n.reliability_bins([0.5, 1.5], [0, 1]) is None  # not probabilities
+  assert best_of_n.reliability_bins([-0.1, 0.5], [0, 1]) is None
+
+
 def test_bootstrap_ci_paired_and_seeded():
   rng = np.random.default_rng(0)
   values = {'a': rng.random((50, 3)), 'b': np.full((50, 3), 0.25)}
@@ -267,8 +284,24 @@ def test_cli_end_to_end(tmp_path):
   assert results['n_max'] == 8
   assert set(results['auroc']) == {'genrm_cot', 'disc'}
   assert results['ece']['disc'] is None  # not probabilities
-  png = (out / 'best_of_n.png').read_bytes()
-  assert png.startswith(b'\x89PNG') and len(png) > 1000
+  for name in ('best_of_n.png', 'best_of_n_vs_k.png', 'reliability.png'):
+    png = (out / name).read_bytes()
+    assert png.startswith(b'\x89PNG') and len(png) > 1000, name
+  # Accuracy vs K for the CoT verifier (rows with k = 0, 1), n = 1, 2, 4, 8.
+  assert set(results['curves_vs_k']) == {'genrm_cot'}
+  assert list(results['curves_vs_k']['genrm_cot']) == ['1', '2']
+  for k in ('1', '2'):
+    assert list(results['curves_vs_k']['genrm_cot'][k]) == ['1', '2', '4', '8']
+    for n, (lo, hi) in results['ci95_vs_k']['genrm_cot'][k].items():
+      assert lo <= results['curves_vs_k']['genrm_cot'][k][n] <= hi
+  assert results['rationales_per_candidate'] == {'genrm_cot': {'min': 2, 'max': 2}}
+  # Reliability: genrm_cot's p(Yes) only; disc's logits are skipped, saying so.
+  assert set(results['reliability']) == {'genrm_cot'}
+  bins = results['reliability']['genrm_cot']
+  assert bins['num_bins'] == 10 and sum(bins['count']) == 96
+  assert bins['ece'] == pytest.approx(results['ece']['genrm_cot'])
+  assert set(results['reliability_skipped']) == {'disc'}
+  assert 'not probabilities' in results['reliability_skipped']['disc']
   assert (out / 'curves.csv').read_text().startswith('method,n,accuracy,ci95_lo,ci95_hi')
   assert 'majority_vote' in proc.stdout and 'n=8' in proc.stdout
   # Files alone: neither JAX nor TensorFlow comes with the evaluator.
@@ -355,3 +388,73 @@ def test_no_bootstrap_and_single_n(tmp_path):
   assert list(results['curves']['disc']) == ['1']
   assert (tmp_path / 'out' / 'best_of_n.png').stat().st_size > 1000
   assert 'n=1' in evaluate.format_table(results)
+
+
+# -----------------------------------------------------------------------------
+# Accuracy vs K (GenRM-CoT rationales).
+# -----------------------------------------------------------------------------
+
+
+def _write_cot_inputs(directory, num_problems=10, size=6, num_rationales=4, seed=0):
+  """A store; `cot` scores with `num_rationales` noisy rows per candidate
+  (written in shuffled k order), and `k0`: the same k = 0 scores without k."""
+  rng = np.random.default_rng(seed)
+  cands, cot, first = [], [], []
+  for p in range(num_problems):
+    for c in range(size):
+      correct = bool(rng.random() < 0.4)
+      cands.append(dict(problem_id=f'q{p}', candidate_id=c, question='Q?', solution='...',
+                        answer='42' if correct else str(c), reference='42', correct=correct,
+                        task='gsm8k'))
+      # Noisy per rationale, so K changes the ranking; coarse, so scores tie.
+      p_yes = np.round(np.clip(0.3 * correct + 0.7 * rng.random(num_rationales), 0, 1), 1)
+      for k in rng.permutation(num_rationales):
+        cot.append(dict(problem_id=f'q{p}', candidate_id=c, verifier='cot', k=int(k),
+                        score=float(p_yes[k])))
+      first.append(dict(problem_id=f'q{p}', candidate_id=c, verifier='k0',
+                        score=float(p_yes[0])))
+  paths = [os.path.join(directory, name) for name in ('c.jsonl', 'cot.jsonl', 'k0.jsonl')]
+  for path, rows in zip(paths, (cands, cot, first)):
+    with open(path, 'w') as f:
+      f.writelines(json.dumps(row) + '\n' for row in rows)
+  return paths
+
+
+def test_vs_k_full_k_is_main_curve_and_k1_is_first_rationale(tmp_path):
+  cand, cot, first = _write_cot_inputs(str(tmp_path))
+  results = _run(tmp_path, cand, [cot, first])
+  vs_k = results['curves_vs_k']['cot']
+  assert list(vs_k) == ['1', '2', '4'] and set(results['curves_vs_k']) == {'cot'}
+  grid = ['1', '2', '4', '6']
+  for k in vs_k:
+    assert list(vs_k[k]) == grid
+  for n in grid:
+    # K = 4 (all rationales): exactly the verifier's main curve.
+    assert vs_k['4'][n] == results['curves']['cot'][n]
+    # K = 1: Best-of-n from the k = 0 scores alone.
+    assert vs_k['1'][n] == pytest.approx(results['curves']['k0'][n], abs=1e-12)
+  assert vs_k['1']['4'] < vs_k['2']['4'] < vs_k['4']['4']  # K matters in this data
+  assert results['rationales_per_candidate'] == {'cot': {'min': 4, 'max': 4}}
+  assert set(results['reliability']) == {'cot', 'k0'} and not results['reliability_skipped']
+
+
+def test_vs_k_stops_at_the_fewest_rationales(tmp_path):
+  cand, cot, _ = _write_cot_inputs(str(tmp_path), num_problems=3, num_rationales=3)
+  with open(cot, 'a') as f:  # one candidate gets a 4th rationale
+    f.write(json.dumps(dict(problem_id='q0', candidate_id=0, verifier='cot', k=3,
+                            score=0.5)) + '\n')
+  results = _run(tmp_path, cand, [cot])
+  assert results['rationales_per_candidate'] == {'cot': {'min': 3, 'max': 4}}
+  assert list(results['curves_vs_k']['cot']) == ['1', '2', '3']
+
+
+def test_best_of_n_vs_k_pool_level():
+  rng = np.random.default_rng(5)
+  correct = rng.random(7) < 0.5
+  rationales = [rng.random(4) for _ in correct]
+  got = best_of_n.best_of_n_vs_k(rationales, correct, 7, [1, 2, 4])
+  for row, k in zip(got, [1, 2, 4]):
+    np.testing.assert_allclose(
+        row, best_of_n.best_of_n([r[:k].mean() for r in rationales], correct, 7), atol=0)
+  with pytest.raises(ValueError, match='must be in .1, 4.'):
+    best_of_n.best_of_n_vs_k(rationales, correct, 7, [8])
