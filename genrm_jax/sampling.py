@@ -87,7 +87,7 @@ class Sampler:
                                                 2048),
                batch_buckets: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128,
                                                256),
-               cache_dtype: Any = None):
+               cache_dtype: Any = None, dedupe_prompts: bool = False):
     self.config = config
     self.params = params
     self.tokenizer = tokenizer
@@ -95,6 +95,9 @@ class Sampler:
     self.prompt_buckets = tuple(prompt_buckets)
     self.batch_buckets = tuple(batch_buckets)
     self.cache_dtype = jnp.dtype(cache_dtype or config.dtype)
+    # Prefill each distinct prompt once and copy its cache to the rows that
+    # repeat it (N samples of a problem, K rationales of a candidate).
+    self.dedupe_prompts = dedupe_prompts
     self._model = gemma.Transformer(config)
     self._compiled: dict[tuple, Any] = {}
 
@@ -126,13 +129,29 @@ class Sampler:
       shards = _batch_shards(self.mesh)
       batch = -(-batch // shards) * shards
     length = _bucket(max(len(p) for p in prompts), self.prompt_buckets)
-    tokens = np.zeros((batch, length), np.int32)
-    segments = np.zeros((batch, length), np.int32)
-    for i, p in enumerate(prompts):  # left-pad: generation starts aligned
-      tokens[i, length - len(p):] = p
-      segments[i, length - len(p):] = 1
-    tokens[len(prompts):, -1] = gemma.BOS_ID  # dummy rows, results dropped
-    segments[len(prompts):, -1] = 1
+    # With `dedupe_prompts`, each distinct prompt is prefilled once and its
+    # cache copied to every row that repeats it (N samples, K rationales).
+    # The prefill's batch shape then depends on how many prompts repeat,
+    # which can move logits in their last bits: off by default, so a row's
+    # samples reproduce bit for bit however rows are batched.
+    if self.dedupe_prompts:
+      index: dict[tuple[int, ...], int] = {}
+      row_of = [index.setdefault(tuple(p), len(index)) for p in prompts]
+      distinct = [list(p) for p in index]
+      prefill_batch = _bucket(len(distinct), self.batch_buckets)
+      if self.mesh is not None:
+        prefill_batch = -(-prefill_batch // shards) * shards
+    else:
+      row_of, distinct, prefill_batch = list(range(len(prompts))), prompts, batch
+    # Dummy rows (batch padding) read prompt 0; their results are dropped.
+    row_of = np.asarray(row_of + [0] * (batch - len(prompts)), np.int32)
+    tokens = np.zeros((prefill_batch, length), np.int32)
+    segments = np.zeros((prefill_batch, length), np.int32)
+    for u, p in enumerate(distinct):  # left-pad: generation starts aligned
+      tokens[u, length - len(p):] = p
+      segments[u, length - len(p):] = 1
+    tokens[len(distinct):, -1] = gemma.BOS_ID  # dummy rows
+    segments[len(distinct):, -1] = 1
     live = np.arange(batch) < len(prompts)  # dummy rows start done
 
     if per_row:
@@ -141,10 +160,10 @@ class Sampler:
       keys = np.zeros((batch, 2), np.uint32)  # dummy rows: any key
       keys[:len(prompts)] = np.asarray(rng, np.uint32)
       rng = keys
-    fn = self._get_fn(batch, length, params, per_row)
+    fn = self._get_fn(batch, prefill_batch, length, params, per_row)
     stop = np.full((max(len(params.stop_tokens), 1),), -1, np.int32)
     stop[:len(params.stop_tokens)] = params.stop_tokens
-    args = (self.params, tokens, segments, live, rng,
+    args = (self.params, tokens, segments, row_of, live, rng,
             np.float32(params.temperature), np.float32(params.top_p), stop)
     if self.mesh is not None:
       rows = sharding_lib.batch_sharding(self.mesh)
@@ -189,9 +208,9 @@ class Sampler:
     return text[:cut], toks[:n], lps[:n], slps[:n], True
 
   # ---------------------------------------------------------------------------
-  def _get_fn(self, batch: int, length: int, params: SamplingParams,
-              per_row: bool = False):
-    key = (batch, length, params.max_new_tokens, params.top_k,
+  def _get_fn(self, batch: int, prefill_batch: int, length: int,
+              params: SamplingParams, per_row: bool = False):
+    key = (batch, prefill_batch, length, params.max_new_tokens, params.top_k,
            params.top_p < 1.0, params.temperature == 0.0,
            len(params.stop_tokens), per_row)
     if key not in self._compiled:
@@ -201,19 +220,26 @@ class Sampler:
           greedy=params.temperature == 0.0))
     return self._compiled[key]
 
-  def _sample(self, params, tokens, segments, live, rng, temperature, top_p,
-              stop,
+  def _sample(self, params, tokens, segments, row_of, live, rng, temperature,
+              top_p, stop,
               *, max_new_tokens: int, top_k: int, use_top_p: bool,
               greedy: bool):
     cfg = self.config
-    batch, length = tokens.shape
-    cache = gemma.init_cache(cfg, batch, length + max_new_tokens,
+    batch = row_of.shape[0]
+    length = tokens.shape[1]
+    cache = gemma.init_cache(cfg, tokens.shape[0], length + max_new_tokens,
                              self.cache_dtype)
     out = self._model.apply({"params": params}, tokens, segment_ids=segments,
                             cache=cache, return_logits=False)
-    logits = gemma.logits_from_hidden(cfg, params, out.hidden_states[:, -1])
+    # Row r continues distinct prompt row_of[r]: copy its prefilled cache.
+    cache = {k: v if k == "end_index" else jnp.take(
+        v, row_of, axis=1 if k in ("k", "v") else 0)
+             for k, v in out.cache.items()}
+    out = out.replace(cache=cache)
+    logits = gemma.logits_from_hidden(
+        cfg, params, jnp.take(out.hidden_states[:, -1], row_of, axis=0))
     # Next position of every row: the count of its real prompt tokens.
-    next_pos = jnp.sum(segments, axis=-1).astype(jnp.int32)
+    next_pos = jnp.take(jnp.sum(segments, axis=-1).astype(jnp.int32), row_of)
 
     def pick(logits, rng):
       log_p = jax.nn.log_softmax(logits, axis=-1)

@@ -55,7 +55,8 @@ COT_KINDS = ('genrm_cot', 'llm_judge')
 DEFAULT_OPTIONS = dict(
     batch_size=16,  # rows per forward pass / sampler batch
     renormalize=None,  # None: False, except True for llm_judge
-    share_prefix=True,  # genrm: a problem's header + question computed once
+    share_prefix=True,  # genrm: a problem's header + question computed once;
+                        # CoT: a candidate's question + solution, once for K
     num_rationales=8,  # K (CoT kinds)
     temperature=0.7,  # rationale sampling (CoT kinds)
     top_k=0,
@@ -199,7 +200,8 @@ class _Runner:
       self.ref_scorer = continuation_scorer(ref, opts['batch_size'])
     if spec.kind in COT_KINDS:
       self.sampler = sampling.Sampler(self.model.config, self.model.params,
-                                      tokenizer=self.tok)
+                                      tokenizer=self.tok,
+                                      dedupe_prompts=opts['share_prefix'])
       stops = tuple(sorted({gemma.EOS_ID, self.tok.eos_id}))
       self.sampling_params = sampling.SamplingParams(
           max_new_tokens=opts['max_new_tokens'], temperature=opts['temperature'],
@@ -249,17 +251,21 @@ class _Runner:
                                             for w in items])
     out = self.sampler.generate(cot_prompts, self.sampling_params, rng=keys)
     question = self.tok.encode(prompts.VERIFY_QUESTION)
-    prefixes = []
-    for prompt, text, toks in zip(cot_prompts, out.texts, out.tokens):
-      ids = self.tok.encode(prompt, add_bos=True) + list(toks)
+    encoded = {p: self.tok.encode(p, add_bos=True) for p in set(cot_prompts)}
+    prompt_ids = [encoded[p] for p in cot_prompts]
+    readouts = []  # prompt + rationale up to its verification question
+    for ids, text, toks in zip(prompt_ids, out.texts, out.tokens):
+      ids = ids + list(toks)
       if not text.endswith(prompts.VERIFY_QUESTION):  # never asked: ask it
         ids += self.tok.encode('\n') + question
-      prefixes.append(ids)
+      readouts.append(ids)
+    # A candidate's K rationales share its question + solution.
+    shared = prompt_ids if opts['share_prefix'] else None
     yes = self.tok.encode(prompts.YES)
-    log_yes = self.scorer.score(prefixes, [yes] * len(prefixes))
+    log_yes = self.scorer.score(readouts, [yes] * len(readouts), shared)
     if opts['renormalize']:
       no = self.tok.encode(prompts.NO)
-      log_no = self.scorer.score(prefixes, [no] * len(prefixes))
+      log_no = self.scorer.score(readouts, [no] * len(readouts), shared)
       p = 1.0 / (1.0 + np.exp(log_no - log_yes))
     else:
       p = np.exp(log_yes)

@@ -108,3 +108,26 @@ def test_sharded_sampling_equals_single_device(model):
   sharded = sampling.Sampler(config, sharded_params, mesh=mesh).generate(
       prompts, p)
   assert sharded.tokens == single.tokens
+
+
+def test_repeated_prompts_are_prefilled_once(model):
+  """N samples of one prompt share its prefill; results are unchanged."""
+  config, params = model
+  sampler = sampling.Sampler(config, params, prompt_buckets=(8,),
+                             dedupe_prompts=True)
+  p1, p2 = [2, 5, 9, 13], [2, 40, 41]
+  greedy = sampling.SamplingParams(max_new_tokens=5, stop_tokens=())
+  out = sampler.generate([p1, p1, p2, p1], greedy)
+  alone = sampler.generate([p1, p2], greedy)
+  assert out.tokens == [alone.tokens[0]] * 2 + [alone.tokens[1],
+                                                alone.tokens[0]]
+  # batch 4, but only 2 distinct prompts went through the prefill
+  assert any(key[:2] == (4, 2) for key in sampler._compiled)
+  hot = sampling.SamplingParams(max_new_tokens=6, temperature=1.0,
+                                stop_tokens=())
+  keys = sampling.row_keys(0, [("a", 0), ("a", 1), ("b", 0)])
+  mixed = sampler.generate([p1, p1, p2], hot, rng=keys)
+  single = sampler.generate([p1], hot, rng=keys[1:2])
+  assert mixed.tokens[1] == single.tokens[0]
+  np.testing.assert_allclose(mixed.logprobs[1], single.logprobs[0],
+                             rtol=1e-5, atol=1e-6)
