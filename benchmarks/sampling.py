@@ -28,7 +28,6 @@ def _shape(tiny: bool):
 
 
 def run_ours(batch: int, tiny: bool) -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top

@@ -37,7 +37,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from genrm_jax import checkpointing

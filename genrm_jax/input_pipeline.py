@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 

@@ -17,8 +17,6 @@ No TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 from typing import Any, Iterable, Sequence
 
 import jax

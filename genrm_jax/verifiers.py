@@ -37,7 +37,6 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from genrm_jax import candidates as candidates_lib

@@ -13,7 +13,6 @@ import zipfile
 import pytest
 
 from genrm_jax import grading
-from genrm_jax.grading import latex_boxed
 from genrm_jax.grading import latex_parser
 from genrm_jax.grading import math_normalize
 from genrm_jax.grading import symbolic

@@ -27,7 +27,6 @@ from typing import Any, Callable
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 
 from genrm_jax import sharding as sharding_lib

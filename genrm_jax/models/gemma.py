@@ -549,7 +549,7 @@ class Transformer(nn.Module):
   def __call__(self, tokens, positions=None, segment_ids=None, cache=None,
                return_logits: bool = True) -> Output:
     cfg = self.config
-    dt, pdt = cfg.compute_dtype, cfg.params_dtype
+    pdt = cfg.params_dtype
     if segment_ids is None:
       segment_ids = (tokens != PAD_ID).astype(jnp.int32)
     if positions is None:
