@@ -97,25 +97,35 @@ class ContinuationScorer:
       prefix_segments[0, :len(prefix)] = 1
       for start in range(0, len(members), self.batch_size):
         rows = members[start:start + self.batch_size]
-        b = self.batch_size
-        tokens = np.zeros((b, suffix_len), np.int32)
-        segments = np.zeros((b, suffix_len), np.int32)
-        positions = np.full((b, cont_len), -1, np.int32)
-        targets = np.zeros((b, cont_len), np.int32)
-        for r, i in enumerate(rows):
-          suffix = list(prompts_ids[i])[len(prefix):] + list(continuations[i])
-          tokens[r, :len(suffix)] = suffix
-          segments[r, :len(suffix)] = 1
-          n = len(continuations[i])
-          first = len(prompts_ids[i]) - len(prefix) - 1  # predicts cont[0]
-          positions[r, :n] = np.arange(first, first + n)
-          targets[r, :n] = continuations[i]
+        tokens, segments, positions, targets = self._rows_batch(
+            prompts_ids, continuations, rows, len(prefix), suffix_len,
+            cont_len)
         out = np.asarray(self._shared_fn(
             self.params, prefix_tokens, prefix_segments, np.int32(len(prefix)),
             tokens, segments, positions, targets), np.float64)
         self.tokens_run += len(prefix) + int(segments.sum())
         result[rows] = out[:len(rows)]
     return result
+
+  def _rows_batch(self, prompts_ids, continuations, rows, skip: int,
+                  length: int, cont_len: int):
+    """Right-padded [batch_size, ...] arrays for `rows`: each row's prompt
+    (minus its first `skip` tokens, already in a cache) then continuation,
+    and where each continuation token is read (-1: unused)."""
+    b = self.batch_size
+    tokens = np.zeros((b, length), np.int32)
+    segments = np.zeros((b, length), np.int32)
+    positions = np.full((b, cont_len), -1, np.int32)
+    targets = np.zeros((b, cont_len), np.int32)
+    for r, i in enumerate(rows):
+      seq = list(prompts_ids[i])[skip:] + list(continuations[i])
+      tokens[r, :len(seq)] = seq
+      segments[r, :len(seq)] = 1
+      n = len(continuations[i])
+      first = len(prompts_ids[i]) - skip - 1  # position t predicts token t+1
+      positions[r, :n] = np.arange(first, first + n)
+      targets[r, :n] = continuations[i]
+    return tokens, segments, positions, targets
 
   def _shared_logprobs(self, params, prefix_tokens, prefix_segments,
                        prefix_length, tokens, segments, positions, targets):
@@ -154,20 +164,8 @@ class ContinuationScorer:
     for (length, cont_len), members in sorted(groups.items()):
       for start in range(0, len(members), self.batch_size):
         rows = members[start:start + self.batch_size]
-        batch = self.batch_size
-        tokens = np.zeros((batch, length), np.int32)
-        segments = np.zeros((batch, length), np.int32)
-        positions = np.full((batch, cont_len), -1, np.int32)
-        targets = np.zeros((batch, cont_len), np.int32)
-        for r, i in enumerate(rows):
-          seq = list(prompts_ids[i]) + list(continuations[i])
-          tokens[r, :len(seq)] = seq
-          segments[r, :len(seq)] = 1
-          n = len(continuations[i])
-          # Position t predicts token t + 1.
-          positions[r, :n] = np.arange(len(prompts_ids[i]) - 1,
-                                       len(prompts_ids[i]) - 1 + n)
-          targets[r, :n] = continuations[i]
+        tokens, segments, positions, targets = self._rows_batch(
+            prompts_ids, continuations, rows, 0, length, cont_len)
         out = np.asarray(self._fn(self.params, tokens, segments, positions,
                                   targets), np.float64)
         self.tokens_run += int(segments.sum())
