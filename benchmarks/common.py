@@ -8,6 +8,7 @@ figures. Compare only figures measured side by side in one run.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -55,6 +56,17 @@ def device_info() -> dict[str, Any]:
   except Exception:  # pylint: disable=broad-except
     pass
   return info
+
+
+def peak_device_bytes() -> int | None:
+  """Peak bytes in use on JAX's first device so far (None where the backend
+  keeps no memory statistics, e.g. CPU)."""
+  try:
+    import jax  # pylint: disable=g-import-not-at-top
+    stats = jax.devices()[0].memory_stats() or {}
+  except Exception:  # pylint: disable=broad-except
+    return None
+  return stats.get("peak_bytes_in_use")
 
 
 def torch_device_info() -> dict[str, Any]:
@@ -140,6 +152,15 @@ def run_subprocess(args: list[str], timeout: float, env=None) -> dict:
     tail = (proc.stderr or proc.stdout)[-1500:]
     return {"error": f"exit {proc.returncode}", "stderr_tail": tail}
   return json.loads(lines[-1])
+
+
+def add_run_args(parser, timeout: float) -> None:
+  """--timeout (per worker process), --out (the JSONL) and the hidden
+  --worker flag every subprocess benchmark takes."""
+  parser.add_argument("--timeout", type=float, default=timeout,
+                      help="seconds a worker process may take")
+  parser.add_argument("--out", default=default_out())
+  parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
 
 
 def print_table(title: str, rows: list[dict], columns: list[str]) -> None:

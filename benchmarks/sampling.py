@@ -92,9 +92,7 @@ def main() -> None:
   parser.add_argument("--tiny", action="store_true")
   parser.add_argument("--impls", default="ours,hf")
   parser.add_argument("--batches", default="16,64,256")
-  parser.add_argument("--timeout", type=float, default=300)
-  parser.add_argument("--out", default=common.default_out())
-  parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+  common.add_run_args(parser, timeout=300)
   args = parser.parse_args()
   batches = [int(b) for b in args.batches.split(",")]
 

@@ -2,10 +2,14 @@ r"""Training-step throughput: ours vs the official gemma code vs HF transformers
 
   python -m benchmarks.train_step            # Gemma-2B shape, batch 8 x 1024
   python -m benchmarks.train_step --tiny     # tiny model on a CPU, seconds
+  python -m benchmarks.train_step --impls=ours --loss_chunk=0,512
 
 Each implementation runs in its own process (JAX preallocates GPU memory):
 * ours: the full training step of `genrm_jax.train` (AdamW with warmup and
   cosine, grad-norm clipping, packed targets, fp32 params, bf16 compute);
+  `--loss_chunk=N` (comma list: one row each) computes the cross-entropy in
+  sequence chunks of N positions (`losses.compute_loss(loss_chunk_size=N)`,
+  no fp32 [B, L, V] logits buffer), 0 = the full logits;
 * official: the official `gemma` package's Transformer (legacy modules),
   forward + backward of the same CE loss (no optimizer), bf16 params;
 * hf: transformers' GemmaForCausalLM (sdpa), forward + backward, bf16.
@@ -42,7 +46,8 @@ def _packed_batch(np, shape, vocab: int, seed: int = 0):
           "decoder_positions": positions.astype(np.int32)}
 
 
-def run_ours(shape: common.Shape, steps: int, remat: str) -> dict:
+def run_ours(shape: common.Shape, steps: int, remat: str,
+             loss_chunk: int = 0) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import common as configs  # pylint: disable=g-import-not-at-top
@@ -64,8 +69,8 @@ def run_ours(shape: common.Shape, steps: int, remat: str) -> dict:
   batch = jax.device_put(_packed_batch(np, shape, mcfg.num_embed))
   step = jax.jit(functools.partial(
       train.train_step, model=model, tx=tx, schedule=schedule,
-      method="solve", beta=0.1, yes_id=None, no_id=None, accum_steps=1),
-                 donate_argnums=(0,))
+      method="solve", beta=0.1, yes_id=None, no_id=None, accum_steps=1,
+      loss_chunk_size=loss_chunk), donate_argnums=(0,))
   rng = jax.random.PRNGKey(1)
   holder = {"state": state}
 
@@ -74,8 +79,11 @@ def run_ours(shape: common.Shape, steps: int, remat: str) -> dict:
     return metrics["loss"]
 
   first, secs = common.time_it(one, jax.block_until_ready, 2, steps)
+  # The loss of one more step (every step trains on the same batch): equal,
+  # up to rounding, with and without --loss_chunk.
   return _result("ours", shape, mcfg, first, secs, common.device_info(),
-                 remat=remat)
+                 remat=remat, loss_chunk=loss_chunk, loss=float(one()),
+                 peak_bytes=common.peak_device_bytes())
 
 
 def run_official(shape: common.Shape, steps: int) -> dict:
@@ -110,7 +118,8 @@ def run_official(shape: common.Shape, steps: int) -> dict:
   grad = jax.jit(jax.value_and_grad(loss))
   first, secs = common.time_it(lambda: grad(params)[0], jax.block_until_ready,
                                2, steps)
-  return _result("official", shape, mcfg, first, secs, common.device_info())
+  return _result("official", shape, mcfg, first, secs, common.device_info(),
+                 peak_bytes=common.peak_device_bytes())
 
 
 def run_hf(shape: common.Shape, steps: int) -> dict:
@@ -164,38 +173,48 @@ def main() -> None:
   parser.add_argument("--impls", default="ours,official,hf")
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--remat", default="dots_with_no_batch_dims_saveable")
-  parser.add_argument("--timeout", type=float, default=300)
-  parser.add_argument("--out", default=common.default_out())
-  parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+  parser.add_argument("--loss_chunk", default="0",
+                      help="ours: cross-entropy sequence chunk (positions); "
+                      "a comma list runs one 'ours' row per value; 0 = off")
+  common.add_run_args(parser, timeout=300)
   args = parser.parse_args()
   shape = common.TINY if args.tiny else common.FULL
 
+  chunks = [int(c) for c in args.loss_chunk.split(",")]
+
   if args.worker:  # one implementation, in this process
-    fn = {"ours": functools.partial(run_ours, remat=args.remat),
+    fn = {"ours": functools.partial(run_ours, remat=args.remat,
+                                    loss_chunk=chunks[0]),
           "official": run_official, "hf": run_hf}[args.worker]
     print(json.dumps(fn(shape, args.steps)))
     return
 
   rows = []
   for impl in args.impls.split(","):
-    cmd = ["-m", "benchmarks.train_step", f"--worker={impl}",
-           f"--steps={args.steps}", f"--remat={args.remat}"] + (
-               ["--tiny"] if args.tiny else [])
-    row = common.run_subprocess(cmd, args.timeout)
-    row.setdefault("impl", impl)
-    row.setdefault("benchmark", "train_step")
-    rows.append(row)
-    common.record(args.out, row)
+    for chunk in (chunks if impl == "ours" else [0]):
+      cmd = ["-m", "benchmarks.train_step", f"--worker={impl}",
+             f"--steps={args.steps}", f"--remat={args.remat}",
+             f"--loss_chunk={chunk}"] + (["--tiny"] if args.tiny else [])
+      row = common.run_subprocess(cmd, args.timeout)
+      row.setdefault("impl", impl)
+      row.setdefault("benchmark", "train_step")
+      if impl == "ours":
+        row.setdefault("loss_chunk", chunk)
+      rows.append(row)
+      common.record(args.out, row)
+  # The speed-ups are those of the first "ours" row (the first --loss_chunk).
   ours = next((r for r in rows if r["impl"] == "ours" and "tokens_per_s" in r),
               None)
   for r in rows:
     if ours and "tokens_per_s" in r:
       r["ours_speedup"] = ours["tokens_per_s"] / r["tokens_per_s"]
+    if r.get("peak_bytes"):
+      r["peak_gib"] = r["peak_bytes"] / 2**30
   common.print_table(
       f"train step, {shape.preset} batch {shape.batch} x {shape.seq_len} "
       f"({rows[0].get('device', '?')})", rows,
-      ["impl", "tokens_per_s", "mfu", "step_s", "first_call_s",
-       "ours_speedup", "error"])
+      ["impl", "loss_chunk", "tokens_per_s", "mfu", "step_s", "first_call_s",
+       "peak_gib", "ours_speedup", "error"])
   for r in rows:
     if "error" in r:
       print(f"{r['impl']}: {r['error']}\n{r.get('stderr_tail', '')}")

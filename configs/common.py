@@ -123,6 +123,14 @@ def get_config(task: str, method: str, arg: str | None = None
   c.data.inputs_len = 0  # prompt tokens of seq_len (0: half)
   c.data.max_correct = 16  # per problem, as in the paper
   c.data.max_incorrect = 16
+  # Keep as many correct as incorrect candidates of each problem, so that no
+  # property of a problem (length, difficulty) gives the label away.
+  c.data.balance_per_problem = False
+  # The generated tasks' problems (tasks/sources.py; empty = the defaults):
+  # e.g. train_lengths=(2, 3, 4, 5), train_length_weights=(32, 32, 32, 3).
+  c.data.problems = mlc.ConfigDict({
+      "train_lengths": (), "train_length_weights": (), "test_lengths": (),
+      "train_size": 0, "validation_size": 0, "test_size": 0, "seed": 0})
   c.data.eval_task = ""  # '' = the same task's eval split
   c.data.eval_split = "validation"  # '' = no periodic eval
   c.data.seq_len = SEQ_LEN[task]
@@ -138,6 +146,10 @@ def get_config(task: str, method: str, arg: str | None = None
   # source (the synthetic source knows its ids; seqio reads the vocabulary).
   c.yes_token_id = -1
   c.no_token_id = -1
+  # > 0: the loss reads log-probs from the final hidden states in chunks of
+  # this many positions, never building the fp32 [B, L, V] logits (Gemma's
+  # 256K vocabulary); 0 = the plain full-logits loss. Same values either way.
+  c.loss_chunk_size = 0
   c.dpo = mlc.ConfigDict()
   c.dpo.beta = 0.1  # not given in the paper; the DPO paper's default
 

@@ -262,7 +262,8 @@ def compile_train_step(config, devices: list[jax.Device]):
   tx, schedule = optimizer_lib.make_optimizer(config)
   yes_id, no_id = _verdict_ids(config)
   step_kw = dict(model=gemma.Transformer(mcfg), method=method,
-                 beta=float(config.dpo.beta), yes_id=yes_id, no_id=no_id)
+                 beta=float(config.dpo.beta), yes_id=yes_id, no_id=no_id,
+                 loss_chunk_size=int(config.get("loss_chunk_size", 0)))
   rng = jax.eval_shape(lambda: jax.random.PRNGKey(0))
   state_shapes = jax.eval_shape(
       lambda r: train._state_from_model_params(  # pylint: disable=protected-access

@@ -20,15 +20,28 @@ after summing over microbatches, so gradient accumulation reproduces the
 full-batch gradient exactly and the loss is a mean over the global batch's
 target tokens (or examples), whatever the mesh.
 
+Chunked cross-entropy (`loss_chunk_size=C > 0`, generative methods and
+DPO): the model returns only its final hidden states, and the output
+projection, log-softmax, argmax and Yes/No scores run over C positions at a
+time (`jax.lax.map` over sequence chunks, each under `jax.checkpoint`), so the
+fp32 [B, L, V] logits buffer is never materialised, forward or backward: the
+peak is one [B, C, V] chunk. The numbers equal the unchunked path's up to
+matmul rounding (tests/test_losses.py checks loss and gradients to 1e-5 in
+fp32); 0 (default) keeps the unchunked path.
+
 `auroc` (numpy, host side) handles ties like the Mann-Whitney U statistic.
 """
 
 from __future__ import annotations
 
+import functools
 
+from flax import linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from genrm_jax.models import gemma
 
 
 GENERATIVE_METHODS = ("genrm", "genrm_cot", "unified", "solve")
@@ -107,6 +120,58 @@ def yes_no_scores(logits, yes_id, no_id):
   return (logits[..., yes_id] - logits[..., no_id]).astype(jnp.float32)
 
 
+def chunked_token_stats(config, model_params, hidden, targets, chunk_size: int,
+                        yes_id=None, no_id=None):
+  """Per-token statistics of the logits `logits_from_hidden(hidden)`, computed
+  `chunk_size` positions at a time without ever building [B, T, V].
+
+  Args:
+    config: the model's `gemma.TransformerConfig` (output projection and
+      final soft-cap).
+    model_params: the Gemma params (`params['model']`).
+    hidden: final hidden states [B, T, D] (after the final norm), position t
+      predicting `targets[:, t]`.
+    targets: int [B, T].
+    chunk_size: positions per chunk (> 0); T is padded to a multiple of it.
+    yes_id, no_id: also return logit(Yes) - logit(No) at every position.
+
+  Returns:
+    {'logp': log p(target) [B, T], 'correct': argmax == target (float32)
+    [B, T]} plus 'score' [B, T] with yes_id/no_id. The chunk function is
+    rematerialised, so the backward pass recomputes each chunk's logits
+    instead of keeping them.
+  """
+  if chunk_size <= 0:
+    raise ValueError(f"chunk_size={chunk_size} must be > 0.")
+  batch, length = targets.shape
+  chunk = min(int(chunk_size), length)
+  n = -(-length // chunk)
+  pad = n * chunk - length
+  if pad:
+    hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
+    targets = jnp.pad(targets, ((0, 0), (0, pad)))
+  # [n, B, C, ...]: lax.map runs over the leading (chunk) axis.
+  hs = hidden.reshape(batch, n, chunk, hidden.shape[-1]).swapaxes(0, 1)
+  ts = targets.reshape(batch, n, chunk).swapaxes(0, 1)
+  with_score = yes_id is not None and no_id is not None
+
+  @functools.partial(jax.checkpoint, prevent_cse=False)
+  def one(args):
+    h, t = args
+    logits = gemma.logits_from_hidden(config, model_params, h)
+    logits = nn.with_logical_constraint(logits,
+                                        ("batch", "length", "act_vocab"))
+    out = {"logp": token_log_probs(logits, t),
+           "correct": (jnp.argmax(logits, axis=-1) == t).astype(jnp.float32)}
+    if with_score:
+      out["score"] = yes_no_scores(logits, yes_id, no_id)
+    return out
+
+  stats = jax.lax.map(one, (hs, ts))
+  return {k: v.swapaxes(0, 1).reshape(batch, n * chunk)[:, :length]
+          for k, v in stats.items()}
+
+
 def _apply(model, params, tokens, positions, segment_ids, return_logits=True):
   return model.apply({"params": params["model"]}, tokens, positions=positions,
                      segment_ids=segment_ids, return_logits=return_logits)
@@ -118,30 +183,43 @@ def _apply(model, params, tokens, positions, segment_ids, return_logits=True):
 
 
 def generative_loss(model, params, batch, *, yes_id=None, no_id=None,
-                    with_eval_outputs=False):
-  """Next-token CE on target tokens. Returns (loss_sum, count, sums[, eval])."""
+                    with_eval_outputs=False, loss_chunk_size: int = 0):
+  """Next-token CE on target tokens. Returns (loss_sum, count, sums[, eval]).
+
+  `loss_chunk_size > 0`: logits in sequence chunks of that many positions
+  (`chunked_token_stats`), never the whole fp32 [B, L, V] buffer.
+  """
   tokens = batch["decoder_target_tokens"]
   segment_ids = batch["decoder_segment_ids"]
   positions = batch.get("decoder_positions")
   if positions is None:
     positions = segment_positions(segment_ids)
-  out = _apply(model, params, tokens, positions, segment_ids)
-  logits = out.logits[:, :-1]
   targets, weights, target_segments = shifted_targets(
       tokens, batch["decoder_loss_weights"], segment_ids)
-  logp = token_log_probs(logits, targets)
+  with_verdict = yes_id is not None and no_id is not None
+  if loss_chunk_size > 0:
+    out = _apply(model, params, tokens, positions, segment_ids,
+                 return_logits=False)
+    stats = chunked_token_stats(
+        model.config, params["model"], out.hidden_states[:, :-1], targets,
+        loss_chunk_size, *((yes_id, no_id) if with_verdict else ()))
+    logp, correct, score = stats["logp"], stats["correct"], stats.get("score")
+  else:
+    out = _apply(model, params, tokens, positions, segment_ids)
+    logits = out.logits[:, :-1]
+    logp = token_log_probs(logits, targets)
+    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    score = yes_no_scores(logits, yes_id, no_id) if with_verdict else None
   count = jnp.sum(weights)
   loss_sum = -jnp.sum(logp * weights)
-  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
   sums = {
       "token_accuracy": (jnp.sum(correct * weights), count),
       "target_tokens": (count, jnp.ones(())),
   }
   eval_outputs = {}
-  if yes_id is not None and no_id is not None:
+  if with_verdict:
     verdict = last_verdict_mask(targets, weights, target_segments, yes_id,
                                 no_id).astype(jnp.float32)
-    score = yes_no_scores(logits, yes_id, no_id)
     is_yes = targets == yes_id
     hit = ((score > 0) == is_yes).astype(jnp.float32)
     sums["yes_no_accuracy"] = (jnp.sum(hit * verdict), jnp.sum(verdict))
@@ -207,23 +285,31 @@ def disc_loss(model, params, batch, *, with_eval_outputs=False):
 # -----------------------------------------------------------------------------
 
 
-def sequence_log_probs(model, model_params, tokens, loss_weights, segment_ids):
+def sequence_log_probs(model, model_params, tokens, loss_weights, segment_ids,
+                       loss_chunk_size: int = 0):
   """Sum over target tokens of log p(token | prefix) [B]."""
+  chunked = loss_chunk_size > 0
   out = _apply(model, model_params, tokens, segment_positions(segment_ids),
-               segment_ids)
+               segment_ids, return_logits=not chunked)
   targets, weights, _ = shifted_targets(tokens, loss_weights, segment_ids)
-  return jnp.sum(token_log_probs(out.logits[:, :-1], targets) * weights,
-                 axis=1)
+  if chunked:
+    logp = chunked_token_stats(model.config, model_params["model"],
+                               out.hidden_states[:, :-1], targets,
+                               loss_chunk_size)["logp"]
+  else:
+    logp = token_log_probs(out.logits[:, :-1], targets)
+  return jnp.sum(logp * weights, axis=1)
 
 
-def _pair_log_probs(model, params, batch):
+def _pair_log_probs(model, params, batch, loss_chunk_size: int = 0):
   """Chosen and rejected log-probs in one forward pass over [2B, L]."""
   cat = lambda a, b: jnp.concatenate([a, b], axis=0)
   logps = sequence_log_probs(
       model, params,
       cat(batch["chosen_tokens"], batch["rejected_tokens"]),
       cat(batch["chosen_loss_weights"], batch["rejected_loss_weights"]),
-      cat(batch["chosen_segment_ids"], batch["rejected_segment_ids"]))
+      cat(batch["chosen_segment_ids"], batch["rejected_segment_ids"]),
+      loss_chunk_size)
   b = batch["chosen_tokens"].shape[0]
   return logps[:b], logps[b:]
 
@@ -237,8 +323,8 @@ def dpo_from_log_probs(pi_c, pi_r, ref_c, ref_r, beta):
 
 
 def dpo_loss(model, params, batch, *, ref_params=None, beta=0.1,
-             with_eval_outputs=False):
-  pi_c, pi_r = _pair_log_probs(model, params, batch)
+             with_eval_outputs=False, loss_chunk_size: int = 0):
+  pi_c, pi_r = _pair_log_probs(model, params, batch, loss_chunk_size)
   if "chosen_ref_logps" in batch:  # precomputed by the data pipeline
     ref_c = batch["chosen_ref_logps"].astype(jnp.float32)
     ref_r = batch["rejected_ref_logps"].astype(jnp.float32)
@@ -248,7 +334,8 @@ def dpo_loss(model, params, batch, *, ref_params=None, beta=0.1,
                        "chosen_ref_logps/rejected_ref_logps in the batch.")
     # `ref_params` is a Gemma param tree (no value head): the frozen start.
     ref_c, ref_r = _pair_log_probs(
-        model, {"model": jax.lax.stop_gradient(ref_params)}, batch)
+        model, {"model": jax.lax.stop_gradient(ref_params)}, batch,
+        loss_chunk_size)
   losses, reward_c, reward_r = dpo_from_log_probs(pi_c, pi_r, ref_c, ref_r,
                                                   beta)
   margin = reward_c - reward_r
@@ -273,19 +360,24 @@ def dpo_loss(model, params, batch, *, ref_params=None, beta=0.1,
 
 def compute_loss(method: str, model, params, batch, *, ref_params=None,
                  beta: float = 0.1, yes_id=None, no_id=None,
-                 with_eval_outputs: bool = False):
+                 with_eval_outputs: bool = False, loss_chunk_size: int = 0):
+  """The loss of `method`. `loss_chunk_size > 0`: generative and DPO
+  log-probs from sequence chunks of that many positions (no [B, L, V]
+  logits; `chunked_token_stats`); `disc` never builds logits."""
   kind = batch_kind(method)
   if kind == "generative":
     use_verdict = method in VERDICT_METHODS
     return generative_loss(model, params, batch,
                            yes_id=yes_id if use_verdict else None,
                            no_id=no_id if use_verdict else None,
-                           with_eval_outputs=with_eval_outputs)
+                           with_eval_outputs=with_eval_outputs,
+                           loss_chunk_size=loss_chunk_size)
   if kind == "disc":
     return disc_loss(model, params, batch,
                      with_eval_outputs=with_eval_outputs)
   return dpo_loss(model, params, batch, ref_params=ref_params, beta=beta,
-                  with_eval_outputs=with_eval_outputs)
+                  with_eval_outputs=with_eval_outputs,
+                  loss_chunk_size=loss_chunk_size)
 
 
 def finalize(sums: Sums) -> dict[str, jax.Array]:

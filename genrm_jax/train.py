@@ -200,7 +200,7 @@ def _microbatches(batch, n: int):
 
 
 def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
-               beta, yes_id, no_id, accum_steps):
+               beta, yes_id, no_id, accum_steps, loss_chunk_size=0):
   """One optimizer update. Returns (new state, metrics)."""
   step = state["step"]
   # Gemma fine-tuning uses no dropout; the key is there for stochastic
@@ -210,7 +210,7 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
   def loss_fn(params, mb):
     loss_sum, count, sums = losses.compute_loss(
         method, model, params, mb, ref_params=ref_params, beta=beta,
-        yes_id=yes_id, no_id=no_id)
+        yes_id=yes_id, no_id=no_id, loss_chunk_size=loss_chunk_size)
     return loss_sum, (count, sums)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -249,10 +249,11 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
 
 
 def eval_step(params, batch, ref_params, *, model, method, beta, yes_id,
-              no_id):
+              no_id, loss_chunk_size=0):
   loss_sum, count, sums, outputs = losses.compute_loss(
       method, model, params, batch, ref_params=ref_params, beta=beta,
-      yes_id=yes_id, no_id=no_id, with_eval_outputs=True)
+      yes_id=yes_id, no_id=no_id, with_eval_outputs=True,
+      loss_chunk_size=loss_chunk_size)
   sums = dict(sums, loss=(loss_sum, count))
   return sums, outputs
 
@@ -362,7 +363,8 @@ def train_and_evaluate(config, workdir: str, *,
   yes_id, no_id = verdict_token_ids(config)
   rng_init, rng_loop = jax.random.split(jax.random.PRNGKey(config.seed))
   step_kw = dict(model=model, method=method, beta=float(config.dpo.beta),
-                 yes_id=yes_id, no_id=no_id)
+                 yes_id=yes_id, no_id=no_id,
+                 loss_chunk_size=int(config.get("loss_chunk_size", 0)))
   needs_ref = method == "dpo"
 
   def init_model_params(rng):

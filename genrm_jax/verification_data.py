@@ -58,7 +58,8 @@ Cap = Optional[int]  # a per-problem cap; None: no cap
 def select_candidates(candidates: Iterable[Candidate], *,
                       max_correct: Cap = DEFAULT_MAX_CORRECT,
                       max_incorrect: Cap = DEFAULT_MAX_INCORRECT, seed: int = 0,
-                      dedupe: bool = True) -> dict[str, tuple[list[Candidate], list[Candidate]]]:
+                      dedupe: bool = True, balanced: bool = False
+                      ) -> dict[str, tuple[list[Candidate], list[Candidate]]]:
   """Per problem: (correct, incorrect) candidates, deduplicated, shuffled and capped.
 
   Args:
@@ -67,6 +68,9 @@ def select_candidates(candidates: Iterable[Candidate], *,
     seed: Selection seed.
     dedupe: Drop candidates whose solution text repeats an earlier one of the
       same problem (the paper deduplicates its data).
+    balanced: Keep as many correct as incorrect candidates of each problem
+      (the smaller count; problems with only one kind give nothing), so no
+      property of a problem (its length, its difficulty) predicts the label.
 
   Returns:
     problem_id -> (correct, incorrect), problems in first-seen order.
@@ -89,7 +93,11 @@ def select_candidates(candidates: Iterable[Candidate], *,
     incorrect = [c for c in group if not c.correct]
     rng.shuffle(correct)
     rng.shuffle(incorrect)
-    selected[problem_id] = (correct[:max_correct], incorrect[:max_incorrect])
+    correct, incorrect = correct[:max_correct], incorrect[:max_incorrect]
+    if balanced:
+      n = min(len(correct), len(incorrect))
+      correct, incorrect = correct[:n], incorrect[:n]
+    selected[problem_id] = (correct, incorrect)
   return selected
 
 
@@ -111,12 +119,13 @@ def _metadata(candidate: Candidate) -> dict:
 def direct_examples(candidates: Iterable[Candidate], *,
     max_correct: Cap = DEFAULT_MAX_CORRECT,
                     max_incorrect: Cap = DEFAULT_MAX_INCORRECT, seed: int = 0,
-                    dedupe: bool = True, header: str = prompts.HEADER) -> list[dict]:
+                    dedupe: bool = True, header: str = prompts.HEADER,
+                    balanced: bool = False) -> list[dict]:
   """Direct GenRM examples: {inputs, targets: ' Yes'|' No', problem_id, candidate_id, correct}."""
   examples = []
   for correct, incorrect in select_candidates(candidates, max_correct=max_correct,
                                               max_incorrect=max_incorrect, seed=seed,
-                                              dedupe=dedupe).values():
+                                              dedupe=dedupe, balanced=balanced).values():
     for candidate in correct + incorrect:
       example = prompts.direct_verification_example(candidate.question, candidate.solution,
                                                     candidate.correct, header)
@@ -151,14 +160,15 @@ def cot_examples(candidates: Iterable[Candidate], rationale_fn: RationaleFn = or
                  *, max_correct: Cap = DEFAULT_MAX_CORRECT,
                  max_incorrect: Cap = DEFAULT_MAX_INCORRECT, seed: int = 0,
                  dedupe: bool = True, header: str = prompts.HEADER,
-                 stats: Optional[RationaleStats] = None) -> list[dict]:
+                 stats: Optional[RationaleStats] = None, balanced: bool = False) -> list[dict]:
   """GenRM-CoT examples: {inputs, targets: rationale, k, problem_id, candidate_id, correct}.
 
   Args:
     candidates: Graded candidates.
     rationale_fn: Candidate -> rationale, list of rationales (k = index), or
       None. Default: the oracle (algorithmic tasks).
-    max_correct, max_incorrect, seed, dedupe: Selection, see `select_candidates`.
+    max_correct, max_incorrect, seed, dedupe, balanced: Selection, see
+      `select_candidates`.
     header: The instruction header.
     stats: Filled in with counts of kept and dropped rationales.
 
@@ -170,7 +180,7 @@ def cot_examples(candidates: Iterable[Candidate], rationale_fn: RationaleFn = or
   examples = []
   for correct, incorrect in select_candidates(candidates, max_correct=max_correct,
                                               max_incorrect=max_incorrect, seed=seed,
-                                              dedupe=dedupe).values():
+                                              dedupe=dedupe, balanced=balanced).values():
     for candidate in correct + incorrect:
       stats.candidates += 1
       produced = rationale_fn(candidate)
@@ -197,17 +207,18 @@ def disc_examples(candidates: Iterable[Candidate], *,
     max_correct: Cap = DEFAULT_MAX_CORRECT,
                   max_incorrect: Cap = DEFAULT_MAX_INCORRECT, seed: int = 0,
                   dedupe: bool = True, balance: bool = True,
-                  header: str = prompts.HEADER) -> list[dict]:
+                  header: str = prompts.HEADER, balanced: bool = False) -> list[dict]:
   """Discriminative-RM examples: {inputs: prompt + solution, label: 1|0, ids, correct}.
 
   With `balance` (default) the majority class is subsampled (seeded) to the
   size of the minority class, so labels are exactly balanced (the paper trains
-  on "a balanced mixture of correct and incorrect" solutions).
+  on "a balanced mixture of correct and incorrect" solutions); `balanced`
+  balances every problem (`select_candidates`).
   """
   positives, negatives = [], []
   for correct, incorrect in select_candidates(candidates, max_correct=max_correct,
                                               max_incorrect=max_incorrect, seed=seed,
-                                              dedupe=dedupe).values():
+                                              dedupe=dedupe, balanced=balanced).values():
     positives += correct
     negatives += incorrect
   if balance:

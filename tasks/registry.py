@@ -109,18 +109,26 @@ _DPO_FIELDS = {"inputs": "string", "chosen": "string", "rejected": "string"}
 
 
 @functools.lru_cache(maxsize=None)
-def _sft_examples(family: str, split: str) -> list[dict]:
-  problems = sources.get_problems(family, split)
+def _sft_examples(family: str, split: str, options: tuple = ()) -> list[dict]:
+  problems = sources.get_problems(family, split, **dict(options))
   return _mixed(vd.solve_examples_from_problems(problems), split)
 
 
-def register_problem_tasks(vocabulary) -> list[str]:
+def register_problem_tasks(vocabulary, problem_options: dict | None = None
+                           ) -> list[str]:
+  """`<family>_sft`; `problem_options` {family: get_problems kwargs} change
+  the generated problems (lengths, sizes) of a family."""
   names = []
   for family in FAMILIES:
     name = f"{family}_sft"
-    _add_task(name, _string_source(
-        functools.partial(_sft_examples, family), sources.SPLITS[family],
-        _GENERATIVE_FIELDS), ip.GENERATIVE, vocabulary)
+    options = tuple(sorted((problem_options or {}).get(family, {}).items()))
+
+    def build(split, family=family, options=options):
+      return _sft_examples(family, split, options)
+
+    _add_task(name, _string_source(build, sources.SPLITS[family],
+                                   _GENERATIVE_FIELDS), ip.GENERATIVE,
+              vocabulary)
     names.append(name)
   return names
 
@@ -151,7 +159,8 @@ def _released_candidates(split: str) -> tuple[candidates_lib.Candidate, ...]:
 @functools.lru_cache(maxsize=None)
 def _verification_examples(kind: str, family: str, stores: tuple,
                            max_correct: int, max_incorrect: int, seed: int,
-                           split: str, rationales: tuple = ()) -> list[dict]:
+                           split: str, rationales: tuple = (),
+                           balanced: bool = False) -> list[dict]:
   """Examples of `kind` for `split` from the store paths (or released data)."""
   stores = dict(stores)
   if stores:
@@ -171,6 +180,8 @@ def _verification_examples(kind: str, family: str, stores: tuple,
                      for r in rows], split)
     pool = _released_candidates(split)
   caps = dict(max_correct=max_correct, max_incorrect=max_incorrect, seed=seed)
+  if kind in ("genrm", "genrm_cot", "disc"):
+    caps["balanced"] = balanced  # DPO pairs are balanced per problem anyway
   if kind == "genrm":
     examples = vd.direct_examples(pool, **caps)
   elif kind == "genrm_cot":
@@ -194,6 +205,16 @@ def _verification_examples(kind: str, family: str, stores: tuple,
   else:
     examples = vd.solve_examples(pool, max_correct=caps["max_correct"],
                                  seed=caps["seed"])
+  if not examples:
+    n_correct = sum(c.correct for c in pool)
+    raise ValueError(
+        f"{family}_{kind} has no {split} examples: its candidates "
+        f"({stores[split] if stores else 'released data'}) hold {n_correct} "
+        f"correct and {len(pool) - n_correct} incorrect solutions"
+        + (" and data.balance_per_problem keeps only problems with both kinds"
+           if balanced and kind != "solve" else "")
+        + ". Verifiers need both kinds: sample more candidates or problems, or "
+        "train the generator longer.")
   return _mixed(examples, split)
 
 
@@ -202,7 +223,8 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
                                 unified_lambda: float = 1.0,
                                 max_correct: int = vd.DEFAULT_MAX_CORRECT,
                                 max_incorrect: int = vd.DEFAULT_MAX_INCORRECT,
-                                seed: int = 0) -> list[str]:
+                                seed: int = 0, balanced: bool = False
+                                ) -> list[str]:
   """Registers `<family>_{genrm,genrm_cot,disc,dpo,solve}` and the unified
   mixtures from candidate stores (`{split: path}`), or released GSM8K data."""
   stores = tuple(sorted((k, v) for k, v in stores.items() if v))
@@ -217,7 +239,8 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
 
     def build(split, kind=kind):
       return _verification_examples(kind, family, stores, max_correct,
-                                    max_incorrect, seed, split, rationales)
+                                    max_incorrect, seed, split, rationales,
+                                    balanced)
 
     _add_task(name, _string_source(build, splits,
                                    fields.get(kind, _GENERATIVE_FIELDS)),
@@ -241,9 +264,10 @@ def register(data_config=None) -> list[str]:
   get = (lambda k, d: data_config.get(k, d)) if data_config is not None else (
       lambda k, d: d)
   vocabulary = ip.get_vocabulary(get("vocabulary", "byte") or "byte")
-  names = register_problem_tasks(vocabulary)
   task = get("task", "")
   family = next((f for f in FAMILIES if task.startswith(f + "_")), None)
+  options = sources.problem_options(family, get("problems", None)) if family else {}
+  names = register_problem_tasks(vocabulary, {family: options} if options else None)
   stores = {k: v for k, v in dict(get("candidates", {}) or {}).items() if v}
   rationales = dict(get("rationales", {}) or {})
   for fam in FAMILIES:
@@ -255,7 +279,8 @@ def register(data_config=None) -> list[str]:
           unified_lambda=float(get("unified_lambda", 1.0)),
           max_correct=int(get("max_correct", vd.DEFAULT_MAX_CORRECT)),
           max_incorrect=int(get("max_incorrect", vd.DEFAULT_MAX_INCORRECT)),
-          seed=int(get("seed", 0)))
+          seed=int(get("seed", 0)),
+          balanced=bool(get("balance_per_problem", False)))
   return names
 
 

@@ -96,12 +96,21 @@ def _split_bucket(task: str, words: Sequence[str]) -> str:
 
 def _generate(task: str, split: str, vocabulary: Sequence[str], lengths: Sequence[int],
               size: int, seed: int,
-              make_problem: Callable[[list[str]], dict]) -> list[dict]:
-  """Samples `size` distinct word lists of the given lengths (words distinct within a list)."""
+              make_problem: Callable[[list[str]], dict],
+              weights: Optional[Sequence[float]] = None) -> list[dict]:
+  """Samples `size` distinct word lists of the given lengths (words distinct within a list).
+
+  `weights` (one per length) make some lengths rarer than others; without
+  them every length is equally likely.
+  """
   lengths = tuple(lengths)
   if not lengths or any(not isinstance(n, int) or n < 1 or n > len(vocabulary)
                         for n in lengths):
     raise ValueError(f'{task}: lengths must be integers in 1..{len(vocabulary)}, got {lengths}')
+  if weights is not None and (len(weights) != len(lengths) or min(weights) < 0
+                              or sum(weights) <= 0):
+    raise ValueError(f'{task}: length weights {tuple(weights)} must be one non-negative '
+                     f'number per length {lengths}, not all zero.')
   if size < 0:
     raise ValueError(f'{task}: the {split} size must be >= 0, got {size}')
   # String seeds hash deterministically (unlike hash() of a tuple), so the
@@ -116,7 +125,10 @@ def _generate(task: str, split: str, vocabulary: Sequence[str], lengths: Sequenc
     if attempts > max_attempts:
       raise ValueError(f'{task}: could only generate {len(problems)} distinct {split} '
                        f'problems of lengths {lengths}; ask for fewer.')
-    words = rng.sample(vocabulary, rng.choice(lengths))
+    # (rng.choice without weights keeps the default problems what they were.)
+    length = (rng.choice(lengths) if weights is None else
+              rng.choices(lengths, weights=weights)[0])
+    words = rng.sample(vocabulary, length)
     key = tuple(words)
     if key in seen or _split_bucket(task, words) != split:
       continue
@@ -168,6 +180,7 @@ def last_letter_problems(split: str, *, seed: int = 0,
                          validation_size: int = DEFAULT_SIZES['validation'],
                          test_size: int = DEFAULT_SIZES['test'],
                          num_names: int = DEFAULT_NUM_NAMES,
+                         train_length_weights: Optional[Sequence[float]] = None,
                          data_dir: Optional[str] = None) -> list[dict]:
   """Last-letter concatenation problems.
 
@@ -180,6 +193,9 @@ def last_letter_problems(split: str, *, seed: int = 0,
     test_lengths: Word counts of test problems.
     train_size, validation_size, test_size: Numbers of problems.
     num_names: Vocabulary: the most frequent census first names.
+    train_length_weights: Relative frequency of each train length (train
+      and validation); None = uniform. E.g. (32, 32, 32, 3) with lengths
+      (2, 3, 4, 5) puts 5-name lists in about 3% of the problems.
     data_dir: Overrides $GENRM_DATA_DIR.
   """
   if split == 'kojima':
@@ -200,7 +216,9 @@ def last_letter_problems(split: str, *, seed: int = 0,
   names = _census_first_names(resolve_data_dir(data_dir), num_names)
   lengths, size = _generated_split(split, 'last_letter', train_lengths, test_lengths,
                                    train_size, validation_size, test_size)
-  return _generate('last_letter', split, names, lengths, size, seed, _last_letter_problem)
+  weights = train_length_weights if split in ('train', 'validation') else None
+  return _generate('last_letter', split, names, lengths, size, seed, _last_letter_problem,
+                   weights=weights)
 
 
 def _generated_split(split, task, train_lengths, test_lengths, train_size, validation_size,
@@ -250,6 +268,7 @@ def word_sort_problems(split: str, *, seed: int = 0,
                        train_size: int = DEFAULT_SIZES['train'],
                        validation_size: int = DEFAULT_SIZES['validation'],
                        test_size: int = DEFAULT_SIZES['test'],
+                       train_length_weights: Optional[Sequence[float]] = None,
                        data_dir: Optional[str] = None) -> list[dict]:
   """Word-sorting problems over BBH's vocabulary; splits as in `last_letter_problems`.
 
@@ -269,7 +288,9 @@ def word_sort_problems(split: str, *, seed: int = 0,
   vocabulary = word_sort_vocabulary(data_dir)
   lengths, size = _generated_split(split, 'word_sort', train_lengths, test_lengths,
                                    train_size, validation_size, test_size)
-  return _generate('word_sort', split, vocabulary, lengths, size, seed, _word_sort_problem)
+  weights = train_length_weights if split in ('train', 'validation') else None
+  return _generate('word_sort', split, vocabulary, lengths, size, seed, _word_sort_problem,
+                   weights=weights)
 
 
 # -----------------------------------------------------------------------------
@@ -410,6 +431,28 @@ _SOURCES = {
     'gsm8k': gsm8k_problems,
     'math': math_problems,
 }
+
+
+# Options of the generated tasks a config may set (`config.data.problems`);
+# an empty / zero value keeps the default.
+PROBLEM_OPTIONS = ('train_lengths', 'train_length_weights', 'test_lengths', 'train_size',
+                   'validation_size', 'test_size', 'seed')
+
+
+def problem_options(task: str, settings) -> dict:
+  """`get_problems` keyword arguments from a config's `data.problems` (a
+  mapping or ConfigDict), dropping empty values; sorted, hashable values."""
+  settings = dict(settings.items()) if settings is not None else {}
+  unknown = sorted(set(settings) - set(PROBLEM_OPTIONS))
+  if unknown:
+    raise ValueError(f'data.problems has unknown option(s) {unknown}; known: '
+                     f'{list(PROBLEM_OPTIONS)}.')
+  options = {k: (tuple(v) if isinstance(v, (list, tuple)) else v)
+             for k, v in sorted(settings.items()) if v not in (None, 0, (), [], '')}
+  if options and task not in ('last_letter', 'word_sort'):
+    raise ValueError(f'data.problems {options} only applies to the generated tasks '
+                     f'(last_letter, word_sort), not {task}.')
+  return options
 
 
 def get_problems(task: str, split: str, **options) -> list[dict]:

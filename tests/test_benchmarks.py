@@ -1,27 +1,47 @@
 """The benchmarks' --tiny modes run (so they cannot rot) and report figures."""
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-pytest.importorskip("gemma.transformer")
+
+def _has(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except ModuleNotFoundError:  # the parent package is missing
+    return False
 
 
-def _run(module, *args, tmp_path):
+needs_official = pytest.mark.skipif(
+    not _has("gemma.transformer"), reason="the official gemma package")
+needs_data = pytest.mark.skipif(
+    not _has("seqio") or not os.path.isdir(os.environ.get("GENRM_DATA_DIR",
+                                                          "")),
+    reason="seqio and GENRM_DATA_DIR (the released GSM8K data)")
+
+
+def _run(module, *args, tmp_path, tiny=True):
   out = tmp_path / "bench.jsonl"
   proc = subprocess.run(
-      [sys.executable, "-m", module, "--tiny", f"--out={out}", *args],
+      [sys.executable, "-m", module, *(["--tiny"] if tiny else []),
+       f"--out={out}", *args],
       capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   return [json.loads(l) for l in out.read_text().splitlines()], proc.stdout
 
 
+@needs_official
 def test_train_step_benchmark_tiny(tmp_path):
+  # Ours with the chunked cross-entropy (the full-logits step is what
+  # tests/test_train.py runs).
   rows, stdout = _run("benchmarks.train_step", "--impls=ours,official",
-                      "--steps=2", tmp_path=tmp_path)
+                      "--steps=2", "--loss_chunk=16", tmp_path=tmp_path)
   assert [r["impl"] for r in rows] == ["ours", "official"]
+  assert rows[0]["loss_chunk"] == 16
   for r in rows:
     assert "error" not in r, r
     assert r["tokens_per_s"] > 0 and r["params"] > 0 and r["device"]
@@ -32,3 +52,49 @@ def test_sampling_benchmark_tiny(tmp_path):
   rows, _ = _run("benchmarks.sampling", "--impls=ours", "--batches=2",
                  tmp_path=tmp_path)
   assert rows[0]["new_tokens_per_s"] > 0 and rows[0]["batch"] == 2
+
+
+def test_scoring_benchmark_tiny(tmp_path):
+  # Median lengths only (--spread=0): one program per path, few compiles.
+  rows, stdout = _run("benchmarks.scoring", "--questions=2",
+                      "--cot_candidates=1", "--spread=0", tmp_path=tmp_path)
+  assert [r["impl"] for r in rows] == ["direct_shared", "direct_unshared",
+                                       "cot_shared"]
+  for r in rows:
+    assert "error" not in r, r
+    assert r["candidates_per_s"] > 0 and r["device"]
+  shared, unshared, cot = rows
+  assert shared["candidates"] == unshared["candidates"] == 2 * 16
+  # Sharing the header + question runs fewer prefill tokens and FLOPs, and
+  # reads the same log-probs (fp32 tiny model).
+  assert shared["prefill_tokens"] < unshared["prefill_tokens"]
+  assert shared["prefill_tflops"] < unshared["prefill_tflops"]
+  assert shared["flops_ratio"] > 1.5
+  assert shared["max_abs_logp_diff"] < 1e-4
+  assert cot["rationales"] == 8 and cot["k"] == 8
+  assert cot["rationales_per_s"] > 0 and cot["sample_s"] > 0
+  assert "unshared / shared" in stdout
+
+
+def test_scoring_benchmark_counts_full_shapes(tmp_path):
+  """--count_only: the full (Gemma-2B, GSM8K-sized) pool's prefill tokens
+  and FLOPs, counted without running the model."""
+  rows, _ = _run("benchmarks.scoring", "--count_only", "--modes=direct",
+                 tmp_path=tmp_path, tiny=False)
+  shared, unshared = rows
+  assert shared["preset"] == "gemma_2b" and shared["candidates"] == 32 * 16
+  assert shared["candidates_per_s"] is None  # nothing was timed
+  assert 1.5 < shared["tokens_ratio"] < 2.2
+  assert 1.5 < shared["flops_ratio"] < 2.2
+  assert shared["prefill_tflops_executed"] > 0
+
+
+@needs_data
+def test_input_pipeline_benchmark_tiny(tmp_path):
+  rows, stdout = _run("benchmarks.input_pipeline", tmp_path=tmp_path)
+  r = rows[0]
+  assert r["task"] == "gsm8k_genrm_cot" and r["vocabulary"] == "byte"
+  assert (r["batch"], r["seq_len"]) == (8, 1024)
+  assert r["token_slots_per_s"] > 0 and 0 < r["fill"] <= 1
+  assert r["target_tokens_per_s"] > 0
+  assert "accelerator" in stdout

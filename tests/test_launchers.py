@@ -312,3 +312,31 @@ def test_download_data_checks_sums_of_present_files(tmp_path):
                         text=True, timeout=120, check=False)
   assert proc.returncode != 0
   assert "sha256 mismatch" in proc.stderr and "word_sorting.json" in proc.stderr
+
+
+# --- Gemma 3 270M paper comparison ---------------------------------------------
+
+
+def test_paper_270m_dry_run(bare_path):
+  lines, _ = dry_run("paper_270m.sh", "--dry_run", "--task=gsm8k",
+                     "--config.runs.solve.total_steps=10", bare_path=bare_path)
+  assert "+ GENRM_EXTRAS=gpu,gguf bash launch/setup_env.sh" in lines
+  cmds = commands(lines)
+  exports = dict(c[1].split("=", 1) for c in cmds if c[0] == "export")
+  assert exports["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.90"
+  python = [c for c in cmds if c[0].endswith(".venv/bin/python")]
+  assert python[0][1:] == ["-m", "genrm_jax.models.import_gguf",
+                           "--out=runs/gemma3_270m"]
+  assert python[1][1:] == [
+      "-m", "genrm_jax.pipeline",
+      "--config=configs/pipeline/paper_270m.py:task=gsm8k,base=runs/gemma3_270m",
+      "--workdir=runs/paper_270m_gsm8k", "--config.runs.solve.total_steps=10"]
+  assert ["mkdir", "-p", "results/paper_270m/gsm8k"] in cmds
+  assert cmds[-1][:2] == ["sh", "-c"] and "results/paper_270m/gsm8k/" in cmds[-1][2]
+
+
+def test_paper_270m_rejects_unknown_task(bare_path):
+  proc = subprocess.run(["bash", str(LAUNCH / "paper_270m.sh"), "--task=math",
+                         "--dry_run"], cwd=REPO, env={"PATH": bare_path},
+                        capture_output=True, text=True)
+  assert proc.returncode != 0 and "expected last_letter" in proc.stderr

@@ -217,3 +217,131 @@ def test_auroc_edge_cases():
   assert losses.auroc([0.9, 0.1], [0, 1]) == 0.0
   assert losses.auroc([0.5, 0.5], [0, 1]) == 0.5
   assert np.isnan(losses.auroc([0.1, 0.2], [1, 1]))
+
+
+# -----------------------------------------------------------------------------
+# Chunked cross-entropy (loss_chunk_size > 0) equals the unchunked loss.
+# -----------------------------------------------------------------------------
+
+
+def _packed_verdict_batch(vocab, yes, no, seed=0):
+  """Two rows: three packed segments + padding, and one full segment; each
+  segment's targets end in a Yes/No verdict (the soft-capped tiny model)."""
+  rng = np.random.default_rng(seed)
+  length = 23
+  tokens = rng.integers(3, vocab, size=(2, length)).astype(np.int32)
+  seg = np.array([[1] * 7 + [2] * 6 + [3] * 6 + [0] * 4, [1] * length],
+                 np.int32)
+  pos = np.array([list(range(7)) + list(range(6)) * 2 + [0] * 4,
+                  list(range(length))], np.int32)
+  w = np.zeros((2, length), np.float32)
+  for b in range(2):
+    for s in set(seg[b].tolist()) - {0}:
+      idx = np.flatnonzero(seg[b] == s)
+      tokens[b, idx[0]] = 2  # BOS
+      w[b, idx[len(idx) // 2:]] = 1
+      tokens[b, idx[-1]] = yes if (s + b) % 2 else no
+  tokens[seg == 0] = 0
+  return {"decoder_target_tokens": tokens, "decoder_loss_weights": w,
+          "decoder_segment_ids": seg, "decoder_positions": pos}
+
+
+def _big_vocab_arrays(fn, *args, min_size):
+  """Shapes of every intermediate with the vocabulary as its last axis and
+  at least `min_size` elements, in the jaxpr of `fn(*args)` (sub-jaxprs of
+  scans, remats and custom derivatives included)."""
+  vocab = min_size[-1]
+  found = []
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      for v in eqn.outvars:
+        shape = getattr(v.aval, "shape", ())
+        if (shape and shape[-1] == vocab
+            and np.prod(shape) >= np.prod(min_size)):
+          found.append(shape)
+      for p in eqn.params.values():
+        for sub in (p if isinstance(p, (list, tuple)) else [p]):
+          if hasattr(sub, "jaxpr"):  # ClosedJaxpr
+            walk(sub.jaxpr)
+          elif hasattr(sub, "eqns"):  # Jaxpr
+            walk(sub)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
+
+
+def test_chunked_generative_loss_equals_unchunked(tiny):
+  """Loss, metrics, eval outputs and every gradient, for a chunk that pads
+  the 22 positions (5) and one that divides them (11)."""
+  config, model, params = tiny
+  assert config.final_logit_softcap  # the soft-cap is exercised
+  yes, no = 5, 6
+  batch = _packed_verdict_batch(config.num_embed, yes, no)
+
+  def run(p, chunk_size):
+    loss_sum, count, sums, outputs = losses.generative_loss(
+        model, p, batch, yes_id=yes, no_id=no, with_eval_outputs=True,
+        loss_chunk_size=chunk_size)
+    return loss_sum / count, (count, sums, outputs)
+
+  grad = jax.jit(jax.value_and_grad(run, has_aux=True), static_argnums=1)
+  (ref_loss, (ref_n, ref_sums, ref_out)), ref_g = grad(params, 0)
+  assert float(ref_sums["yes_no_accuracy"][1]) == 4  # one per segment
+  flat_ref = jax.tree_util.tree_leaves_with_path(ref_g)
+  for chunk in (5, 11):
+    (loss, (n, sums, out)), g = grad(params, chunk)
+    assert float(n) == float(ref_n) > 0
+    np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-5)
+    for k in ref_sums:  # token accuracy, Yes/No accuracy, target tokens
+      np.testing.assert_allclose(np.asarray(sums[k]),
+                                 np.asarray(ref_sums[k]), rtol=1e-6)
+    np.testing.assert_allclose(out["score"], ref_out["score"], rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_array_equal(out["mask"], ref_out["mask"])
+    flat = jax.tree.leaves(g)
+    assert len(flat) == len(flat_ref)
+    for (path, r), x in zip(flat_ref, flat):
+      np.testing.assert_allclose(
+          np.asarray(x), np.asarray(r), rtol=1e-5,
+          atol=1e-5 * float(jnp.max(jnp.abs(r))),
+          err_msg=f"chunk {chunk}: {jax.tree_util.keystr(path)}")
+
+
+def test_chunked_loss_never_builds_full_logits(tiny):
+  config, model, params = tiny
+  batch = _packed_verdict_batch(config.num_embed, 5, 6)
+  b, l = batch["decoder_target_tokens"].shape
+  full = (b, l - 1, config.num_embed)
+
+  def loss_grad(chunk_size):
+    return lambda p: jax.grad(lambda q: losses.generative_loss(
+        model, q, batch, yes_id=5, no_id=6,
+        loss_chunk_size=chunk_size)[0])(p)
+
+  assert _big_vocab_arrays(loss_grad(0), params, min_size=full)  # detector
+  assert not _big_vocab_arrays(loss_grad(4), params, min_size=full)
+
+
+def test_chunked_dpo_log_probs_equal_unchunked(tiny):
+  """DPO with a chunk longer than the sequence (one clipped chunk)."""
+  _, model, params = tiny
+  batch = _dpo_batch()
+  ref = jax.jit(lambda p, b: losses.dpo_loss(
+      model, p, b, ref_params=jax.tree.map(lambda x: x * 0.9, p["model"])))
+  chunked = jax.jit(lambda p, b: losses.dpo_loss(
+      model, p, b, ref_params=jax.tree.map(lambda x: x * 0.9, p["model"]),
+      loss_chunk_size=64))
+  (l0, _, s0), (l1, _, s1) = ref(params, batch), chunked(params, batch)
+  np.testing.assert_allclose(float(l1), float(l0), rtol=1e-5)
+  for k in s0:
+    np.testing.assert_allclose(float(s1[k][0]), float(s0[k][0]), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_chunk_size_must_be_positive(tiny):
+  config, _, params = tiny
+  with pytest.raises(ValueError, match="chunk_size"):
+    losses.chunked_token_stats(config, params["model"],
+                               jnp.zeros((1, 4, config.embed_dim)),
+                               jnp.zeros((1, 4), jnp.int32), 0)

@@ -1,5 +1,6 @@
 """Problem sources: counts, determinism, OOD lengths, held-out GSM8K validation, missing data."""
 
+import collections
 import os
 import subprocess
 import sys
@@ -136,3 +137,27 @@ def test_math_splits(data_dir):
   assert {p['problem_id'] for p in math500} <= {p['problem_id'] for p in test}
   assert math500[0]['reference'] == '\\left( 3, \\frac{\\pi}{2} \\right)'
   assert math500[0]['solution'].endswith(' The answer is $\\left( 3, \\frac{\\pi}{2} \\right)$.')
+
+
+def test_train_length_weights_and_config_options(data_dir):
+  # (32, 32, 32, 3): 5-name lists are rare in train and validation, absent in test.
+  options = sources.problem_options('last_letter', {
+      'train_lengths': [2, 3, 4, 5], 'train_length_weights': (32, 32, 32, 3),
+      'train_size': 2000, 'test_size': 0, 'seed': 0})
+  assert options == {'train_lengths': (2, 3, 4, 5), 'train_length_weights': (32, 32, 32, 3),
+                     'train_size': 2000}  # empty / zero values keep the defaults
+  train = sources.get_problems('last_letter', 'train', **options)
+  counts = collections.Counter(p['num_words'] for p in train)
+  assert set(counts) == {2, 3, 4, 5}
+  assert 0.015 < counts[5] / len(train) < 0.05, counts
+  assert {p['num_words'] for p in sources.get_problems('last_letter', 'test', **options)} == {6}
+  # Without weights the problems are exactly the unweighted ones.
+  unweighted = sources.get_problems('last_letter', 'train', train_size=50)
+  assert unweighted == sources.get_problems('last_letter', 'train', train_size=50,
+                                            train_length_weights=None)
+  with pytest.raises(ValueError, match='one non-negative number per length'):
+    sources.get_problems('last_letter', 'train', train_lengths=(2, 3), train_length_weights=(1,))
+  with pytest.raises(ValueError, match='unknown option'):
+    sources.problem_options('last_letter', {'train_length': (2,)})
+  with pytest.raises(ValueError, match='only applies to the generated tasks'):
+    sources.problem_options('gsm8k', {'train_size': 5})

@@ -79,9 +79,9 @@ def test_mesh_2x2x2_equals_one_device(one_device_run, tmp_path):
                      rtol=1e-4, atol=1e-6)
 
 
-def test_grad_accumulation_equals_full_batch(one_device_run, tmp_path):
+def _assert_same_as_one_device_run(one_device_run, tmp_path, **overrides):
   config = tu.tiny_config("word_sort_genrm", total_steps=3, mesh=(1, 1, 1),
-                          checkpoint_every=3, optimizer__grad_accum_steps=2)
+                          checkpoint_every=3, **overrides)
   tu.run(config, tmp_path)
   a, b = tu.train_records(one_device_run), tu.train_records(str(tmp_path))
   for ra, rb in zip(a, b):
@@ -89,6 +89,11 @@ def test_grad_accumulation_equals_full_batch(one_device_run, tmp_path):
   _assert_same_trees(tu.restore_raw(one_device_run, 3)["params"],
                      tu.restore_raw(str(tmp_path), 3)["params"],
                      rtol=1e-4, atol=1e-6)
+
+
+def test_grad_accumulation_equals_full_batch(one_device_run, tmp_path):
+  _assert_same_as_one_device_run(one_device_run, tmp_path,
+                                 optimizer__grad_accum_steps=2)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
@@ -148,3 +153,8 @@ def test_best_checkpoint_by_eval_metric(tmp_path):
   assert os.listdir(tmp_path / "best") == [str(best_step)]
   saved = tu.restore_raw_path(str(tmp_path / "best" / str(best_step)))
   assert "model" in saved["params"]
+
+
+def test_chunked_loss_equals_full_logits(one_device_run, tmp_path):
+  # config.loss_chunk_size reaches the train step: same losses and params.
+  _assert_same_as_one_device_run(one_device_run, tmp_path, loss_chunk_size=16)

@@ -184,3 +184,20 @@ def test_released_cot_examples(data_dir):
   assert total['kept'] >= 19 * 40
   assert total['rows'] == (total['kept'] + total['no_verdict'] + total['disagree'] +
                            total['held_out'])
+
+
+def test_balanced_per_problem_selection():
+  store = _store(num_problems=2, num_correct=5, num_incorrect=2)
+  # Problem ws/0 also gets only correct ones: it then contributes nothing.
+  store += [c for c in _store(num_problems=3, num_correct=4, num_incorrect=0)
+            if c.problem_id == 'ws/2']
+  selected = vd.select_candidates(store, balanced=True)
+  assert {k: (len(c), len(i)) for k, (c, i) in selected.items()} == {
+      'ws/0': (2, 2), 'ws/1': (2, 2), 'ws/2': (0, 0)}
+  # Unbalanced: the caps only.
+  assert len(vd.select_candidates(store)['ws/0'][0]) == 5
+  for build in (vd.direct_examples, vd.cot_examples, vd.disc_examples):
+    examples = build(store, balanced=True)
+    per_problem = collections.Counter((e['problem_id'], e['correct']) for e in examples)
+    assert per_problem == {('ws/0', True): 2, ('ws/0', False): 2,
+                           ('ws/1', True): 2, ('ws/1', False): 2}, build.__name__

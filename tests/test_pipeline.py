@@ -1,0 +1,100 @@
+"""`python -m genrm_jax.pipeline` (the quickstart's main job) end to end on the
+`:smoke` config, then rerun: every stage resumes instead of redoing work."""
+
+import json
+import os
+import subprocess
+import sys
+
+from configs.pipeline import quickstart
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import pipeline
+from tests import train_utils as tu
+from tests.test_train_cli import _env
+
+
+def _seed_verifier_candidates(config, workdir):
+  """The smoke generator (10 steps) solves nothing; verifiers need both
+  kinds, so the verifier-train store is written beforehand (the candidates
+  stage then finds every problem complete)."""
+  rows = []
+  for p in pipeline.problems(config, 'verifier_train'):
+    wrong = p['reference'][::-1] + 'x'
+    solutions = [(p['solution'], True), ('Step by step. ' + p['solution'], True),
+                 (p['solution'].replace(p['reference'], wrong), False),
+                 (p['solution'].replace(p['reference'], wrong + 'y'), False)]
+    for i, (solution, correct) in enumerate(solutions):
+      rows.append(candidates_lib.Candidate(
+          problem_id=p['problem_id'], candidate_id=i, question=p['question'],
+          solution=solution, answer=None, reference=p['reference'], correct=correct,
+          task='last_letter'))
+  path = os.path.join(workdir, 'candidates', 'verifier_train.jsonl')
+  os.makedirs(os.path.dirname(path))
+  candidates_lib.write_candidates(path, rows)
+
+
+def _run(workdir):
+  cmd = [sys.executable, '-m', 'genrm_jax.pipeline',
+         '--config=configs/pipeline/quickstart.py:smoke', f'--workdir={workdir}']
+  proc = subprocess.run(cmd, cwd=tu.REPO, env=_env(), capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+  return proc.stdout
+
+
+def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
+  config = quickstart.get_config('smoke')
+  workdir = str(tmp_path / 'run')
+  _seed_verifier_candidates(config, workdir)
+  out = _run(workdir)
+  for stage in ('1/5 Vocabulary', '2/5 Generator', '3/5 Candidates', '4/5 Verifiers',
+                '5/5 Best-of-N'):
+    assert stage in out
+  # The table (every verifier, majority vote, pass@n) and where the files are.
+  for method in ('genrm_cot', 'genrm', 'disc', 'majority_vote', 'pass_at_n'):
+    assert method in out, method
+  assert 'best_of_n.png' in out and 'results.json' in out
+  results = json.load(open(os.path.join(workdir, 'eval', 'results.json')))
+  assert set(results['methods']) >= {'genrm_cot', 'genrm', 'disc', 'majority_vote'}
+  assert results['n_max'] == 4 and results['n_problems'] == 4
+  for name in ('best_of_n.png', 'curves.csv', 'scores/genrm_cot.jsonl'):
+    assert os.path.exists(os.path.join(workdir, 'eval', name)), name
+  assert os.path.exists(os.path.join(workdir, 'vocab', 'tokenizer.model'))
+  for run in ('generator', 'verifiers/genrm', 'verifiers/genrm_cot', 'verifiers/disc'):
+    assert os.path.exists(os.path.join(workdir, run, 'export', 'model.json')), run
+  # CoT rows: K = 2 rationales per candidate.
+  assert sum(1 for _ in open(os.path.join(workdir, 'eval', 'scores', 'genrm_cot.jsonl'))) == 4 * 4 * 2
+  timings = json.load(open(os.path.join(workdir, 'pipeline.json')))['timings_s']
+  assert set(timings) >= {'vocabulary', 'generator', 'verifiers', 'evaluation', 'total'}
+
+  # Rerun: nothing is trained, sampled or scored again; the same results.
+  again = _run(workdir)
+  assert again.count('exists.') == 5  # vocabulary, generator, 3 verifiers
+  assert '0 to sample' in again and 'all 32 rows already in' in again
+  rerun = json.load(open(os.path.join(workdir, 'eval', 'results.json')))
+  assert rerun['curves'] == results['curves']
+
+
+def test_paper_270m_configs_build_every_run():
+  from configs.pipeline import paper_270m  # pylint: disable=g-import-not-at-top
+  for task in paper_270m.TASKS:
+    config = paper_270m.get_config(f'task={task},base=/w/gemma3_270m')
+    assert config.released_candidates == ('gsm8k/validation' if task == 'gsm8k' else '')
+    for name in config.verifiers:
+      method = config.verifiers[name].method
+      c = pipeline.train_config(config, method, vocabulary='/w/gemma3_270m/tokenizer.model',
+                                init_from='/w/run/generator/export/params')
+      assert c.model.preset == 'gemma3_270m' and c.model.dtype == 'bfloat16'
+      assert c.data.source == 'seqio' and c.total_steps == 300
+      assert c.data.task.startswith(task + '_')
+      assert c.data.balance_per_problem == (task != 'gsm8k' and method != 'dpo')
+  # An unknown key in a run's overrides names the known ones.
+  config = quickstart.get_config()
+  config.runs.genrm.unlock()
+  config.runs.genrm.data.seq_lenn = 3
+  try:
+    pipeline.train_config(config, 'genrm', vocabulary='byte', init_from='')
+  except KeyError as e:
+    assert 'seq_lenn' in str(e) and 'seq_len' in str(e)
+  else:
+    raise AssertionError('a misspelt override must fail')
