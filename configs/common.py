@@ -123,9 +123,10 @@ def get_config(task: str, method: str, arg: str | None = None
   c.data.inputs_len = 0  # prompt tokens of seq_len (0: half)
   c.data.max_correct = 16  # per problem, as in the paper
   c.data.max_incorrect = 16
-  # Keep as many correct as incorrect candidates of each problem, so that no
-  # property of a problem (length, difficulty) gives the label away.
-  c.data.balance_per_problem = False
+  # Keep as many correct as incorrect candidates within each group, so that
+  # what defines a group cannot give the label away: 'problem', 'length'
+  # (number of words; algorithmic tasks) or '' (no balancing).
+  c.data.balance_by = ""
   # The generated tasks' problems (tasks/sources.py; empty = the defaults):
   # e.g. train_lengths=(2, 3, 4, 5), train_length_weights=(32, 32, 32, 3).
   c.data.problems = mlc.ConfigDict({

@@ -11,6 +11,8 @@
   state (`jax.ShapeDtypeStruct`s carrying the current shardings), so a
   checkpoint written on 8 devices restores onto 1 and vice versa
   (orbax#648/#683 pain points).
+* The directory may be a URL (`gs://bucket/run/checkpoints`): orbax writes
+  there itself; local paths are made absolute.
 * Nothing is saved after a non-finite loss (train.py checks before calling
   `save`), so the latest checkpoint is always the last good one.
 """
@@ -18,13 +20,13 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
+from genrm_jax import paths
 from genrm_jax.models import checkpoints as model_checkpoints
 
 
@@ -40,7 +42,7 @@ class Checkpointer:
 
   def __init__(self, directory: str, *, save_every: int, max_to_keep: int = 3,
                async_save: bool = True):
-    self.directory = os.path.abspath(directory)
+    self.directory = paths.absolute(directory)
     self.save_every = int(save_every)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
@@ -93,7 +95,7 @@ class BestCheckpointer:
   def __init__(self, directory: str, metric: str, mode: str = "max"):
     if mode not in ("max", "min"):
       raise ValueError(f"best_mode={mode!r}; expected 'max' or 'min'.")
-    self.directory = os.path.abspath(directory)
+    self.directory = paths.absolute(directory)
     self.metric = metric
     options = ocp.CheckpointManagerOptions(
         max_to_keep=1, best_fn=lambda metrics: metrics[metric],

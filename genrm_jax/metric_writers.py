@@ -4,10 +4,27 @@ TensorBoard events are written as TFRecords of tensorboard's own `Event`
 protos through its `RecordWriter`, on a plain file. (tensorboard's
 `EventFileWriter` would do, but it imports all of TensorFlow when TF is
 installed — seconds of start-up, and the train step must not import TF.)
+
+The workdir may be local or a URL (`gs://bucket/run`, through
+`etils.epath`):
+
+* Local: each `write` appends a line to `metrics.jsonl` (closed at once, so
+  a kill -9 loses nothing written); events stream to their file.
+* URL: objects on GCS cannot be appended to. The writer keeps the whole
+  `metrics.jsonl` (the records kept from the previous run, then this run's)
+  and the whole events file in memory, and `flush()` rewrites both objects
+  whole: on the first `write` `remote_flush_secs` after the last flush, at
+  every step the trainer saves a checkpoint (after that step's eval), and on
+  `close()`. A resumed run therefore finds every record up to its
+  checkpoint; records after it are dropped on resume anyway
+  (`truncate_after`). (A kill during the eval right after a synchronous save
+  loses that eval's record.) Both files are small (one line per logged
+  step), so rewriting them is cheap.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -15,8 +32,13 @@ import socket
 import time
 from typing import Any, Mapping
 
+from etils import epath
 import jax
 import numpy as np
+
+from genrm_jax import paths
+
+METRICS_FILE = "metrics.jsonl"
 
 
 def _scalar(v: Any) -> float | int:
@@ -28,25 +50,36 @@ def _scalar(v: Any) -> float | int:
 
 class MetricWriter:
   """Appends one JSON object per `write` to `DIR/metrics.jsonl` and writes the
-  same scalars as TensorBoard events in `DIR`. No-op on processes != 0."""
+  same scalars as TensorBoard events in `DIR`. No-op on processes != 0.
+  `DIR` may be a URL (see the module docstring)."""
 
   def __init__(self, workdir: str, *, active: bool | None = None,
-               resume_step: int | None = None):
+               resume_step: int | None = None,
+               remote_flush_secs: float = 60.0):
     self.active = jax.process_index() == 0 if active is None else active
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = os.path.join(workdir, METRICS_FILE)
+    self.remote = paths.is_url(workdir)
+    self._remote_flush_secs = float(remote_flush_secs)
     self._tb = None
     if not self.active:
       return
-    os.makedirs(workdir, exist_ok=True)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     # A run killed after its last checkpoint logged steps that the resumed
     # run logs again: drop them so the file reads as one uninterrupted run.
-    truncate_after(self.path, resume_step if resume_step is not None else 0)
+    kept = truncate_after(self.path,
+                          resume_step if resume_step is not None else 0)
     # pylint: disable=g-import-not-at-top
     from tensorboard.compat.proto import event_pb2
     from tensorboard.summary.writer import record_writer
     name = (f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}."
             f"{os.getpid()}.genrm")
-    self._file = open(os.path.join(workdir, name), "wb")
+    self._events_path = os.path.join(workdir, name)
+    if self.remote:
+      self._lines = [l + "\n" for l in kept]  # the whole metrics.jsonl
+      self._file = io.BytesIO()  # the whole events file
+      self._last_flush = time.monotonic()
+    else:
+      self._file = open(self._events_path, "wb")
     self._tb = record_writer.RecordWriter(self._file)
     self._tb.write(event_pb2.Event(
         wall_time=time.time(), file_version="brain.Event:2"
@@ -57,8 +90,12 @@ class MetricWriter:
       return
     record = {"step": int(step)}
     record.update({k: _scalar(v) for k, v in metrics.items()})
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record, allow_nan=True) + "\n")
+    line = json.dumps(record, allow_nan=True) + "\n"
+    if self.remote:
+      self._lines.append(line)
+    else:
+      with open(self.path, "a") as f:
+        f.write(line)
     from tensorboard.compat.proto import event_pb2, summary_pb2
     values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v))
               for k, v in record.items() if k != "step"
@@ -66,38 +103,55 @@ class MetricWriter:
     self._tb.write(event_pb2.Event(
         wall_time=time.time(), step=int(step),
         summary=summary_pb2.Summary(value=values)).SerializeToString())
+    if (self.remote and time.monotonic() - self._last_flush
+        >= self._remote_flush_secs):
+      self.flush()
 
   def flush(self) -> None:
-    if self._tb is not None:
-      self._tb.flush()
+    if self._tb is None:
+      return
+    self._tb.flush()
+    if self.remote:  # rewrite both objects whole
+      paths.write_atomic(self.path, "".join(self._lines))
+      paths.write_atomic(self._events_path, self._file.getvalue())
+      self._last_flush = time.monotonic()
 
   def close(self) -> None:
     if self._tb is not None:
+      self.flush()
       self._tb.close()  # closes the file
       self._tb = None
 
 
-def truncate_after(path: str, step: int) -> None:
-  """Drops records with `step` > `step` from a metrics.jsonl file."""
-  if not os.path.exists(path):
-    return
+def _read_lines(path: str) -> list[str] | None:
+  """The non-empty lines of a file (None if there is none)."""
+  p = epath.Path(path)
+  if not p.exists():
+    return None
+  with p.open("r") as f:
+    return [l.strip() for l in f if l.strip()]
+
+
+def truncate_after(path: str, step: int) -> list[str]:
+  """Drops records with `step` > `step` from a metrics.jsonl file (local or
+  URL); returns the lines kept."""
+  lines = _read_lines(path)
+  if lines is None:
+    return []
   kept = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line:
-        continue
-      try:
-        if json.loads(line).get("step", 0) <= step:
-          kept.append(line)
-      except json.JSONDecodeError:
-        pass  # a line cut short by a kill -9
-  with open(path + ".tmp", "w") as f:
-    f.write("".join(l + "\n" for l in kept))
-  os.replace(path + ".tmp", path)
+  for line in lines:
+    try:
+      if json.loads(line).get("step", 0) <= step:
+        kept.append(line)
+    except json.JSONDecodeError:
+      pass  # a line cut short by a kill -9
+  paths.write_atomic(path, "".join(l + "\n" for l in kept))
+  return kept
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
-  """All records of a metrics.jsonl file."""
-  with open(path) as f:
-    return [json.loads(l) for l in f if l.strip()]
+  """All records of a metrics.jsonl file (local or URL)."""
+  lines = _read_lines(path)
+  if lines is None:
+    raise FileNotFoundError(f"No metrics file {path}.")
+  return [json.loads(l) for l in lines]

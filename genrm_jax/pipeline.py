@@ -89,6 +89,8 @@ def train_config(config, method: str, *, vocabulary: str, init_from: str,
   c.model.preset = config.model.preset
   for key, value in dict(config.model.overrides).items():
     c.model[key] = value  # gemma.TransformerConfig fields
+  if not config.base_model and vocabulary != 'byte':
+    c.model['num_embed'] = vocab_size(vocabulary)  # a vocabulary trained here
   if candidates:
     c.data.candidates.train = candidates.get('train', '')
     c.data.candidates.validation = candidates.get('validation', '')
@@ -115,10 +117,15 @@ def stage_vocabulary(config, workdir: str, log: Log) -> str:
   corpus = problems(config, 'vocab')
   start = time.time()
   task_vocab.train(config.task, corpus, path, vocab_size=config.vocab.size,
-                   seed=config.seed)
-  log(f'Trained a {config.vocab.size}-piece SentencePiece vocabulary on {len(corpus)} '
-      f'{config.task} problems ({time.time() - start:.1f}s): {path}')
+                   model_type=config.vocab.model_type, seed=config.seed)
+  log(f'Trained a {vocab_size(path)}-piece SentencePiece vocabulary ({config.vocab.model_type}) '
+      f'on {len(corpus)} {config.task} problems ({time.time() - start:.1f}s): {path}')
   return path
+
+
+def vocab_size(path: str) -> int:
+  from genrm_jax.models import tokenizer  # pylint: disable=g-import-not-at-top
+  return tokenizer.Tokenizer(path).vocab_size
 
 
 def _export_dir(run_dir: str) -> str:

@@ -95,8 +95,15 @@ def corpus(task: str, problems: Sequence[dict], seed: int = 0) -> Iterable[str]:
 
 
 def train(task: str, problems: Sequence[dict], out_path: str, *,
-          vocab_size: int = 1024, seed: int = 0) -> str:
-  """Trains a unigram SentencePiece model on `problems`' text; returns its path."""
+          vocab_size: int = 1024, model_type: str = 'unigram', seed: int = 0) -> str:
+  """Trains a SentencePiece model on `problems`' text; returns its path.
+
+  `model_type='char'` keeps every other piece one character (the phrases
+  stay whole): a name is then spelt out, so its last letter is a token the
+  model can copy rather than a property of a whole-name token it must
+  memorise; `vocab_size` is then only a lower bound (the characters seen
+  decide).
+  """
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   phrases = COMMON_PHRASES + TASK_PHRASES.get(task, ())
   out_dir = os.path.dirname(os.path.abspath(out_path))
@@ -105,7 +112,8 @@ def train(task: str, problems: Sequence[dict], out_path: str, *,
     prefix = os.path.join(tmp, 'sp')
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(list(corpus(task, problems, seed))),
-        model_prefix=prefix, vocab_size=vocab_size, model_type='unigram',
+        model_prefix=prefix, vocab_size=vocab_size, model_type=model_type,
+        hard_vocab_limit=model_type != 'char',
         normalization_rule_name='identity', add_dummy_prefix=False,
         remove_extra_whitespaces=False, byte_fallback=True, split_digits=True,
         allow_whitespace_only_pieces=True, max_sentence_length=1 << 16,
@@ -123,8 +131,9 @@ def main(argv):
   del argv
   f = flags.FLAGS
   problems = sources.get_problems(f.task, 'train')[:f.num_problems]
-  path = train(f.task, problems, f.out, vocab_size=f.vocab_size, seed=f.seed)
-  print(f'Wrote {path} ({f.vocab_size} pieces, {len(problems)} {f.task} problems).')
+  path = train(f.task, problems, f.out, vocab_size=f.vocab_size, model_type=f.model_type,
+               seed=f.seed)
+  print(f'Wrote {path} ({f.model_type}, {len(problems)} {f.task} problems).')
 
 
 if __name__ == '__main__':
@@ -133,5 +142,6 @@ if __name__ == '__main__':
   flags.DEFINE_string('out', None, 'tokenizer.model to write.', required=True)
   flags.DEFINE_integer('vocab_size', 1024, 'Pieces (>= 256 bytes + specials + phrases).')
   flags.DEFINE_integer('num_problems', 3000, 'Train problems in the corpus.')
+  flags.DEFINE_enum('model_type', 'unigram', ['unigram', 'bpe', 'char'], 'SentencePiece model.')
   flags.DEFINE_integer('seed', 0, 'Corpus and trainer seed.')
   app.run(main)

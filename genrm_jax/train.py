@@ -15,17 +15,25 @@ checkpoint and continues exactly as an uninterrupted run would: the state
 holds params, optimizer state and step; batches are a function of the step;
 the per-step RNG is `fold_in(rng, step)`.
 
+WORKDIR may be a URL (`--workdir=gs://bucket/run`, as launch/tpu_pod.sh
+passes): files go through `etils.epath`, checkpoints through orbax; see
+metric_writers.py for how metrics.jsonl is kept where files cannot be
+appended to.
+
 Several hosts: set `GENRM_JAX_INIT=1` (or `--jax_distributed`) so
 `jax.distributed.initialize()` runs; each host reads its own rows; only
 process 0 logs and writes metrics.
 
 Nothing here imports TensorFlow: `data.source='synthetic'` trains without it,
-and the seqio source lives in `genrm_jax/input_pipeline.py`.
+and the seqio source lives in `genrm_jax/input_pipeline.py`. (A gs:// workdir
+is the exception: where TF is installed, epath reaches GCS through
+`tf.io.gfile`.)
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import logging as std_logging
 import math
 import os
@@ -36,6 +44,7 @@ from typing import Any, Iterator
 from absl import app
 from absl import flags
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -48,6 +57,7 @@ from genrm_jax import data_synthetic
 from genrm_jax import losses
 from genrm_jax import metric_writers
 from genrm_jax import optimizer as optimizer_lib
+from genrm_jax import paths
 from genrm_jax import sharding as sharding_lib
 from genrm_jax.models import bundle
 from genrm_jax.models import checkpoints as model_checkpoints
@@ -337,11 +347,11 @@ def train_and_evaluate(config, workdir: str, *,
 
   Returns the last logged metrics. `devices` restricts the mesh (tests).
   """
-  workdir = os.path.abspath(workdir)
+  workdir = paths.absolute(workdir)
   method = config.method
   losses.batch_kind(method)  # validates the method name
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
 
   # ---------------------------------------------------------------------------
   # Mesh. (data, fsdp, tensor) over all devices of all hosts.
@@ -524,6 +534,12 @@ def train_and_evaluate(config, workdir: str, *,
           best.save(step, state["params"], em)
         t_last = time.perf_counter()  # keep eval time out of steps/s
 
+      if save_now:
+        # On a URL workdir metrics are buffered: store them (this step's eval
+        # included) with each checkpoint, so a resumed run has every record
+        # up to its step.
+        writer.flush()
+
       if kill_at and step == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
       if preempted:
@@ -538,7 +554,10 @@ def train_and_evaluate(config, workdir: str, *,
                                 os.path.join(export_dir, "params"))
     if method == "disc" and jax.process_index() == 0:
       head = jax.device_get(state["params"]["value_head"])
-      np.savez(os.path.join(export_dir, "value_head.npz"), **head)
+      buf = io.BytesIO()
+      np.savez(buf, **head)
+      paths.write_atomic(os.path.join(export_dir, bundle.VALUE_HEAD),
+                         buf.getvalue())
     if jax.process_index() == 0:  # model.json: loadable from its path alone
       bundle.write_model_json(export_dir, model_config(config),
                               config.data.vocabulary or None,
@@ -578,9 +597,9 @@ def main(argv):
   # Orbax logs every save at INFO; keep the console to our progress lines.
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if jax.process_index() == 0:
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    with open(os.path.join(FLAGS.workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    epath.Path(FLAGS.workdir).mkdir(parents=True, exist_ok=True)
+    paths.write_atomic(os.path.join(FLAGS.workdir, "config.json"),
+                       config.to_json_best_effort(indent=2))
   train_and_evaluate(config, FLAGS.workdir)
 
 

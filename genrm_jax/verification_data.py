@@ -36,7 +36,7 @@ import os
 import random
 import re
 import zipfile
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 from genrm_jax import data_files
 from genrm_jax import prompts
@@ -58,7 +58,7 @@ Cap = Optional[int]  # a per-problem cap; None: no cap
 def select_candidates(candidates: Iterable[Candidate], *,
                       max_correct: Cap = DEFAULT_MAX_CORRECT,
                       max_incorrect: Cap = DEFAULT_MAX_INCORRECT, seed: int = 0,
-                      dedupe: bool = True, balanced: bool = False
+                      dedupe: bool = True, balance_by: str = ''
                       ) -> dict[str, tuple[list[Candidate], list[Candidate]]]:
   """Per problem: (correct, incorrect) candidates, deduplicated, shuffled and capped.
 
@@ -68,9 +68,11 @@ def select_candidates(candidates: Iterable[Candidate], *,
     seed: Selection seed.
     dedupe: Drop candidates whose solution text repeats an earlier one of the
       same problem (the paper deduplicates its data).
-    balanced: Keep as many correct as incorrect candidates of each problem
-      (the smaller count; problems with only one kind give nothing), so no
-      property of a problem (its length, its difficulty) predicts the label.
+    balance_by: Keep as many correct as incorrect candidates within each
+      group, so that what defines a group cannot predict the label: 'problem'
+      (each problem; problems with one kind only give nothing), 'length'
+      (the problems with the same number of words, algorithmic tasks; the
+      majority class is subsampled, seeded), '' = no balancing.
 
   Returns:
     problem_id -> (correct, incorrect), problems in first-seen order.
@@ -94,11 +96,42 @@ def select_candidates(candidates: Iterable[Candidate], *,
     rng.shuffle(correct)
     rng.shuffle(incorrect)
     correct, incorrect = correct[:max_correct], incorrect[:max_incorrect]
-    if balanced:
+    if balance_by == 'problem':
       n = min(len(correct), len(incorrect))
       correct, incorrect = correct[:n], incorrect[:n]
     selected[problem_id] = (correct, incorrect)
+  if balance_by == 'length':
+    _balance_within(selected, _length_key, seed)
+  elif balance_by not in ('', 'problem'):
+    raise ValueError(f"balance_by={balance_by!r}; expected '', 'problem' or 'length'.")
   return selected
+
+
+def _length_key(candidate: Candidate) -> int:
+  task = candidate.task or candidate.problem_id.split('/')[0]
+  if task not in rationales.ALGORITHMIC_TASKS:
+    raise ValueError(f"balance_by='length' needs an algorithmic task "
+                     f"({', '.join(rationales.ALGORITHMIC_TASKS)}), not {task!r}.")
+  return len(rationales.question_words(task, candidate.question))
+
+
+def _balance_within(selected: dict, key: Callable[[Candidate], Any], seed: int) -> None:
+  """Subsamples, in place, the majority label of each group of problems."""
+  groups: dict[Any, list[str]] = collections.defaultdict(list)
+  for problem_id, (correct, incorrect) in selected.items():
+    if correct or incorrect:
+      groups[key((correct + incorrect)[0])].append(problem_id)
+  for group_key, problem_ids in groups.items():
+    pos = [(p, i) for p in problem_ids for i in range(len(selected[p][0]))]
+    neg = [(p, i) for p in problem_ids for i in range(len(selected[p][1]))]
+    n = min(len(pos), len(neg))
+    rng = random.Random(f'{seed}/balance/{group_key}')
+    keep_pos = set(rng.sample(pos, n))
+    keep_neg = set(rng.sample(neg, n))
+    for p in problem_ids:
+      correct, incorrect = selected[p]
+      selected[p] = ([c for i, c in enumerate(correct) if (p, i) in keep_pos],
+                     [c for i, c in enumerate(incorrect) if (p, i) in keep_neg])
 
 
 def _problem_rng(seed: int, problem_id: str) -> random.Random:
@@ -120,12 +153,12 @@ def direct_examples(candidates: Iterable[Candidate], *,
     max_correct: Cap = DEFAULT_MAX_CORRECT,
                     max_incorrect: Cap = DEFAULT_MAX_INCORRECT, seed: int = 0,
                     dedupe: bool = True, header: str = prompts.HEADER,
-                    balanced: bool = False) -> list[dict]:
+                    balance_by: str = '') -> list[dict]:
   """Direct GenRM examples: {inputs, targets: ' Yes'|' No', problem_id, candidate_id, correct}."""
   examples = []
   for correct, incorrect in select_candidates(candidates, max_correct=max_correct,
                                               max_incorrect=max_incorrect, seed=seed,
-                                              dedupe=dedupe, balanced=balanced).values():
+                                              dedupe=dedupe, balance_by=balance_by).values():
     for candidate in correct + incorrect:
       example = prompts.direct_verification_example(candidate.question, candidate.solution,
                                                     candidate.correct, header)
@@ -160,14 +193,14 @@ def cot_examples(candidates: Iterable[Candidate], rationale_fn: RationaleFn = or
                  *, max_correct: Cap = DEFAULT_MAX_CORRECT,
                  max_incorrect: Cap = DEFAULT_MAX_INCORRECT, seed: int = 0,
                  dedupe: bool = True, header: str = prompts.HEADER,
-                 stats: Optional[RationaleStats] = None, balanced: bool = False) -> list[dict]:
+                 stats: Optional[RationaleStats] = None, balance_by: str = '') -> list[dict]:
   """GenRM-CoT examples: {inputs, targets: rationale, k, problem_id, candidate_id, correct}.
 
   Args:
     candidates: Graded candidates.
     rationale_fn: Candidate -> rationale, list of rationales (k = index), or
       None. Default: the oracle (algorithmic tasks).
-    max_correct, max_incorrect, seed, dedupe, balanced: Selection, see
+    max_correct, max_incorrect, seed, dedupe, balance_by: Selection, see
       `select_candidates`.
     header: The instruction header.
     stats: Filled in with counts of kept and dropped rationales.
@@ -180,7 +213,7 @@ def cot_examples(candidates: Iterable[Candidate], rationale_fn: RationaleFn = or
   examples = []
   for correct, incorrect in select_candidates(candidates, max_correct=max_correct,
                                               max_incorrect=max_incorrect, seed=seed,
-                                              dedupe=dedupe, balanced=balanced).values():
+                                              dedupe=dedupe, balance_by=balance_by).values():
     for candidate in correct + incorrect:
       stats.candidates += 1
       produced = rationale_fn(candidate)
@@ -207,18 +240,18 @@ def disc_examples(candidates: Iterable[Candidate], *,
     max_correct: Cap = DEFAULT_MAX_CORRECT,
                   max_incorrect: Cap = DEFAULT_MAX_INCORRECT, seed: int = 0,
                   dedupe: bool = True, balance: bool = True,
-                  header: str = prompts.HEADER, balanced: bool = False) -> list[dict]:
+                  header: str = prompts.HEADER, balance_by: str = '') -> list[dict]:
   """Discriminative-RM examples: {inputs: prompt + solution, label: 1|0, ids, correct}.
 
   With `balance` (default) the majority class is subsampled (seeded) to the
   size of the minority class, so labels are exactly balanced (the paper trains
-  on "a balanced mixture of correct and incorrect" solutions); `balanced`
-  balances every problem (`select_candidates`).
+  on "a balanced mixture of correct and incorrect" solutions); `balance_by`
+  balances within problems or lengths first (`select_candidates`).
   """
   positives, negatives = [], []
   for correct, incorrect in select_candidates(candidates, max_correct=max_correct,
                                               max_incorrect=max_incorrect, seed=seed,
-                                              dedupe=dedupe, balanced=balanced).values():
+                                              dedupe=dedupe, balance_by=balance_by).values():
     positives += correct
     negatives += incorrect
   if balance:

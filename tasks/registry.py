@@ -160,7 +160,7 @@ def _released_candidates(split: str) -> tuple[candidates_lib.Candidate, ...]:
 def _verification_examples(kind: str, family: str, stores: tuple,
                            max_correct: int, max_incorrect: int, seed: int,
                            split: str, rationales: tuple = (),
-                           balanced: bool = False) -> list[dict]:
+                           balance_by: str = "") -> list[dict]:
   """Examples of `kind` for `split` from the store paths (or released data)."""
   stores = dict(stores)
   if stores:
@@ -181,7 +181,7 @@ def _verification_examples(kind: str, family: str, stores: tuple,
     pool = _released_candidates(split)
   caps = dict(max_correct=max_correct, max_incorrect=max_incorrect, seed=seed)
   if kind in ("genrm", "genrm_cot", "disc"):
-    caps["balanced"] = balanced  # DPO pairs are balanced per problem anyway
+    caps["balance_by"] = balance_by  # DPO pairs are balanced per problem anyway
   if kind == "genrm":
     examples = vd.direct_examples(pool, **caps)
   elif kind == "genrm_cot":
@@ -211,8 +211,8 @@ def _verification_examples(kind: str, family: str, stores: tuple,
         f"{family}_{kind} has no {split} examples: its candidates "
         f"({stores[split] if stores else 'released data'}) hold {n_correct} "
         f"correct and {len(pool) - n_correct} incorrect solutions"
-        + (" and data.balance_per_problem keeps only problems with both kinds"
-           if balanced and kind != "solve" else "")
+        + (f" and data.balance_by={balance_by!r} keeps as many of one kind as "
+           "of the other" if balance_by and kind != "solve" else "")
         + ". Verifiers need both kinds: sample more candidates or problems, or "
         "train the generator longer.")
   return _mixed(examples, split)
@@ -223,7 +223,7 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
                                 unified_lambda: float = 1.0,
                                 max_correct: int = vd.DEFAULT_MAX_CORRECT,
                                 max_incorrect: int = vd.DEFAULT_MAX_INCORRECT,
-                                seed: int = 0, balanced: bool = False
+                                seed: int = 0, balance_by: str = ""
                                 ) -> list[str]:
   """Registers `<family>_{genrm,genrm_cot,disc,dpo,solve}` and the unified
   mixtures from candidate stores (`{split: path}`), or released GSM8K data."""
@@ -240,7 +240,7 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
     def build(split, kind=kind):
       return _verification_examples(kind, family, stores, max_correct,
                                     max_incorrect, seed, split, rationales,
-                                    balanced)
+                                    balance_by)
 
     _add_task(name, _string_source(build, splits,
                                    fields.get(kind, _GENERATIVE_FIELDS)),
@@ -280,7 +280,7 @@ def register(data_config=None) -> list[str]:
           max_correct=int(get("max_correct", vd.DEFAULT_MAX_CORRECT)),
           max_incorrect=int(get("max_incorrect", vd.DEFAULT_MAX_INCORRECT)),
           seed=int(get("seed", 0)),
-          balanced=bool(get("balance_per_problem", False)))
+          balance_by=str(get("balance_by", "") or ""))
   return names
 
 

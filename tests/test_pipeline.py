@@ -87,7 +87,7 @@ def test_paper_270m_configs_build_every_run():
       assert c.model.preset == 'gemma3_270m' and c.model.dtype == 'bfloat16'
       assert c.data.source == 'seqio' and c.total_steps == 300
       assert c.data.task.startswith(task + '_')
-      assert c.data.balance_per_problem == (task != 'gsm8k' and method != 'dpo')
+      assert c.data.balance_by == ('length' if task != 'gsm8k' and method != 'dpo' else '')
   # An unknown key in a run's overrides names the known ones.
   config = quickstart.get_config()
   config.runs.genrm.unlock()

@@ -1,6 +1,7 @@
 """Verification data from candidate stores and from the paper's released GSM8K files."""
 
 import collections
+import dataclasses
 import os
 
 import pytest
@@ -186,18 +187,35 @@ def test_released_cot_examples(data_dir):
                            total['held_out'])
 
 
-def test_balanced_per_problem_selection():
+def test_balance_by_problem_and_by_length():
   store = _store(num_problems=2, num_correct=5, num_incorrect=2)
-  # Problem ws/0 also gets only correct ones: it then contributes nothing.
+  # Problem ws/2 gets only correct ones: it contributes nothing per problem.
   store += [c for c in _store(num_problems=3, num_correct=4, num_incorrect=0)
             if c.problem_id == 'ws/2']
-  selected = vd.select_candidates(store, balanced=True)
+  selected = vd.select_candidates(store, balance_by='problem')
   assert {k: (len(c), len(i)) for k, (c, i) in selected.items()} == {
       'ws/0': (2, 2), 'ws/1': (2, 2), 'ws/2': (0, 0)}
   # Unbalanced: the caps only.
   assert len(vd.select_candidates(store)['ws/0'][0]) == 5
   for build in (vd.direct_examples, vd.cot_examples, vd.disc_examples):
-    examples = build(store, balanced=True)
+    examples = build(store, balance_by='problem')
     per_problem = collections.Counter((e['problem_id'], e['correct']) for e in examples)
     assert per_problem == {('ws/0', True): 2, ('ws/0', False): 2,
                            ('ws/1', True): 2, ('ws/1', False): 2}, build.__name__
+  # By length: all three problems have 4 words -> 4 correct of 14 kept.
+  by_length = vd.select_candidates(store, balance_by='length')
+  assert sum(len(c) for c, _ in by_length.values()) == 4
+  assert sum(len(i) for _, i in by_length.values()) == 4
+  # Lists of another length are balanced on their own: 3-word problems with
+  # only incorrect solutions take nothing from the 4-word ones.
+  three = [c for c in _store(num_problems=1, num_correct=0, num_incorrect=3)]
+  three = [dataclasses.replace(c, problem_id='ws3/0', question=rationales.word_sort_question(
+      ['b', 'c', 'a'])) for c in three]
+  by_length = vd.select_candidates(store + three, balance_by='length')
+  assert by_length['ws3/0'] == ([], [])
+  assert sum(len(c) for c, _ in by_length.values()) == 4
+  with pytest.raises(ValueError, match='algorithmic task'):
+    vd.select_candidates([dataclasses.replace(store[0], problem_id='gsm8k/1', task='gsm8k')],
+                         balance_by='length')
+  with pytest.raises(ValueError, match='balance_by'):
+    vd.select_candidates(store, balance_by='size')

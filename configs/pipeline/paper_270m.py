@@ -12,7 +12,7 @@ bundle directory), `smoke` (a few steps and problems: checks the wiring).
 
 * last_letter / word_sort: the generator is fine-tuned on the default train
   lengths (2-4 words); verifiers train on its candidates for 4-5-word train
-  problems (balanced per problem); Best-of-N is measured on the
+  problems (as many correct as incorrect per length); Best-of-N is measured on the
   out-of-distribution test split (6 words), as in the paper's
   length-generalisation setup.
 * gsm8k: the generator is fine-tuned on GSM8K train solutions; verifiers
@@ -70,10 +70,10 @@ def get_config(arg=None):
   c.runs.solve = dict(total_steps=300, lr=2e-5, optimizer=dict(decay_steps=300),
                       data=dict(seq_len=short))
   verifier = dict(total_steps=300, optimizer=dict(decay_steps=300))
-  balanced = task != 'gsm8k'
-  c.runs.genrm = dict(verifier, data=dict(seq_len=short, balance_per_problem=balanced))
-  c.runs.cot = dict(verifier, data=dict(seq_len=long, balance_per_problem=balanced))
-  c.runs.disc = dict(verifier, data=dict(seq_len=short, balance_per_problem=balanced))
+  balance = '' if task == 'gsm8k' else 'length'
+  c.runs.genrm = dict(verifier, data=dict(seq_len=short, balance_by=balance))
+  c.runs.cot = dict(verifier, data=dict(seq_len=long, balance_by=balance))
+  c.runs.disc = dict(verifier, data=dict(seq_len=short, balance_by=balance))
   c.runs.dpo = dict(verifier, batch_size=16, data=dict(seq_len=short))
 
   c.sampling = mlc.ConfigDict(dict(

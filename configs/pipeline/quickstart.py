@@ -44,17 +44,17 @@ def get_config(arg=None):
                           train_size=3000)
   c.problems.generator = dict(split='train', train_lengths=(2, 3, 4, 5),
                               train_length_weights=(32, 32, 32, 3))
-  c.problems.verifier_train = dict(split='train', train_lengths=(4, 5, 6),
-                                   train_size=200, seed=1)
+  c.problems.verifier_train = dict(split='train', train_lengths=(5,),
+                                   train_size=300, seed=1)
   c.problems.eval = dict(split='test', test_lengths=(5,), test_size=150)
 
-  c.vocab = mlc.ConfigDict(dict(size=1024))
+  c.vocab = mlc.ConfigDict(dict(size=400, model_type='char'))
 
   # --- model: 2 layers, d=128 -----------------------------------------------
   c.model = mlc.ConfigDict()
   c.model.preset = 'tiny'
   c.model.overrides = dict(
-      num_embed=1024, embed_dim=128, hidden_dim=512, num_heads=4, head_dim=32,
+      embed_dim=128, hidden_dim=512, num_heads=4, head_dim=32,
       num_kv_heads=1, sliding_window_size=512, dtype='float32')
 
   # --- training: every run, then per method ----------------------------------
@@ -66,13 +66,14 @@ def get_config(arg=None):
   c.runs = mlc.ConfigDict()
   c.runs.solve = dict(total_steps=600, optimizer=dict(decay_steps=600),
                       data=dict(seq_len=128))
-  verifier = dict(total_steps=300, lr=1e-3)
-  c.runs.genrm = dict(verifier, optimizer=dict(decay_steps=300),
-                      data=dict(seq_len=128, balance_per_problem=True))
-  c.runs.cot = dict(verifier, optimizer=dict(decay_steps=300),
-                    data=dict(seq_len=320, balance_per_problem=True))
-  c.runs.disc = dict(verifier, optimizer=dict(decay_steps=300),
-                     data=dict(seq_len=128, balance_per_problem=True))
+  # A few hundred balanced examples per verifier: a few epochs each.
+  verifier = dict(total_steps=150, batch_size=16, lr=1e-3,
+                  optimizer=dict(decay_steps=150, warmup_steps=20))
+  c.runs.genrm = dict(verifier, data=dict(seq_len=192, balance_by='length'))
+  c.runs.cot = dict(verifier, total_steps=200, batch_size=8,
+                    optimizer=dict(decay_steps=200, warmup_steps=20),
+                    data=dict(seq_len=384, balance_by='length'))
+  c.runs.disc = dict(verifier, data=dict(seq_len=192, balance_by='length'))
 
   # --- candidates -------------------------------------------------------------
   c.sampling = mlc.ConfigDict(dict(
@@ -92,8 +93,7 @@ def get_config(arg=None):
     c.problems.vocab.train_size = 200
     c.problems.verifier_train.train_size = 6
     c.problems.eval.test_size = 4
-    c.vocab.size = 400
-    c.model.overrides = dict(c.model.overrides, num_embed=400, embed_dim=32,
+    c.model.overrides = dict(c.model.overrides, embed_dim=32,
                              hidden_dim=64, num_heads=2, head_dim=16, num_kv_heads=1)
     c.train.batch_size = 4
     c.train.checkpoint_every = 5
@@ -101,6 +101,7 @@ def get_config(arg=None):
     c.runs.solve.total_steps = 10
     for method in ('genrm', 'cot', 'disc'):
       c.runs[method].total_steps = 4
+      c.runs[method].batch_size = 4
     c.sampling.num_samples = 4
     c.sampling.max_new_tokens = 48
     c.verifiers.genrm_cot.options.num_rationales = 2

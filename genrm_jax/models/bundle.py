@@ -16,19 +16,24 @@ official checkpoint directory (the one holding `_METADATA`, or its parent
 holding `params/`) when given `preset=` (a `gemma.get_config` name) and
 `tokenizer=` ('byte' or a tokenizer.model path), as the CLIs' `--preset` /
 `--tokenizer` flags do.
+
+DIR (and a tokenizer.model to copy in) may be a URL (`gs://bucket/export`):
+files go through `etils.epath`, params through orbax.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
-import shutil
 from typing import Any, NamedTuple, Optional
 
+from etils import epath
 import jax
 import numpy as np
 
+from genrm_jax import paths
 from genrm_jax.models import checkpoints
 from genrm_jax.models import gemma
 from genrm_jax.models import tokenizer as tokenizer_lib
@@ -67,26 +72,23 @@ def write_model_json(directory: str, config: gemma.TransformerConfig,
                      vocabulary: Optional[str],
                      has_value_head: bool = False) -> str:
   """Writes DIR/model.json (copying a tokenizer.model file into DIR)."""
-  os.makedirs(directory, exist_ok=True)
+  epath.Path(directory).mkdir(parents=True, exist_ok=True)
   vocab = vocabulary or None
   if vocab is not None and vocab != "byte":
-    if not os.path.isfile(vocab):
+    if not epath.Path(vocab).is_file():
       raise FileNotFoundError(
           f"vocabulary {vocab!r} is neither 'byte' nor a tokenizer.model "
           "file; set config.data.vocabulary to one of them.")
     target = os.path.join(directory, TOKENIZER_FILE)
-    if os.path.abspath(vocab) != os.path.abspath(target):
-      shutil.copyfile(vocab, target)
+    if paths.absolute(vocab) != paths.absolute(target):
+      epath.Path(vocab).copy(target, overwrite=True)
     vocab = TOKENIZER_FILE
   config = config.replace(tokenizer=vocab if vocab == TOKENIZER_FILE else
                           config.tokenizer)
   meta = {"format": FORMAT, "config": config_to_dict(config),
           "vocabulary": vocab, "has_value_head": bool(has_value_head)}
   path = os.path.join(directory, MODEL_JSON)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(meta, f, indent=1)
-  os.replace(tmp, path)
+  paths.write_atomic(path, json.dumps(meta, indent=1))
   return path
 
 
@@ -94,12 +96,14 @@ def save_bundle(directory: str, params, model_config: gemma.TransformerConfig,
                 vocabulary: Optional[str],
                 value_head: Optional[dict[str, Any]] = None) -> str:
   """Writes params (Kaggle layout), model.json, tokenizer and value head."""
-  directory = os.path.abspath(os.fspath(directory))
+  directory = paths.absolute(directory)
   checkpoints.save_params(params, os.path.join(directory, PARAMS),
                           layout="kaggle", force=True)
   if value_head is not None:
     head = {k: np.asarray(v) for k, v in jax.device_get(value_head).items()}
-    np.savez(os.path.join(directory, VALUE_HEAD), **head)
+    buf = io.BytesIO()
+    np.savez(buf, **head)
+    paths.write_atomic(os.path.join(directory, VALUE_HEAD), buf.getvalue())
   write_model_json(directory, model_config, vocabulary,
                    has_value_head=value_head is not None)
   return directory
@@ -107,11 +111,12 @@ def save_bundle(directory: str, params, model_config: gemma.TransformerConfig,
 
 def _params_dir(directory: str) -> str:
   sub = os.path.join(directory, PARAMS)
-  return sub if os.path.isdir(sub) else directory
+  return sub if epath.Path(sub).is_dir() else directory
 
 
 def _resolve_vocab(directory: str, vocab: Optional[str]) -> Optional[str]:
-  if vocab is None or vocab == "byte" or os.path.isabs(vocab):
+  if (vocab is None or vocab == "byte" or os.path.isabs(vocab)
+      or paths.is_url(vocab)):
     return vocab
   return os.path.join(directory, vocab)
 
@@ -130,16 +135,15 @@ def load_bundle(directory: str, mesh: jax.sharding.Mesh | None = None, *,
     tokenizer: 'byte' or a tokenizer.model path; overrides model.json's.
     dtype: Compute dtype override (e.g. 'float32' on CPU).
   """
-  directory = os.path.abspath(os.fspath(directory))
-  if not os.path.exists(directory):
+  directory = paths.absolute(directory)
+  if not epath.Path(directory).exists():
     raise FileNotFoundError(f"No checkpoint directory {directory}.")
   meta_path = os.path.join(directory, MODEL_JSON)
   vocab = None
   if preset:
     config = gemma.get_config(preset)
-  elif os.path.isfile(meta_path):
-    with open(meta_path) as f:
-      meta = json.load(f)
+  elif epath.Path(meta_path).is_file():
+    meta = json.loads(epath.Path(meta_path).read_text())
     config = config_from_dict(meta["config"])
     vocab = _resolve_vocab(directory, meta.get("vocabulary"))
   else:
@@ -165,7 +169,7 @@ def load_bundle(directory: str, mesh: jax.sharding.Mesh | None = None, *,
   params = checkpoints.load_params(_params_dir(directory), config, mesh=mesh)
   head = None
   head_path = os.path.join(directory, VALUE_HEAD)
-  if os.path.isfile(head_path):
-    with np.load(head_path) as data:
+  if epath.Path(head_path).is_file():
+    with np.load(io.BytesIO(epath.Path(head_path).read_bytes())) as data:
       head = {k: np.asarray(data[k]) for k in data.files}
   return Bundle(config, params, tok, head)

@@ -11,22 +11,30 @@ from __future__ import annotations
 import functools
 import os
 
+from etils import epath
 import sentencepiece as spm
+
+from genrm_jax import paths
 
 
 class Tokenizer:
-  """A SentencePiece model read from a local `tokenizer.model` path."""
+  """A SentencePiece model read from a `tokenizer.model` path (local, or a
+  URL such as gs://, read through `etils.epath`)."""
 
   def __init__(self, path: str | os.PathLike):
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not epath.Path(path).exists():
       raise FileNotFoundError(
           f"No SentencePiece model at {path}. Gemma's `tokenizer.model` comes "
           "with the Kaggle checkpoint download (or from "
           "`python -m genrm_jax.models.import_gguf` for Gemma 3 270M); set "
           "the model config's `tokenizer` to its path.")
     self.path = path
-    self._sp = spm.SentencePieceProcessor(model_file=path)
+    if paths.is_url(path):  # SentencePiece reads local files only
+      self._sp = spm.SentencePieceProcessor(
+          model_proto=epath.Path(path).read_bytes())
+    else:
+      self._sp = spm.SentencePieceProcessor(model_file=path)
 
   @property
   def vocab_size(self) -> int:
