@@ -40,6 +40,8 @@ class ContinuationScorer:
   config: gemma.TransformerConfig
   params: Any
   batch_size: int = 16
+  # Rows per batch of a shared-prefix group (the paper's N = 16 candidates).
+  group_batch_size: int = 16
 
   def __post_init__(self):
     self._model = gemma.Transformer(self.config)
@@ -95,11 +97,15 @@ class ContinuationScorer:
       prefix_tokens[0, :len(prefix)] = prefix
       prefix_segments = np.zeros_like(prefix_tokens)
       prefix_segments[0, :len(prefix)] = 1
-      for start in range(0, len(members), self.batch_size):
-        rows = members[start:start + self.batch_size]
+      # A group is typically one problem's N candidates: batches of
+      # group_batch_size rows, not batch_size, or most rows would be padding
+      # (one fixed size, so a row's score never depends on its group's size).
+      group_batch = min(self.batch_size, self.group_batch_size)
+      for start in range(0, len(members), group_batch):
+        rows = members[start:start + group_batch]
         tokens, segments, positions, targets = self._rows_batch(
             prompts_ids, continuations, rows, len(prefix), suffix_len,
-            cont_len)
+            cont_len, batch=group_batch)
         out = np.asarray(self._shared_fn(
             self.params, prefix_tokens, prefix_segments, np.int32(len(prefix)),
             tokens, segments, positions, targets), np.float64)
@@ -108,11 +114,11 @@ class ContinuationScorer:
     return result
 
   def _rows_batch(self, prompts_ids, continuations, rows, skip: int,
-                  length: int, cont_len: int):
-    """Right-padded [batch_size, ...] arrays for `rows`: each row's prompt
-    (minus its first `skip` tokens, already in a cache) then continuation,
-    and where each continuation token is read (-1: unused)."""
-    b = self.batch_size
+                  length: int, cont_len: int, batch: int = 0):
+    """Right-padded [batch (default batch_size), ...] arrays for `rows`: each
+    row's prompt (minus its first `skip` tokens, already in a cache) then
+    continuation, and where each continuation token is read (-1: unused)."""
+    b = batch or self.batch_size
     tokens = np.zeros((b, length), np.int32)
     segments = np.zeros((b, length), np.int32)
     positions = np.full((b, cont_len), -1, np.int32)

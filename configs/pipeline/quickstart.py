@@ -44,9 +44,9 @@ def get_config(arg=None):
                           train_size=3000)
   c.problems.generator = dict(split='train', train_lengths=(2, 3, 4, 5),
                               train_length_weights=(32, 32, 32, 3))
-  c.problems.verifier_train = dict(split='train', train_lengths=(5,),
+  c.problems.verifier_train = dict(split='train', train_lengths=(4, 5),
                                    train_size=300, seed=1)
-  c.problems.eval = dict(split='test', test_lengths=(5,), test_size=150)
+  c.problems.eval = dict(split='test', test_lengths=(5,), test_size=100)
 
   c.vocab = mlc.ConfigDict(dict(size=400, model_type='char'))
 
@@ -83,7 +83,7 @@ def get_config(arg=None):
   # --- verifiers (genrm_jax.verifiers kinds and options) ----------------------
   c.verifiers = mlc.ConfigDict()
   c.verifiers.genrm_cot = dict(method='cot', kind='genrm_cot', options=dict(
-      num_rationales=4, temperature=0.7, max_new_tokens=192, batch_size=256))
+      num_rationales=2, temperature=0.7, max_new_tokens=192, batch_size=256))
   c.verifiers.genrm = dict(method='genrm', kind='genrm', options=dict(batch_size=256))
   c.verifiers.disc = dict(method='disc', kind='disc', options=dict(batch_size=256))
 

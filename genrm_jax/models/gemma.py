@@ -398,11 +398,17 @@ class Attention(nn.Module):
 
     new_cache = None
     if cache is not None:
-      start = (0, ctx["cache_index"], 0, 0)
-      key = jax.lax.dynamic_update_slice(cache["k"], key.astype(cache["k"].dtype), start)
-      value = jax.lax.dynamic_update_slice(cache["v"], value.astype(cache["v"].dtype), start)
-      new_cache = {"k": key, "v": value}
-      key, value = key.astype(dt), value.astype(dt)
+      # `cache` holds every layer's k/v ([layers, B, S, K, H]), carried
+      # through the layer scan: this layer writes its new slots in place and
+      # reads its own slice (no per-step copy of the whole cache).
+      start = (layer["index"], 0, ctx["cache_index"], 0, 0)
+      k_all = jax.lax.dynamic_update_slice(
+          cache["k"], key.astype(cache["k"].dtype)[None], start)
+      v_all = jax.lax.dynamic_update_slice(
+          cache["v"], value.astype(cache["v"].dtype)[None], start)
+      new_cache = {"k": k_all, "v": v_all}
+      key = jax.lax.dynamic_index_in_dim(k_all, layer["index"], 0, False).astype(dt)
+      value = jax.lax.dynamic_index_in_dim(v_all, layer["index"], 0, False).astype(dt)
 
     # Grouped-query layout: query head n*G + g reads kv head n.
     b, t = q.shape[:2]
@@ -454,10 +460,11 @@ class Block(nn.Module):
   config: TransformerConfig
 
   @nn.compact
-  def __call__(self, x, layer, ctx):
+  def __call__(self, carry, layer, ctx):
     cfg = self.config
     pdt = cfg.params_dtype
-    cache = layer.get("cache")
+    # The carry is x, or (x, stacked KV cache) when decoding with a cache.
+    x, cache = carry if isinstance(carry, tuple) else (carry, None)
     normed = RMSNorm(pdt, "embed", name="pre_attention_norm")(x)
     attn, new_cache = Attention(cfg, name="attn")(normed, layer, ctx, cache)
     if cfg.use_post_attn_norm:
@@ -469,7 +476,9 @@ class Block(nn.Module):
       ffw = RMSNorm(pdt, "embed", name="post_ffw_norm")(ffw)
     x = x + ffw
     x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
-    return x, new_cache
+    if cache is None:
+      return x, None
+    return (x, new_cache), None
 
 
 @flax.struct.dataclass
@@ -580,9 +589,8 @@ class Transformer(nn.Module):
         "cache_index": index,
     }
     layers = {"is_local": jnp.asarray(
-        [t == LOCAL_SLIDING for t in cfg.attention_types])}
-    if cache is not None:
-      layers["cache"] = {"k": cache["k"], "v": cache["v"]}
+        [t == LOCAL_SLIDING for t in cfg.attention_types]),
+              "index": jnp.arange(cfg.num_layers, dtype=jnp.int32)}
 
     embedder = Embedder(cfg, name="embedder")
     x = embedder.encode(tokens)
@@ -601,7 +609,9 @@ class Transformer(nn.Module):
         unroll=cfg.scan_unroll,
         metadata_params={nn.PARTITION_NAME: "layers"},
     )
-    x, new_layer_cache = scanned(cfg, name="layers")(x, layers, ctx)
+    carry = x if cache is None else (x, {"k": cache["k"], "v": cache["v"]})
+    carry, _ = scanned(cfg, name="layers")(carry, layers, ctx)
+    x, new_layer_cache = carry if cache is not None else (carry, None)
 
     x = RMSNorm(pdt, "embed", name="final_norm")(x)
     logits = embedder.decode(x) if return_logits else None
