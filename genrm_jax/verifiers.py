@@ -118,16 +118,17 @@ def load_model(path: str, options: dict) -> bundle_lib.Bundle:
 _SCORERS: dict = {}
 
 
-def continuation_scorer(model: bundle_lib.Bundle,
-                        batch_size: int) -> scoring.ContinuationScorer:
-  """A `ContinuationScorer` per (loaded model, batch size): verifiers sharing a
-  checkpoint share its compiled programs."""
-  key = (id(model.params), batch_size)
+def continuation_scorer(model: bundle_lib.Bundle, batch_size: int,
+                        group_batch_size: int = 16) -> scoring.ContinuationScorer:
+  """A `ContinuationScorer` per (loaded model, batch sizes): verifiers sharing
+  a checkpoint share its compiled programs."""
+  key = (id(model.params), batch_size, group_batch_size)
   if key not in _SCORERS or _SCORERS[key][0] is not model.params:
     if len(_SCORERS) >= 8:
       _SCORERS.pop(next(iter(_SCORERS)))
     _SCORERS[key] = (model.params, scoring.ContinuationScorer(
-        model.config, model.params, batch_size=batch_size))
+        model.config, model.params, batch_size=batch_size,
+        group_batch_size=group_batch_size))
   return _SCORERS[key][1]
 
 
@@ -186,7 +187,12 @@ class _Runner:
     opts = spec.options
     self.model = load_model(spec.checkpoint, opts)
     self.tok = self.model.tokenizer
-    self.scorer = continuation_scorer(self.model, opts['batch_size'])
+    # Shared-prefix groups: a problem's candidates (direct), or a candidate's
+    # K rationales (CoT), padded to a fixed number of rows.
+    group = (1 << (max(opts['num_rationales'], 1) - 1).bit_length()
+             if spec.kind in COT_KINDS else 16)
+    self.scorer = continuation_scorer(self.model, opts['batch_size'],
+                                      group_batch_size=min(group, 16))
     if spec.kind == 'disc':
       if self.model.value_head is None:
         raise ValueError(f'verifier {spec.name!r}: {spec.checkpoint} has no '

@@ -5,16 +5,20 @@ models, CPU, about 15 minutes on 2 cores (`bash launch/quickstart.sh`).
       --workdir=runs/quickstart
 
 Why these choices (what makes the table informative in minutes):
-* A SentencePiece vocabulary trained on the task's text, with the template
-  phrases as single tokens: sequences ~10x shorter than bytes.
+* A SentencePiece vocabulary of characters plus the prompt template's phrases
+  as single tokens: sequences ~3x shorter than bytes, and a name's last
+  letter is a token the model can copy.
 * The generator trains on 2-4 names plus ~3% 5-name problems, and is
   evaluated on 5 names: out of distribution enough that its first sample is
-  often wrong, close enough that one of 16 often is right.
+  usually wrong (it tends to drop the last letter of the answer), close
+  enough that one of 16 is sometimes right.
 * Verifiers start from the generator's weights (GenRM is the same LM
-  fine-tuned) and train on the generator's own candidates for 4-6-name
-  train problems, balanced per problem (as many correct as incorrect
-  solutions of each problem), so the length of a list does not give the
-  label away.
+  fine-tuned) and train on the generator's own candidates for 4- and 5-name
+  train problems, balanced within each list length (as many correct as
+  incorrect solutions), so "5 names" does not give the label away.
+* GenRM-CoT samples K=2 rationales per candidate (the scoring cost on 2
+  cores); its rationales re-derive all 5 steps, which a model this small and
+  this briefly trained does not manage out of distribution (see README).
 """
 
 import ml_collections as mlc
