@@ -106,7 +106,9 @@ def get_config(task: str, method: str, arg: str | None = None
 
   # --- data -----------------------------------------------------------------
   c.data = mlc.ConfigDict()
-  # 'synthetic' (no TF; genrm_jax/data_synthetic.py) or 'seqio'.
+  # 'synthetic' (no TF; genrm_jax/data_synthetic.py), 'seqio', or 'python'
+  # (the seqio tasks' examples, tokenised and packed without TF:
+  # genrm_jax/data_python.py, for GPU images without TensorFlow).
   c.data.source = "seqio"
   c.data.task_module = "tasks.registry"  # imported for seqio (t5x-style)
   # seqio task / mixture name (tasks/registry.py); unified = GenRM-CoT +

@@ -83,7 +83,7 @@ def train_config(config, method: str, *, vocabulary: str, init_from: str,
   and schedule (`config.train` for every run, then `config.runs[method]`)."""
   from configs import common  # pylint: disable=g-import-not-at-top
   c = common.get_config(config.task, method)
-  c.data.source = 'seqio'
+  c.data.source = config.get('data_source', 'seqio')  # 'python': no TensorFlow
   c.data.vocabulary = vocabulary
   c.init_from = init_from
   c.model.preset = config.model.preset

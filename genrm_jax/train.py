@@ -123,8 +123,13 @@ def _local_batches(config, *, split: str, start_step: int,
     return input_pipeline.make_local_iterator(
         config, split=split, start_step=start_step, num_steps=num_steps,
         process_index=process_index, process_count=process_count)
-  raise ValueError(f"config.data.source={source!r}; expected 'synthetic' or "
-                   "'seqio'.")
+  if source == "python":  # the same tasks without seqio/TensorFlow
+    from genrm_jax import data_python  # pylint: disable=g-import-not-at-top
+    return data_python.make_local_iterator(
+        config, split=split, start_step=start_step, num_steps=num_steps,
+        process_index=process_index, process_count=process_count)
+  raise ValueError(f"config.data.source={source!r}; expected 'synthetic', "
+                   "'seqio' or 'python'.")
 
 
 def make_global_batch(local: dict[str, np.ndarray],
@@ -166,6 +171,10 @@ def verdict_token_ids(config) -> tuple[int | None, int | None]:
   if config.data.source == "synthetic":
     return data_synthetic.YES, data_synthetic.NO
   from genrm_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  if config.data.source == "python":  # no seqio vocabulary (no TF)
+    from genrm_jax.models import tokenizer  # pylint: disable=g-import-not-at-top
+    return input_pipeline.verdict_ids(
+        tokenizer.from_spec(config.data.vocabulary or "byte"))
   if hasattr(input_pipeline, "verdict_token_ids"):
     return input_pipeline.verdict_token_ids(config)
   raise ValueError("Set config.yes_token_id and config.no_token_id (the "

@@ -27,17 +27,13 @@ rationales (`data_config.rationales = {split: R.jsonl}`, from
 
 from __future__ import annotations
 
-import functools
-import random
 from typing import Callable, Sequence
 
 import seqio
 
-from genrm_jax import candidates as candidates_lib
 from genrm_jax import input_pipeline as ip
-from genrm_jax import prompts
-from genrm_jax import synthesize
 from genrm_jax import verification_data as vd
+from tasks import examples as examples_lib
 from tasks import sources
 
 FAMILIES = sources.TASKS
@@ -64,15 +60,6 @@ def _string_source(build: Callable[[str], list[dict]], splits: Sequence[str],
         k: tf.TensorSpec((), tf_types[t]) for k, t in fields.items()})
 
   return seqio.FunctionDataSource(dataset_fn, splits=list(splits))
-
-
-def _mixed(examples: list[dict], split: str) -> list[dict]:
-  """Pre-shuffles training examples with a fixed seed: sources come grouped
-  (by label, by problem) and seqio's shuffle buffer is finite."""
-  if split == "train":
-    examples = list(examples)
-    random.Random(0).shuffle(examples)
-  return examples
 
 
 def _add_task(name: str, source, kind: str, vocabulary) -> None:
@@ -108,12 +95,6 @@ _DPO_FIELDS = {"inputs": "string", "chosen": "string", "rejected": "string"}
 # -----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
-def _sft_examples(family: str, split: str, options: tuple = ()) -> list[dict]:
-  problems = sources.get_problems(family, split, **dict(options))
-  return _mixed(vd.solve_examples_from_problems(problems), split)
-
-
 def register_problem_tasks(vocabulary, problem_options: dict | None = None
                            ) -> list[str]:
   """`<family>_sft`; `problem_options` {family: get_problems kwargs} change
@@ -124,7 +105,7 @@ def register_problem_tasks(vocabulary, problem_options: dict | None = None
     options = tuple(sorted((problem_options or {}).get(family, {}).items()))
 
     def build(split, family=family, options=options):
-      return _sft_examples(family, split, options)
+      return examples_lib.sft_examples(family, split, options)
 
     _add_task(name, _string_source(build, sources.SPLITS[family],
                                    _GENERATIVE_FIELDS), ip.GENERATIVE,
@@ -136,86 +117,6 @@ def register_problem_tasks(vocabulary, problem_options: dict | None = None
 # -----------------------------------------------------------------------------
 # Verification tasks.
 # -----------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def _read_store(path: str) -> tuple[candidates_lib.Candidate, ...]:
-  return tuple(candidates_lib.read_candidates(path))
-
-
-@functools.lru_cache(maxsize=None)
-def _released_candidates(split: str) -> tuple[candidates_lib.Candidate, ...]:
-  """The released direct-GenRM rows as a candidate store (GSM8K)."""
-  out = []
-  for row in vd.released_direct_examples(split):
-    question, solution = prompts.parse_verification_inputs(row["inputs"])
-    out.append(candidates_lib.Candidate(
-        problem_id=f"gsm8k/{row['question_id']}",
-        candidate_id=str(row["model_output_id"]), question=question,
-        solution=solution, answer=None, reference="", correct=row["correct"]))
-  return tuple(out)
-
-
-@functools.lru_cache(maxsize=None)
-def _verification_examples(kind: str, family: str, stores: tuple,
-                           max_correct: int, max_incorrect: int, seed: int,
-                           split: str, rationales: tuple = (),
-                           balance_by: str = "") -> list[dict]:
-  """Examples of `kind` for `split` from the store paths (or released data)."""
-  stores = dict(stores)
-  if stores:
-    if split not in stores:
-      raise ValueError(f"No candidate store for split {split!r} of {family}; "
-                       f"data.candidates has {sorted(stores)}.")
-    pool = _read_store(stores[split])
-  else:
-    if family != "gsm8k":
-      raise ValueError(
-          f"{family}_{kind} needs candidate stores: set "
-          "config.data.candidates = {'train': C.jsonl, 'validation': ...} "
-          "(from python -m genrm_jax.generate).")
-    if kind == "genrm_cot":
-      rows = vd.released_cot_examples(split)
-      return _mixed([{"inputs": r["inputs"], "targets": r["targets"]}
-                     for r in rows], split)
-    pool = _released_candidates(split)
-  caps = dict(max_correct=max_correct, max_incorrect=max_incorrect, seed=seed)
-  if kind in ("genrm", "genrm_cot", "disc"):
-    caps["balance_by"] = balance_by  # DPO pairs are balanced per problem anyway
-  if kind == "genrm":
-    examples = vd.direct_examples(pool, **caps)
-  elif kind == "genrm_cot":
-    rationale_paths = dict(rationales)
-    if split in rationale_paths:  # synthesised, reference-guided
-      table = synthesize.read_rationales(rationale_paths[split])
-      examples = vd.cot_examples(
-          pool, lambda c: table.get((c.problem_id, str(c.candidate_id))),
-          **caps)
-    elif family in ("last_letter", "word_sort"):  # programmatic oracle
-      examples = vd.cot_examples(pool, **caps)
-    else:
-      raise ValueError(
-          f"{family}_genrm_cot from candidate stores needs synthesised "
-          "rationales: run python -m genrm_jax.synthesize and set "
-          f"config.data.rationales.{split}=R.jsonl.")
-  elif kind == "disc":
-    examples = vd.disc_examples(pool, **caps)
-  elif kind == "dpo":
-    examples = [dict(p, inputs=p["prompt"]) for p in vd.dpo_pairs(pool, **caps)]
-  else:
-    examples = vd.solve_examples(pool, max_correct=caps["max_correct"],
-                                 seed=caps["seed"])
-  if not examples:
-    n_correct = sum(c.correct for c in pool)
-    raise ValueError(
-        f"{family}_{kind} has no {split} examples: its candidates "
-        f"({stores[split] if stores else 'released data'}) hold {n_correct} "
-        f"correct and {len(pool) - n_correct} incorrect solutions"
-        + (f" and data.balance_by={balance_by!r} keeps as many of one kind as "
-           "of the other" if balance_by and kind != "solve" else "")
-        + ". Verifiers need both kinds: sample more candidates or problems, or "
-        "train the generator longer.")
-  return _mixed(examples, split)
 
 
 def register_verification_tasks(family: str, vocabulary, stores: dict,
@@ -238,7 +139,7 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
     name = f"{family}_{kind}"
 
     def build(split, kind=kind):
-      return _verification_examples(kind, family, stores, max_correct,
+      return examples_lib.verification_examples(kind, family, stores, max_correct,
                                     max_incorrect, seed, split, rationales,
                                     balance_by)
 

@@ -85,7 +85,7 @@ def test_paper_270m_configs_build_every_run():
       c = pipeline.train_config(config, method, vocabulary='/w/gemma3_270m/tokenizer.model',
                                 init_from='/w/run/generator/export/params')
       assert c.model.preset == 'gemma3_270m' and c.model.dtype == 'bfloat16'
-      assert c.data.source == 'seqio' and c.total_steps == 300
+      assert c.data.source == 'python' and c.total_steps == 300
       assert c.data.task.startswith(task + '_')
       assert c.data.balance_by == ('length' if task != 'gsm8k' and method != 'dpo' else '')
   # An unknown key in a run's overrides names the known ones.

@@ -13,6 +13,7 @@ from genrm_jax import candidates as candidates_lib  # noqa: E402
 from genrm_jax import grading  # noqa: E402
 from genrm_jax import input_pipeline as ip  # noqa: E402
 from genrm_jax import prompts  # noqa: E402
+from tasks import examples  # noqa: E402
 from tasks import sources  # noqa: E402
 
 DATA_DIR = os.environ.get("GENRM_DATA_DIR", "")
@@ -186,20 +187,21 @@ def test_verdict_ids_and_missing_vocabulary():
   with pytest.raises(ValueError, match="tokenizer.model"):
     ip.get_vocabulary("")
   with pytest.raises(ValueError, match="candidate stores"):
-    from tasks import registry
-    registry._verification_examples("genrm", "math", (), 16, 16, 0, "train")
+    examples.verification_examples("genrm", "math", (), 16, 16, 0, "train")
 
 
 @needs_data
-def test_training_on_a_seqio_task_end_to_end(tmp_path):
-  """`data.source='seqio'`: the trainer reads the registry's batches."""
+@pytest.mark.parametrize("source", ["seqio", "python"])
+def test_training_on_a_seqio_task_end_to_end(tmp_path, source):
+  """`data.source='seqio'`: the trainer reads the registry's batches;
+  'python': the same tasks' batches built without TensorFlow."""
   import json
   import jax
   from genrm_jax import train
   from tests import train_utils
   config = train_utils.load_config("gsm8k_genrm.py", "tiny")
   with config.unlocked():
-    config.data.source = "seqio"
+    config.data.source = source
     config.data.vocabulary = "byte"
     config.data.seq_len = 1536
     config.data.inputs_len = 1280

@@ -48,6 +48,9 @@ def get_config(arg=None):
   c.seed = 0
   c.base_model = args.base
   c.released_candidates = 'gsm8k/validation' if task == 'gsm8k' else ''
+  # The seqio tasks' examples without TensorFlow (GPU images often lack it):
+  # genrm_jax/data_python.py.
+  c.data_source = 'python'
 
   c.problems = mlc.ConfigDict()
   c.problems.generator = dict(split='train')

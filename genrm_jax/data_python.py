@@ -1,0 +1,186 @@
+"""Training batches from the GenRM tasks in plain Python: no seqio, no TF.
+
+`config.data.source = 'python'` serves the same examples as the seqio tasks
+of `tasks/registry.py` (built by `tasks/examples.py`), tokenised the same way
+(BOS first, prompts trimmed from the left keeping BOS, targets trimmed then
+EOS, as `genrm_jax.input_pipeline`'s preprocessors), packed greedily into
+`seq_len` rows with per-segment positions (seqio's PrefixLM layout: loss on
+targets only) and batched in the same fields. It exists for machines where
+TensorFlow is not installed (GPU images): unpacked and disc/DPO batches equal
+seqio's row for row on an eval split; shuffling and packing order differ.
+
+Deterministic in (config.seed, step): epoch e is a permutation seeded by
+(seed, e); a resumed run rebuilds the stream and skips `start_step` batches.
+Each host takes its slice of every global batch.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from genrm_jax import input_pipeline as ip
+from genrm_jax.models import tokenizer as tokenizer_lib
+
+_SUFFIXES = ("genrm_cot_unified", "genrm_unified", "genrm_cot", "genrm",
+             "disc", "dpo", "solve", "sft")
+
+
+def _parse(name: str) -> tuple[str, str]:
+  from tasks import sources  # pylint: disable=g-import-not-at-top
+  for family in sources.TASKS:
+    for suffix in _SUFFIXES:
+      if name == f"{family}_{suffix}":
+        return family, suffix
+  raise ValueError(f"data.task={name!r} is not a GenRM task: expected "
+                   f"<task>_<{'|'.join(_SUFFIXES)}> with <task> in "
+                   f"{sources.TASKS} (tasks/registry.py lists them).")
+
+
+def task_examples(data, name: str, split: str) -> list[list[dict]]:
+  """The string examples of task `name` / `split`; a unified mixture gives
+  [verification examples, solve examples]."""
+  from tasks import examples  # pylint: disable=g-import-not-at-top
+  from tasks import sources  # pylint: disable=g-import-not-at-top
+  family, suffix = _parse(name)
+  if suffix == "sft":
+    options = sources.problem_options(family, data.get("problems", None))
+    return [examples.sft_examples(family, split, tuple(sorted(options.items())))]
+  config_family, _ = _parse(data.task)
+  own = family == config_family
+  stores = tuple(sorted((k, v) for k, v in dict(data.candidates).items()
+                        if v and own))
+  rationales = tuple(sorted((k, v) for k, v in dict(
+      data.get("rationales", {}) or {}).items() if v and own))
+
+  def build(kind):
+    return examples.verification_examples(
+        kind, family, stores, int(data.max_correct), int(data.max_incorrect),
+        int(data.get("seed", 0) or 0), split, rationales,
+        str(data.get("balance_by", "") or ""))
+
+  if suffix.endswith("_unified"):
+    return [build(suffix[:-len("_unified")]), build("solve")]
+  return [build(suffix)]
+
+
+def _kind(suffix: str) -> str:
+  return {"disc": ip.DISC, "dpo": ip.DPO}.get(suffix, ip.GENERATIVE)
+
+
+class _Encoder:
+  """Tokenises string examples as the seqio preprocessors do."""
+
+  def __init__(self, tok, kind: str, lengths: dict[str, int]):
+    self.tok, self.kind, self.lengths = tok, kind, lengths
+
+  def __call__(self, ex: dict) -> dict:
+    tok = self.tok
+    inputs = [ip.BOS_ID] + tok.encode(ex["inputs"])
+    if self.kind == ip.DISC:
+      return {"inputs": inputs, "label": int(ex["label"])}
+    if self.kind == ip.DPO:
+      return {"inputs": inputs,
+              "chosen": tok.encode(ex["chosen"]) + [tok.eos_id],
+              "rejected": tok.encode(ex["rejected"]) + [tok.eos_id]}
+    limit = self.lengths["inputs"]
+    if len(inputs) > limit:  # keep BOS and the end (trim_inputs_left)
+      inputs = inputs[:1] + inputs[len(inputs) - (limit - 1):]
+    targets = tok.encode(ex["targets"])[:self.lengths["targets"] - 1]
+    return {"inputs": inputs, "targets": targets + [tok.eos_id]}
+
+
+def _example_stream(sources: list[list[dict]], rate: float, seed: int,
+                    shuffle: bool) -> Iterator[dict]:
+  """Endless examples: each epoch a seeded permutation (train); a mixture
+  draws its second source with probability rate / (1 + rate)."""
+  if any(not s for s in sources):
+    raise ValueError("a task of this config has no examples.")
+  epoch = [0] * len(sources)
+  orders = [None] * len(sources)
+  pos = [0] * len(sources)
+  rng = np.random.default_rng([seed, 7919])
+
+  def next_from(i):
+    if orders[i] is None or pos[i] == len(sources[i]):
+      n = len(sources[i])
+      orders[i] = (np.random.default_rng([seed, i, epoch[i]]).permutation(n)
+                   if shuffle else np.arange(n))
+      epoch[i] += 1
+      pos[i] = 0
+    pos[i] += 1
+    return sources[i][orders[i][pos[i] - 1]]
+
+  while True:
+    if len(sources) == 1 or rng.random() >= rate / (1.0 + rate):
+      yield next_from(0)
+    else:
+      yield next_from(1)
+
+
+def _generative_rows(encoded: Iterator[dict], seq_len: int, pack: bool
+                     ) -> Iterator[dict[str, np.ndarray]]:
+  """PrefixLM rows: prompt + targets per segment, loss on targets only."""
+  pending = None
+  while True:
+    row = {k: np.zeros(seq_len, np.int32) for k in (
+        "decoder_target_tokens", "decoder_loss_weights", "decoder_segment_ids",
+        "decoder_positions")}
+    used, segment = 0, 0
+    while True:
+      ex = pending if pending is not None else next(encoded)
+      pending = None
+      tokens = ex["inputs"] + ex["targets"]
+      if segment and (not pack or used + len(tokens) > seq_len):
+        pending = ex
+        break
+      n = len(tokens)
+      segment += 1
+      row["decoder_target_tokens"][used:used + n] = tokens
+      row["decoder_loss_weights"][used + len(ex["inputs"]):used + n] = 1
+      row["decoder_segment_ids"][used:used + n] = segment
+      row["decoder_positions"][used:used + n] = np.arange(n)
+      used += n
+      if not pack:
+        break
+    yield row
+
+
+def make_local_iterator(config, *, split: str, start_step: int = 0,
+                        num_steps: int | None = None, process_index: int = 0,
+                        process_count: int = 1
+                        ) -> Iterator[dict[str, np.ndarray]]:
+  """This host's rows of each global batch, from `start_step` on (same
+  contract as `input_pipeline.make_local_iterator`)."""
+  data = config.data
+  train = split == "train"
+  name = data.task if train or not data.get("eval_task") else data.eval_task
+  dataset_split = "train" if train else data.eval_split
+  _, suffix = _parse(name)
+  kind = _kind(suffix)
+  if config.batch_size % process_count:
+    raise ValueError(f"batch_size={config.batch_size} does not split over "
+                     f"{process_count} hosts.")
+  local = config.batch_size // process_count
+  lengths = ip.feature_lengths(data, kind)
+  sources = task_examples(data, name, dataset_split)
+  rate = float(data.get("unified_lambda", 1.0))
+  encode = _Encoder(tokenizer_lib.from_spec(data.vocabulary or "byte"), kind,
+                    lengths)
+  stream = map(encode, _example_stream(sources, rate, int(config.seed), train))
+  if kind == ip.GENERATIVE:
+    rows = _generative_rows(stream, int(data.seq_len), bool(data.pack))
+  else:
+    rows = stream
+  for _ in range(start_step * config.batch_size):
+    next(rows)
+  step = 0
+  while num_steps is None or step < num_steps:
+    batch = [next(rows) for _ in range(config.batch_size)]
+    mine = batch[process_index * local:(process_index + 1) * local]
+    if kind == ip.GENERATIVE:
+      yield {k: np.stack([r[k] for r in mine]) for k in mine[0]}
+    else:
+      yield ip._to_batch(mine, kind, lengths)  # pylint: disable=protected-access
+    step += 1

@@ -1,0 +1,112 @@
+"""The string examples of every GenRM task, without seqio or TensorFlow.
+
+`tasks/registry.py` serves them as seqio tasks; `genrm_jax.data_python`
+tokenises and packs them in plain Python (machines without TensorFlow).
+Each builder is cached per process (its arguments are hashable).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import prompts
+from genrm_jax import synthesize
+from genrm_jax import verification_data as vd
+from tasks import sources
+
+
+def mixed(examples: list[dict], split: str) -> list[dict]:
+  """Pre-shuffles training examples with a fixed seed: sources come grouped
+  (by label, by problem) and seqio's shuffle buffer is finite."""
+  if split == "train":
+    examples = list(examples)
+    random.Random(0).shuffle(examples)
+  return examples
+
+
+@functools.lru_cache(maxsize=None)
+def sft_examples(family: str, split: str, options: tuple = ()) -> list[dict]:
+  problems = sources.get_problems(family, split, **dict(options))
+  return mixed(vd.solve_examples_from_problems(problems), split)
+
+
+@functools.lru_cache(maxsize=None)
+def read_store(path: str) -> tuple[candidates_lib.Candidate, ...]:
+  return tuple(candidates_lib.read_candidates(path))
+
+
+@functools.lru_cache(maxsize=None)
+def released_candidates(split: str) -> tuple[candidates_lib.Candidate, ...]:
+  """The released direct-GenRM rows as a candidate store (GSM8K)."""
+  out = []
+  for row in vd.released_direct_examples(split):
+    question, solution = prompts.parse_verification_inputs(row["inputs"])
+    out.append(candidates_lib.Candidate(
+        problem_id=f"gsm8k/{row['question_id']}",
+        candidate_id=str(row["model_output_id"]), question=question,
+        solution=solution, answer=None, reference="", correct=row["correct"]))
+  return tuple(out)
+
+
+@functools.lru_cache(maxsize=None)
+def verification_examples(kind: str, family: str, stores: tuple,
+                           max_correct: int, max_incorrect: int, seed: int,
+                           split: str, rationales: tuple = (),
+                           balance_by: str = "") -> list[dict]:
+  """Examples of `kind` for `split` from the store paths (or released data)."""
+  stores = dict(stores)
+  if stores:
+    if split not in stores:
+      raise ValueError(f"No candidate store for split {split!r} of {family}; "
+                       f"data.candidates has {sorted(stores)}.")
+    pool = read_store(stores[split])
+  else:
+    if family != "gsm8k":
+      raise ValueError(
+          f"{family}_{kind} needs candidate stores: set "
+          "config.data.candidates = {'train': C.jsonl, 'validation': ...} "
+          "(from python -m genrm_jax.generate).")
+    if kind == "genrm_cot":
+      rows = vd.released_cot_examples(split)
+      return mixed([{"inputs": r["inputs"], "targets": r["targets"]}
+                     for r in rows], split)
+    pool = released_candidates(split)
+  caps = dict(max_correct=max_correct, max_incorrect=max_incorrect, seed=seed)
+  if kind in ("genrm", "genrm_cot", "disc"):
+    caps["balance_by"] = balance_by  # DPO pairs are balanced per problem anyway
+  if kind == "genrm":
+    examples = vd.direct_examples(pool, **caps)
+  elif kind == "genrm_cot":
+    rationale_paths = dict(rationales)
+    if split in rationale_paths:  # synthesised, reference-guided
+      table = synthesize.read_rationales(rationale_paths[split])
+      examples = vd.cot_examples(
+          pool, lambda c: table.get((c.problem_id, str(c.candidate_id))),
+          **caps)
+    elif family in ("last_letter", "word_sort"):  # programmatic oracle
+      examples = vd.cot_examples(pool, **caps)
+    else:
+      raise ValueError(
+          f"{family}_genrm_cot from candidate stores needs synthesised "
+          "rationales: run python -m genrm_jax.synthesize and set "
+          f"config.data.rationales.{split}=R.jsonl.")
+  elif kind == "disc":
+    examples = vd.disc_examples(pool, **caps)
+  elif kind == "dpo":
+    examples = [dict(p, inputs=p["prompt"]) for p in vd.dpo_pairs(pool, **caps)]
+  else:
+    examples = vd.solve_examples(pool, max_correct=caps["max_correct"],
+                                 seed=caps["seed"])
+  if not examples:
+    n_correct = sum(c.correct for c in pool)
+    raise ValueError(
+        f"{family}_{kind} has no {split} examples: its candidates "
+        f"({stores[split] if stores else 'released data'}) hold {n_correct} "
+        f"correct and {len(pool) - n_correct} incorrect solutions"
+        + (f" and data.balance_by={balance_by!r} keeps as many of one kind as "
+           "of the other" if balance_by and kind != "solve" else "")
+        + ". Verifiers need both kinds: sample more candidates or problems, or "
+        "train the generator longer.")
+  return mixed(examples, split)
