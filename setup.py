@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "flax==0.12.8",
     "optax==0.2.8",
     "orbax-checkpoint==0.12.8",
+    "etils[epath]==1.15.0",  # workdir paths (gs:// included); orbax uses it too
     "ml_collections==1.1.0",
     "numpy>=2.0,<2.5",
     "sentencepiece==0.2.1",
