@@ -89,10 +89,6 @@ def verdict_ids(vocabulary) -> tuple[int, int]:
   raise ValueError(f"' Yes' and ' No' encode alike ({yes}, {no}).")
 
 
-def verdict_token_ids(config) -> tuple[int, int]:
-  return verdict_ids(get_vocabulary(config.data.vocabulary))
-
-
 # -----------------------------------------------------------------------------
 # Preprocessors (used by task modules).
 # -----------------------------------------------------------------------------

@@ -120,6 +120,16 @@ def yes_no_scores(logits, yes_id, no_id):
   return (logits[..., yes_id] - logits[..., no_id]).astype(jnp.float32)
 
 
+def _token_stats(logits, targets, yes_id=None, no_id=None):
+  """log p(target), argmax == target and (with yes/no ids) the Yes-No logit
+  margin at every position of `logits` [B, T, V]."""
+  out = {"logp": token_log_probs(logits, targets),
+         "correct": (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)}
+  if yes_id is not None and no_id is not None:
+    out["score"] = yes_no_scores(logits, yes_id, no_id)
+  return out
+
+
 def chunked_token_stats(config, model_params, hidden, targets, chunk_size: int,
                         yes_id=None, no_id=None):
   """Per-token statistics of the logits `logits_from_hidden(hidden)`, computed
@@ -153,7 +163,6 @@ def chunked_token_stats(config, model_params, hidden, targets, chunk_size: int,
   # [n, B, C, ...]: lax.map runs over the leading (chunk) axis.
   hs = hidden.reshape(batch, n, chunk, hidden.shape[-1]).swapaxes(0, 1)
   ts = targets.reshape(batch, n, chunk).swapaxes(0, 1)
-  with_score = yes_id is not None and no_id is not None
 
   @functools.partial(jax.checkpoint, prevent_cse=False)
   def one(args):
@@ -161,11 +170,7 @@ def chunked_token_stats(config, model_params, hidden, targets, chunk_size: int,
     logits = gemma.logits_from_hidden(config, model_params, h)
     logits = nn.with_logical_constraint(logits,
                                         ("batch", "length", "act_vocab"))
-    out = {"logp": token_log_probs(logits, t),
-           "correct": (jnp.argmax(logits, axis=-1) == t).astype(jnp.float32)}
-    if with_score:
-      out["score"] = yes_no_scores(logits, yes_id, no_id)
-    return out
+    return _token_stats(logits, t, yes_id, no_id)
 
   stats = jax.lax.map(one, (hs, ts))
   return {k: v.swapaxes(0, 1).reshape(batch, n * chunk)[:, :length]
@@ -202,14 +207,11 @@ def generative_loss(model, params, batch, *, yes_id=None, no_id=None,
                  return_logits=False)
     stats = chunked_token_stats(
         model.config, params["model"], out.hidden_states[:, :-1], targets,
-        loss_chunk_size, *((yes_id, no_id) if with_verdict else ()))
-    logp, correct, score = stats["logp"], stats["correct"], stats.get("score")
+        loss_chunk_size, yes_id, no_id)
   else:
     out = _apply(model, params, tokens, positions, segment_ids)
-    logits = out.logits[:, :-1]
-    logp = token_log_probs(logits, targets)
-    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
-    score = yes_no_scores(logits, yes_id, no_id) if with_verdict else None
+    stats = _token_stats(out.logits[:, :-1], targets, yes_id, no_id)
+  logp, correct, score = stats["logp"], stats["correct"], stats.get("score")
   count = jnp.sum(weights)
   loss_sum = -jnp.sum(logp * weights)
   sums = {

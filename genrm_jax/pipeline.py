@@ -125,7 +125,7 @@ def stage_vocabulary(config, workdir: str, log: Log) -> str:
 
 def vocab_size(path: str) -> int:
   from genrm_jax.models import tokenizer  # pylint: disable=g-import-not-at-top
-  return tokenizer.Tokenizer(path).vocab_size
+  return tokenizer.load(path).vocab_size  # cached per path
 
 
 def _export_dir(run_dir: str) -> str:
@@ -138,9 +138,7 @@ def _train(c: mlc.ConfigDict, run_dir: str, log: Log) -> str:
   if os.path.exists(os.path.join(export, 'model.json')):
     log(f'{export} exists.')
     return export
-  os.makedirs(run_dir, exist_ok=True)
-  with open(os.path.join(run_dir, 'config.json'), 'w') as f:
-    f.write(c.to_json_best_effort(indent=2))
+  train.write_config(c, run_dir)
   train.train_and_evaluate(c, run_dir)
   return export
 
@@ -176,7 +174,7 @@ def stage_candidates(config, workdir: str, generator: str, which: str, log: Log)
 
 
 def summarize_candidates(path: str, log: Log) -> dict:
-  """Accuracy, problems with a correct sample, and per-length accuracy."""
+  """Accuracy, problems with a correct sample, problems with both kinds."""
   from genrm_jax import candidates as candidates_lib  # pylint: disable=g-import-not-at-top
   cands = candidates_lib.read_candidates(path)
   by_problem: dict[str, list[bool]] = {}
@@ -205,28 +203,25 @@ def stage_verifiers(config, workdir: str, vocabulary: str, generator: str,
   return exports
 
 
-def verifier_specs(config, exports: dict[str, str], generator: str) -> list:
-  from genrm_jax import verifiers as verifiers_lib  # pylint: disable=g-import-not-at-top
-  specs = []
+def verifier_list(config, exports: dict[str, str], generator: str) -> list[dict]:
+  """The trained verifiers as an eval config's `verifiers` (eval_config.py)."""
+  verifiers = []
   for name in config.verifiers:
     v = config.verifiers[name]
     options = dict(v.options)
     if v.kind == 'dpo':
       options.setdefault('reference_checkpoint', generator)
-    specs.append(verifiers_lib.VerifierSpec(name=name, kind=v.kind,
-                                            checkpoint=exports[name], options=options))
-  return specs
+    verifiers.append(dict(name=name, kind=v.kind, checkpoint=exports[name],
+                          options=options))
+  return verifiers
 
 
-def stage_evaluation(config, workdir: str, eval_candidates: str, specs, log: Log) -> dict:
+def stage_evaluation(config, workdir: str, eval_candidates: str, verifiers: list[dict],
+                     log: Log) -> dict:
+  from genrm_jax import eval_config  # pylint: disable=g-import-not-at-top
   from genrm_jax import evaluate  # pylint: disable=g-import-not-at-top
-  from genrm_jax import verifiers as verifiers_lib  # pylint: disable=g-import-not-at-top
   out = os.path.join(workdir, 'eval')
-  paths = []
-  for spec in specs:
-    path = os.path.join(out, 'scores', f'{spec.name}.jsonl')
-    verifiers_lib.score_store(eval_candidates, spec, path, log=log)
-    paths.append(path)
+  paths = eval_config.run_scorers({'verifiers': verifiers}, eval_candidates, out, log=log)
   return evaluate.run(eval_candidates, paths, out, n_max=config.eval.n_max or None,
                       num_bootstrap=config.eval.bootstrap, seed=config.seed,
                       task=config.task)
@@ -257,9 +252,8 @@ def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -
     from genrm_jax import eval_config  # pylint: disable=g-import-not-at-top
     train_cands = ''
     eval_cands = eval_config.resolve_candidates(
-        mlc.ConfigDict({'candidates': eval_config.RELEASED_PREFIX +
-                        config.released_candidates}),
-        os.path.join(workdir, 'candidates'))
+        {}, os.path.join(workdir, 'candidates'),
+        eval_config.RELEASED_PREFIX + config.released_candidates)
     summarize_candidates(eval_cands, log)
   else:
     _stage(log, f'3/5 Candidates: {config.sampling.num_samples} samples per problem')
@@ -271,8 +265,8 @@ def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -
   exports = timed('verifiers', stage_verifiers, config, workdir, vocabulary, generator,
                   train_cands, log)
   _stage(log, '5/5 Best-of-N evaluation')
-  specs = verifier_specs(config, exports, generator)
-  results = timed('evaluation', stage_evaluation, config, workdir, eval_cands, specs, log)
+  results = timed('evaluation', stage_evaluation, config, workdir, eval_cands,
+                  verifier_list(config, exports, generator), log)
   timings['total'] = round(time.time() - start, 1)
   with open(os.path.join(workdir, 'pipeline.json'), 'w') as f:
     json.dump({'timings_s': timings, 'config': config.to_dict()}, f, indent=1,

@@ -170,15 +170,12 @@ def verdict_token_ids(config) -> tuple[int | None, int | None]:
     return int(config.yes_token_id), int(config.no_token_id)
   if config.data.source == "synthetic":
     return data_synthetic.YES, data_synthetic.NO
+  # seqio and python sources: the vocabulary's own ids (the SentencePiece
+  # model, or bytes, as the data is tokenised; no seqio/TF needed to read it).
   from genrm_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  if config.data.source == "python":  # no seqio vocabulary (no TF)
-    from genrm_jax.models import tokenizer  # pylint: disable=g-import-not-at-top
-    return input_pipeline.verdict_ids(
-        tokenizer.from_spec(config.data.vocabulary or "byte"))
-  if hasattr(input_pipeline, "verdict_token_ids"):
-    return input_pipeline.verdict_token_ids(config)
-  raise ValueError("Set config.yes_token_id and config.no_token_id (the "
-                   "vocabulary ids of the ' Yes' / ' No' verdict tokens).")
+  from genrm_jax.models import tokenizer  # pylint: disable=g-import-not-at-top
+  return input_pipeline.verdict_ids(
+      tokenizer.from_spec(config.data.vocabulary or "byte"))
 
 
 # -----------------------------------------------------------------------------
@@ -579,6 +576,14 @@ def train_and_evaluate(config, workdir: str, *,
   return last_metrics
 
 
+def write_config(config, workdir: str) -> None:
+  """WORKDIR/config.json: the run's whole config (process 0)."""
+  if jax.process_index() == 0:
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    paths.write_atomic(os.path.join(workdir, "config.json"),
+                       config.to_json_best_effort(indent=2))
+
+
 class _QuietLibraries(std_logging.Filter):
 
   def filter(self, record):
@@ -605,10 +610,7 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   # Orbax logs every save at INFO; keep the console to our progress lines.
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  if jax.process_index() == 0:
-    epath.Path(FLAGS.workdir).mkdir(parents=True, exist_ok=True)
-    paths.write_atomic(os.path.join(FLAGS.workdir, "config.json"),
-                       config.to_json_best_effort(indent=2))
+  write_config(config, FLAGS.workdir)
   train_and_evaluate(config, FLAGS.workdir)
 
 

@@ -189,7 +189,7 @@ class _Runner:
     self.tok = self.model.tokenizer
     # Shared-prefix groups: a problem's candidates (direct), or a candidate's
     # K rationales (CoT), padded to a fixed number of rows.
-    group = (1 << (max(opts['num_rationales'], 1) - 1).bit_length()
+    group = (scoring._bucket(opts['num_rationales'], 1)  # pylint: disable=protected-access
              if spec.kind in COT_KINDS else 16)
     self.scorer = continuation_scorer(self.model, opts['batch_size'],
                                       group_batch_size=min(group, 16))

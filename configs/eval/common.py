@@ -43,3 +43,14 @@ def make_config(task, candidates, verifiers, args):
   only = [v for v in args.get('only', '').split('+') if v]
   c.verifiers = [v for v in verifiers if not only or v['name'] in only]
   return c
+
+
+def generated_task_config(task, arg, cot_max_new_tokens):
+  """A generated task's config: every trained verifier of `ROOT/<task>_<run>/
+  export` on the candidates `ROOT/<task>_test_candidates.jsonl`."""
+  args = parse_args(arg)
+  root = args.get('root', 'runs')
+  verifiers = trained_verifiers(lambda run: f'{root}/{task}_{run}/export',
+                                cot_max_new_tokens=cot_max_new_tokens)
+  return make_config(task, f'{root}/{task}_test_candidates.jsonl', verifiers,
+                     args)

@@ -25,9 +25,4 @@ TASK = 'last_letter'
 
 
 def get_config(arg=None):
-  args = common.parse_args(arg)
-  root = args.get('root', 'runs')
-  verifiers = common.trained_verifiers(
-      lambda run: f'{root}/{TASK}_{run}/export', cot_max_new_tokens=256)
-  return common.make_config(TASK, f'{root}/{TASK}_test_candidates.jsonl',
-                            verifiers, args)
+  return common.generated_task_config(TASK, arg, cot_max_new_tokens=256)
