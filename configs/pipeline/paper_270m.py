@@ -1,5 +1,5 @@
 r"""The paper's comparison with a real pretrained Gemma: Gemma 3 270M (from
-PyPI, `python -m genrm_jax.models.import_gguf`), one GPU, about 10 minutes
+PyPI, `python -m genrm_jax.models.import_gguf`), one GPU, aimed at about 10 minutes (not yet measured)
 for an algorithmic task (`bash launch/paper_270m.sh --task=last_letter`).
 
   python -m genrm_jax.models.import_gguf --out=runs/gemma3_270m
