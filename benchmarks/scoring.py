@@ -138,10 +138,15 @@ class _Flops:
   def wrap(self, scorer, stub: bool = False):
     """Counts every pass of `scorer`; `stub`: without running it (zeros)."""
     import numpy as np  # pylint: disable=g-import-not-at-top
-    full, shared = scorer._fn, scorer._shared_fn  # pylint: disable=protected-access
+    full = scorer._fn  # pylint: disable=protected-access
+    prefill, suffix = scorer._prefill_fn, scorer._suffix_fn  # pylint: disable=protected-access
     if stub:
       full = lambda _, tokens, *rest: np.zeros(tokens.shape[0])
-      shared = lambda *a: np.zeros(a[4].shape[0])
+      prefill = lambda _, tokens, segments: {  # k/v stand-ins: shapes only
+          "k": np.zeros((1, 1, tokens.shape[1], 1, 1), np.float32),
+          "v": np.zeros((1, 1, tokens.shape[1], 1, 1), np.float32),
+          "positions": np.zeros(tokens.shape, np.int32), "segment_ids": segments}
+      suffix = lambda _, cache, tokens, *rest: np.zeros(tokens.shape[0])
 
     def full_fn(params, tokens, segments, positions, targets):
       b, l = tokens.shape
@@ -153,24 +158,29 @@ class _Flops:
       self.calls += 1
       return full(params, tokens, segments, positions, targets)
 
-    def shared_fn(params, prefix_tokens, prefix_segments, prefix_length,
-                  tokens, segments, positions, targets):
-      p, lp = int(prefix_length), prefix_tokens.shape[1]
-      b, ls = tokens.shape
-      s = np.asarray(segments).sum(-1)
+    def prefill_fn(params, prefix_tokens, prefix_segments):
+      p, lp = int(np.asarray(prefix_segments).sum()), prefix_tokens.shape[1]
       self.real += self.matmul * p + self.attn * p * (p + 1) / 2
-      self.real += float(np.sum(self.matmul * s +
-                                self.attn * (s * p + s * (s + 1) / 2)))
-      kv = lp + ls  # the cache the passes attend over
-      self.executed += self.matmul * lp + self.attn * lp * kv
+      self.executed += self.matmul * lp + self.attn * lp * lp
+      self.tokens_executed += lp
+      self.calls += 1
+      return prefill(params, prefix_tokens, prefix_segments)
+
+    def suffix_fn(params, cache, tokens, segments, positions, targets):
+      p = np.asarray(cache["segment_ids"]).sum(-1)  # each row's prefix
+      b, ls = tokens.shape
+      kv = cache["segment_ids"].shape[1] + ls  # the cache the rows attend over
+      s = np.asarray(segments).sum(-1)
+      self.real += float(np.sum(np.where(s > 0, self.matmul * s + self.attn * (
+          s * p + s * (s + 1) / 2), 0.0)))
       self.executed += b * (self.matmul * ls + self.attn * ls * kv)
       self._readout(positions)
-      self.tokens_executed += lp + b * ls
+      self.tokens_executed += b * ls
       self.calls += 1
-      return shared(params, prefix_tokens, prefix_segments, prefix_length,
-                    tokens, segments, positions, targets)
+      return suffix(params, cache, tokens, segments, positions, targets)
 
-    scorer._fn, scorer._shared_fn = full_fn, shared_fn  # pylint: disable=protected-access
+    scorer._fn = full_fn  # pylint: disable=protected-access
+    scorer._prefill_fn, scorer._suffix_fn = prefill_fn, suffix_fn  # pylint: disable=protected-access
 
   def _readout(self, positions):
     import numpy as np  # pylint: disable=g-import-not-at-top
@@ -337,6 +347,11 @@ def main() -> None:
                       help="1: GSM8K's length spread; 0: every question / "
                       "solution the median length (fewest buckets)")
   parser.add_argument("--repeats", type=int, default=1)
+  parser.add_argument("--preset", default="",
+                      help="model shape (default gemma_2b; tiny with --tiny), "
+                      "e.g. gemma3_270m to measure a real shape on a CPU")
+  parser.add_argument("--dtype", default="",
+                      help="default bfloat16 (float32 with --tiny)")
   parser.add_argument("--count_only", action="store_true",
                       help="direct: count prefill tokens and FLOPs without "
                       "running the model (shapes only; any machine)")
@@ -344,6 +359,10 @@ def main() -> None:
   args = parser.parse_args()
   s = _settings(args.tiny)
   s["spread"] = args.spread
+  if args.preset:
+    s["preset"], s["overrides"] = args.preset, ()
+  if args.dtype:
+    s["dtype"] = args.dtype
   for key in ("questions", "cot_candidates", "cot_batch", "rationale_tokens"):
     if getattr(args, key):
       s[key] = getattr(args, key)
@@ -365,7 +384,8 @@ def main() -> None:
 
   worker_args = [f"--{k}={getattr(args, k)}" for k in (
       "questions", "n", "batch_size", "k", "cot_candidates", "cot_batch",
-      "rationale_tokens", "cot_share_prefix", "repeats", "modes", "spread")]
+      "rationale_tokens", "cot_share_prefix", "repeats", "modes", "spread",
+      "preset", "dtype")]
   if args.count_only:
     if args.modes != "direct":
       parser.error("--count_only counts the direct mode's prefill only: "

@@ -11,6 +11,10 @@
 
 Candidates are batched by length bucket; only the positions that predict
 the verdict tokens are projected onto the vocabulary (no [B, L, V] buffer).
+Text that many rows start with (a problem's header + question, a CoT
+candidate's prompt) is prefilled once into a KV cache that its rows' suffixes
+attend to. Every program has a fixed batch, so a row's score never depends on
+the rows scored with it (resumed scoring reproduces it bit for bit).
 No TensorFlow.
 """
 
@@ -40,13 +44,15 @@ class ContinuationScorer:
   config: gemma.TransformerConfig
   params: Any
   batch_size: int = 16
-  # Rows per batch of a shared-prefix group (the paper's N = 16 candidates).
-  group_batch_size: int = 16
+  # Shared prefixes whose KV caches are held at once (a problem's header +
+  # question, or a CoT candidate's prompt: each [layers, 1, bucket, kv, dim]).
+  max_cached_prefixes: int = 64
 
   def __post_init__(self):
     self._model = gemma.Transformer(self.config)
     self._fn = jax.jit(self._logprobs)
-    self._shared_fn = jax.jit(self._shared_logprobs)
+    self._prefill_fn = jax.jit(self._prefill_logic)
+    self._suffix_fn = jax.jit(self._suffix_logprobs)
     # Real (unpadded) tokens run through the model: what sharing saves.
     self.tokens_run = 0
 
@@ -70,86 +76,114 @@ class ContinuationScorer:
     """log p(continuation_i | prompt_i) for every i (float64 array).
 
     With `prefixes`, row i's prompt starts with `prefixes[i]` (e.g. the
-    header and question a problem's N candidates share): rows with the same
-    prefix compute its KV cache once and run only their own suffix on top of
-    it. A row whose prompt does not start with its prefix token for token
-    (tokenisation merged across the boundary) is scored unshared.
+    header and question a problem's N candidates share): each distinct
+    prefix is prefilled once (batch 1) into a KV cache, then every row runs
+    only its own suffix on top of its prefix's cache. Suffix rows are batched
+    like unshared rows (by length bucket, `batch_size` rows, whatever their
+    prefix), so one prefill serves all of a problem's candidates and no batch
+    is padded to a group's size. A row whose prompt does not start with its
+    prefix token for token (tokenisation merged across the boundary) is
+    scored unshared.
     """
     if prefixes is None:
       return self._score_unshared(prompts_ids, continuations)
     result = np.zeros(len(prompts_ids))
-    plain, groups = [], {}
+    plain, by_prefix = [], {}
     for i, (prompt, prefix) in enumerate(zip(prompts_ids, prefixes)):
       prompt, prefix = list(prompt), list(prefix)
       if 0 < len(prefix) < len(prompt) and prompt[:len(prefix)] == prefix:
-        key = (tuple(prefix),
-               _bucket(len(prompt) - len(prefix) + len(continuations[i]), 8),
-               _bucket(len(continuations[i]), 1))
-        groups.setdefault(key, []).append(i)
+        by_prefix.setdefault(tuple(prefix), []).append(i)
       else:
         plain.append(i)
     if plain:
       result[plain] = self._score_unshared(
           [prompts_ids[i] for i in plain], [continuations[i] for i in plain])
-    for (prefix, suffix_len, cont_len), members in sorted(groups.items()):
-      prefix_len = _bucket(len(prefix))
-      prefix_tokens = np.zeros((1, prefix_len), np.int32)
-      prefix_tokens[0, :len(prefix)] = prefix
-      prefix_segments = np.zeros_like(prefix_tokens)
-      prefix_segments[0, :len(prefix)] = 1
-      # A group is typically one problem's N candidates: batches of
-      # group_batch_size rows, not batch_size, or most rows would be padding
-      # (one fixed size, so a row's score never depends on its group's size).
-      group_batch = min(self.batch_size, self.group_batch_size)
-      for start in range(0, len(members), group_batch):
-        rows = members[start:start + group_batch]
-        tokens, segments, positions, targets = self._rows_batch(
-            prompts_ids, continuations, rows, len(prefix), suffix_len,
-            cont_len, batch=group_batch)
-        out = np.asarray(self._shared_fn(
-            self.params, prefix_tokens, prefix_segments, np.int32(len(prefix)),
-            tokens, segments, positions, targets), np.float64)
-        self.tokens_run += len(prefix) + int(segments.sum())
-        result[rows] = out[:len(rows)]
+    # Prefix caches are held on the device for `max_cached_prefixes` prefixes
+    # at a time (their rows are scored before the next ones are prefilled).
+    distinct = list(by_prefix)
+    for lo in range(0, len(distinct), self.max_cached_prefixes):
+      caches, groups = {}, {}
+      for prefix in distinct[lo:lo + self.max_cached_prefixes]:
+        caches[prefix] = self._prefill(prefix)
+        for i in by_prefix[prefix]:
+          suffix = len(prompts_ids[i]) - len(prefix) + len(continuations[i])
+          key = (_bucket(len(prefix)), _bucket(suffix, 8),
+                 _bucket(len(continuations[i]), 1))
+          groups.setdefault(key, []).append(i)
+      for (_, suffix_len, cont_len), members in sorted(groups.items()):
+        for start in range(0, len(members), self.batch_size):
+          rows = members[start:start + self.batch_size]
+          row_prefixes = [tuple(prefixes[i]) for i in rows]
+          tokens, segments, positions, targets = self._rows_batch(
+              prompts_ids, continuations, rows, [len(p) for p in row_prefixes],
+              suffix_len, cont_len)
+          # Padding rows reuse the first row's prefix (their output is dropped).
+          row_caches = [caches[p] for p in row_prefixes]
+          row_caches += row_caches[:1] * (self.batch_size - len(rows))
+          prefix_cache = {k: jnp.concatenate([c[k] for c in row_caches],
+                                             axis=1 if k in ("k", "v") else 0)
+                          for k in ("k", "v", "positions", "segment_ids")}
+          out = np.asarray(self._suffix_fn(self.params, prefix_cache, tokens,
+                                           segments, positions, targets),
+                           np.float64)
+          self.tokens_run += int(segments.sum())
+          result[rows] = out[:len(rows)]
     return result
 
-  def _rows_batch(self, prompts_ids, continuations, rows, skip: int,
-                  length: int, cont_len: int, batch: int = 0):
-    """Right-padded [batch (default batch_size), ...] arrays for `rows`: each
-    row's prompt (minus its first `skip` tokens, already in a cache) then
-    continuation, and where each continuation token is read (-1: unused)."""
-    b = batch or self.batch_size
+  def _prefill(self, prefix: Sequence[int]) -> dict:
+    """The KV cache of one prefix (right-padded to its length bucket)."""
+    prefix_tokens = np.zeros((1, _bucket(len(prefix))), np.int32)
+    prefix_tokens[0, :len(prefix)] = prefix
+    prefix_segments = (np.arange(prefix_tokens.shape[1]) <
+                       len(prefix)).astype(np.int32)[None]
+    self.tokens_run += len(prefix)
+    return self._prefill_fn(self.params, prefix_tokens, prefix_segments)
+
+  def _prefill_logic(self, params, prefix_tokens, prefix_segments):
+    cache = gemma.init_cache(self.config, 1, prefix_tokens.shape[1])
+    cache = self._model.apply({"params": params}, prefix_tokens,
+                              segment_ids=prefix_segments, cache=cache,
+                              return_logits=False).cache
+    return {k: cache[k] for k in ("k", "v", "positions", "segment_ids")}
+
+  def _rows_batch(self, prompts_ids, continuations, rows, skip,
+                  length: int, cont_len: int):
+    """Right-padded [batch_size, ...] arrays for `rows`: each row's prompt
+    (minus its first `skip[r]` tokens, already in a cache; `skip` 0: none)
+    then continuation, and where each continuation token is read (-1:
+    unused)."""
+    b = self.batch_size
+    skip = [skip] * len(rows) if isinstance(skip, int) else skip
     tokens = np.zeros((b, length), np.int32)
     segments = np.zeros((b, length), np.int32)
     positions = np.full((b, cont_len), -1, np.int32)
     targets = np.zeros((b, cont_len), np.int32)
-    for r, i in enumerate(rows):
-      seq = list(prompts_ids[i])[skip:] + list(continuations[i])
+    for r, (i, s) in enumerate(zip(rows, skip)):
+      seq = list(prompts_ids[i])[s:] + list(continuations[i])
       tokens[r, :len(seq)] = seq
       segments[r, :len(seq)] = 1
       n = len(continuations[i])
-      first = len(prompts_ids[i]) - skip - 1  # position t predicts token t+1
+      first = len(prompts_ids[i]) - s - 1  # position t predicts token t+1
       positions[r, :n] = np.arange(first, first + n)
       targets[r, :n] = continuations[i]
     return tokens, segments, positions, targets
 
-  def _shared_logprobs(self, params, prefix_tokens, prefix_segments,
-                       prefix_length, tokens, segments, positions, targets):
-    """Prefill the shared prefix once (batch 1), broadcast its cache to the
-    batch, then run every row's suffix on top of it."""
-    batch, suffix_len = tokens.shape
-    cache = gemma.init_cache(self.config, 1,
-                             prefix_tokens.shape[1] + suffix_len)
-    cache = self._model.apply({"params": params}, prefix_tokens,
-                              segment_ids=prefix_segments, cache=cache,
-                              return_logits=False).cache
-    cache = {k: (v if k == "end_index" else jnp.repeat(
-        v, batch, axis=1 if k in ("k", "v") else 0)) for k, v in cache.items()}
-    suffix_positions = prefix_length + jnp.arange(suffix_len)[None, :]
-    out = self._model.apply(
-        {"params": params}, tokens,
-        positions=jnp.broadcast_to(suffix_positions, tokens.shape),
-        segment_ids=segments, cache=cache, return_logits=False)
+  def _suffix_logprobs(self, params, prefix_cache, tokens, segments,
+                       positions, targets):
+    """Every row's suffix on top of its own prefix's cache ([B, Lp] slots,
+    extended by the suffix's length)."""
+    suffix_len = tokens.shape[1]
+    pad = lambda x, axis: jnp.pad(x, [(0, suffix_len if a == axis else 0)
+                                      for a in range(x.ndim)])
+    cache = {"k": pad(prefix_cache["k"], 2), "v": pad(prefix_cache["v"], 2),
+             "positions": pad(prefix_cache["positions"], 1),
+             "segment_ids": pad(prefix_cache["segment_ids"], 1),
+             "end_index": jnp.asarray(prefix_cache["positions"].shape[1],
+                                      jnp.int32)}
+    # Positions continue after each row's own prefix (the model's default
+    # with a cache: the count of its non-empty slots).
+    out = self._model.apply({"params": params}, tokens, segment_ids=segments,
+                            cache=cache, return_logits=False)
     return self._read_logprobs(params, out.hidden_states, positions, targets)
 
   def _score_unshared(self, prompts_ids: Sequence[Sequence[int]],

@@ -118,17 +118,15 @@ def load_model(path: str, options: dict) -> bundle_lib.Bundle:
 _SCORERS: dict = {}
 
 
-def continuation_scorer(model: bundle_lib.Bundle, batch_size: int,
-                        group_batch_size: int = 16) -> scoring.ContinuationScorer:
-  """A `ContinuationScorer` per (loaded model, batch sizes): verifiers sharing
+def continuation_scorer(model: bundle_lib.Bundle, batch_size: int) -> scoring.ContinuationScorer:
+  """A `ContinuationScorer` per (loaded model, batch size): verifiers sharing
   a checkpoint share its compiled programs."""
-  key = (id(model.params), batch_size, group_batch_size)
+  key = (id(model.params), batch_size)
   if key not in _SCORERS or _SCORERS[key][0] is not model.params:
     if len(_SCORERS) >= 8:
       _SCORERS.pop(next(iter(_SCORERS)))
     _SCORERS[key] = (model.params, scoring.ContinuationScorer(
-        model.config, model.params, batch_size=batch_size,
-        group_batch_size=group_batch_size))
+        model.config, model.params, batch_size=batch_size))
   return _SCORERS[key][1]
 
 
@@ -187,12 +185,7 @@ class _Runner:
     opts = spec.options
     self.model = load_model(spec.checkpoint, opts)
     self.tok = self.model.tokenizer
-    # Shared-prefix groups: a problem's candidates (direct), or a candidate's
-    # K rationales (CoT), padded to a fixed number of rows.
-    group = (scoring._bucket(opts['num_rationales'], 1)  # pylint: disable=protected-access
-             if spec.kind in COT_KINDS else 16)
-    self.scorer = continuation_scorer(self.model, opts['batch_size'],
-                                      group_batch_size=min(group, 16))
+    self.scorer = continuation_scorer(self.model, opts['batch_size'])
     if spec.kind == 'disc':
       if self.model.value_head is None:
         raise ValueError(f'verifier {spec.name!r}: {spec.checkpoint} has no '
@@ -349,10 +342,14 @@ def score_store(candidates: str | Sequence[candidates_lib.Candidate], spec: Veri
   log(f'{spec.name} ({spec.kind}): {total} rows to score ({len(done)} already in '
       f'{out_path}).')
   runner = _runner(spec)
-  batch = spec.options['batch_size']
+  # Rows go to the runner (and the file) `chunk` at a time. Teacher-forced
+  # kinds take several batches' worth, so rows of one length bucket fill
+  # whole batches and a problem's candidates share one prefill; a row's
+  # score does not depend on its chunk. CoT chunks stay one sampler batch.
+  chunk = spec.options['batch_size'] * (1 if spec.kind in COT_KINDS else 8)
   start, written = time.time(), 0
-  for lo in range(0, total, batch):
-    rows = runner(todo[lo:lo + batch])
+  for lo in range(0, total, chunk):
+    rows = runner(todo[lo:lo + chunk])
     written += candidates_lib.write_scores(out_path, rows, append=True)
     elapsed = time.time() - start
     rate = written / max(elapsed, 1e-9)

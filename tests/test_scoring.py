@@ -118,3 +118,35 @@ def test_prefix_sharing_halves_the_tokens_run_on_a_gsm8k_shaped_pool(model):
     scoring.score_direct(cands, scorer, tok, share_prefix=share)
     runs[share] = scorer.tokens_run
   assert runs[False] / runs[True] > 2.0, runs
+
+
+def test_rows_of_different_prefixes_share_a_batch_and_do_not_depend_on_it(
+    model):
+  """Suffix rows of prefixes of different lengths run in one batch, each on
+  its own prefix's cache (its positions continue after its own prefix);
+  each distinct prefix is prefilled once per call; and a row's score is bit
+  for bit the same whichever rows it is scored with (resumed scoring)."""
+  config, params = model
+  rng = np.random.default_rng(0)
+  prefixes = [[2] + rng.integers(3, 300, size=n).tolist() for n in (5, 11, 17)]
+  ids, conts, shared = [], [], []
+  for prefix in prefixes:
+    for length in (3, 4, 6):
+      ids.append(prefix + rng.integers(3, 300, size=length).tolist())
+      conts.append(rng.integers(3, 300, size=2).tolist())
+      shared.append(prefix)
+  scorer = scoring.ContinuationScorer(config, params, batch_size=16)
+  got = scorer.score(ids, conts, shared)
+  real = sum(map(len, ids)) + sum(map(len, conts))
+  # Prefixes run once each: every real token minus 2 of each prefix's 3 runs.
+  assert scorer.tokens_run == real - 2 * sum(map(len, prefixes))
+  want = [_full_logprob(config, params, p, c) for p, c in zip(ids, conts)]
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  order = rng.permutation(len(ids))
+  for part in (order[:4], order[4:]):
+    again = scorer.score([ids[i] for i in part], [conts[i] for i in part],
+                         [shared[i] for i in part])
+    np.testing.assert_array_equal(again, got[part])
+  few = scoring.ContinuationScorer(config, params, batch_size=16,
+                                   max_cached_prefixes=1)
+  np.testing.assert_array_equal(few.score(ids, conts, shared), got)
