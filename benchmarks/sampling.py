@@ -1,11 +1,20 @@
-r"""Sampling throughput: our Sampler vs HF `generate`, new tokens/s.
+r"""Sampling throughput: our Sampler vs HF `generate` vs the official gemma
+`Sampler`, new tokens/s.
 
   python -m benchmarks.sampling                 # Gemma-2B, batch 16,64,256
   python -m benchmarks.sampling --tiny          # tiny model on a CPU
 
 128-token prompts, 256 new tokens (no early stop), greedy, bf16 weights.
-Each implementation and batch runs in its own process. Also prints the HBM
-roofline: every decode step reads all weights plus the KV cache once.
+Each implementation and batch runs in its own process (a failure, e.g. out of
+memory, is recorded as that row's error). Also prints the HBM roofline: every
+decode step reads all weights plus the KV cache once.
+
+`official` is `gemma.sampler.Sampler` (the gemma package's 2.0.8 legacy
+sampler, the one its colab uses) on the same weights: one `while_loop` that
+feeds the prompt one token a step too (no batched prefill), its default cache
+layout, `return_logits=False` (its default keeps [B, steps, V] fp32 logits:
+100 GB at batch 256). Its vocabulary is a stand-in that maps space-separated
+ids to ids, with no EOS, so every row runs all 256 steps.
 """
 
 from __future__ import annotations
@@ -67,6 +76,48 @@ def run_hf(batch: int, tiny: bool) -> dict:
                  common.torch_device_info())
 
 
+class _IdVocab:
+  """The SentencePiece calls the official Sampler makes, on ids: "5 7 9"
+  -> [5, 7, 9]; no EOS (-1 matches no token), so no row stops early."""
+
+  def EncodeAsIds(self, text):  # pylint: disable=invalid-name
+    return [int(t) for t in text.split()]
+
+  def DecodeIds(self, ids):  # pylint: disable=invalid-name
+    return " ".join(map(str, ids))
+
+  def pad_id(self):
+    return 0
+
+  def bos_id(self):
+    return 2
+
+  def eos_id(self):
+    return -1
+
+
+def run_official(batch: int, tiny: bool) -> dict:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from gemma import sampler as official_sampler  # pylint: disable=g-import-not-at-top
+  from gemma import transformer as official  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import checkpoints, gemma  # pylint: disable=g-import-not-at-top
+  from tests import gemma_reference  # pylint: disable=g-import-not-at-top
+  preset, prompt_len, new, overrides = _shape(tiny)
+  cfg = gemma.get_config(preset, dtype="bfloat16", param_dtype="bfloat16",
+                         **dict(overrides))
+  params = checkpoints.stacked_to_nested(gemma.init_params(cfg, 0))
+  model = official.Transformer(gemma_reference.official_config(cfg))
+  sampler = official_sampler.Sampler(model, _IdVocab(), params,
+                                     cache_length=prompt_len + new)
+  # The Sampler adds BOS: prompts of prompt_len tokens in all.
+  prompts = [" ".join(map(str, row)) for row in np.random.default_rng(
+      0).integers(3, cfg.num_embed, size=(batch, prompt_len - 1))]
+  first, secs = common.time_it(
+      lambda: sampler(prompts, new, return_logits=False), lambda _: None, 1, 2)
+  return _result("official", cfg, batch, prompt_len, new, first, secs,
+                 common.device_info())
+
+
 def _result(impl, cfg, batch, prompt_len, new, first, secs, info) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
@@ -90,14 +141,14 @@ def _result(impl, cfg, batch, prompt_len, new, first, secs, info) -> dict:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--tiny", action="store_true")
-  parser.add_argument("--impls", default="ours,hf")
+  parser.add_argument("--impls", default="ours,hf,official")
   parser.add_argument("--batches", default="16,64,256")
   common.add_run_args(parser, timeout=300)
   args = parser.parse_args()
   batches = [int(b) for b in args.batches.split(",")]
 
   if args.worker:
-    fn = {"ours": run_ours, "hf": run_hf}[args.worker]
+    fn = {"ours": run_ours, "hf": run_hf, "official": run_official}[args.worker]
     print(json.dumps(fn(batches[0], args.tiny)))
     return
 
@@ -112,12 +163,12 @@ def main() -> None:
       row.setdefault("batch", batch)
       row.setdefault("benchmark", "sampling")
       rows.append(row)
-      common.record(args.out, row)
-  for r in rows:
+  for r in rows:  # ours / each implementation, same batch, same run
     ours = next((o for o in rows if o["impl"] == "ours" and
                  o["batch"] == r["batch"] and "new_tokens_per_s" in o), None)
     if ours and "new_tokens_per_s" in r:
       r["ours_speedup"] = ours["new_tokens_per_s"] / r["new_tokens_per_s"]
+    common.record(args.out, r)
   common.print_table(f"sampling ({rows[0].get('device', '?')})", rows,
                      ["impl", "batch", "new_tokens_per_s",
                       "hbm_roofline_tokens_per_s", "seconds", "first_call_s",

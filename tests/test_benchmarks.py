@@ -48,10 +48,16 @@ def test_train_step_benchmark_tiny(tmp_path):
   assert "ours_speedup" in stdout
 
 
+@needs_official
 def test_sampling_benchmark_tiny(tmp_path):
-  rows, _ = _run("benchmarks.sampling", "--impls=ours", "--batches=2",
-                 tmp_path=tmp_path)
-  assert rows[0]["new_tokens_per_s"] > 0 and rows[0]["batch"] == 2
+  rows, stdout = _run("benchmarks.sampling", "--impls=ours,official",
+                      "--batches=2", tmp_path=tmp_path)
+  assert [r["impl"] for r in rows] == ["ours", "official"]
+  for r in rows:
+    assert "error" not in r, r
+    assert r["new_tokens_per_s"] > 0 and r["batch"] == 2
+    assert (r["prompt_len"], r["new_tokens"]) == (16, 24)
+  assert rows[1]["ours_speedup"] > 0 and "official" in stdout
 
 
 def test_scoring_benchmark_tiny(tmp_path):
