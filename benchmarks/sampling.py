@@ -3,12 +3,18 @@ r"""Sampling throughput: our Sampler vs HF `generate` vs the official gemma
 
   python -m benchmarks.sampling                 # Gemma-2B, batch 16,64,256
   python -m benchmarks.sampling --tiny          # tiny model on a CPU
+  python -m benchmarks.sampling --impls=ours,ours_scan --preset=gemma3_270m \
+      --dtype=float32 --batches=16              # a real shape, on a CPU
 
 128-token prompts, 256 new tokens (no early stop), greedy, bf16 weights.
 Each implementation and batch runs in its own process (a failure, e.g. out of
 memory, is recorded as that row's error). Also prints the HBM roofline: every
 decode step reads all weights plus the KV cache once.
 
+`ours` decodes with per-layer weight buffers (the Sampler's default,
+`unstack_layers=True`); `ours_scan` runs the same sampler over the layer scan
+of stacked weights, which slices each layer's weights out of the stack at
+every step.
 `official` is `gemma.sampler.Sampler` (the gemma package's 2.0.8 legacy
 sampler, the one its colab uses) on the same weights: one `while_loop` that
 feeds the prompt one token a step too (no batched prefill), its default cache
@@ -20,6 +26,7 @@ ids to ids, with no EOS, so every row runs all 256 steps.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -31,27 +38,35 @@ from benchmarks import common  # noqa: E402
 HBM_TB_S = {"H100": 3.35, "H200": 4.8}
 
 
+# --preset / --dtype (e.g. a real shape on a CPU); set by main() for the worker.
+_MODEL = {"preset": "", "dtype": "bfloat16"}
+
+
 def _shape(tiny: bool):
-  return ("tiny", 16, 24, (("num_embed", 300),)) if tiny else (
+  shape = ("tiny", 16, 24, (("num_embed", 300),)) if tiny else (
       "gemma_2b", 128, 256, ())
+  if _MODEL["preset"]:
+    shape = (_MODEL["preset"],) + shape[1:3] + ((),)
+  return shape
 
 
-def run_ours(batch: int, tiny: bool) -> dict:
+def run_ours(batch: int, tiny: bool, unstack_layers: bool = True) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
   preset, prompt_len, new, overrides = _shape(tiny)
-  cfg = gemma.get_config(preset, dtype="bfloat16", param_dtype="bfloat16",
-                         **dict(overrides))
+  cfg = gemma.get_config(preset, dtype=_MODEL["dtype"],
+                         param_dtype=_MODEL["dtype"], **dict(overrides))
   params = gemma.init_params(cfg, 0)
   prompts = np.random.default_rng(0).integers(
       3, cfg.num_embed, size=(batch, prompt_len)).tolist()
-  sampler = sampling.Sampler(cfg, params, prompt_buckets=(prompt_len,))
+  sampler = sampling.Sampler(cfg, params, prompt_buckets=(prompt_len,),
+                             unstack_layers=unstack_layers)
   sp = sampling.SamplingParams(max_new_tokens=new, stop_tokens=())
   first, secs = common.time_it(lambda: sampler.generate(prompts, sp),
                                lambda _: None, 1, 2)
-  return _result("ours", cfg, batch, prompt_len, new, first, secs,
-                 common.device_info())
+  return _result("ours" if unstack_layers else "ours_scan", cfg, batch,
+                 prompt_len, new, first, secs, common.device_info())
 
 
 def run_hf(batch: int, tiny: bool) -> dict:
@@ -103,8 +118,8 @@ def run_official(batch: int, tiny: bool) -> dict:
   from genrm_jax.models import checkpoints, gemma  # pylint: disable=g-import-not-at-top
   from tests import gemma_reference  # pylint: disable=g-import-not-at-top
   preset, prompt_len, new, overrides = _shape(tiny)
-  cfg = gemma.get_config(preset, dtype="bfloat16", param_dtype="bfloat16",
-                         **dict(overrides))
+  cfg = gemma.get_config(preset, dtype=_MODEL["dtype"],
+                         param_dtype=_MODEL["dtype"], **dict(overrides))
   params = checkpoints.stacked_to_nested(gemma.init_params(cfg, 0))
   model = official.Transformer(gemma_reference.official_config(cfg))
   sampler = official_sampler.Sampler(model, _IdVocab(), params,
@@ -143,12 +158,19 @@ def main() -> None:
   parser.add_argument("--tiny", action="store_true")
   parser.add_argument("--impls", default="ours,hf,official")
   parser.add_argument("--batches", default="16,64,256")
+  parser.add_argument("--preset", default="",
+                      help="model shape (default gemma_2b; tiny with --tiny)")
+  parser.add_argument("--dtype", default="bfloat16",
+                      help="ours and official (e.g. float32 on a CPU)")
   common.add_run_args(parser, timeout=300)
   args = parser.parse_args()
   batches = [int(b) for b in args.batches.split(",")]
 
   if args.worker:
-    fn = {"ours": run_ours, "hf": run_hf, "official": run_official}[args.worker]
+    _MODEL.update(preset=args.preset, dtype=args.dtype)
+    fn = {"ours": run_ours, "hf": run_hf, "official": run_official,
+          "ours_scan": functools.partial(run_ours, unstack_layers=False)
+          }[args.worker]
     print(json.dumps(fn(batches[0], args.tiny)))
     return
 
@@ -157,7 +179,8 @@ def main() -> None:
     for impl in args.impls.split(","):
       row = common.run_subprocess(
           ["-m", "benchmarks.sampling", f"--worker={impl}",
-           f"--batches={batch}"] + (["--tiny"] if args.tiny else []),
+           f"--batches={batch}", f"--preset={args.preset}",
+           f"--dtype={args.dtype}"] + (["--tiny"] if args.tiny else []),
           args.timeout)
       row.setdefault("impl", impl)
       row.setdefault("batch", batch)

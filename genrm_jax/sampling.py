@@ -87,7 +87,15 @@ class Sampler:
                                                 2048),
                batch_buckets: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128,
                                                256),
-               cache_dtype: Any = None, dedupe_prompts: bool = False):
+               cache_dtype: Any = None, dedupe_prompts: bool = False,
+               unstack_layers: bool = True):
+    if unstack_layers and config.scan_layers and "layers" in params:
+      # Decoding reads every weight once a step. Under the layer scan each
+      # step first slices every layer's weights out of the stacked arrays (a
+      # copy of the weights per step); per-layer buffers are read in place.
+      # Costs one copy of the layer weights beside the caller's stacked ones.
+      config = config.replace(scan_layers=False)
+      params = gemma.unstack_layers(params)
     self.config = config
     self.params = params
     self.tokenizer = tokenizer

@@ -131,3 +131,28 @@ def test_repeated_prompts_are_prefilled_once(model):
   assert mixed.tokens[1] == single.tokens[0]
   np.testing.assert_allclose(mixed.logprobs[1], single.logprobs[0],
                              rtol=1e-5, atol=1e-6)
+
+
+def test_per_layer_params_decode_like_the_layer_scan(model):
+  """The sampler runs the layers as a loop over per-layer weights (no
+  per-step slicing of the stacked weights); same logits and same samples as
+  the scan over the stack."""
+  config, params = model
+  tokens = np.array([[2, 5, 9, 13, 4, 7], [2, 40, 41, 0, 0, 0]])
+  scanned = gemma.Transformer(config).apply({"params": params}, tokens)
+  loop = gemma.Transformer(config.replace(scan_layers=False)).apply(
+      {"params": gemma.unstack_layers(params)}, tokens)
+  np.testing.assert_allclose(loop.logits, scanned.logits, rtol=1e-5,
+                             atol=1e-5)
+  sp = sampling.SamplingParams(max_new_tokens=8, temperature=1.0,
+                               stop_tokens=())
+  prompts = [[2, 5, 9], [2, 40, 41, 42]]
+  per_layer = sampling.Sampler(config, params, prompt_buckets=(8,))
+  assert "layers" not in per_layer.params and "layer_0" in per_layer.params
+  stacked = sampling.Sampler(config, params, prompt_buckets=(8,),
+                             unstack_layers=False)
+  a = per_layer.generate(prompts, sp, rng=3)
+  b = stacked.generate(prompts, sp, rng=3)
+  assert a.tokens == b.tokens
+  np.testing.assert_allclose(a.logprobs[0], b.logprobs[0], rtol=1e-5,
+                             atol=1e-6)

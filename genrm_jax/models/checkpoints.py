@@ -63,20 +63,9 @@ class CheckpointMismatchError(ValueError):
 # -----------------------------------------------------------------------------
 
 
-def _take_layer(x, i):
-  if isinstance(x, jax.ShapeDtypeStruct):
-    return jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
-  return x[i]
-
-
 def stacked_to_nested(params: dict[str, Any]) -> dict[str, Any]:
   """Our stacked tree -> the official nested tree `{embedder, layer_N, ...}`."""
-  num_layers = jax.tree.leaves(params["layers"])[0].shape[0]
-  nested = {k: v for k, v in params.items() if k != "layers"}
-  for i in range(num_layers):
-    nested[f"layer_{i}"] = jax.tree.map(lambda x: _take_layer(x, i),
-                                        params["layers"])
-  return nested
+  return gemma.unstack_layers(params)
 
 
 def nested_to_stacked(nested: dict[str, Any],

@@ -109,6 +109,12 @@ class TransformerConfig:
   param_dtype: str = "float32"  # dtype params are created in
   remat_policy: str = "none"
   scan_unroll: int = 1
+  # True: the layers are one `nn.scan` over params stacked on a `layers` axis
+  # (training, checkpoints). False: a Python loop over per-layer params named
+  # `layer_N` (`checkpoints.stacked_to_nested`), so each matmul reads its own
+  # weight buffer; a scan slices every layer's weights out of the stack at
+  # each call, which costs a weight-sized copy per decode step (sampling).
+  scan_layers: bool = True
   # SentencePiece `tokenizer.model` that goes with the weights (or None).
   tokenizer: str | None = None
 
@@ -600,17 +606,22 @@ class Transformer(nn.Module):
     policy = REMAT_POLICIES[cfg.remat_policy]
     if cfg.remat_policy != "none":
       block = nn.remat(Block, policy=policy, prevent_cse=False)
-    scanned = nn.scan(
-        block,
-        variable_axes={"params": 0},
-        split_rngs={"params": True},
-        in_axes=(0, nn.broadcast),
-        length=cfg.num_layers,
-        unroll=cfg.scan_unroll,
-        metadata_params={nn.PARTITION_NAME: "layers"},
-    )
     carry = x if cache is None else (x, {"k": cache["k"], "v": cache["v"]})
-    carry, _ = scanned(cfg, name="layers")(carry, layers, ctx)
+    if cfg.scan_layers:
+      scanned = nn.scan(
+          block,
+          variable_axes={"params": 0},
+          split_rngs={"params": True},
+          in_axes=(0, nn.broadcast),
+          length=cfg.num_layers,
+          unroll=cfg.scan_unroll,
+          metadata_params={nn.PARTITION_NAME: "layers"},
+      )
+      carry, _ = scanned(cfg, name="layers")(carry, layers, ctx)
+    else:
+      for i in range(cfg.num_layers):
+        carry, _ = block(cfg, name=f"layer_{i}")(
+            carry, jax.tree.map(lambda a, i=i: a[i], layers), ctx)
     x, new_layer_cache = carry if cache is not None else (carry, None)
 
     x = RMSNorm(pdt, "embed", name="final_norm")(x)
@@ -629,6 +640,23 @@ class Transformer(nn.Module):
           "end_index": index + tokens.shape[1],
       }
     return Output(logits=logits, hidden_states=x, cache=new_cache)
+
+
+def unstack_layers(params: dict[str, Any]) -> dict[str, Any]:
+  """Params stacked on the `layers` axis -> one `layer_N` subtree per layer
+  (the official nested layout; what `scan_layers=False` reads). New buffers,
+  each sharded as its slice of the stack; works on `jax.ShapeDtypeStruct`s."""
+  def take(x, i):
+    if isinstance(x, jax.ShapeDtypeStruct):
+      return jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+    return x[i]
+
+  num_layers = jax.tree.leaves(params["layers"])[0].shape[0]
+  nested = {k: v for k, v in params.items() if k != "layers"}
+  for i in range(num_layers):
+    nested[f"layer_{i}"] = jax.tree.map(lambda x, i=i: take(x, i),
+                                        params["layers"])
+  return nested
 
 
 def logits_from_hidden(config: TransformerConfig, params, hidden) -> jax.Array:
