@@ -23,7 +23,8 @@ scoring from their last complete problem / row):
 
 WORKDIR layout: vocab/tokenizer.model, generator/ (its export/ is the
 generator bundle), candidates/{verifier_train,eval}.jsonl, verifiers/<name>/,
-eval/ (scores/, results.json, best_of_n.png), pipeline.json (timings).
+eval/ (scores/, results.json, best_of_n.png), pipeline.json (stage wall times: this
+invocation's, and summed over every invocation, written after each stage).
 """
 
 from __future__ import annotations
@@ -189,6 +190,17 @@ def summarize_candidates(path: str, log: Log) -> dict:
   return dict(candidates=n, accuracy=acc, any_correct=any_correct, mixed=mixed)
 
 
+def first_problems(path: str, k: int, out: str) -> str:
+  """The candidates of PATH's first K problems (store order), written to OUT
+  (once: a rerun reuses it)."""
+  from genrm_jax import candidates as candidates_lib  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(out):
+    cands = candidates_lib.read_candidates(path)
+    keep = set(list(dict.fromkeys(c.problem_id for c in cands))[:k])
+    candidates_lib.write_candidates(out, [c for c in cands if c.problem_id in keep])
+  return out
+
+
 def stage_verifiers(config, workdir: str, vocabulary: str, generator: str,
                     train_candidates: str, log: Log) -> dict[str, str]:
   exports = {}
@@ -233,11 +245,31 @@ def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -
   os.makedirs(workdir, exist_ok=True)
   timings: dict[str, float] = {}
   start = time.time()
+  # pipeline.json is rewritten after every stage: `timings_s` this
+  # invocation's, `timings_s_all_invocations` summed over every invocation
+  # (a resumed run's skipped stages take seconds; a killed one's finished
+  # stages still count).
+  timings_path = os.path.join(workdir, 'pipeline.json')
+  earlier: dict[str, float] = {}
+  if os.path.exists(timings_path):
+    with open(timings_path) as f:
+      old = json.load(f)
+    earlier = old.get('timings_s_all_invocations', old.get('timings_s', {}))
+
+  def save_timings():
+    timings['total'] = round(time.time() - start, 1)
+    summed = {k: round(earlier.get(k, 0.0) + timings.get(k, 0.0), 1)
+              for k in {**earlier, **timings}}
+    with open(timings_path + '.tmp', 'w') as f:
+      json.dump({'timings_s': timings, 'timings_s_all_invocations': summed,
+                 'config': config.to_dict()}, f, indent=1, default=str)
+    os.replace(timings_path + '.tmp', timings_path)
 
   def timed(name, fn, *args):
     t = time.time()
     result = fn(*args)
     timings[name] = round(time.time() - t, 1)
+    save_timings()
     log(f'[{name}: {timings[name]:.0f}s; {time.time() - start:.0f}s since the start]')
     return result
 
@@ -254,6 +286,11 @@ def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -
     eval_cands = eval_config.resolve_candidates(
         {}, os.path.join(workdir, 'candidates'),
         eval_config.RELEASED_PREFIX + config.released_candidates)
+    max_problems = config.eval.get('released_max_problems', 0)
+    if max_problems:
+      eval_cands = first_problems(eval_cands, max_problems, os.path.join(
+          workdir, 'candidates', f'released_first{max_problems}.jsonl'))
+      log(f'Keeping the first {max_problems} questions only: {eval_cands}')
     summarize_candidates(eval_cands, log)
   else:
     _stage(log, f'3/5 Candidates: {config.sampling.num_samples} samples per problem')
@@ -267,10 +304,7 @@ def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -
   _stage(log, '5/5 Best-of-N evaluation')
   results = timed('evaluation', stage_evaluation, config, workdir, eval_cands,
                   verifier_list(config, exports, generator), log)
-  timings['total'] = round(time.time() - start, 1)
-  with open(os.path.join(workdir, 'pipeline.json'), 'w') as f:
-    json.dump({'timings_s': timings, 'config': config.to_dict()}, f, indent=1,
-              default=str)
+  save_timings()
   log('')
   log(f'Done in {timings["total"]:.0f}s (this invocation): ' +
       ', '.join(f'{k} {v:.0f}s' for k, v in timings.items() if k != 'total'))

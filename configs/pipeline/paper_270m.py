@@ -90,19 +90,44 @@ def get_config(arg=None):
   c.verifiers.disc = dict(method='disc', kind='disc', options=dict(batch_size=64))
   c.verifiers.dpo = dict(method='dpo', kind='dpo', options=dict(batch_size=64, beta=0.1))
 
-  c.eval = mlc.ConfigDict(dict(n_max=0, bootstrap=1000))
+  # released_max_problems: Best-of-N on the first K questions of the released
+  # store only (0 = all).
+  c.eval = mlc.ConfigDict(dict(n_max=0, bootstrap=1000, released_max_problems=0))
 
-  if args.smoke:  # wiring only: a few steps and problems
-    c.problems.generator = dict(split='train', train_size=64)
-    c.problems.verifier_train = dict(split='train', train_lengths=(4, 5), train_size=4,
+  if args.smoke:
+    # The wiring end to end, minutes per stage on 2 CPU cores; the numbers
+    # mean nothing. Verifiers need correct and incorrect candidates (DPO: of
+    # the same problem), so the algorithmic tasks' generator is fine-tuned
+    # briefly at a high rate on the full train set (on 64 problems, 0 of 48
+    # samples of 4-6 words were right), the verifier-train
+    # problems are the short in-distribution lengths, and samples are drawn
+    # at temperature 1 with the full max_new_tokens (every solution is longer
+    # than 60 tokens). A few problems and samples, 2 steps per verifier.
+    c.problems.verifier_train = dict(split='train', train_lengths=(2, 3), train_size=8,
                                      seed=1)
     c.problems.eval = dict(split='test', test_size=4)
     c.train.batch_size = 2
+    c.train.log_every = 5
+    c.train.optimizer.warmup_steps = 2
     for run in c.runs.values():
       run.total_steps = 2
+      run.optimizer.decay_steps = 2
+    c.runs.dpo.batch_size = 2
+    if task == 'gsm8k':
+      # The released solutions are the pool: the generator only starts the
+      # verifiers. The first 4 validation questions (7 solutions).
+      c.eval.released_max_problems = 4
+    else:
+      c.runs.solve.update(total_steps=30, batch_size=4, lr=1e-4,
+                          optimizer=dict(decay_steps=30))
     c.sampling.num_samples = 4
-    c.sampling.max_new_tokens = 32
+    c.sampling.temperature = 1.0
     c.verifiers.genrm_cot.options.num_rationales = 2
-    c.verifiers.genrm_cot.options.max_new_tokens = 32
+    c.verifiers.genrm_cot.options.max_new_tokens = 64
+    # Scoring pads every batch to batch_size rows, and DPO's log-probs hold
+    # [batch, solution tokens, 262k vocabulary] floats: 64 rows peaked at
+    # 19 GB on a CPU.
+    for name in ('disc', 'dpo', 'genrm'):
+      c.verifiers[name].options.batch_size = 8
     c.eval.bootstrap = 20
   return c
