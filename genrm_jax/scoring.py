@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genrm_jax import candidates as candidates_lib
+from genrm_jax import losses
 from genrm_jax import prompts
 from genrm_jax import sampling
 from genrm_jax.models import gemma
@@ -47,6 +48,8 @@ class ContinuationScorer:
   # Shared prefixes whose KV caches are held at once (a problem's header +
   # question, or a CoT candidate's prompt: each [layers, 1, bucket, kv, dim]).
   max_cached_prefixes: int = 64
+  # Continuation positions projected onto the vocabulary at a time.
+  readout_chunk: int = 32
 
   def __post_init__(self):
     self._model = gemma.Transformer(self.config)
@@ -65,10 +68,12 @@ class ContinuationScorer:
   def _read_logprobs(self, params, hidden_states, positions, targets):
     idx = jnp.maximum(positions, 0)
     hidden = jnp.take_along_axis(hidden_states, idx[..., None], axis=1)
-    logits = gemma.logits_from_hidden(self.config, params, hidden)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    picked = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-    return jnp.sum(jnp.where(positions >= 0, picked, 0.0), axis=-1)
+    # `readout_chunk` continuation positions at a time: a whole solution's
+    # [batch, length, vocabulary] fp32 logits would be 17 GB at 64 x 256 x
+    # 262K (DPO and likelihood scoring read every solution token).
+    logp = losses.chunked_token_stats(self.config, params, hidden, targets,
+                                      self.readout_chunk)["logp"]
+    return jnp.sum(jnp.where(positions >= 0, logp, 0.0), axis=-1)
 
   def score(self, prompts_ids: Sequence[Sequence[int]],
             continuations: Sequence[Sequence[int]],

@@ -28,11 +28,15 @@ def _full_logprob(config, params, prompt, continuation):
   return float(sum(logp[n - 1 + j, t] for j, t in enumerate(continuation)))
 
 
-def test_continuation_logprobs_match_full_forward(model):
+@pytest.mark.parametrize("readout_chunk", [32, 2])
+def test_continuation_logprobs_match_full_forward(model, readout_chunk):
+  """Also when the continuation is read out in chunks of positions (no
+  [batch, length, vocabulary] logits), padding the last chunk."""
   config, params = model
-  scorer = scoring.ContinuationScorer(config, params, batch_size=2)
+  scorer = scoring.ContinuationScorer(config, params, batch_size=2,
+                                      readout_chunk=readout_chunk)
   prompts_ids = [[2, 50, 60, 70], [2, 9], [2, 11, 12, 13, 14, 15, 16]]
-  conts = [[5, 6], [7], [8, 9, 10]]
+  conts = [[5, 6], [7], [8, 9, 10, 11, 12]]
   got = scorer.score(prompts_ids, conts)
   want = [_full_logprob(config, params, p, c) for p, c in zip(prompts_ids,
                                                               conts)]
