@@ -93,6 +93,7 @@ def test_paper_270m_configs_build_every_run():
                                 init_from='/w/run/generator/export/params')
       assert c.model.preset == 'gemma3_270m' and c.model.dtype == 'bfloat16'
       assert c.data.source == 'python' and c.total_steps == 300
+      assert c.loss_chunk_size == 256  # no [B, L, 262K] fp32 logits
       assert c.data.task.startswith(task + '_')
       assert c.data.balance_by == ('length' if task != 'gsm8k' and method != 'dpo' else '')
   # `smoke` (launch/paper_270m.sh --smoke): every run still builds; samples
