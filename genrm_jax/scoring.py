@@ -93,11 +93,12 @@ class ContinuationScorer:
     if prefixes is None:
       return self._score_unshared(prompts_ids, continuations)
     result = np.zeros(len(prompts_ids))
-    plain, by_prefix = [], {}
+    plain, by_prefix, prefix_of = [], {}, {}
     for i, (prompt, prefix) in enumerate(zip(prompts_ids, prefixes)):
-      prompt, prefix = list(prompt), list(prefix)
-      if 0 < len(prefix) < len(prompt) and prompt[:len(prefix)] == prefix:
-        by_prefix.setdefault(tuple(prefix), []).append(i)
+      prompt, prefix = list(prompt), tuple(prefix)
+      if 0 < len(prefix) < len(prompt) and tuple(prompt[:len(prefix)]) == prefix:
+        by_prefix.setdefault(prefix, []).append(i)
+        prefix_of[i] = prefix
       else:
         plain.append(i)
     if plain:
@@ -118,12 +119,11 @@ class ContinuationScorer:
       for (_, suffix_len, cont_len), members in sorted(groups.items()):
         for start in range(0, len(members), self.batch_size):
           rows = members[start:start + self.batch_size]
-          row_prefixes = [tuple(prefixes[i]) for i in rows]
           tokens, segments, positions, targets = self._rows_batch(
-              prompts_ids, continuations, rows, [len(p) for p in row_prefixes],
-              suffix_len, cont_len)
+              prompts_ids, continuations, rows,
+              [len(prefix_of[i]) for i in rows], suffix_len, cont_len)
           # Padding rows reuse the first row's prefix (their output is dropped).
-          row_caches = [caches[p] for p in row_prefixes]
+          row_caches = [caches[prefix_of[i]] for i in rows]
           row_caches += row_caches[:1] * (self.batch_size - len(rows))
           prefix_cache = {k: jnp.concatenate([c[k] for c in row_caches],
                                              axis=1 if k in ("k", "v") else 0)

@@ -111,7 +111,7 @@ class TransformerConfig:
   scan_unroll: int = 1
   # True: the layers are one `nn.scan` over params stacked on a `layers` axis
   # (training, checkpoints). False: a Python loop over per-layer params named
-  # `layer_N` (`checkpoints.stacked_to_nested`), so each matmul reads its own
+  # `layer_N` (`unstack_layers(params)`), so each matmul reads its own
   # weight buffer; a scan slices every layer's weights out of the stack at
   # each call, which costs a weight-sized copy per decode step (sampling).
   scan_layers: bool = True
