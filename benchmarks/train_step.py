@@ -9,7 +9,10 @@ Each implementation runs in its own process (JAX preallocates GPU memory):
   cosine, grad-norm clipping, packed targets, fp32 params, bf16 compute);
   `--loss_chunk=N` (comma list: one row each) computes the cross-entropy in
   sequence chunks of N positions (`losses.compute_loss(loss_chunk_size=N)`,
-  no fp32 [B, L, V] logits buffer), 0 = the full logits;
+  no fp32 [B, L, V] logits buffer), 0 = the full logits; `--attention=IMPL`
+  (comma list) picks `TransformerConfig.attention_impl`: einsum (fp32
+  scores), cudnn (fused flash attention, NVIDIA GPUs), xla (its portable
+  reference);
 * official: the official `gemma` package's Transformer (legacy modules),
   forward + backward of the same CE loss (no optimizer), bf16 params;
 * hf: transformers' GemmaForCausalLM (sdpa), forward + backward, bf16.
@@ -47,7 +50,7 @@ def _packed_batch(np, shape, vocab: int, seed: int = 0):
 
 
 def run_ours(shape: common.Shape, steps: int, remat: str,
-             loss_chunk: int = 0) -> dict:
+             loss_chunk: int = 0, attention: str = "einsum") -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import common as configs  # pylint: disable=g-import-not-at-top
@@ -61,7 +64,10 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
   for k, v in shape.model_overrides().items():
     with cfg.unlocked():
       cfg.model[k] = v
-  mcfg = train.model_config(cfg)
+  # The shape's overrides again: a train config drops None values (the tiny
+  # shape's "no attention soft-cap").
+  mcfg = train.model_config(cfg).replace(**shape.model_overrides(),
+                                         attention_impl=attention)
   model = gemma.Transformer(mcfg)
   tx, schedule = optimizer_lib.make_optimizer(cfg)
   state = jax.jit(lambda r: train._state_from_model_params(  # pylint: disable=protected-access
@@ -82,7 +88,8 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
   # The loss of one more step (every step trains on the same batch): equal,
   # up to rounding, with and without --loss_chunk.
   return _result("ours", shape, mcfg, first, secs, common.device_info(),
-                 remat=remat, loss_chunk=loss_chunk, loss=float(one()),
+                 remat=remat, loss_chunk=loss_chunk, attention=attention,
+                 loss=float(one()),
                  peak_bytes=common.peak_device_bytes())
 
 
@@ -176,33 +183,42 @@ def main() -> None:
   parser.add_argument("--loss_chunk", default="0",
                       help="ours: cross-entropy sequence chunk (positions); "
                       "a comma list runs one 'ours' row per value; 0 = off")
+  parser.add_argument("--attention", default="einsum",
+                      help="ours: attention_impl, a comma list (one 'ours' "
+                      "row each): einsum | cudnn | xla")
   common.add_run_args(parser, timeout=300)
   args = parser.parse_args()
   shape = common.TINY if args.tiny else common.FULL
 
   chunks = [int(c) for c in args.loss_chunk.split(",")]
+  attentions = args.attention.split(",")
 
   if args.worker:  # one implementation, in this process
     fn = {"ours": functools.partial(run_ours, remat=args.remat,
-                                    loss_chunk=chunks[0]),
+                                    loss_chunk=chunks[0],
+                                    attention=attentions[0]),
           "official": run_official, "hf": run_hf}[args.worker]
     print(json.dumps(fn(shape, args.steps)))
     return
 
   rows = []
   for impl in args.impls.split(","):
-    for chunk in (chunks if impl == "ours" else [0]):
+    variants = [(c, a) for a in attentions for c in chunks]
+    for chunk, attention in (variants if impl == "ours" else [(0, "")]):
       cmd = ["-m", "benchmarks.train_step", f"--worker={impl}",
              f"--steps={args.steps}", f"--remat={args.remat}",
-             f"--loss_chunk={chunk}"] + (["--tiny"] if args.tiny else [])
+             f"--loss_chunk={chunk}", f"--attention={attention or 'einsum'}"
+             ] + (["--tiny"] if args.tiny else [])
       row = common.run_subprocess(cmd, args.timeout)
       row.setdefault("impl", impl)
       row.setdefault("benchmark", "train_step")
       if impl == "ours":
         row.setdefault("loss_chunk", chunk)
+        row.setdefault("attention", attention)
       rows.append(row)
       common.record(args.out, row)
-  # The speed-ups are those of the first "ours" row (the first --loss_chunk).
+  # The speed-ups are those of the first "ours" row (the first --loss_chunk
+  # and --attention).
   ours = next((r for r in rows if r["impl"] == "ours" and "tokens_per_s" in r),
               None)
   for r in rows:
@@ -213,7 +229,7 @@ def main() -> None:
   common.print_table(
       f"train step, {shape.preset} batch {shape.batch} x {shape.seq_len} "
       f"({rows[0].get('device', '?')})", rows,
-      ["impl", "loss_chunk", "tokens_per_s", "mfu", "step_s", "first_call_s",
+      ["impl", "attention", "loss_chunk", "tokens_per_s", "mfu", "step_s", "first_call_s",
        "peak_gib", "ours_speedup", "error"])
   for r in rows:
     if "error" in r:

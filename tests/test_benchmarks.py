@@ -38,13 +38,18 @@ def _run(module, *args, tmp_path, tiny=True):
 def test_train_step_benchmark_tiny(tmp_path):
   # Ours with the chunked cross-entropy (the full-logits step is what
   # tests/test_train.py runs).
+  # and both attention calls (xla: the fused call's portable twin).
   rows, stdout = _run("benchmarks.train_step", "--impls=ours,official",
-                      "--steps=2", "--loss_chunk=16", tmp_path=tmp_path)
-  assert [r["impl"] for r in rows] == ["ours", "official"]
+                      "--steps=2", "--loss_chunk=16", "--attention=einsum,xla",
+                      tmp_path=tmp_path)
+  assert [r["impl"] for r in rows] == ["ours", "ours", "official"]
+  assert [r.get("attention") for r in rows] == ["einsum", "xla", None]
   assert rows[0]["loss_chunk"] == 16
   for r in rows:
     assert "error" not in r, r
     assert r["tokens_per_s"] > 0 and r["params"] > 0 and r["device"]
+  # The same training on the same batch, whichever attention call.
+  assert rows[1]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-2)
   assert "ours_speedup" in stdout
 
 

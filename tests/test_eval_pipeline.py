@@ -79,6 +79,12 @@ def test_bundle_roundtrip_and_errors(bundles, tmp_path):
   meta = json.load(open(tmp_path / "b" / "model.json"))
   assert meta["vocabulary"] == "tokenizer.model"
   assert (tmp_path / "b" / "tokenizer.model").read_bytes() == b"not really a model"
+  # cuDNN attention (a GPU's choice) is not written with the weights.
+  bundle.write_model_json(str(tmp_path / "c"), _config().replace(
+      dtype="bfloat16", attn_logits_soft_cap=None, attention_impl="cudnn"),
+      None)
+  meta = json.load(open(tmp_path / "c" / "model.json"))
+  assert meta["config"]["attention_impl"] == "einsum"
 
 
 def test_per_row_keys_make_samples_independent_of_batch(bundles):

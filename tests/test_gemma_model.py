@@ -1,6 +1,8 @@
 """Model behaviour beyond parity: packing, padding, sharding, remat, dtypes,
 presets and checkpoint errors."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -116,6 +118,48 @@ def test_remat_gives_the_same_gradients():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
                                                          atol=1e-6),
                  grads(config.replace(remat_policy=policy)), plain)
+
+
+@pytest.mark.parametrize("family", ["gemma1_mqa", "gemma1_mha", "gemma3"])
+def test_fused_attention_call_equals_einsum_attention(family):
+  """attention_impl='xla' (jax.nn.dot_product_attention, the portable twin
+  of 'cudnn') gives the einsum path's logits and gradients: packed segments,
+  padding, GQA/MQA and sliding windows included."""
+  config = ref.tiny_config(family, sliding_window_size=3)
+  fused = config.replace(attention_impl="xla")
+  params = ref.random_params(config)
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(1, config.num_embed, size=(2, 13))
+  segment_ids = np.array([[1] * 7 + [2] * 4 + [0, 0], [1] * 13])
+  positions = np.array([list(range(7)) + list(range(4)) + [0, 0],
+                        list(range(13))])
+  kw = dict(positions=positions, segment_ids=segment_ids)
+
+  def loss(cfg, p):
+    logits = _apply(cfg, p, tokens, **kw).logits
+    return jnp.sum(jnp.where(segment_ids[..., None] > 0, logits, 0.0) ** 2)
+
+  ref.assert_close(_apply(fused, params, tokens, **kw).logits,
+                   _apply(config, params, tokens, **kw).logits, rtol=1e-5)
+  grads = [jax.jit(jax.grad(functools.partial(loss, c)))(params)
+           for c in (config, fused)]
+  # fp32, summed in another order: relative to each gradient's scale.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=0, atol=1e-5 * np.max(np.abs(b))), *grads)
+  # With a KV cache (decoding) both take the einsum path.
+  cache = fused.init_cache(2, 16)
+  step = _apply(fused, params, tokens[:, :5], cache=cache)
+  plain = _apply(config, params, tokens[:, :5], cache=cache)
+  np.testing.assert_array_equal(step.logits, plain.logits)
+
+
+def test_fused_attention_rejects_what_it_cannot_compute():
+  with pytest.raises(ValueError, match="soft-cap.*attention_impl='einsum'"):
+    ref.tiny_config("gemma2", attention_impl="cudnn", dtype="bfloat16")
+  with pytest.raises(ValueError, match="dtype='bfloat16'"):
+    ref.tiny_config("gemma3", attention_impl="cudnn")  # fp32 compute
+  with pytest.raises(ValueError, match="expected one of"):
+    ref.tiny_config("gemma3", attention_impl="flash")
 
 
 def test_bf16_compute_approximates_fp32_and_hidden_states():

@@ -93,7 +93,8 @@ def test_paper_270m_configs_build_every_run():
                                 init_from='/w/run/generator/export/params')
       assert c.model.preset == 'gemma3_270m' and c.model.dtype == 'bfloat16'
       assert c.data.source == 'python' and c.total_steps == 300
-      assert c.loss_chunk_size == 256  # no [B, L, 262K] fp32 logits
+      assert c.loss_chunk_size == 32  # no [B, L, 262K] fp32 logits
+      assert c.model.remat_policy == 'dots_with_no_batch_dims_saveable'
       assert c.data.task.startswith(task + '_')
       assert c.data.balance_by == ('length' if task != 'gsm8k' and method != 'dpo' else '')
   # `smoke` (launch/paper_270m.sh --smoke): every run still builds; samples
@@ -118,6 +119,25 @@ def test_paper_270m_configs_build_every_run():
     assert 'seq_lenn' in str(e) and 'seq_len' in str(e)
   else:
     raise AssertionError('a misspelt override must fail')
+
+
+def test_paper_270m_heaviest_train_step_fits_one_gpu():
+  """XLA's buffer plan of the real train step (compiled for the CPU, nothing
+  run) for the heaviest run, GenRM-CoT on gsm8k at 32 x 1024 tokens, stays
+  under an 80 GB GPU's 90% (the launcher's XLA_PYTHON_CLIENT_MEM_FRACTION).
+  XLA:CPU computes bf16 element-wise ops in fp32, so a GPU plans less."""
+  from configs.pipeline import paper_270m  # pylint: disable=g-import-not-at-top
+  from genrm_jax import compile_check  # pylint: disable=g-import-not-at-top
+  config = paper_270m.get_config('task=gsm8k,base=/w/gemma3_270m')
+  c = pipeline.train_config(config, 'cot', vocabulary='byte', init_from='')
+  c.model.num_embed = 262_144  # the base model's vocabulary
+  assert (c.batch_size, c.data.seq_len) == (32, 1024)
+  report = compile_check.run(c, 'cpu:1')
+  assert report['total_bytes'] < 0.9 * 80e9, report
+  # Without the remat policy and the chunk size it would not fit.
+  c.model.remat_policy = 'none'
+  c.loss_chunk_size = 256
+  assert compile_check.run(c, 'cpu:1')['total_bytes'] > 80e9
 
 
 def test_first_problems_keeps_whole_problems_in_store_order(tmp_path):

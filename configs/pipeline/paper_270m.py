@@ -68,11 +68,18 @@ def get_config(arg=None):
       batch_size=32, lr=1e-5, log_every=25, checkpoint_every=500, eval_every=0,
       mesh=(1, -1, 1), async_checkpointing=False,
       optimizer=dict(warmup_steps=30, weight_decay=0.0),
-      data=dict(eval_split=''), model=dict(remat_policy='none'),
-      # Gemma 3's 262K vocabulary: full fp32 logits of a 32 x 768 gsm8k batch
-      # are 26 GB (and as much for their gradient); the loss reads them 256
-      # positions at a time instead (losses.chunked_token_stats).
-      loss_chunk_size=256)
+      data=dict(eval_split=''),
+      # Memory on one 80 GB GPU (XLA's buffer plan of each train step,
+      # `python -m genrm_jax.train --compile_only --topology=cpu:1`; tested
+      # for the heaviest run, gsm8k CoT 32 x 1024). Gemma 3's 262K
+      # vocabulary: full fp32 logits of a 32 x 768 batch are 26 GB, and as
+      # much again for their gradient, so the loss reads them 32 positions
+      # (x 32 rows, 1 GB) at a time (losses.chunked_token_stats); 256
+      # positions still planned 8.6 GB buffers. Keeping every activation
+      # (remat 'none') planned 55-123 GB for word_sort and gsm8k; saving
+      # only the weight matmuls' outputs plans 13-28 GB for every run.
+      model=dict(remat_policy='dots_with_no_batch_dims_saveable'),
+      loss_chunk_size=32)
   c.runs = mlc.ConfigDict()
   c.runs.solve = dict(total_steps=300, lr=2e-5, optimizer=dict(decay_steps=300),
                       data=dict(seq_len=short))

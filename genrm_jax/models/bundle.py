@@ -55,6 +55,9 @@ class Bundle(NamedTuple):
 def config_to_dict(config: gemma.TransformerConfig) -> dict[str, Any]:
   fields = dataclasses.asdict(config)
   fields["attention_types"] = list(config.attention_types)
+  # A platform choice, not a property of the weights: a model trained with
+  # cuDNN attention is evaluated anywhere.
+  fields["attention_impl"] = "einsum"
   return fields
 
 

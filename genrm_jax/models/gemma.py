@@ -66,6 +66,9 @@ REMAT_POLICIES = {
     ),
 }
 
+# How attention runs without a KV cache (`TransformerConfig.attention_impl`).
+ATTENTION_IMPLS = ("einsum", "xla", "cudnn")
+
 PAD_ID = 0
 EOS_ID = 1
 BOS_ID = 2
@@ -115,6 +118,15 @@ class TransformerConfig:
   # weight buffer; a scan slices every layer's weights out of the stack at
   # each call, which costs a weight-sized copy per decode step (sampling).
   scan_layers: bool = True
+  # Attention without a KV cache (training, scoring forward passes):
+  # "einsum" computes the [B, N, T, S] scores in fp32, masks and soft-maxes
+  # them (the reference numerics); "xla" / "cudnn" call
+  # `jax.nn.dot_product_attention` with that implementation and the same
+  # mask. "cudnn" is cuDNN's fused flash attention on NVIDIA GPUs: the scores
+  # never reach memory (bf16 / fp16 compute only, and no attention-logit
+  # soft-cap, so not Gemma 2); "xla" is its portable reference, which runs
+  # anywhere. Decoding with a cache always takes the einsum path.
+  attention_impl: str = "einsum"
   # SentencePiece `tokenizer.model` that goes with the weights (or None).
   tokenizer: str | None = None
 
@@ -154,6 +166,24 @@ class TransformerConfig:
         jnp.dtype(getattr(self, name))
       except TypeError as e:
         raise ValueError(f"{name}={getattr(self, name)!r} is no dtype") from e
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(
+          f"attention_impl={self.attention_impl!r}; expected one of"
+          f" {ATTENTION_IMPLS}."
+      )
+    if self.attention_impl != "einsum" and self.attn_logits_soft_cap is not None:
+      raise ValueError(
+          f"attention_impl={self.attention_impl!r} cannot apply the"
+          f" attention-logit soft-cap ({self.attn_logits_soft_cap}) of this"
+          " model (Gemma 2): use attention_impl='einsum'."
+      )
+    if self.attention_impl == "cudnn" and jnp.dtype(self.dtype) not in (
+        jnp.bfloat16, jnp.float16):
+      raise ValueError(
+          f"attention_impl='cudnn' needs a bfloat16 or float16 compute dtype,"
+          f" not dtype={self.dtype!r}: set dtype='bfloat16' or"
+          " attention_impl='einsum'."
+      )
 
   @property
   def num_layers(self) -> int:
@@ -416,23 +446,35 @@ class Attention(nn.Module):
       key = jax.lax.dynamic_index_in_dim(k_all, layer["index"], 0, False).astype(dt)
       value = jax.lax.dynamic_index_in_dim(v_all, layer["index"], 0, False).astype(dt)
 
-    # Grouped-query layout: query head n*G + g reads kv head n.
-    b, t = q.shape[:2]
-    q = q.reshape(b, t, k, n // k, h)
-    logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, key,
-                        preferred_element_type=jnp.float32)
-    if cfg.attn_logits_soft_cap is not None:
-      cap = cfg.attn_logits_soft_cap
-      logits = jnp.tanh(logits / cap) * cap
-
     mask = jnp.where(layer["is_local"], ctx["local_mask"], ctx["global_mask"])
-    logits = jnp.where(mask[:, None, None, :, :], logits, K_MASK)
-    probs = jax.nn.softmax(logits, axis=-1).astype(value.dtype)
-    encoded = jnp.einsum("BKGTS,BSKH->BTKGH", probs, value)
-    encoded = encoded.reshape(b, t, n, h)
+    if cache is None and cfg.attention_impl != "einsum":
+      # One fused call; the queries are already scaled. Its grouping is ours
+      # (query head n*G + g reads kv head n).
+      encoded = jax.nn.dot_product_attention(
+          q, key, value, mask=mask[:, None], scale=1.0,
+          implementation=cfg.attention_impl)
+    else:
+      encoded = _einsum_attention(cfg, q, key, value, mask)
     out = einsum((n, h, d), ("heads", "head_dim", "embed"),
                  name="attn_vec_einsum")("BTNH,NHD->BTD", encoded)
     return out, new_cache
+
+
+def _einsum_attention(cfg, q, key, value, mask):
+  """[B, T, N, H] attention output; scores and soft-max in fp32."""
+  b, t, n, h = q.shape
+  k = key.shape[2]
+  # Grouped-query layout: query head n*G + g reads kv head n.
+  q = q.reshape(b, t, k, n // k, h)
+  logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, key,
+                      preferred_element_type=jnp.float32)
+  if cfg.attn_logits_soft_cap is not None:
+    cap = cfg.attn_logits_soft_cap
+    logits = jnp.tanh(logits / cap) * cap
+  logits = jnp.where(mask[:, None, None, :, :], logits, K_MASK)
+  probs = jax.nn.softmax(logits, axis=-1).astype(value.dtype)
+  encoded = jnp.einsum("BKGTS,BSKH->BTKGH", probs, value)
+  return encoded.reshape(b, t, n, h)
 
 
 class FeedForward(nn.Module):
