@@ -220,6 +220,17 @@ def test_checkpoint_mismatch_lists_keys(tmp_path):
     checkpoints.load_params(tmp_path / "nope", config)
 
 
+def test_load_params_from_a_relative_path(tmp_path, monkeypatch):
+  # The launchers pass `runs/gemma3_270m/params`; orbax reads no item
+  # metadata through a relative path.
+  config = ref.tiny_config("gemma3")
+  params = ref.random_params(config)
+  monkeypatch.chdir(tmp_path)
+  checkpoints.save_params(params, "runs/c", layout="kaggle")
+  loaded = checkpoints.load_params("runs/c", config)
+  jax.tree.map(np.testing.assert_array_equal, loaded, params)
+
+
 def test_load_params_onto_mesh(tmp_path):
   config = ref.tiny_config("gemma1_mha")
   params = ref.random_params(config)

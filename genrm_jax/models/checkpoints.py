@@ -156,12 +156,20 @@ def save_params(params: dict[str, Any], path: str | os.PathLike,
   if layout not in LAYOUTS:
     raise ValueError(f"layout={layout!r}; expected one of {LAYOUTS}.")
   tree = to_layout(params, layout)
-  ocp.PyTreeCheckpointer().save(os.fspath(path), tree, force=force)
+  ocp.PyTreeCheckpointer().save(_orbax_path(path), tree, force=force)
+
+
+def _orbax_path(path: str | os.PathLike) -> str:
+  """An absolute local path (orbax cannot read item metadata through a
+  relative one, e.g. the launchers' `runs/gemma3_270m/params`); URLs as
+  given."""
+  path = os.fspath(path)
+  return path if "://" in path else os.path.abspath(path)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
   """The checkpoint's tree of `jax.ShapeDtypeStruct`s, as stored."""
-  path = os.fspath(path)
+  path = _orbax_path(path)
   if not os.path.exists(path) and "://" not in path:
     raise FileNotFoundError(
         f"No checkpoint at {path}. Official Gemma checkpoints come from "
@@ -207,7 +215,7 @@ def load_params(path: str | os.PathLike, config: gemma.TransformerConfig,
   Returns:
     The parameter tree `gemma.Transformer(config)` expects.
   """
-  path = os.fspath(path)
+  path = _orbax_path(path)
   dtype = jnp.dtype(dtype or config.param_dtype)
   stored = read_metadata(path)
   wrapped = stored
