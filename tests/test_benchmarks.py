@@ -112,3 +112,22 @@ def test_input_pipeline_benchmark_tiny(tmp_path):
   assert r["token_slots_per_s"] > 0 and 0 < r["fill"] <= 1
   assert r["target_tokens_per_s"] > 0
   assert "accelerator" in stdout
+
+
+def test_gpu_suite_dry_run_lists_each_benchmark():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--dry_run"],
+                        cwd=root, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("+ timeout")]
+  modules = [l.split(" -m ")[1].split()[0] for l in lines]
+  assert modules == ["benchmarks.train_step", "benchmarks.sampling",
+                     "benchmarks.scoring"]
+  assert "--attention=einsum,cudnn" in lines[0]
+  proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--dry_run",
+                         "--part=infer", "--tiny"], cwd=root,
+                        capture_output=True, text=True, timeout=60)
+  assert "train_step" not in proc.stdout and proc.stdout.count("--tiny") == 2
+  proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--part=x"],
+                        cwd=root, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2 and "expected all, train or infer" in proc.stderr

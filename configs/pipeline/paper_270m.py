@@ -76,8 +76,9 @@ def get_config(arg=None):
       # much again for their gradient, so the loss reads them 32 positions
       # (x 32 rows, 1 GB) at a time (losses.chunked_token_stats); 256
       # positions still planned 8.6 GB buffers. Keeping every activation
-      # (remat 'none') planned 55-123 GB for word_sort and gsm8k; saving
-      # only the weight matmuls' outputs plans 13-28 GB for every run.
+      # (remat 'none') with those planned 43-123 GB a step; saving only the
+      # weight matmuls' outputs and 32-position chunks plan 10-28 GB for
+      # every run (benchmarks/RESULTS.md).
       model=dict(remat_policy='dots_with_no_batch_dims_saveable'),
       loss_chunk_size=32)
   c.runs = mlc.ConfigDict()

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The issue #8 measurements in one command, for a borrowed GPU machine with a
+# short budget (one H100 for 15 minutes, 10 a command): each benchmark runs
+# under its own time limit, most important first, so a cut-off run still
+# brings back what it finished. Output: $OUT/benchmarks.jsonl (one JSON line
+# a row) and $OUT/suite.log (the tables), or ./gpu_suite_out without $OUT.
+#
+#   bash benchmarks/gpu_suite.sh                 # part "train", then "infer"
+#   bash benchmarks/gpu_suite.sh --part=train    # train step only (~5 min)
+#   bash benchmarks/gpu_suite.sh --part=infer    # sampling + scoring (~5 min)
+#   bash benchmarks/gpu_suite.sh --tiny          # the same on a CPU, tiny model
+#   bash benchmarks/gpu_suite.sh --dry_run       # print the commands
+#
+# Wheels in .whl/ (ml_collections, the official gemma; see the README's
+# device notes) are installed into /tmp/site first when present.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+part=all tiny="" dry="" python="${PYTHON:-python3}"
+for arg in "$@"; do
+  case "$arg" in
+    --part=*) part="${arg#*=}" ;;
+    --tiny) tiny=--tiny ;;
+    --dry_run) dry=1 ;;
+    --python=*) python="${arg#*=}" ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "gpu_suite.sh: unknown flag $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$part" in all|train|infer) ;; *) echo "--part=$part: expected all, train or infer" >&2; exit 2 ;; esac
+out="${OUT:-$repo/gpu_suite_out}"
+cd "$repo"
+
+run() {  # run SECONDS python -m MODULE ARGS...: one benchmark under a limit
+  local limit="$1"; shift
+  echo "+ timeout $limit $python $* $tiny --out=$out/benchmarks.jsonl"
+  [ -n "$dry" ] && return 0
+  timeout "$limit" "$python" "$@" $tiny --out="$out/benchmarks.jsonl" \
+    2>&1 | tee -a "$out/suite.log" || echo "(exit $? after at most ${limit}s: $*)" | tee -a "$out/suite.log"
+}
+
+if [ -z "$dry" ]; then
+  mkdir -p "$out"
+  if compgen -G ".whl/*.whl" > /dev/null; then
+    "$python" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site:$repo${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true; } \
+    | tee -a "$out/suite.log"
+fi
+
+if [ "$part" != infer ]; then
+  # Ours with the einsum and cuDNN attention, then the peers (their rows get
+  # ours_speedup against the first row).
+  run 330 -m benchmarks.train_step --impls=ours,official,hf --attention=einsum,cudnn \
+    --loss_chunk=0 --steps=5 --timeout=150
+fi
+if [ "$part" != train ]; then
+  run 200 -m benchmarks.sampling --impls=ours,ours_scan,hf --batches=16,64 --timeout=90
+  run 120 -m benchmarks.scoring --modes=direct --timeout=110
+fi
