@@ -51,7 +51,9 @@ fi
 if [ "$part" != infer ]; then
   # Ours with the einsum and cuDNN attention, then the peers (their rows get
   # ours_speedup against the first row).
-  run 330 -m benchmarks.train_step --impls=ours,official,hf --attention=einsum,cudnn \
+  # (--tiny, on a CPU: 'xla', the fused call's portable twin.)
+  fused=cudnn; [ -n "$tiny" ] && fused=xla
+  run 330 -m benchmarks.train_step --impls=ours,official,hf --attention="einsum,$fused" \
     --loss_chunk=0 --steps=5 --timeout=150
 fi
 if [ "$part" != train ]; then
