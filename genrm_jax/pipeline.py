@@ -190,6 +190,35 @@ def summarize_candidates(path: str, log: Log) -> dict:
   return dict(candidates=n, accuracy=acc, any_correct=any_correct, mixed=mixed)
 
 
+def require_both_kinds(path: str, config) -> None:
+  """Fails before any verifier trains when the generator's verifier-train
+  pool cannot teach one: no correct (or no incorrect) candidate, or, for
+  DPO, no problem with both. The pool stays on disk."""
+  from genrm_jax import candidates as candidates_lib  # pylint: disable=g-import-not-at-top
+  by_problem: dict[str, list[bool]] = {}
+  for c in candidates_lib.read_candidates(path):
+    by_problem.setdefault(c.problem_id, []).append(bool(c.correct))
+  labels = [v for vs in by_problem.values() for v in vs]
+  mixed = sum(any(v) and not all(v) for v in by_problem.values())
+  methods = {config.verifiers[n].method for n in config.verifiers}
+  problem = ''
+  if not any(labels):
+    problem = 'none of its candidates is correct'
+  elif all(labels):
+    problem = 'every candidate is correct'
+  elif 'dpo' in methods and not mixed:
+    problem = 'no problem has both a correct and an incorrect candidate (DPO pairs them)'
+  if problem:
+    lengths = config.problems.verifier_train.get('train_lengths', None)
+    raise ValueError(
+        f'{path}: {len(labels)} candidates of {len(by_problem)} verifier-train problems, '
+        f'and {problem}: the verifiers would have nothing to learn from. Train the generator '
+        'longer (--config.runs.solve.total_steps=N), sample more or hotter '
+        '(--config.sampling.num_samples=N, --config.sampling.temperature=T), or use easier '
+        f'problems (--config.problems.verifier_train.train_lengths=..., now {lengths}); '
+        f'then delete {path} (it is resumed, not resampled) and rerun.')
+
+
 def first_problems(path: str, k: int, out: str) -> str:
   """The candidates of PATH's first K problems (store order), written to OUT
   (once: a rerun reuses it)."""
@@ -296,6 +325,7 @@ def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -
     _stage(log, f'3/5 Candidates: {config.sampling.num_samples} samples per problem')
     train_cands = timed('candidates_verifier_train', stage_candidates, config, workdir,
                         generator, 'verifier_train', log)
+    require_both_kinds(train_cands, config)
     eval_cands = timed('candidates_eval', stage_candidates, config, workdir, generator,
                        'eval', log)
   _stage(log, f'4/5 Verifiers: {", ".join(config.verifiers)}')

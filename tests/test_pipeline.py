@@ -151,3 +151,31 @@ def test_first_problems_keeps_whole_problems_in_store_order(tmp_path):
   kept = candidates_lib.read_candidates(out)
   assert [(c.problem_id, c.candidate_id) for c in kept] == [
       ('gsm8k/7', '0'), ('gsm8k/7', '1'), ('gsm8k/3', '0')]
+
+
+def test_a_verifier_train_pool_without_both_kinds_stops_before_training(tmp_path):
+  from configs.pipeline import paper_270m  # pylint: disable=g-import-not-at-top
+  config = paper_270m.get_config('task=last_letter,base=/w/gemma3_270m')
+
+  def store(name, labels):  # labels[q]: problem q's candidates' correctness
+    rows = [candidates_lib.Candidate(
+        problem_id=f'last_letter/{q}', candidate_id=str(i), question=f'q{q}',
+        solution='s', answer=None, reference='', correct=c, task='last_letter')
+            for q, cs in enumerate(labels) for i, c in enumerate(cs)]
+    path = str(tmp_path / f'{name}.jsonl')
+    candidates_lib.write_candidates(path, rows)
+    return path
+
+  with pytest.raises(ValueError, match=r'none of its candidates is correct.*'
+                     r'train_lengths=\.\.\., now \(4, 5\).*delete'):
+    pipeline.require_both_kinds(store('none', [[False, False], [False]]), config)
+  with pytest.raises(ValueError, match='every candidate is correct'):
+    pipeline.require_both_kinds(store('all', [[True], [True, True]]), config)
+  # Both kinds, but never within one problem: DPO has no pair.
+  split = store('split', [[True, True], [False]])
+  with pytest.raises(ValueError, match='DPO pairs them'):
+    pipeline.require_both_kinds(split, config)
+  del config.verifiers['dpo']
+  pipeline.require_both_kinds(split, config)  # the others can learn
+  pipeline.require_both_kinds(store('ok', [[True, False], [False]]),
+                              paper_270m.get_config('task=last_letter'))
