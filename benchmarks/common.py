@@ -135,6 +135,22 @@ def time_it(fn: Callable[[], Any], sync: Callable[[Any], Any], warmup: int,
   return first, (time.perf_counter() - start) / repeats
 
 
+def profile_steps(fn: Callable[[], Any], sync: Callable[[Any], Any],
+                  directory: str, steps: int = 3, top: int = 12) -> dict:
+  """Runs `fn` `steps` more times under `jax.profiler.trace(directory)` and
+  returns where the time went (`trace_summary.summarize`), so the row
+  carries it even where the trace files stay behind."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from benchmarks import trace_summary  # pylint: disable=g-import-not-at-top
+  with jax.profiler.trace(directory, create_perfetto_trace=True):
+    for _ in range(steps):
+      out = fn()
+    sync(out)
+  summary = trace_summary.summarize(directory, top)
+  summary["steps"] = steps
+  return summary
+
+
 def record(out_path: str, entry: dict[str, Any]) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
   with open(out_path, "a") as f:

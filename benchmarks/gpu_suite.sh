@@ -3,7 +3,9 @@
 # short budget (one H100 for 15 minutes, 10 a command): each benchmark runs
 # under its own time limit, most important first, so a cut-off run still
 # brings back what it finished. Output: $OUT/benchmarks.jsonl (one JSON line
-# a row) and $OUT/suite.log (the tables), or ./gpu_suite_out without $OUT.
+# a row) and $OUT/suite.log (the tables), with each JAX row's top device ops
+# from a profile of a few more steps (traces under $OUT/traces), or
+# ./gpu_suite_out without $OUT.
 #
 #   bash benchmarks/gpu_suite.sh                 # part "train", then "infer"
 #   bash benchmarks/gpu_suite.sh --part=train    # train step only (~5 min)
@@ -54,9 +56,10 @@ if [ "$part" != infer ]; then
   # (--tiny, on a CPU: 'xla', the fused call's portable twin.)
   fused=cudnn; [ -n "$tiny" ] && fused=xla
   run 330 -m benchmarks.train_step --impls=ours,official,hf --attention="einsum,$fused" \
-    --loss_chunk=0 --steps=5 --timeout=150
+    --loss_chunk=0 --steps=5 --timeout=150 --profile_dir="$out/traces"
 fi
 if [ "$part" != train ]; then
-  run 200 -m benchmarks.sampling --impls=ours,ours_scan,hf --batches=16,64 --timeout=90
+  run 200 -m benchmarks.sampling --impls=ours,ours_scan,hf --batches=16,64 --timeout=90 \
+    --profile_dir="$out/traces"
   run 120 -m benchmarks.scoring --modes=direct --timeout=110
 fi

@@ -50,7 +50,8 @@ def _shape(tiny: bool):
   return shape
 
 
-def run_ours(batch: int, tiny: bool, unstack_layers: bool = True) -> dict:
+def run_ours(batch: int, tiny: bool, unstack_layers: bool = True,
+             profile_dir: str = "") -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
@@ -65,8 +66,14 @@ def run_ours(batch: int, tiny: bool, unstack_layers: bool = True) -> dict:
   sp = sampling.SamplingParams(max_new_tokens=new, stop_tokens=())
   first, secs = common.time_it(lambda: sampler.generate(prompts, sp),
                                lambda _: None, 1, 2)
-  return _result("ours" if unstack_layers else "ours_scan", cfg, batch,
-                 prompt_len, new, first, secs, common.device_info())
+  impl = "ours" if unstack_layers else "ours_scan"
+  profile = {}
+  if profile_dir:  # one more generate call, traced
+    profile["profile"] = common.profile_steps(
+        lambda: sampler.generate(prompts, sp), lambda _: None,
+        os.path.join(profile_dir, f"{impl}_batch{batch}"), steps=1)
+  return _result(impl, cfg, batch, prompt_len, new, first, secs,
+                 common.device_info(), **profile)
 
 
 def run_hf(batch: int, tiny: bool) -> dict:
@@ -133,7 +140,8 @@ def run_official(batch: int, tiny: bool) -> dict:
                  common.device_info())
 
 
-def _result(impl, cfg, batch, prompt_len, new, first, secs, info) -> dict:
+def _result(impl, cfg, batch, prompt_len, new, first, secs, info,
+            **extra) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
   params = gemma.count_params(jax.tree.map(
@@ -150,7 +158,7 @@ def _result(impl, cfg, batch, prompt_len, new, first, secs, info) -> dict:
               shape=f"{cfg.num_layers}L-{cfg.embed_dim}d", batch=batch, prompt_len=prompt_len,
               new_tokens=new, seconds=secs, first_call_s=first,
               new_tokens_per_s=batch * new / secs,
-              hbm_roofline_tokens_per_s=roofline, **info)
+              hbm_roofline_tokens_per_s=roofline, **info, **extra)
 
 
 def main() -> None:
@@ -162,14 +170,20 @@ def main() -> None:
                       help="model shape (default gemma_2b; tiny with --tiny)")
   parser.add_argument("--dtype", default="bfloat16",
                       help="ours and official (e.g. float32 on a CPU)")
+  parser.add_argument("--profile_dir", default="",
+                      help="ours / ours_scan: trace one more generate call "
+                      "into DIR/<impl>_batch<B>/ and add its top device ops "
+                      "to the row (benchmarks.trace_summary)")
   common.add_run_args(parser, timeout=300)
   args = parser.parse_args()
   batches = [int(b) for b in args.batches.split(",")]
 
   if args.worker:
     _MODEL.update(preset=args.preset, dtype=args.dtype)
-    fn = {"ours": run_ours, "hf": run_hf, "official": run_official,
-          "ours_scan": functools.partial(run_ours, unstack_layers=False)
+    fn = {"ours": functools.partial(run_ours, profile_dir=args.profile_dir),
+          "hf": run_hf, "official": run_official,
+          "ours_scan": functools.partial(run_ours, unstack_layers=False,
+                                         profile_dir=args.profile_dir)
           }[args.worker]
     print(json.dumps(fn(batches[0], args.tiny)))
     return
@@ -180,7 +194,8 @@ def main() -> None:
       row = common.run_subprocess(
           ["-m", "benchmarks.sampling", f"--worker={impl}",
            f"--batches={batch}", f"--preset={args.preset}",
-           f"--dtype={args.dtype}"] + (["--tiny"] if args.tiny else []),
+           f"--dtype={args.dtype}", f"--profile_dir={args.profile_dir}"
+           ] + (["--tiny"] if args.tiny else []),
           args.timeout)
       row.setdefault("impl", impl)
       row.setdefault("batch", batch)
@@ -200,6 +215,10 @@ def main() -> None:
     if "error" in r:
       print(f"{r['impl']} batch {r['batch']}: {r['error']}\n"
             f"{r.get('stderr_tail', '')}")
+    if "profile" in r:
+      from benchmarks import trace_summary  # pylint: disable=g-import-not-at-top
+      print(f"\n{r['impl']} batch {r['batch']}: where the time goes")
+      print(trace_summary.format_summary(r["profile"]))
 
 
 if __name__ == "__main__":

@@ -49,8 +49,17 @@ def _packed_batch(np, shape, vocab: int, seed: int = 0):
           "decoder_positions": positions.astype(np.int32)}
 
 
+def _profile(profile_dir: str, name: str, fn, sync) -> dict:
+  """The row's `profile` (top device ops of 3 traced steps), if asked."""
+  if not profile_dir:
+    return {}
+  return {"profile": common.profile_steps(
+      fn, sync, os.path.join(profile_dir, name))}
+
+
 def run_ours(shape: common.Shape, steps: int, remat: str,
-             loss_chunk: int = 0, attention: str = "einsum") -> dict:
+             loss_chunk: int = 0, attention: str = "einsum",
+             profile_dir: str = "") -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import common as configs  # pylint: disable=g-import-not-at-top
@@ -85,15 +94,17 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
     return metrics["loss"]
 
   first, secs = common.time_it(one, jax.block_until_ready, 2, steps)
+  profile = _profile(profile_dir, f"ours_{attention}_chunk{loss_chunk}", one,
+                     jax.block_until_ready)
   # The loss of one more step (every step trains on the same batch): equal,
   # up to rounding, with and without --loss_chunk.
   return _result("ours", shape, mcfg, first, secs, common.device_info(),
                  remat=remat, loss_chunk=loss_chunk, attention=attention,
                  loss=float(one()),
-                 peak_bytes=common.peak_device_bytes())
+                 peak_bytes=common.peak_device_bytes(), **profile)
 
 
-def run_official(shape: common.Shape, steps: int) -> dict:
+def run_official(shape: common.Shape, steps: int, profile_dir: str = "") -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -125,8 +136,10 @@ def run_official(shape: common.Shape, steps: int) -> dict:
   grad = jax.jit(jax.value_and_grad(loss))
   first, secs = common.time_it(lambda: grad(params)[0], jax.block_until_ready,
                                2, steps)
+  profile = _profile(profile_dir, "official", lambda: grad(params)[0],
+                     jax.block_until_ready)
   return _result("official", shape, mcfg, first, secs, common.device_info(),
-                 peak_bytes=common.peak_device_bytes())
+                 peak_bytes=common.peak_device_bytes(), **profile)
 
 
 def run_hf(shape: common.Shape, steps: int) -> dict:
@@ -183,6 +196,10 @@ def main() -> None:
   parser.add_argument("--loss_chunk", default="0",
                       help="ours: cross-entropy sequence chunk (positions); "
                       "a comma list runs one 'ours' row per value; 0 = off")
+  parser.add_argument("--profile_dir", default="",
+                      help="ours / official: trace 3 more steps into "
+                      "DIR/<row>/ (jax.profiler, perfetto JSON) and add the "
+                      "top device ops to the row (benchmarks.trace_summary)")
   parser.add_argument("--attention", default="einsum",
                       help="ours: attention_impl, a comma list (one 'ours' "
                       "row each): einsum | cudnn | xla")
@@ -196,8 +213,11 @@ def main() -> None:
   if args.worker:  # one implementation, in this process
     fn = {"ours": functools.partial(run_ours, remat=args.remat,
                                     loss_chunk=chunks[0],
-                                    attention=attentions[0]),
-          "official": run_official, "hf": run_hf}[args.worker]
+                                    attention=attentions[0],
+                                    profile_dir=args.profile_dir),
+          "official": functools.partial(run_official,
+                                        profile_dir=args.profile_dir),
+          "hf": run_hf}[args.worker]
     print(json.dumps(fn(shape, args.steps)))
     return
 
@@ -207,7 +227,8 @@ def main() -> None:
     for chunk, attention in (variants if impl == "ours" else [(0, "")]):
       cmd = ["-m", "benchmarks.train_step", f"--worker={impl}",
              f"--steps={args.steps}", f"--remat={args.remat}",
-             f"--loss_chunk={chunk}", f"--attention={attention or 'einsum'}"
+             f"--loss_chunk={chunk}", f"--attention={attention or 'einsum'}",
+             f"--profile_dir={args.profile_dir}"
              ] + (["--tiny"] if args.tiny else [])
       row = common.run_subprocess(cmd, args.timeout)
       row.setdefault("impl", impl)
@@ -234,6 +255,10 @@ def main() -> None:
   for r in rows:
     if "error" in r:
       print(f"{r['impl']}: {r['error']}\n{r.get('stderr_tail', '')}")
+    if "profile" in r:
+      from benchmarks import trace_summary  # pylint: disable=g-import-not-at-top
+      print(f"\n{r['impl']} {r.get('attention') or ''}: where the time goes")
+      print(trace_summary.format_summary(r["profile"]))
 
 
 if __name__ == "__main__":

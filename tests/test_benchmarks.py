@@ -39,9 +39,10 @@ def test_train_step_benchmark_tiny(tmp_path):
   # Ours with the chunked cross-entropy (the full-logits step is what
   # tests/test_train.py runs).
   # and both attention calls (xla: the fused call's portable twin).
+  # With a profile of each JAX row.
   rows, stdout = _run("benchmarks.train_step", "--impls=ours,official",
                       "--steps=2", "--loss_chunk=16", "--attention=einsum,xla",
-                      tmp_path=tmp_path)
+                      f"--profile_dir={tmp_path / 'traces'}", tmp_path=tmp_path)
   assert [r["impl"] for r in rows] == ["ours", "ours", "official"]
   assert [r.get("attention") for r in rows] == ["einsum", "xla", None]
   assert rows[0]["loss_chunk"] == 16
@@ -51,18 +52,26 @@ def test_train_step_benchmark_tiny(tmp_path):
   # The same training on the same batch, whichever attention call.
   assert rows[1]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-2)
   assert "ours_speedup" in stdout
+  for r in rows:
+    profile = r["profile"]
+    assert os.path.exists(profile["trace"]) and profile["steps"] == 3
+    assert profile["busy_s"] > 0 and profile["ops"][0]["total_s"] > 0
+  assert "where the time goes" in stdout
 
 
 @needs_official
 def test_sampling_benchmark_tiny(tmp_path):
   rows, stdout = _run("benchmarks.sampling", "--impls=ours,official",
-                      "--batches=2", tmp_path=tmp_path)
+                      "--batches=2", f"--profile_dir={tmp_path / 'traces'}",
+                      tmp_path=tmp_path)
   assert [r["impl"] for r in rows] == ["ours", "official"]
   for r in rows:
     assert "error" not in r, r
     assert r["new_tokens_per_s"] > 0 and r["batch"] == 2
     assert (r["prompt_len"], r["new_tokens"]) == (16, 24)
   assert rows[1]["ours_speedup"] > 0 and "official" in stdout
+  assert rows[0]["profile"]["ops"] and "profile" not in rows[1]  # ours only
+  assert "ours batch 2: where the time goes" in stdout
 
 
 def test_scoring_benchmark_tiny(tmp_path):
@@ -131,3 +140,34 @@ def test_gpu_suite_dry_run_lists_each_benchmark():
   proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--part=x"],
                         cwd=root, capture_output=True, text=True, timeout=60)
   assert proc.returncode == 2 and "expected all, train or infer" in proc.stderr
+
+
+def test_trace_summary_ranks_self_time_and_busy_span(tmp_path):
+  import gzip  # pylint: disable=g-import-not-at-top
+  from benchmarks import trace_summary  # pylint: disable=g-import-not-at-top
+  meta = [{"ph": "M", "name": "process_name", "pid": 1,
+           "args": {"name": "/host:CPU"}},
+          {"ph": "M", "name": "process_name", "pid": 2,
+           "args": {"name": "/device:GPU:0"}}]
+  x = lambda name, ts, dur, pid=2, tid=7: {"ph": "X", "name": name, "ts": ts,
+                                           "dur": dur, "pid": pid, "tid": tid}
+  events = meta + [
+      x("python_step", 0, 1000, pid=1),        # host: not the device's
+      x("outer", 0, 100), x("gemm", 10, 60),   # gemm nested in outer
+      x("gemm", 200, 50), x("softmax", 240, 30, tid=8),  # overlaps gemm
+  ]
+  directory = tmp_path / "plugins" / "profile" / "run"
+  directory.mkdir(parents=True)
+  with gzip.open(directory / "perfetto_trace.json.gz", "wt") as f:
+    json.dump({"traceEvents": events}, f)
+  summary = trace_summary.summarize(str(tmp_path))
+  assert summary["device"] == "/device:GPU:0" and summary["events"] == 4
+  ops = {op["name"]: (op["total_s"] * 1e6, op["count"]) for op in summary["ops"]}
+  assert ops == {"gemm": (110, 2), "outer": (40, 1), "softmax": (30, 1)}
+  assert [op["name"] for op in summary["ops"]] == ["gemm", "outer", "softmax"]
+  # Span 0..270 us; busy 0..100 and 200..270.
+  assert summary["span_s"] * 1e6 == pytest.approx(270)
+  assert summary["busy_s"] * 1e6 == pytest.approx(170)
+  assert "gemm" in trace_summary.format_summary(summary)
+  with pytest.raises(FileNotFoundError, match="create_perfetto_trace=True"):
+    trace_summary.summarize(str(tmp_path / "plugins" / "none"))
