@@ -88,12 +88,17 @@ class Sampler:
                batch_buckets: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128,
                                                256),
                cache_dtype: Any = None, dedupe_prompts: bool = False,
-               unstack_layers: bool = True):
+               unstack_layers: bool = True, cast_params: bool = True):
+    if cast_params:
+      # Decoding reads every weight once a step: in the compute dtype, not
+      # fp32 cast anew at each step (bit-identical outputs).
+      params = gemma.cast_for_inference(config, params)
     if unstack_layers and config.scan_layers and "layers" in params:
-      # Decoding reads every weight once a step. Under the layer scan each
-      # step first slices every layer's weights out of the stacked arrays (a
-      # copy of the weights per step); per-layer buffers are read in place.
-      # Costs one copy of the layer weights beside the caller's stacked ones.
+      # Under the layer scan each step first slices every layer's weights
+      # out of the stacked arrays (a copy of the weights per step);
+      # per-layer buffers are read in place. Costs one copy of the layer
+      # weights beside the caller's stacked ones (none when cast_params
+      # already copied them).
       config = config.replace(scan_layers=False)
       params = gemma.unstack_layers(params)
     self.config = config

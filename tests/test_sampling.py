@@ -156,3 +156,32 @@ def test_per_layer_params_decode_like_the_layer_scan(model):
   assert a.tokens == b.tokens
   np.testing.assert_allclose(a.logprobs[0], b.logprobs[0], rtol=1e-5,
                              atol=1e-6)
+
+
+def test_weights_cast_once_to_the_compute_dtype_decode_bit_identically(model):
+  """fp32 params (a training export) with bf16 compute: the sampler holds
+  the einsum and embedding weights in bf16 (norm scales stay fp32), and
+  decodes exactly as with the weights cast at every use."""
+  config, params = model
+  config = config.replace(dtype="bfloat16")
+  cast = gemma.cast_for_inference(config, params)
+  dtypes = {"/".join(str(getattr(k, "key", k)) for k in path): x.dtype
+            for path, x in jax.tree_util.tree_leaves_with_path(cast)}
+  assert dtypes["embedder/input_embedding"] == jnp.bfloat16
+  assert dtypes["layers/mlp/linear"] == jnp.bfloat16
+  assert dtypes["layers/pre_attention_norm/scale"] == jnp.float32
+  assert gemma.cast_for_inference(config.replace(dtype="float32"), params) \
+      ["embedder"]["input_embedding"] is params["embedder"]["input_embedding"]
+  sp = sampling.SamplingParams(max_new_tokens=8, temperature=1.0,
+                               stop_tokens=())
+  prompts = [[2, 5, 9], [2, 40, 41, 42]]
+  once = sampling.Sampler(config, params, prompt_buckets=(8,))
+  assert once.params["layer_0"]["attn"]["q_einsum"]["w"].dtype == jnp.bfloat16
+  every_use = sampling.Sampler(config, params, prompt_buckets=(8,),
+                               cast_params=False)
+  assert every_use.params["layer_0"]["attn"]["q_einsum"]["w"].dtype == jnp.float32
+  a = once.generate(prompts, sp, rng=3)
+  b = every_use.generate(prompts, sp, rng=3)
+  assert a.tokens == b.tokens
+  np.testing.assert_array_equal(np.asarray(a.logprobs[1]),
+                                np.asarray(b.logprobs[1]))

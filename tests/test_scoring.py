@@ -43,6 +43,22 @@ def test_continuation_logprobs_match_full_forward(model, readout_chunk):
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
+def test_bf16_scores_equal_the_fp32_params_they_come_from(model):
+  """The scorer casts fp32 params to the bf16 compute dtype once: the same
+  log-probs, bit for bit, as casting them at every use."""
+  config, params = model
+  config = config.replace(dtype="bfloat16")
+  prompts_ids, conts = [[2, 50, 60, 70], [2, 9]], [[5, 6], [7, 8, 9]]
+  scorer = scoring.ContinuationScorer(config, params, batch_size=2)
+  assert scorer.params["layers"]["mlp"]["linear"].dtype == np.dtype("bfloat16")
+  got = scorer.score(prompts_ids, conts)
+  apply = jax.jit(lambda p, t, s, pos, tg: scorer._logprobs(p, t, s, pos, tg))  # pylint: disable=protected-access
+  tokens, segments, positions, targets = scorer._rows_batch(  # pylint: disable=protected-access
+      prompts_ids, conts, [0, 1], 0, 8, 4)
+  want = np.asarray(apply(params, tokens, segments, positions, targets))
+  np.testing.assert_array_equal(got, want)
+
+
 def test_direct_scores_are_p_yes_and_renormalise(model):
   config, params = model
   tok = tokenizer_lib.ByteTokenizer()

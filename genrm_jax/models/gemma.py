@@ -701,6 +701,26 @@ def unstack_layers(params: dict[str, Any]) -> dict[str, Any]:
   return nested
 
 
+def cast_for_inference(config: TransformerConfig,
+                       params: dict[str, Any]) -> dict[str, Any]:
+  """Every weight the model casts to the compute dtype at each use (einsum
+  kernels, the embedding), cast once: the same values, so the same outputs
+  bit for bit, but a bf16 decode step reads 2-byte weights instead of
+  reading fp32 ones and writing their bf16 copies (a training export's fp32
+  params). Norm scales, applied in fp32, stay as they are. New buffers
+  with the same shardings; params already in the compute dtype are kept."""
+  dt = config.compute_dtype
+
+  def cast(path, x):
+    name = getattr(path[-1], "key", None)
+    if (name == "scale" or not jnp.issubdtype(x.dtype, jnp.floating)
+        or jnp.finfo(x.dtype).bits <= jnp.finfo(dt).bits):
+      return x
+    return x.astype(dt)
+
+  return jax.tree_util.tree_map_with_path(cast, params)
+
+
 def logits_from_hidden(config: TransformerConfig, params, hidden) -> jax.Array:
   """The output projection (tied embedding + final soft-cap) on final hidden
   states, e.g. only the last position during sampling, so no [B, L, V]
