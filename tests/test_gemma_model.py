@@ -153,6 +153,44 @@ def test_fused_attention_call_equals_einsum_attention(family):
   np.testing.assert_array_equal(step.logits, plain.logits)
 
 
+@pytest.mark.parametrize("preset", ["gemma_2b", "gemma_7b", "gemma3_270m"])
+def test_cudnn_attention_lowers_to_the_fused_kernel_for_an_h100(
+    preset, monkeypatch):
+  """No GPU here: the forward+backward is lowered for CUDA, with JAX's cuDNN
+  checks told what an H100 reports (cuDNN 9.10, compute capability 9.0,
+  which allows head_dim 256). Our call passes JAX's layout, head-count and
+  bias checks and becomes cuDNN's fused attention, forward and backward."""
+  fa = pytest.importorskip("jax._src.cudnn.fused_attention_stablehlo")
+  for name in ("check_cudnn_version", "check_compute_capability",
+               "is_cuda_compute_capability_equal"):
+    if not hasattr(fa, name):
+      pytest.skip(f"this jax has no {fa.__name__}.{name} to stand in for a GPU")
+  monkeypatch.setattr(fa, "check_cudnn_version", lambda: 91000)
+  monkeypatch.setattr(fa, "check_compute_capability", lambda cc: True)
+  monkeypatch.setattr(fa, "is_cuda_compute_capability_equal", lambda cc: False)
+  # Under the train step's remat policy, as benchmarks.train_step runs it.
+  config = gemma.get_config(preset, dtype="bfloat16", attention_impl="cudnn",
+                            num_layers=2,
+                            remat_policy="dots_with_no_batch_dims_saveable")
+  params = jax.eval_shape(lambda: gemma.init_params(config, 0))
+
+  def loss(p, tokens, segment_ids, positions):
+    out = gemma.Transformer(config).apply(
+        {"params": p}, tokens, positions=positions, segment_ids=segment_ids)
+    return jnp.mean(out.logits)
+
+  ids = jax.ShapeDtypeStruct((2, 256), jnp.int32)
+  text = jax.jit(jax.grad(loss)).trace(params, ids, ids, ids).lower(
+      lowering_platforms=("cuda",)).as_text()
+  assert "custom_call @__cudnn$fmhaScaleBiasSoftmax(" in text
+  assert "custom_call @__cudnn$fmhaScaleBiasSoftmaxBackward(" in text
+  # Without the stand-in capability (head_dim 256 needs Hopper) JAX refuses.
+  monkeypatch.setattr(fa, "check_compute_capability", lambda cc: False)
+  with pytest.raises(NotImplementedError, match="head dim"):
+    jax.jit(jax.grad(loss)).trace(params, ids, ids, ids).lower(
+        lowering_platforms=("cuda",))
+
+
 def test_fused_attention_rejects_what_it_cannot_compute():
   with pytest.raises(ValueError, match="soft-cap.*attention_impl='einsum'"):
     ref.tiny_config("gemma2", attention_impl="cudnn", dtype="bfloat16")
