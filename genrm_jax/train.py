@@ -186,8 +186,15 @@ def verdict_token_ids(config) -> tuple[int | None, int | None]:
 def model_config(config) -> gemma.TransformerConfig:
   fields = config.model.to_dict()
   preset = fields.pop("preset")
-  return gemma.get_config(preset, **{k: v for k, v in fields.items()
+  mcfg = gemma.get_config(preset, **{k: v for k, v in fields.items()
                                      if v is not None})
+  if mcfg.attention_impl == "cudnn" and jax.default_backend() != "gpu":
+    # Else JAX fails deep inside the first step ("cuDNN is not detected").
+    raise ValueError(
+        f"model.attention_impl='cudnn' needs an NVIDIA GPU, and this run's "
+        f"JAX backend is {jax.default_backend()!r}: set "
+        "--config.model.attention_impl=einsum (or xla).")
+  return mcfg
 
 
 def _state_from_model_params(model_params, mcfg, tx, method):

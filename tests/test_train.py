@@ -158,3 +158,15 @@ def test_best_checkpoint_by_eval_metric(tmp_path):
 def test_chunked_loss_equals_full_logits(one_device_run, tmp_path):
   # config.loss_chunk_size reaches the train step: same losses and params.
   _assert_same_as_one_device_run(one_device_run, tmp_path, loss_chunk_size=16)
+
+
+def test_cudnn_attention_off_a_gpu_is_a_clear_error(tmp_path):
+  from genrm_jax import train  # pylint: disable=g-import-not-at-top
+  # Gemma-2B's config (no attention soft-cap); only the config is built.
+  config = tu.tiny_config("last_letter_solve", model__preset="gemma_2b",
+                          model__attention_impl="cudnn",
+                          model__dtype="bfloat16")
+  with pytest.raises(ValueError, match="needs an NVIDIA GPU.*attention_impl=einsum"):
+    train.model_config(config)
+  config.model.attention_impl = "xla"  # the portable twin runs anywhere
+  assert train.model_config(config).attention_impl == "xla"
