@@ -3,13 +3,17 @@
 # short budget (one H100 for 15 minutes, 10 a command): each benchmark runs
 # under its own time limit, most important first, so a cut-off run still
 # brings back what it finished. Output: $OUT/benchmarks.jsonl (one JSON line
-# a row) and $OUT/suite.log (the tables), with each JAX row's top device ops
-# from a profile of a few more steps (traces under $OUT/traces), or
-# ./gpu_suite_out without $OUT.
+# a row) and $OUT/suite.log (the tables), or ./gpu_suite_out without $OUT.
+# Profiles (where the time goes) come last, in their own runs, so writing a
+# trace can never cost a measurement.
 #
-#   bash benchmarks/gpu_suite.sh                 # part "train", then "infer"
+#   bash benchmarks/gpu_suite.sh                 # train, infer, then profile
 #   bash benchmarks/gpu_suite.sh --part=train    # train step only (~5 min)
 #   bash benchmarks/gpu_suite.sh --part=infer    # sampling + scoring (~5 min)
+#   bash benchmarks/gpu_suite.sh --part=profile  # top device ops of ours and
+#                                                # official's train step and of
+#                                                # our sampler at batch 64
+#                                                # (traces under $OUT/traces)
 #   bash benchmarks/gpu_suite.sh --tiny          # the same on a CPU, tiny model
 #   bash benchmarks/gpu_suite.sh --dry_run       # print the commands
 #
@@ -28,7 +32,7 @@ for arg in "$@"; do
     *) echo "gpu_suite.sh: unknown flag $arg (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$part" in all|train|infer) ;; *) echo "--part=$part: expected all, train or infer" >&2; exit 2 ;; esac
+case "$part" in all|train|infer|profile) ;; *) echo "--part=$part: expected all, train, infer or profile" >&2; exit 2 ;; esac
 out="${OUT:-$repo/gpu_suite_out}"
 cd "$repo"
 
@@ -50,16 +54,21 @@ if [ -z "$dry" ]; then
     | tee -a "$out/suite.log"
 fi
 
-if [ "$part" != infer ]; then
+if [ "$part" = all ] || [ "$part" = train ]; then
   # Ours with the einsum and cuDNN attention, then the peers (their rows get
   # ours_speedup against the first row).
   # (--tiny, on a CPU: 'xla', the fused call's portable twin.)
   fused=cudnn; [ -n "$tiny" ] && fused=xla
   run 330 -m benchmarks.train_step --impls=ours,official,hf --attention="einsum,$fused" \
-    --loss_chunk=0 --steps=5 --timeout=150 --profile_dir="$out/traces"
+    --loss_chunk=0 --steps=5 --timeout=150
 fi
-if [ "$part" != train ]; then
-  run 200 -m benchmarks.sampling --impls=ours,ours_scan,hf --batches=16,64 --timeout=90 \
-    --profile_dir="$out/traces"
+if [ "$part" = all ] || [ "$part" = infer ]; then
+  run 200 -m benchmarks.sampling --impls=ours,ours_scan,hf --batches=16,64 --timeout=90
   run 120 -m benchmarks.scoring --modes=direct --timeout=110
+fi
+if [ "$part" = all ] || [ "$part" = profile ]; then
+  run 260 -m benchmarks.train_step --impls=ours,official --steps=2 --timeout=120 \
+    --profile_dir="$out/traces"
+  run 100 -m benchmarks.sampling --impls=ours --batches=64 --timeout=90 \
+    --profile_dir="$out/traces"
 fi

@@ -131,15 +131,18 @@ def test_gpu_suite_dry_run_lists_each_benchmark():
   lines = [l for l in proc.stdout.splitlines() if l.startswith("+ timeout")]
   modules = [l.split(" -m ")[1].split()[0] for l in lines]
   assert modules == ["benchmarks.train_step", "benchmarks.sampling",
-                     "benchmarks.scoring"]
+                     "benchmarks.scoring", "benchmarks.train_step",
+                     "benchmarks.sampling"]
   assert "--attention=einsum,cudnn" in lines[0]
+  # Only the last part traces: a profile never costs a measurement.
+  assert ["--profile_dir" in l for l in lines] == [False] * 3 + [True] * 2
   proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--dry_run",
                          "--part=infer", "--tiny"], cwd=root,
                         capture_output=True, text=True, timeout=60)
   assert "train_step" not in proc.stdout and proc.stdout.count("--tiny") == 2
   proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--part=x"],
                         cwd=root, capture_output=True, text=True, timeout=60)
-  assert proc.returncode == 2 and "expected all, train or infer" in proc.stderr
+  assert proc.returncode == 2 and "expected all, train, infer or profile" in proc.stderr
 
 
 def test_trace_summary_ranks_self_time_and_busy_span(tmp_path):
