@@ -174,17 +174,27 @@ def stage_candidates(config, workdir: str, generator: str, which: str, log: Log)
   return out
 
 
+def _labels_by_problem(path: str) -> dict[str, list[bool]]:
+  """Each problem's candidates' correctness, in store order."""
+  from genrm_jax import candidates as candidates_lib  # pylint: disable=g-import-not-at-top
+  by_problem: dict[str, list[bool]] = {}
+  for c in candidates_lib.read_candidates(path):
+    by_problem.setdefault(c.problem_id, []).append(bool(c.correct))
+  return by_problem
+
+
+def _mixed(by_problem: dict[str, list[bool]]) -> int:
+  """Problems with both a correct and an incorrect candidate."""
+  return sum(any(v) and not all(v) for v in by_problem.values())
+
+
 def summarize_candidates(path: str, log: Log) -> dict:
   """Accuracy, problems with a correct sample, problems with both kinds."""
-  from genrm_jax import candidates as candidates_lib  # pylint: disable=g-import-not-at-top
-  cands = candidates_lib.read_candidates(path)
-  by_problem: dict[str, list[bool]] = {}
-  for c in cands:
-    by_problem.setdefault(c.problem_id, []).append(c.correct)
-  n = len(cands)
-  acc = sum(c.correct for c in cands) / max(n, 1)
+  by_problem = _labels_by_problem(path)
+  n = sum(len(v) for v in by_problem.values())
+  acc = sum(sum(v) for v in by_problem.values()) / max(n, 1)
   any_correct = sum(any(v) for v in by_problem.values()) / max(len(by_problem), 1)
-  mixed = sum(any(v) and not all(v) for v in by_problem.values())
+  mixed = _mixed(by_problem)
   log(f'  {n} candidates of {len(by_problem)} problems: {acc:.1%} correct; '
       f'{any_correct:.1%} of problems have a correct one; {mixed} have both kinds.')
   return dict(candidates=n, accuracy=acc, any_correct=any_correct, mixed=mixed)
@@ -194,12 +204,9 @@ def require_both_kinds(path: str, config) -> None:
   """Fails before any verifier trains when the generator's verifier-train
   pool cannot teach one: no correct (or no incorrect) candidate, or, for
   DPO, no problem with both. The pool stays on disk."""
-  from genrm_jax import candidates as candidates_lib  # pylint: disable=g-import-not-at-top
-  by_problem: dict[str, list[bool]] = {}
-  for c in candidates_lib.read_candidates(path):
-    by_problem.setdefault(c.problem_id, []).append(bool(c.correct))
+  by_problem = _labels_by_problem(path)
   labels = [v for vs in by_problem.values() for v in vs]
-  mixed = sum(any(v) and not all(v) for v in by_problem.values())
+  mixed = _mixed(by_problem)
   methods = {config.verifiers[n].method for n in config.verifiers}
   problem = ''
   if not any(labels):
