@@ -151,6 +151,24 @@ def profile_steps(fn: Callable[[], Any], sync: Callable[[Any], Any],
   return summary
 
 
+def profile_row(profile_dir: str, name: str, fn: Callable[[], Any],
+                sync: Callable[[Any], Any], steps: int = 3) -> dict:
+  """A row's `{"profile": ...}` (`profile_steps` into PROFILE_DIR/NAME), or
+  {} when no --profile_dir was given."""
+  if not profile_dir:
+    return {}
+  return {"profile": profile_steps(fn, sync, os.path.join(profile_dir, name),
+                                   steps)}
+
+
+def print_profile(label: str, row: dict) -> None:
+  """Where the time goes, under the table, for a row that was profiled."""
+  if "profile" in row:
+    from benchmarks import trace_summary  # pylint: disable=g-import-not-at-top
+    print(f"\n{label}: where the time goes")
+    print(trace_summary.format_summary(row["profile"]))
+
+
 def record(out_path: str, entry: dict[str, Any]) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
   with open(out_path, "a") as f:

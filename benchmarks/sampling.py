@@ -67,11 +67,10 @@ def run_ours(batch: int, tiny: bool, unstack_layers: bool = True,
   first, secs = common.time_it(lambda: sampler.generate(prompts, sp),
                                lambda _: None, 1, 2)
   impl = "ours" if unstack_layers else "ours_scan"
-  profile = {}
-  if profile_dir:  # one more generate call, traced
-    profile["profile"] = common.profile_steps(
-        lambda: sampler.generate(prompts, sp), lambda _: None,
-        os.path.join(profile_dir, f"{impl}_batch{batch}"), steps=1)
+  # One more generate call, traced (with --profile_dir).
+  profile = common.profile_row(profile_dir, f"{impl}_batch{batch}",
+                               lambda: sampler.generate(prompts, sp),
+                               lambda _: None, steps=1)
   return _result(impl, cfg, batch, prompt_len, new, first, secs,
                  common.device_info(), **profile)
 
@@ -215,10 +214,7 @@ def main() -> None:
     if "error" in r:
       print(f"{r['impl']} batch {r['batch']}: {r['error']}\n"
             f"{r.get('stderr_tail', '')}")
-    if "profile" in r:
-      from benchmarks import trace_summary  # pylint: disable=g-import-not-at-top
-      print(f"\n{r['impl']} batch {r['batch']}: where the time goes")
-      print(trace_summary.format_summary(r["profile"]))
+    common.print_profile(f"{r['impl']} batch {r['batch']}", r)
 
 
 if __name__ == "__main__":

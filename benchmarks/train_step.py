@@ -49,14 +49,6 @@ def _packed_batch(np, shape, vocab: int, seed: int = 0):
           "decoder_positions": positions.astype(np.int32)}
 
 
-def _profile(profile_dir: str, name: str, fn, sync) -> dict:
-  """The row's `profile` (top device ops of 3 traced steps), if asked."""
-  if not profile_dir:
-    return {}
-  return {"profile": common.profile_steps(
-      fn, sync, os.path.join(profile_dir, name))}
-
-
 def run_ours(shape: common.Shape, steps: int, remat: str,
              loss_chunk: int = 0, attention: str = "einsum",
              profile_dir: str = "") -> dict:
@@ -94,8 +86,8 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
     return metrics["loss"]
 
   first, secs = common.time_it(one, jax.block_until_ready, 2, steps)
-  profile = _profile(profile_dir, f"ours_{attention}_chunk{loss_chunk}", one,
-                     jax.block_until_ready)
+  profile = common.profile_row(profile_dir, f"ours_{attention}_chunk{loss_chunk}",
+                               one, jax.block_until_ready)
   # The loss of one more step (every step trains on the same batch): equal,
   # up to rounding, with and without --loss_chunk.
   return _result("ours", shape, mcfg, first, secs, common.device_info(),
@@ -136,8 +128,8 @@ def run_official(shape: common.Shape, steps: int, profile_dir: str = "") -> dict
   grad = jax.jit(jax.value_and_grad(loss))
   first, secs = common.time_it(lambda: grad(params)[0], jax.block_until_ready,
                                2, steps)
-  profile = _profile(profile_dir, "official", lambda: grad(params)[0],
-                     jax.block_until_ready)
+  profile = common.profile_row(profile_dir, "official", lambda: grad(params)[0],
+                               jax.block_until_ready)
   return _result("official", shape, mcfg, first, secs, common.device_info(),
                  peak_bytes=common.peak_device_bytes(), **profile)
 
@@ -255,10 +247,7 @@ def main() -> None:
   for r in rows:
     if "error" in r:
       print(f"{r['impl']}: {r['error']}\n{r.get('stderr_tail', '')}")
-    if "profile" in r:
-      from benchmarks import trace_summary  # pylint: disable=g-import-not-at-top
-      print(f"\n{r['impl']} {r.get('attention') or ''}: where the time goes")
-      print(trace_summary.format_summary(r["profile"]))
+    common.print_profile(f"{r['impl']} {r.get('attention') or ''}", r)
 
 
 if __name__ == "__main__":
