@@ -56,6 +56,16 @@ EXTRAS_REQUIRE = {
         "jax[tpu]==0.10.2",
         "libtpu==0.0.42.1",
     ],
+    # The offline GPU compile check on any machine, GPU or not
+    # (`train --compile_only --topology=h100`): jax's CUDA PJRT plugin, whose
+    # deviceless compiler runs XLA's GPU pipeline, and cuDNN, with which XLA
+    # builds the fused-attention graphs at compile time (no CUDA driver or
+    # toolkit; about 900 MB). The plugin is the one jax 0.10.2 pairs with,
+    # cuDNN the newest 9.x jax[cuda12] accepts.
+    "gpu_aot": [
+        "jax-cuda12-plugin==0.10.2",
+        "nvidia-cudnn-cu12==9.28.0.42",
+    ],
     # NVIDIA GPUs (launch/gpu.sh, launch/slurm.sbatch): CUDA 12 wheels.
     "gpu": [
         "jax[cuda12]==0.10.2",

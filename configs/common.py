@@ -98,6 +98,9 @@ def get_config(task: str, method: str, arg: str | None = None
   c.model.dtype = "bfloat16"
   c.model.param_dtype = "float32"
   c.model.remat_policy = "full"
+  # einsum (fp32 scores, any backend) | cudnn (fused flash attention on NVIDIA
+  # GPUs: no [B, N, T, S] scores in memory) | xla (cudnn's portable twin).
+  c.model.attention_impl = "einsum"
   c.model.scan_unroll = 1
   c.model.num_layers = mlc.config_dict.placeholder(int)
   # An official Gemma checkpoint (Kaggle/orbax layout) to start from; params

@@ -1,4 +1,4 @@
-r"""Offline compile check: will this config's train step fit on a TPU slice?
+r"""Offline compile check: will this config's train step fit on a TPU slice or GPU?
 
   python -m genrm_jax.train --config=configs/gsm8k_cot.py --compile_only \
       --topology=v5p-32 [--config.mesh='(1,-1,1)'] [--config.batch_size=64]
@@ -20,6 +20,15 @@ jax loads it as a compile-only PJRT plugin.
 code path on any machine, used by the tests so that it cannot rot (CPU has no
 HBM budget, so that mode reports memory but no verdict).
 
+NVIDIA GPUs work the same way: `--topology=h100` (one GPU), `h100:8` (eight
+on one host), `h200`, `a100` compile for that GPU through the CUDA PJRT
+plugin's deviceless compiler (XLA's GPU pipeline, Triton GEMM fusions and
+cuDNN attention included), on a machine without a GPU or CUDA driver. Needs
+the plugin (`pip install -e '.[gpu_aot]'`: jax-cuda12-plugin without the
+NVIDIA libraries, about 180 MB); jax's backend stays on the CPU. The budget is
+the GPU's memory times `XLA_PYTHON_CLIENT_MEM_FRACTION` (0.90 by default, as
+launch/gpu.sh sets it): what JAX preallocates and XLA can plan into.
+
 One slice only (no multi-slice DCN meshes). The memory numbers are XLA's
 buffer assignment for one device; the runtime reserves a little HBM besides,
 so treat anything above ~95% as not fitting.
@@ -27,6 +36,7 @@ so treat anything above ~95% as not fitting.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -51,6 +61,10 @@ GIB = 1024**3
 
 # The libtpu version jax 0.10.2's own `jax[tpu]` extra pins (setup.py `tpu`).
 LIBTPU_PIN = "libtpu==0.0.42.1"
+# The CUDA PJRT plugin (setup.py `gpu_aot`) that compiles for GPUs offline.
+CUDA_PLUGIN_PIN = "jax-cuda12-plugin==0.10.2"
+# launch/_common.sh's default XLA_PYTHON_CLIENT_MEM_FRACTION.
+GPU_MEM_FRACTION = 0.90
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,23 +95,114 @@ SHAPES = {
 
 
 @dataclasses.dataclass(frozen=True)
+class Gpu:
+  """An NVIDIA GPU as XLA's GPU compiler needs to know it: the fields of a
+  `stream_executor.GpuTargetConfigProto` that its cost models, fusion and
+  tiling heuristics and buffer assignment read (what `nvidia-smi` and the CUDA
+  device properties report for that board)."""
+  name: str  # device_kind, as jax.devices() reports it on that GPU
+  compute_capability: tuple[int, int]
+  sm_count: int
+  fp32_per_sm: int  # CUDA cores per SM
+  shared_memory_per_sm: int
+  shared_memory_per_block_optin: int
+  l2_bytes: int
+  clock_ghz: float
+  memory_bandwidth: int  # bytes/s
+  memory_bytes: int
+  cudnn: tuple[int, int, int] = (9, 10, 0)  # what jax[cuda12] 0.10.2 installs
+
+  def target_config(self) -> str:
+    """The GpuTargetConfigProto text the CUDA plugin's topology reads."""
+    major, minor = self.compute_capability
+    # sm_90a: Hopper's wgmma/TMA instructions, which XLA's Triton GEMMs use.
+    extension = "\n    feature_extension: ACCELERATED_FEATURES" if major == 9 else ""
+    dnn = ".".join(map(str, self.cudnn))
+    return f"""gpu_device_info {{
+  threads_per_block_limit: 1024
+  threads_per_warp: 32
+  shared_memory_per_block: 49152
+  shared_memory_per_core: {self.shared_memory_per_sm}
+  threads_per_core_limit: 2048
+  core_count: {self.sm_count}
+  fpus_per_core: {self.fp32_per_sm}
+  block_dim_limit_x: 2147483647
+  block_dim_limit_y: 65535
+  block_dim_limit_z: 65535
+  memory_bandwidth: {self.memory_bandwidth}
+  l2_cache_size: {self.l2_bytes}
+  clock_rate_ghz: {self.clock_ghz}
+  device_memory_size: {self.memory_bytes}
+  shared_memory_per_block_optin: {self.shared_memory_per_block_optin}
+  cuda_compute_capability {{
+    major: {major}
+    minor: {minor}{extension}
+  }}
+  registers_per_core_limit: 65536
+  registers_per_block_limit: 65536
+  device_vendor: "NVIDIA Corporation"
+  name: "{self.name}"
+  dnn_version: "{dnn}"
+}}
+platform_name: "CUDA"
+dnn_version_info {{
+  major: {self.cudnn[0]}
+  minor: {self.cudnn[1]}
+  patch: {self.cudnn[2]}
+}}
+device_description_str: "{self.name}"
+"""
+
+
+GPUS = {
+    "h100": Gpu("NVIDIA H100 80GB HBM3", (9, 0), 132, 128, 233472, 232448,
+                50 * 2**20, 1.98, 3352 * 10**9, 84942979072),
+    "h200": Gpu("NVIDIA H200", (9, 0), 132, 128, 233472, 232448,
+                50 * 2**20, 1.98, 4800 * 10**9, 150754820096),
+    "a100": Gpu("NVIDIA A100-SXM4-80GB", (8, 0), 108, 64, 167936, 166912,
+                40 * 2**20, 1.41, 2039 * 10**9, 85198045184),
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class Target:
-  """What to compile for: `platform` 'tpu' (a libtpu topology) or 'cpu'."""
+  """What to compile for: `platform` 'tpu' (a libtpu topology), 'cuda' (GPUs
+  on one host, through the CUDA plugin) or 'cpu'."""
   label: str  # as the user wrote it
   platform: str
-  topology: str  # libtpu name ("v5p:2x2x4") or "cpu:N"
+  topology: str  # libtpu name ("v5p:2x2x4"), "h100:8" or "cpu:N"
   num_devices: int
   hbm_bytes: int | None  # per device; None: no budget (CPU)
   chip_config: str | None = None
+  gpu: Gpu | None = None
+
+
+def gpu_mem_fraction() -> float:
+  """The share of GPU memory JAX preallocates, as the run would set it."""
+  raw = os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION", "")
+  try:
+    return float(raw) if raw else GPU_MEM_FRACTION
+  except ValueError as e:
+    raise ValueError(f"XLA_PYTHON_CLIENT_MEM_FRACTION={raw!r} is not a "
+                     "number (e.g. 0.90).") from e
 
 
 def parse_topology(spec: str) -> Target:
-  """'v5p-32' | 'v6e-16' | 'v5p:2x2x4' | 'cpu:8' -> Target."""
+  """'v5p-32' | 'v6e-16' | 'v5p:2x2x4' | 'h100' | 'h100:8' | 'cpu:8'."""
   spec = spec.strip()
   m = re.fullmatch(r"cpu(?::(\d+))?", spec)
   if m:
     n = int(m.group(1) or 8)
     return Target(spec, "cpu", f"cpu:{n}", n, None)
+  m = re.fullmatch(r"([a-z0-9]+)(?::(\d+))?", spec)
+  if m and m.group(1) in GPUS:
+    gpu, n = GPUS[m.group(1)], int(m.group(2) or 1)
+    if not 1 <= n <= 8:
+      raise ValueError(f"--topology={spec}: one host holds 1 to 8 GPUs "
+                       f"({m.group(1)}:8); multi-host GPU meshes are not "
+                       "checked here.")
+    return Target(spec, "cuda", f"{m.group(1)}:{n}", n,
+                  int(gpu.memory_bytes * gpu_mem_fraction()), gpu=gpu)
   m = re.fullmatch(r"([a-z0-9]+)-(\d+)", spec)  # accelerator type
   if m and m.group(1) in CHIPS:
     chip = CHIPS[m.group(1)]
@@ -120,7 +225,8 @@ def parse_topology(spec: str) -> Target:
   raise ValueError(
       f"--topology={spec!r}: expected a TPU accelerator type ("
       f"{', '.join(sorted(CHIPS))} followed by -N, e.g. v5p-32, v6e-16), a "
-      "libtpu topology (e.g. v5p:2x2x4) or cpu:N.")
+      "libtpu topology (e.g. v5p:2x2x4), a GPU with an optional count on one "
+      f"host ({', '.join(sorted(GPUS))}; e.g. h100, h100:8) or cpu:N.")
 
 
 # -----------------------------------------------------------------------------
@@ -156,6 +262,8 @@ def topology_devices(target: Target) -> list[jax.Device]:
           f"platform_device_count={target.num_devices} before jax starts).")
     return devices[:target.num_devices]
 
+  if target.platform == "cuda":
+    return _gpu_devices(target)
   if _libtpu_path() is None:
     raise RuntimeError(
         "The TPU compile check needs libtpu, which is not installed. Install "
@@ -181,11 +289,88 @@ def topology_devices(target: Target) -> list[jax.Device]:
         f"({type(e).__name__}: {e}). This check was tested with jax "
         f"0.10.2 and {LIBTPU_PIN}; a libtpu that does not match the installed "
         "jax fails here.") from e
+  return _all_devices_of(topo, target)
+
+
+def _all_devices_of(topo, target: Target) -> list[jax.Device]:
   devices = list(topo.devices)
   if len(devices) != target.num_devices:
     raise RuntimeError(f"topology {target.topology} has {len(devices)} "
                        f"devices, expected {target.num_devices}.")
   return devices
+
+
+def _cuda_plugin_installed() -> bool:
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  return importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+
+
+def _gpu_devices(target: Target) -> list[jax.Device]:
+  """Compile-only devices of `target.num_devices` GPUs on one host, from the
+  CUDA plugin's topology for the target config of `target.gpu`."""
+  if not _cuda_plugin_installed():
+    raise RuntimeError(
+        "The GPU compile check needs the CUDA PJRT plugin, which is not "
+        f"installed. Install the one jax {jax.__version__} pairs with: pip "
+        f"install -e '.[gpu_aot]' (= {CUDA_PLUGIN_PIN}; no GPU or CUDA "
+        "driver needed). Without it, --topology=cpu:N checks the same code path on "
+        "CPU devices.")
+  from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+  try:
+    topo = topologies.get_topology_desc(
+        "", "cuda", target_config=target.gpu.target_config(),
+        topology=f"1x1x{target.num_devices}")
+  except NotImplementedError as e:
+    # The plugin registers itself while jax's backends start; in a process
+    # that started them before it was installed, it is not there yet.
+    raise RuntimeError(
+        "The CUDA plugin is installed but not registered with jax in this "
+        f"process ({e}). Run the check in a fresh process: python -m "
+        "genrm_jax.train --compile_only --topology=h100 ...") from e
+  return _all_devices_of(topo, target)
+
+
+@contextlib.contextmanager
+def _cudnn_checks_answer_for(gpu: Gpu | None):
+  """While tracing, JAX's cuDNN attention asks the *local* GPU's compute
+  capability (head_dim 256 needs Hopper; some features Ampere); compiling for
+  a GPU from a machine without one, the target GPU is the one to ask about.
+  Its cuDNN version check stays real: XLA builds the cuDNN graph with that
+  library at compile time, so it has to be installed."""
+  try:
+    from jax._src.cudnn import fused_attention_stablehlo as fa  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    fa = None
+  names = ("check_compute_capability", "is_cuda_compute_capability_equal")
+  if gpu is None or fa is None or not all(hasattr(fa, n) for n in names):
+    yield
+    return
+  cap = lambda spec: tuple(int(x) for x in spec.split("."))
+  saved = {n: getattr(fa, n) for n in names}
+  fa.check_compute_capability = lambda c: gpu.compute_capability >= cap(c)
+  fa.is_cuda_compute_capability_equal = (
+      lambda c: gpu.compute_capability == cap(c))
+  try:
+    yield
+  finally:
+    for n, f in saved.items():
+      setattr(fa, n, f)
+
+
+def _require_cudnn() -> None:
+  """A clear error, before tracing, when cuDNN attention is compiled for a
+  GPU without cuDNN's library at hand (JAX would say only 'cuDNN not
+  found')."""
+  from jax._src.cudnn import fused_attention_stablehlo as fa  # pylint: disable=g-import-not-at-top
+  try:
+    fa.check_cudnn_version()
+  except Exception as e:  # pylint: disable=broad-except
+    raise RuntimeError(
+        "model.attention_impl='cudnn' compiles cuDNN's fused attention, and "
+        "XLA builds its cuDNN graph at compile time, which needs cuDNN's "
+        f"library ({e}). pip install -e '.[gpu_aot]' installs it "
+        "(nvidia-cudnn-cu12); or check --config.model.attention_impl=einsum."
+        ) from e
 
 
 # -----------------------------------------------------------------------------
@@ -241,12 +426,18 @@ def _bytes_per_device(tree) -> int:
       for x in jax.tree.leaves(tree))
 
 
-def compile_train_step(config, devices: list[jax.Device]):
-  """AOT-compiles `config`'s train step for `devices`.
+def compile_train_step(config, devices: list[jax.Device],
+                       gpu: Gpu | None = None):
+  """AOT-compiles `config`'s train step for `devices` (of `gpu`, if GPUs).
 
   Returns `(compiled, info)`; `info` holds the mesh and the analytic
   per-device bytes of params, optimizer state and batch.
   """
+  with _cudnn_checks_answer_for(gpu):  # init traces attention too
+    return _compile_train_step(config, devices)
+
+
+def _compile_train_step(config, devices: list[jax.Device]):
   method = config.method
   losses.batch_kind(method)  # validates the method name
   mesh = sharding_lib.make_mesh(tuple(config.mesh), devices)
@@ -258,7 +449,11 @@ def compile_train_step(config, devices: list[jax.Device]):
 
   # The trainer's own pieces (train.py): model, optimizer, state shardings,
   # the jitted step.
-  mcfg = train.model_config(config)
+  on_gpu = devices[0].platform in ("gpu", "cuda")
+  mcfg = train.model_config(config,
+                            platform="gpu" if on_gpu else devices[0].platform)
+  if on_gpu and mcfg.attention_impl == "cudnn":
+    _require_cudnn()
   tx, schedule = optimizer_lib.make_optimizer(config)
   yes_id, no_id = _verdict_ids(config)
   step_kw = dict(model=gemma.Transformer(mcfg), method=method,
@@ -327,15 +522,26 @@ def memory_report(compiled) -> dict[str, int]:
   return out
 
 
+def cudnn_attention_calls(hlo_text: str) -> dict[str, int]:
+  """How many cuDNN fused-attention kernels (forward, backward) the compiled
+  program calls: 0 and 0 for the einsum path, or where XLA fell back."""
+  calls = re.findall(r'custom_call_target="__cudnn\$fmha(\w*)"', hlo_text)
+  backward = sum(1 for c in calls if "Backward" in c)
+  return {"cudnn_attention_fwd": len(calls) - backward,
+          "cudnn_attention_bwd": backward}
+
+
 def run(config, topology: str) -> dict[str, Any]:
   """Compiles `config`'s train step for `topology`; returns the report."""
   target = parse_topology(topology)
   devices = topology_devices(target)
   t0 = time.perf_counter()
-  compiled, info = compile_train_step(config, devices)
+  compiled, info = compile_train_step(config, devices, target.gpu)
   report = {
       "topology": target.label,
       "libtpu_topology": target.topology if target.platform == "tpu" else None,
+      "mem_fraction": (gpu_mem_fraction() if target.platform == "cuda"
+                       else None),
       "platform": target.platform,
       "device_kind": devices[0].device_kind,
       "num_devices": len(devices),
@@ -348,6 +554,8 @@ def run(config, topology: str) -> dict[str, Any]:
       **memory_report(compiled),
       "hbm_bytes": target.hbm_bytes,
   }
+  if target.platform == "cuda":  # which attention the GPU program runs
+    report.update(cudnn_attention_calls(compiled.as_text()))
   report["fits"] = (None if target.hbm_bytes is None
                     else report["total_bytes"] <= target.hbm_bytes)
   return report
@@ -393,18 +601,32 @@ def format_report(r: dict[str, Any]) -> str:
       row("temps", r["temp_bytes"], "(activations, gradients, workspace)"),
       row("code", r["code_bytes"]),
   ]
+  if r.get("platform") == "cuda":
+    lines.insert(2, f"  attention: {r['cudnn_attention_fwd']} cuDNN fused "
+                 f"forward, {r['cudnn_attention_bwd']} backward kernel calls "
+                 "in the program" + ("" if r["cudnn_attention_fwd"] else
+                                     " (einsum/XLA attention)"))
   if r["hbm_bytes"]:
     share = r["total_bytes"] / r["hbm_bytes"]
     verdict = "FITS" if r["fits"] else "DOES NOT FIT"
     if r["fits"] and share > 0.95:
       verdict += " (tight: the runtime reserves some HBM too)"
+    budget = f"of {_size(r['hbm_bytes'])} HBM"
+    if r.get("mem_fraction"):  # GPU: what JAX preallocates of the memory
+      budget += (f" (XLA_PYTHON_CLIENT_MEM_FRACTION={r['mem_fraction']:.2f} "
+                 "of the GPU's)")
     lines.append(row("total", r["total_bytes"],
-                     f"of {_size(r['hbm_bytes'])} HBM ({share:.0%}): "
-                     f"{verdict}"))
+                     f"{budget} ({share:.0%}): {verdict}"))
   else:
     lines.append(row("total", r["total_bytes"],
                      "(CPU: no HBM budget to judge against)"))
-  if r["fits"] is False:
+  if r["fits"] is False and r.get("platform") == "cuda":
+    lines.append("  To fit: --config.loss_chunk_size (e.g. 256), "
+                 "--config.model.remat_policy=dots_with_no_batch_dims_saveable"
+                 " or full, --config.model.attention_impl=cudnn, "
+                 "--config.optimizer.grad_accum_steps, fsdp over more GPUs "
+                 "(--config.mesh, --topology=h100:8).")
+  elif r["fits"] is False:
     lines.append("  To fit: more fsdp (--config.mesh), "
                  "--config.optimizer.grad_accum_steps, "
                  "--config.optimizer.mu_dtype=bfloat16, "

@@ -86,7 +86,8 @@ def define_flags() -> None:
       "report per-device memory; trains nothing (--workdir not needed).")
   flags.DEFINE_string(
       "topology", "v5p-32", "With --compile_only: a TPU accelerator type "
-      "(v5p-32, v6e-16, v4-8, ...), a libtpu topology (v5p:2x2x4) or cpu:N.")
+      "(v5p-32, v6e-16, v4-8, ...), a libtpu topology (v5p:2x2x4), a GPU "
+      "(h100, h100:8, h200, a100; needs the gpu_aot extra) or cpu:N.")
 
 
 # Test hook: SIGKILL this process right after step N (a save may be in
@@ -183,16 +184,20 @@ def verdict_token_ids(config) -> tuple[int | None, int | None]:
 # -----------------------------------------------------------------------------
 
 
-def model_config(config) -> gemma.TransformerConfig:
+def model_config(config, platform: str | None = None
+                 ) -> gemma.TransformerConfig:
+  """The model of `config`, for `platform` (default: jax's backend; the
+  compile check passes the platform it compiles for)."""
   fields = config.model.to_dict()
   preset = fields.pop("preset")
   mcfg = gemma.get_config(preset, **{k: v for k, v in fields.items()
                                      if v is not None})
-  if mcfg.attention_impl == "cudnn" and jax.default_backend() != "gpu":
+  platform = platform or jax.default_backend()
+  if mcfg.attention_impl == "cudnn" and platform != "gpu":
     # Else JAX fails deep inside the first step ("cuDNN is not detected").
     raise ValueError(
         f"model.attention_impl='cudnn' needs an NVIDIA GPU, and this run's "
-        f"JAX backend is {jax.default_backend()!r}: set "
+        f"JAX backend is {platform!r}: set "
         "--config.model.attention_impl=einsum (or xla).")
   return mcfg
 

@@ -4,6 +4,7 @@ CPU devices always (the same code path, so it cannot rot); a real TPU
 topology through libtpu when libtpu is installed (the `tpu` extra).
 """
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -20,6 +21,17 @@ from genrm_jax import data_synthetic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HAS_LIBTPU = compile_check._libtpu_path() is not None  # pylint: disable=protected-access
+# The `gpu_aot` extra: the CUDA plugin (GPU targets) and cuDNN (its fused
+# attention). CI installs both.
+HAS_CUDA_PLUGIN = compile_check._cuda_plugin_installed()  # pylint: disable=protected-access
+HAS_CUDNN = HAS_CUDA_PLUGIN and importlib.util.find_spec("nvidia.cudnn") is not None
+needs_cuda_plugin = pytest.mark.skipif(
+    not HAS_CUDA_PLUGIN, reason="CUDA plugin not installed "
+    "(pip install -e '.[gpu_aot]')")
+needs_cudnn = pytest.mark.skipif(
+    not HAS_CUDNN, reason="CUDA plugin or cuDNN not installed "
+    "(pip install -e '.[gpu_aot]')")
+H100_BYTES = 84942979072  # what an H100 80GB HBM3 reports
 
 
 def tiny(task="gsm8k", method="cot"):
@@ -45,8 +57,52 @@ def test_parse_topology_cpu_and_errors():
   assert (t.platform, t.num_devices, t.hbm_bytes) == ("cpu", 4, None)
   with pytest.raises(ValueError, match="v5p-8, v5p-16"):
     compile_check.parse_topology("v5p-12")
-  with pytest.raises(ValueError, match="accelerator type"):
+  with pytest.raises(ValueError, match="accelerator type.*h100:8"):
     compile_check.parse_topology("h100-8")
+
+
+@pytest.mark.parametrize("spec,devices,kind,memory", [
+    ("h100", 1, "NVIDIA H100 80GB HBM3", H100_BYTES),
+    ("h100:8", 8, "NVIDIA H100 80GB HBM3", H100_BYTES),
+    ("h200", 1, "NVIDIA H200", 150754820096),
+    ("a100:4", 4, "NVIDIA A100-SXM4-80GB", 85198045184),
+])
+def test_parse_gpu_topology(spec, devices, kind, memory, monkeypatch):
+  """The budget is what JAX preallocates: the launchers' 90% by default, or
+  the run's XLA_PYTHON_CLIENT_MEM_FRACTION."""
+  monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+  t = compile_check.parse_topology(spec)
+  assert (t.platform, t.num_devices, t.gpu.name) == ("cuda", devices, kind)
+  assert t.hbm_bytes == int(0.9 * memory)
+  monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.75")
+  assert compile_check.parse_topology(spec).hbm_bytes == int(0.75 * memory)
+  config = t.gpu.target_config()  # the GpuTargetConfigProto text
+  assert f'name: "{kind}"' in config and "core_count:" in config
+
+
+def test_parse_gpu_topology_errors(monkeypatch):
+  with pytest.raises(ValueError, match="1 to 8 GPUs"):
+    compile_check.parse_topology("h100:16")
+  monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "most")
+  with pytest.raises(ValueError, match="XLA_PYTHON_CLIENT_MEM_FRACTION"):
+    compile_check.parse_topology("h100")
+
+
+def test_missing_cuda_plugin_is_a_clear_error(monkeypatch):
+  monkeypatch.setattr(compile_check, "_cuda_plugin_installed", lambda: False)
+  with pytest.raises(RuntimeError, match=r"CUDA PJRT plugin.*\[gpu_aot\]"):
+    compile_check.topology_devices(compile_check.parse_topology("h100"))
+
+
+def test_missing_cudnn_is_a_clear_error(monkeypatch):
+  fa = pytest.importorskip("jax._src.cudnn.fused_attention_stablehlo")
+
+  def no_cudnn():
+    raise RuntimeError("cuDNN not found.")
+
+  monkeypatch.setattr(fa, "check_cudnn_version", no_cudnn)
+  with pytest.raises(RuntimeError, match=r"cuDNN's library.*\[gpu_aot\]"):
+    compile_check._require_cudnn()  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("method", ["cot", "genrm", "disc", "dpo"])
@@ -119,6 +175,16 @@ def _cli(*args, timeout=300):
       capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def _cli_tiny_compile(topology, mesh):
+  """`train --compile_only` of the tiny CoT config; its output and report."""
+  proc = _cli("--config=configs/gsm8k_cot.py:tiny", "--compile_only",
+              f"--topology={topology}", f"--config.mesh={mesh}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = _json_line(proc.stdout)
+  _check_numbers(report)
+  return proc, report
+
+
 def _json_line(stdout):
   line = [l for l in stdout.splitlines()
           if l.startswith("compile_check_json: ")]
@@ -130,11 +196,7 @@ def _json_line(stdout):
                     "(pip install -e '.[tpu]')")
 def test_cli_compiles_for_a_tpu_topology():
   """`train --compile_only` on a v5e-4 (through libtpu, no TPU needed)."""
-  proc = _cli("--config=configs/gsm8k_cot.py:tiny", "--compile_only",
-              "--topology=v5litepod-4", "--config.mesh=(1,4,1)")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  report = _json_line(proc.stdout)
-  _check_numbers(report)
+  proc, report = _cli_tiny_compile("v5litepod-4", "(1,4,1)")
   assert report["platform"] == "tpu" and report["num_devices"] == 4
   assert report["device_kind"].startswith("TPU v5")
   assert report["hbm_bytes"] == 16 * 1024**3 and report["fits"] is True
@@ -147,3 +209,74 @@ def test_cli_reports_a_bad_topology():
               "--topology=v5p-12", timeout=120)
   assert proc.returncode == 2
   assert "compile check failed" in proc.stderr and "v5p-16" in proc.stderr
+
+
+# -----------------------------------------------------------------------------
+# NVIDIA GPUs, through the CUDA plugin's deviceless compiler (no GPU here).
+# -----------------------------------------------------------------------------
+
+
+def _gemma_2b_benchmark(attention, remat="dots_with_no_batch_dims_saveable"):
+  """benchmarks/train_step.py's shape: Gemma-2B, batch 8 x 1024, full AdamW
+  step, the whole [B, L, V] logits (no loss chunking)."""
+  config = common.get_config("gsm8k", "solve", "")
+  with config.unlocked():
+    config.model.preset = "gemma_2b"
+    config.batch_size, config.data.seq_len = 8, 1024
+    config.model.attention_impl = attention
+    config.model.remat_policy = remat
+    config.loss_chunk_size = 0
+  return config
+
+
+@needs_cuda_plugin
+def test_compile_for_an_h100_without_a_gpu(monkeypatch):
+  """XLA's GPU pipeline for sm_90 (Triton GEMM fusions, GPU buffer
+  assignment) on this CPU-only machine; the budget is 90% of the H100's."""
+  monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+  report = compile_check.run(tiny(), "h100")
+  _check_numbers(report)
+  assert report["platform"] == "cuda" and report["num_devices"] == 1
+  assert report["device_kind"] == "NVIDIA H100 80GB HBM3"
+  assert report["hbm_bytes"] == int(0.9 * H100_BYTES)
+  assert report["fits"] is True and report["mem_fraction"] == 0.9
+  assert (report["cudnn_attention_fwd"], report["cudnn_attention_bwd"]) == (0, 0)
+  text = compile_check.format_report(report)
+  assert "XLA_PYTHON_CLIENT_MEM_FRACTION=0.90" in text
+  assert "einsum/XLA attention" in text
+
+
+@needs_cudnn
+def test_gemma_2b_benchmark_step_on_an_h100():
+  """The train-step benchmark's configuration, compiled for an H100: the
+  cuDNN attention becomes cuDNN's fused kernels, forward and backward (XLA
+  built their cuDNN graphs), and the step fits the 90% budget; without remat
+  it would not (the check can say no)."""
+  report = compile_check.run(_gemma_2b_benchmark("cudnn"), "h100")
+  assert report["num_params"] > 2.5e9
+  assert report["cudnn_attention_fwd"] >= 1 and report["cudnn_attention_bwd"] >= 1
+  assert report["fits"] is True, report
+  assert "cuDNN fused forward" in compile_check.format_report(report)
+  report = compile_check.run(_gemma_2b_benchmark("einsum", remat="none"),
+                             "h100")
+  assert report["fits"] is False, report
+  assert "--config.loss_chunk_size" in compile_check.format_report(report)
+
+
+@needs_cudnn
+def test_cudnn_attention_with_head_dim_256_needs_hopper():
+  """Gemma-2B's head_dim 256 is cuDNN-fusable on an H100 (above), not on an
+  A100: JAX's check answers for the target GPU, not the machine compiling."""
+  with pytest.raises(NotImplementedError, match="head dim"):
+    compile_check.run(_gemma_2b_benchmark("cudnn"), "a100")
+
+
+@needs_cuda_plugin
+def test_cli_compiles_for_eight_h100s():
+  """`train --compile_only --topology=h100:8`: params and optimizer state
+  sharded over 8 GPUs of one host."""
+  proc, report = _cli_tiny_compile("h100:8", "(1,8,1)")
+  assert report["platform"] == "cuda" and report["num_devices"] == 8
+  assert report["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
+  assert "h100:8: 8 x NVIDIA H100 80GB HBM3" in proc.stdout
+  assert "FITS" in proc.stdout

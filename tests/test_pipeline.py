@@ -140,6 +140,25 @@ def test_paper_270m_heaviest_train_step_fits_one_gpu():
   assert compile_check.run(c, 'cpu:1')['total_bytes'] > 80e9
 
 
+def test_paper_270m_train_steps_fit_an_h100_with_room():
+  """The same runs compiled by XLA's GPU pipeline for an H100 (the CUDA
+  plugin's deviceless compiler; no GPU here): GenRM-CoT on gsm8k, the
+  heaviest, and DPO, which holds the frozen reference too, plan under a
+  quarter of the launcher's 90% budget."""
+  from configs.pipeline import paper_270m  # pylint: disable=g-import-not-at-top
+  from genrm_jax import compile_check  # pylint: disable=g-import-not-at-top
+  if not compile_check._cuda_plugin_installed():  # pylint: disable=protected-access
+    pytest.skip("CUDA plugin not installed (pip install -e '.[gpu_aot]')")
+  config = paper_270m.get_config('task=gsm8k,base=/w/gemma3_270m')
+  for method in ('cot', 'dpo'):
+    c = pipeline.train_config(config, method, vocabulary='byte', init_from='')
+    c.model.num_embed = 262_144  # the base model's vocabulary
+    report = compile_check.run(c, 'h100')
+    assert report['device_kind'] == 'NVIDIA H100 80GB HBM3'
+    assert report['fits'] and report['total_bytes'] < 0.25 * report['hbm_bytes'], (
+        method, report)
+
+
 def test_first_problems_keeps_whole_problems_in_store_order(tmp_path):
   rows = [candidates_lib.Candidate(
       problem_id=f'gsm8k/{q}', candidate_id=str(i), question=f'q{q}', solution='s',
