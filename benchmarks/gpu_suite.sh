@@ -37,8 +37,8 @@ out="${OUT:-$repo/gpu_suite_out}"
 cd "$repo"
 # JAX preallocates this share of the GPU for every JAX row (ours and the
 # official gemma alike), as the launchers do; JAX's own default, 0.75, is
-# 59 GiB of an H100, and our Gemma-2B step with the whole logits plans
-# 55.5 GiB there (`train --compile_only --topology=h100`, launch/README.md).
+# 59.3 GiB of an H100, and our Gemma-2B step with the whole logits plans
+# 59.2 GiB there (`train --compile_only --topology=h100`, launch/README.md).
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.90}"
 
 run() {  # run SECONDS python -m MODULE ARGS...: one benchmark under a limit

@@ -77,7 +77,8 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
   step = jax.jit(functools.partial(
       train.train_step, model=model, tx=tx, schedule=schedule,
       method="solve", beta=0.1, yes_id=None, no_id=None, accum_steps=1,
-      loss_chunk_size=loss_chunk), donate_argnums=(0,))
+      loss_chunk_size=loss_chunk,
+      cast_params_once=bool(cfg.cast_params_once)), donate_argnums=(0,))
   rng = jax.random.PRNGKey(1)
   holder = {"state": state}
 
@@ -96,39 +97,62 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
                  peak_bytes=common.peak_device_bytes(), **profile)
 
 
-def run_official(shape: common.Shape, steps: int, profile_dir: str = "") -> dict:
+def official_model(shape: common.Shape):
+  """(our config, the official gemma Transformer of the same shape, an init
+  function rng -> its bf16 params in the official nested layout)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from gemma import transformer as official  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import checkpoints, gemma  # pylint: disable=g-import-not-at-top
   from tests import gemma_reference  # pylint: disable=g-import-not-at-top
 
   mcfg = gemma.get_config(shape.preset, dtype="bfloat16",
                           **shape.model_overrides())
-  ocfg = gemma_reference.official_config(mcfg)
-  model = official.Transformer(ocfg)
-  params = jax.jit(lambda r: jax.tree.map(
-      lambda x: x.astype(jnp.bfloat16), checkpoints.stacked_to_nested(
-          gemma.init_params(mcfg, r))))(jax.random.PRNGKey(0))
-  batch = _packed_batch(np, shape, mcfg.num_embed)
-  tokens = jnp.asarray(batch["decoder_target_tokens"])
-  seg = jnp.asarray(batch["decoder_segment_ids"])
-  positions = jnp.asarray(batch["decoder_positions"])
-  causal = jnp.tril(jnp.ones((shape.seq_len, shape.seq_len), bool))
-  mask = (seg[:, :, None] == seg[:, None, :]) & causal[None]
-  weights = jnp.asarray(batch["decoder_loss_weights"][:, 1:], jnp.float32)
+  model = official.Transformer(gemma_reference.official_config(mcfg))
 
-  def loss(p):
-    logits, _ = model.apply({"params": p}, tokens, positions, None, mask)
+  def init(rng):
+    return jax.tree.map(lambda x: x.astype(jnp.bfloat16),
+                        checkpoints.stacked_to_nested(
+                            gemma.init_params(mcfg, rng)))
+
+  return mcfg, model, init
+
+
+def official_loss(model):
+  """The official Transformer's mean CE over a packed batch (the fields of
+  `_packed_batch`): its segment- and causal mask, log-softmax in fp32."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def loss(params, batch):
+    tokens = batch["decoder_target_tokens"]
+    seg = batch["decoder_segment_ids"]
+    length = tokens.shape[1]
+    causal = jnp.tril(jnp.ones((length, length), bool))
+    mask = (seg[:, :, None] == seg[:, None, :]) & causal[None]
+    logits, _ = model.apply({"params": params}, tokens,
+                            batch["decoder_positions"], None, mask)
     logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), -1)
     ll = jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
+    weights = batch["decoder_loss_weights"][:, 1:].astype(jnp.float32)
     return -jnp.sum(ll * weights) / jnp.sum(weights)
 
-  grad = jax.jit(jax.value_and_grad(loss))
-  first, secs = common.time_it(lambda: grad(params)[0], jax.block_until_ready,
-                               2, steps)
-  profile = common.profile_row(profile_dir, "official", lambda: grad(params)[0],
+  return loss
+
+
+def run_official(shape: common.Shape, steps: int, profile_dir: str = "") -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  mcfg, model, init = official_model(shape)
+  params = jax.jit(init)(jax.random.PRNGKey(0))
+  batch = {k: jnp.asarray(v) for k, v in
+           _packed_batch(np, shape, mcfg.num_embed).items()}
+  grad = jax.jit(jax.value_and_grad(official_loss(model)))
+  one = lambda: grad(params, batch)[0]
+  first, secs = common.time_it(one, jax.block_until_ready, 2, steps)
+  profile = common.profile_row(profile_dir, "official", one,
                                jax.block_until_ready)
   return _result("official", shape, mcfg, first, secs, common.device_info(),
                  peak_bytes=common.peak_device_bytes(), **profile)

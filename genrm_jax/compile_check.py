@@ -456,9 +456,7 @@ def _compile_train_step(config, devices: list[jax.Device]):
     _require_cudnn()
   tx, schedule = optimizer_lib.make_optimizer(config)
   yes_id, no_id = _verdict_ids(config)
-  step_kw = dict(model=gemma.Transformer(mcfg), method=method,
-                 beta=float(config.dpo.beta), yes_id=yes_id, no_id=no_id,
-                 loss_chunk_size=int(config.get("loss_chunk_size", 0)))
+  step_kw = train.step_kwargs(config, gemma.Transformer(mcfg), yes_id, no_id)
   rng = jax.eval_shape(lambda: jax.random.PRNGKey(0))
   state_shapes = jax.eval_shape(
       lambda r: train._state_from_model_params(  # pylint: disable=protected-access
@@ -520,6 +518,22 @@ def memory_report(compiled) -> dict[str, int]:
   if peak:
     out["peak_bytes"] = int(peak)
   return out
+
+
+def xla_cost(compiled) -> dict[str, float]:
+  """XLA's cost analysis (HloCostAnalysis) of a compiled, optimised program:
+  'flops', 'bytes accessed' (each kernel's operands and outputs: HBM traffic
+  without cache reuse), 'transcendentals'. Compile-only GPU executables
+  report none themselves, so it runs on their optimised HLO through the CPU
+  client: the fusions, kernels and shapes are the GPU program's. A while
+  loop's body counts once (unroll the layers to count them all)."""
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  from jax._src.lib import xla_client  # pylint: disable=g-import-not-at-top
+  module = compiled.runtime_executable().hlo_modules()[0]
+  cost = xla_client._xla.hlo_module_cost_analysis(  # pylint: disable=protected-access
+      xla_bridge.get_backend("cpu"), module)
+  return {k: float(cost.get(k, 0.0))
+          for k in ("flops", "bytes accessed", "transcendentals")}
 
 
 def cudnn_attention_calls(hlo_text: str) -> dict[str, int]:

@@ -227,8 +227,29 @@ def _microbatches(batch, n: int):
   return jax.tree.map(split, batch)
 
 
+def step_kwargs(config, model, yes_id, no_id) -> dict[str, Any]:
+  """What `train_step` and `eval_step` take from `config` besides the model
+  and the verdict ids (the trainer and the compile check build it alike)."""
+  return dict(model=model, method=config.method, beta=float(config.dpo.beta),
+              yes_id=yes_id, no_id=no_id,
+              loss_chunk_size=int(config.get("loss_chunk_size", 0)),
+              cast_params_once=bool(config.get("cast_params_once", False)))
+
+
+def _compute_params(params, model, cast_params_once: bool):
+  """`params` for the loss: with `cast_params_once`, the model's weights in
+  the compute dtype, cast here once (outside the layer scan; the gradient
+  flows back through the cast) instead of at each use, forward and backward:
+  the same values."""
+  if not cast_params_once:
+    return params
+  return dict(params, model=gemma.cast_for_inference(model.config,
+                                                     params["model"]))
+
+
 def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
-               beta, yes_id, no_id, accum_steps, loss_chunk_size=0):
+               beta, yes_id, no_id, accum_steps, loss_chunk_size=0,
+               cast_params_once=False):
   """One optimizer update. Returns (new state, metrics)."""
   step = state["step"]
   # Gemma fine-tuning uses no dropout; the key is there for stochastic
@@ -236,6 +257,7 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
   del rng  # = jax.random.fold_in(rng, step) when needed
 
   def loss_fn(params, mb):
+    params = _compute_params(params, model, cast_params_once)
     loss_sum, count, sums = losses.compute_loss(
         method, model, params, mb, ref_params=ref_params, beta=beta,
         yes_id=yes_id, no_id=no_id, loss_chunk_size=loss_chunk_size)
@@ -277,9 +299,9 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
 
 
 def eval_step(params, batch, ref_params, *, model, method, beta, yes_id,
-              no_id, loss_chunk_size=0):
+              no_id, loss_chunk_size=0, cast_params_once=False):
   loss_sum, count, sums, outputs = losses.compute_loss(
-      method, model, params, batch, ref_params=ref_params, beta=beta,
+      method, model, _compute_params(params, model, cast_params_once), batch, ref_params=ref_params, beta=beta,
       yes_id=yes_id, no_id=no_id, with_eval_outputs=True,
       loss_chunk_size=loss_chunk_size)
   sums = dict(sums, loss=(loss_sum, count))
@@ -390,9 +412,7 @@ def train_and_evaluate(config, workdir: str, *,
   tx, schedule = optimizer_lib.make_optimizer(config)
   yes_id, no_id = verdict_token_ids(config)
   rng_init, rng_loop = jax.random.split(jax.random.PRNGKey(config.seed))
-  step_kw = dict(model=model, method=method, beta=float(config.dpo.beta),
-                 yes_id=yes_id, no_id=no_id,
-                 loss_chunk_size=int(config.get("loss_chunk_size", 0)))
+  step_kw = step_kwargs(config, model, yes_id, no_id)
   needs_ref = method == "dpo"
 
   def init_model_params(rng):

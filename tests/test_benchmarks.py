@@ -60,6 +60,42 @@ def test_train_step_benchmark_tiny(tmp_path):
 
 
 @needs_official
+def test_train_step_cost_tiny(tmp_path):
+  """XLA's cost model of each configuration (tiny, compiled for one CPU
+  device): remat 'full' recomputes the forward (more FLOPs than the default
+  policy, which saves the dots, and that more than no remat); the official
+  fwd+bwd does the FLOPs of ours without remat, less the optimizer's few."""
+  rows, stdout = _run("benchmarks.train_step_cost", "--topology=cpu:1",
+                      "--variants=ours,ours_remat_full,ours_remat_none,official",
+                      tmp_path=tmp_path)
+  by = {r["impl"]: r for r in rows}
+  assert set(by) == {"ours", "ours_remat_full", "ours_remat_none", "official"}
+  for r in rows:
+    assert "error" not in r, r
+    assert r["xla_flops"] > 0 and r["xla_bytes"] > 0 and r["plan_bytes"] > 0
+    assert r["model_flops"] > 0 and "mfu_ceiling" not in r  # no GPU peak
+  flops = {k: r["xla_flops"] for k, r in by.items()}
+  assert flops["ours_remat_full"] > flops["ours"] > flops["ours_remat_none"]
+  assert flops["official"] == pytest.approx(flops["ours_remat_none"], rel=0.01)
+  assert "a model, not a measurement" in stdout and "GFLOP" in stdout
+
+
+@needs_official
+@pytest.mark.skipif(not _has("jax_plugins.xla_cuda12"),
+                    reason="the gpu_aot extra (CUDA plugin)")
+def test_train_step_cost_tiny_for_an_h100(tmp_path):
+  """The same for an H100 (no GPU here): roofline bounds and an MFU
+  ceiling at or below 100%."""
+  rows, stdout = _run("benchmarks.train_step_cost", "--topology=h100",
+                      "--variants=ours", tmp_path=tmp_path)
+  (row,) = rows
+  assert row["device"] == "NVIDIA H100 80GB HBM3", row
+  assert row["compute_ms"] > 0 and row["memory_ms"] > 0
+  assert 0 < row["mfu_ceiling"] <= 1.0
+  assert "MFU ceiling" in stdout
+
+
+@needs_official
 def test_sampling_benchmark_tiny(tmp_path):
   rows, stdout = _run("benchmarks.sampling", "--impls=ours,official",
                       "--batches=2", f"--profile_dir={tmp_path / 'traces'}",

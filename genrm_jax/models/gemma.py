@@ -466,14 +466,19 @@ def _einsum_attention(cfg, q, key, value, mask):
   k = key.shape[2]
   # Grouped-query layout: query head n*G + g reads kv head n.
   q = q.reshape(b, t, k, n // k, h)
-  logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, key,
+  # Scores in the order the batched matmul produces them (batch axes B, K,
+  # then the query's T, G, then S): any other order is a transpose of the
+  # largest activation, [B, N, T, S] fp32, in the backward. With 'BKGTS',
+  # XLA's H100 program of the Gemma-2B train step (8 x 1024) moved 550 GB
+  # instead of 500 (benchmarks/train_step_cost.py).
+  logits = jnp.einsum("BTKGH,BSKH->BKTGS", q, key,
                       preferred_element_type=jnp.float32)
   if cfg.attn_logits_soft_cap is not None:
     cap = cfg.attn_logits_soft_cap
     logits = jnp.tanh(logits / cap) * cap
-  logits = jnp.where(mask[:, None, None, :, :], logits, K_MASK)
+  logits = jnp.where(mask[:, None, :, None, :], logits, K_MASK)
   probs = jax.nn.softmax(logits, axis=-1).astype(value.dtype)
-  encoded = jnp.einsum("BKGTS,BSKH->BTKGH", probs, value)
+  encoded = jnp.einsum("BKTGS,BSKH->BTKGH", probs, value)
   return encoded.reshape(b, t, n, h)
 
 
@@ -647,7 +652,15 @@ class Transformer(nn.Module):
     block = Block
     policy = REMAT_POLICIES[cfg.remat_policy]
     if cfg.remat_policy != "none":
-      block = nn.remat(Block, policy=policy, prevent_cse=False)
+      # prevent_cse=False is right inside a rolled scan: the forward and the
+      # recomputing backward live in different loops, so XLA cannot merge
+      # them. Unrolled (a Python loop, or scan_unroll >= num_layers, whose
+      # one-trip loop XLA removes) they share one computation, and XLA's CSE
+      # on GPU merged the recomputation into the forward: the policy was
+      # silently ignored (Gemma-2B, remat 'full': the memory and FLOPs of
+      # 'none'; benchmarks/RESULTS.md).
+      unrolled = not cfg.scan_layers or cfg.scan_unroll >= cfg.num_layers
+      block = nn.remat(Block, policy=policy, prevent_cse=unrolled)
     carry = x if cache is None else (x, {"k": cache["k"], "v": cache["v"]})
     if cfg.scan_layers:
       scanned = nn.scan(
@@ -708,7 +721,9 @@ def cast_for_inference(config: TransformerConfig,
   bit for bit, but a bf16 decode step reads 2-byte weights instead of
   reading fp32 ones and writing their bf16 copies (a training export's fp32
   params). Norm scales, applied in fp32, stay as they are. New buffers
-  with the same shardings; params already in the compute dtype are kept."""
+  with the same shardings; params already in the compute dtype are kept.
+  The training step uses it too (`cast_params_once`): outside the layer
+  scan, once a step, the gradient flowing back through the cast."""
   dt = config.compute_dtype
 
   def cast(path, x):
