@@ -95,6 +95,24 @@ def test_train_step_cost_tiny_for_an_h100(tmp_path):
   assert "MFU ceiling" in stdout
 
 
+def test_sampling_cost_tiny(tmp_path):
+  """One decode step's cost by XLA's model, tiny, for a CPU device and (with
+  the gpu_aot extra) an H100: it reads at least every weight once, so the
+  roofline is at most the ideal."""
+  rows, stdout = _run("benchmarks.sampling_cost", "--topology=cpu:1",
+                      "--batches=2,8", tmp_path=tmp_path)
+  assert [r["batch"] for r in rows] == [2, 8]
+  assert rows[1]["cache_bytes"] > 3.9 * rows[0]["cache_bytes"]  # K, V per row
+  for r in rows:
+    assert r["xla_bytes"] >= r["weight_bytes"] > 0, r
+  assert "a model, not a measurement" in stdout
+  if _has("jax_plugins.xla_cuda12"):
+    (row,) = _run("benchmarks.sampling_cost", "--topology=h100",
+                  "--batches=4", tmp_path=tmp_path / "h100")[0]
+    assert row["device"] == "NVIDIA H100 80GB HBM3"
+    assert 0 < row["roofline_tokens_per_s"] <= row["ideal_tokens_per_s"]
+
+
 @needs_official
 def test_sampling_benchmark_tiny(tmp_path):
   rows, stdout = _run("benchmarks.sampling", "--impls=ours,official",
