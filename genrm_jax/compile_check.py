@@ -24,8 +24,8 @@ NVIDIA GPUs work the same way: `--topology=h100` (one GPU), `h100:8` (eight
 on one host), `h200`, `a100` compile for that GPU through the CUDA PJRT
 plugin's deviceless compiler (XLA's GPU pipeline, Triton GEMM fusions and
 cuDNN attention included), on a machine without a GPU or CUDA driver. Needs
-the plugin (`pip install -e '.[gpu_aot]'`: jax-cuda12-plugin without the
-NVIDIA libraries, about 180 MB); jax's backend stays on the CPU. The budget is
+the plugin and cuDNN (the `gpu_aot` extra; launch/setup_env.sh puts it in
+`.venv/gpu_aot`, loaded only here); jax's backend stays on the CPU. The budget is
 the GPU's memory times `XLA_PYTHON_CLIENT_MEM_FRACTION` (0.90 by default, as
 launch/gpu.sh sets it): what JAX preallocates and XLA can plan into.
 
@@ -300,9 +300,53 @@ def _all_devices_of(topo, target: Target) -> list[jax.Device]:
   return devices
 
 
-def _cuda_plugin_installed() -> bool:
+def gpu_aot_dir() -> str:
+  """Where launch/setup_env.sh puts the `gpu_aot` extra: beside the venv's
+  site-packages, not in it, so that only processes that compile for a GPU
+  load the CUDA plugin and cuDNN (every jax process would, at start, from
+  site-packages: +0.25 s and +500 MB each)."""
+  return os.environ.get("GENRM_GPU_AOT_DIR") or os.path.join(sys.prefix,
+                                                              "gpu_aot")
+
+
+def _module_found(name: str) -> bool:
   import importlib.util  # pylint: disable=g-import-not-at-top
-  return importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+  try:
+    return importlib.util.find_spec(name) is not None
+  except ModuleNotFoundError:  # the parent package is missing
+    return False
+
+
+def _cuda_plugin_installed() -> bool:
+  return _module_found("jax_plugins.xla_cuda12") or os.path.isdir(
+      os.path.join(gpu_aot_dir(), "jax_plugins", "xla_cuda12"))
+
+
+def cudnn_installed() -> bool:
+  return _module_found("nvidia.cudnn") or os.path.isdir(
+      os.path.join(gpu_aot_dir(), "nvidia", "cudnn"))
+
+
+def _register_cuda_plugin() -> None:
+  """Registers the CUDA plugin with jax now, if jax did not find it at start
+  (it lives in `gpu_aot_dir()`). Compile-only: no CUDA version check."""
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  if "cuda" in xla_bridge._topology_factories:  # pylint: disable=protected-access
+    return
+  side = gpu_aot_dir()
+  if os.path.isdir(side) and side not in sys.path:
+    sys.path.append(side)
+  import importlib  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
+  plugin = importlib.import_module("jax_plugins.xla_cuda12")
+  plugin.initialize()
+  # jax looked for the plugin's CUDA/cuDNN version module when it was
+  # imported; its cuDNN attention asks that module for cuDNN's version.
+  from jax._src import lib as jax_lib  # pylint: disable=g-import-not-at-top
+  from jax._src.cudnn import fused_attention_stablehlo as fa  # pylint: disable=g-import-not-at-top
+  for module in (jax_lib, fa):
+    if getattr(module, "cuda_versions", None) is None:
+      module.cuda_versions = plugin.cuda_versions
 
 
 def _gpu_devices(target: Target) -> list[jax.Device]:
@@ -311,22 +355,16 @@ def _gpu_devices(target: Target) -> list[jax.Device]:
   if not _cuda_plugin_installed():
     raise RuntimeError(
         "The GPU compile check needs the CUDA PJRT plugin, which is not "
-        f"installed. Install the one jax {jax.__version__} pairs with: pip "
-        f"install -e '.[gpu_aot]' (= {CUDA_PLUGIN_PIN}; no GPU or CUDA "
-        "driver needed). Without it, --topology=cpu:N checks the same code path on "
+        f"installed (nor in {gpu_aot_dir()}). Install the one jax "
+        f"{jax.__version__} pairs with: GENRM_EXTRAS=test,gpu_aot bash "
+        "launch/setup_env.sh, or pip install -e '.[gpu_aot]' (= "
+        f"{CUDA_PLUGIN_PIN}; no GPU or CUDA driver needed). Without it, --topology=cpu:N checks the same code path on "
         "CPU devices.")
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
-  try:
-    topo = topologies.get_topology_desc(
-        "", "cuda", target_config=target.gpu.target_config(),
-        topology=f"1x1x{target.num_devices}")
-  except NotImplementedError as e:
-    # The plugin registers itself while jax's backends start; in a process
-    # that started them before it was installed, it is not there yet.
-    raise RuntimeError(
-        "The CUDA plugin is installed but not registered with jax in this "
-        f"process ({e}). Run the check in a fresh process: python -m "
-        "genrm_jax.train --compile_only --topology=h100 ...") from e
+  _register_cuda_plugin()
+  topo = topologies.get_topology_desc(
+      "", "cuda", target_config=target.gpu.target_config(),
+      topology=f"1x1x{target.num_devices}")
   return _all_devices_of(topo, target)
 
 

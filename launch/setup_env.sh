@@ -19,7 +19,24 @@ want="$(sha256sum "$repo/setup.py" | cut -c1-16)-$extras"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing genrm_jax[$extras] (first time: a few minutes)" >&2
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
-  "$venv/bin/python" -m pip install -q -e "$repo[$extras]" >&2
+  # gpu_aot (the CUDA plugin and cuDNN, for the offline GPU compile check)
+  # goes beside site-packages, into $venv/gpu_aot, where only a process that
+  # compiles for a GPU loads it (genrm_jax/compile_check.py): from
+  # site-packages jax would load the plugin and cuDNN in every process.
+  main_extras="$(echo ",$extras," | sed 's/,gpu_aot,/,/g; s/^,//; s/,$//')"
+  "$venv/bin/python" -m pip install -q -e "$repo${main_extras:+[$main_extras]}" >&2
+  if [ "$main_extras" != "$extras" ]; then
+    pins="$("$venv/bin/python" - "$repo/setup.py" <<'PY'
+import ast, sys
+tree = ast.parse(open(sys.argv[1]).read())
+extras = next(n.value for n in tree.body if isinstance(n, ast.Assign)
+              and getattr(n.targets[0], "id", "") == "EXTRAS_REQUIRE")
+print(" ".join(ast.literal_eval(extras)["gpu_aot"]))
+PY
+)"
+    rm -rf "$venv/gpu_aot"
+    "$venv/bin/python" -m pip install -q --target "$venv/gpu_aot" $pins >&2
+  fi
   echo "$want" > "$stamp"
 fi
 echo "$venv/bin/python"

@@ -1,6 +1,5 @@
 """The benchmarks' --tiny modes run (so they cannot rot) and report figures."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,12 +7,11 @@ import sys
 
 import pytest
 
+from genrm_jax import compile_check
 
-def _has(module: str) -> bool:
-  try:
-    return importlib.util.find_spec(module) is not None
-  except ModuleNotFoundError:  # the parent package is missing
-    return False
+_has = compile_check._module_found  # pylint: disable=protected-access
+# The gpu_aot extra, in site-packages or beside it (setup_env.sh).
+_has_cuda_plugin = compile_check._cuda_plugin_installed  # pylint: disable=protected-access
 
 
 needs_official = pytest.mark.skipif(
@@ -81,7 +79,7 @@ def test_train_step_cost_tiny(tmp_path):
 
 
 @needs_official
-@pytest.mark.skipif(not _has("jax_plugins.xla_cuda12"),
+@pytest.mark.skipif(not _has_cuda_plugin(),
                     reason="the gpu_aot extra (CUDA plugin)")
 def test_train_step_cost_tiny_for_an_h100(tmp_path):
   """The same for an H100 (no GPU here): roofline bounds and an MFU
@@ -106,7 +104,7 @@ def test_sampling_cost_tiny(tmp_path):
   for r in rows:
     assert r["xla_bytes"] >= r["weight_bytes"] > 0, r
   assert "a model, not a measurement" in stdout
-  if _has("jax_plugins.xla_cuda12"):
+  if _has_cuda_plugin():
     (row,) = _run("benchmarks.sampling_cost", "--topology=h100",
                   "--batches=4", tmp_path=tmp_path / "h100")[0]
     assert row["device"] == "NVIDIA H100 80GB HBM3"

@@ -4,7 +4,6 @@ CPU devices always (the same code path, so it cannot rot); a real TPU
 topology through libtpu when libtpu is installed (the `tpu` extra).
 """
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -26,7 +25,7 @@ HAS_LIBTPU = compile_check._libtpu_path() is not None  # pylint: disable=protect
 # The `gpu_aot` extra: the CUDA plugin (GPU targets) and cuDNN (its fused
 # attention). CI installs both.
 HAS_CUDA_PLUGIN = compile_check._cuda_plugin_installed()  # pylint: disable=protected-access
-HAS_CUDNN = HAS_CUDA_PLUGIN and importlib.util.find_spec("nvidia.cudnn") is not None
+HAS_CUDNN = HAS_CUDA_PLUGIN and compile_check.cudnn_installed()
 needs_cuda_plugin = pytest.mark.skipif(
     not HAS_CUDA_PLUGIN, reason="CUDA plugin not installed "
     "(pip install -e '.[gpu_aot]')")
