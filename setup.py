@@ -60,8 +60,9 @@ EXTRAS_REQUIRE = {
     # (`train --compile_only --topology=h100`): jax's CUDA PJRT plugin, whose
     # deviceless compiler runs XLA's GPU pipeline, and cuDNN, with which XLA
     # builds the fused-attention graphs at compile time (no CUDA driver or
-    # toolkit; about 900 MB). The plugin is the one jax 0.10.2 pairs with,
-    # cuDNN the newest 9.x jax[cuda12] accepts.
+    # toolkit; about 2.5 GB installed, cuDNN pulls cuBLAS). The plugin is the
+    # one jax 0.10.2 pairs with, cuDNN the newest 9.x jax[cuda12] accepts.
+    # launch/setup_env.sh installs it beside site-packages (.venv/gpu_aot).
     "gpu_aot": [
         "jax-cuda12-plugin==0.10.2",
         "nvidia-cudnn-cu12==9.28.0.42",

@@ -29,10 +29,11 @@ from benchmarks import common  # noqa: E402
 PROMPT, NEW = 128, 256  # benchmarks/sampling.py's shape
 
 
-def decode_step_cost(preset: str, batch: int, devices, overrides=()) -> dict:
+def compile_decode_step(preset: str, batch: int, devices, overrides=()):
+  """One decode step, as the sampler runs it, compiled for `devices[0]`:
+  (compiled, abstract params, abstract cache, model config)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from genrm_jax import compile_check  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
 
   on_device = jax.sharding.SingleDeviceSharding(devices[0])
@@ -58,6 +59,14 @@ def decode_step_cost(preset: str, batch: int, devices, overrides=()) -> dict:
   ids = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=on_device)
   compiled = jax.jit(step, donate_argnums=(1,)).lower(
       params, cache, ids, ids).compile()
+  return compiled, params, cache, config
+
+
+def decode_step_cost(preset: str, batch: int, devices, overrides=()) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  from genrm_jax import compile_check  # pylint: disable=g-import-not-at-top
+  compiled, params, cache, _ = compile_decode_step(preset, batch, devices,
+                                                   overrides)
   nbytes = lambda tree: sum(x.size * x.dtype.itemsize
                             for x in jax.tree.leaves(tree))
   cost = compile_check.xla_cost(compiled)

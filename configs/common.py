@@ -156,8 +156,9 @@ def get_config(task: str, method: str, arg: str | None = None
   # this many positions, never building the fp32 [B, L, V] logits (Gemma's
   # 256K vocabulary); 0 = the plain full-logits loss. Same values either way.
   c.loss_chunk_size = 0
-  # Cast the weights to the compute dtype once a step, outside the layer
-  # scan, rather than at each use, forward and backward: the same values;
+  # Cast the weights to the compute dtype once a step (a microbatch, with
+  # grad accumulation), outside the layer scan, rather than at each use,
+  # forward and backward: the same values;
   # XLA's H100 program of the Gemma-2B step moves 6% fewer bytes for one
   # compute-dtype copy of the weights in memory (benchmarks/RESULTS.md).
   c.cast_params_once = True

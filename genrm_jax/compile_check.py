@@ -110,7 +110,8 @@ class Gpu:
   clock_ghz: float
   memory_bandwidth: int  # bytes/s
   memory_bytes: int
-  cudnn: tuple[int, int, int] = (9, 10, 0)  # what jax[cuda12] 0.10.2 installs
+  # The target's cuDNN, as its spec reports it (XLA's own H100 spec: 9.10).
+  cudnn: tuple[int, int, int] = (9, 10, 0)
 
   def target_config(self) -> str:
     """The GpuTargetConfigProto text the CUDA plugin's topology reads."""
@@ -358,8 +359,8 @@ def _gpu_devices(target: Target) -> list[jax.Device]:
         f"installed (nor in {gpu_aot_dir()}). Install the one jax "
         f"{jax.__version__} pairs with: GENRM_EXTRAS=test,gpu_aot bash "
         "launch/setup_env.sh, or pip install -e '.[gpu_aot]' (= "
-        f"{CUDA_PLUGIN_PIN}; no GPU or CUDA driver needed). Without it, --topology=cpu:N checks the same code path on "
-        "CPU devices.")
+        f"{CUDA_PLUGIN_PIN}; no GPU or CUDA driver needed). Without it, "
+        "--topology=cpu:N checks the same code path on CPU devices.")
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   _register_cuda_plugin()
   topo = topologies.get_topology_desc(
@@ -406,8 +407,9 @@ def _require_cudnn() -> None:
     raise RuntimeError(
         "model.attention_impl='cudnn' compiles cuDNN's fused attention, and "
         "XLA builds its cuDNN graph at compile time, which needs cuDNN's "
-        f"library ({e}). pip install -e '.[gpu_aot]' installs it "
-        "(nvidia-cudnn-cu12); or check --config.model.attention_impl=einsum."
+        f"library ({e}). The gpu_aot extra installs it (nvidia-cudnn-cu12): "
+        "GENRM_EXTRAS=test,gpu_aot bash launch/setup_env.sh, or pip install "
+        "-e '.[gpu_aot]'; or check --config.model.attention_impl=einsum."
         ) from e
 
 

@@ -238,9 +238,10 @@ def step_kwargs(config, model, yes_id, no_id) -> dict[str, Any]:
 
 def _compute_params(params, model, cast_params_once: bool):
   """`params` for the loss: with `cast_params_once`, the model's weights in
-  the compute dtype, cast here once (outside the layer scan; the gradient
-  flows back through the cast) instead of at each use, forward and backward:
-  the same values."""
+  the compute dtype, cast here once per forward/backward pass (once a step;
+  once a microbatch with grad accumulation), outside the layer scan, the
+  gradient flowing back through the cast, instead of at each use, forward
+  and backward: the same values."""
   if not cast_params_once:
     return params
   return dict(params, model=gemma.cast_for_inference(model.config,
@@ -301,8 +302,9 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
 def eval_step(params, batch, ref_params, *, model, method, beta, yes_id,
               no_id, loss_chunk_size=0, cast_params_once=False):
   loss_sum, count, sums, outputs = losses.compute_loss(
-      method, model, _compute_params(params, model, cast_params_once), batch, ref_params=ref_params, beta=beta,
-      yes_id=yes_id, no_id=no_id, with_eval_outputs=True,
+      method, model, _compute_params(params, model, cast_params_once), batch,
+      ref_params=ref_params, beta=beta, yes_id=yes_id, no_id=no_id,
+      with_eval_outputs=True,
       loss_chunk_size=loss_chunk_size)
   sums = dict(sums, loss=(loss_sum, count))
   return sums, outputs

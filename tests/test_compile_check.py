@@ -286,6 +286,18 @@ def test_cli_compiles_for_eight_h100s():
 H100_GRAD_BATCH = (4, 512)
 
 
+def _transposes(hlo_text, dtype, dims):
+  """Lines of a compiled program's transposes (kernels or fused) whose
+  `dtype` result has the sizes `dims` in any order (size-1 axes ignored)."""
+  found = []
+  for line in hlo_text.splitlines():
+    m = re.match(rf"\s*%\S*transpose\S* = {dtype}\[([\d,]+)\]", line)
+    if m and sorted(int(d) for d in m.group(1).split(",") if d != "1") == (
+        sorted(d for d in dims if d != 1)):
+      found.append(line)
+  return found
+
+
 def _h100_model_grad(num_layers, **overrides):
   """The gradient of a Gemma-2B-shaped model (`num_layers`, a 4096 vocab,
   bf16) on 4 x 512 tokens, compiled for an H100."""
@@ -332,12 +344,7 @@ def test_einsum_attention_scores_are_never_transposed_on_an_h100():
   hlo = _h100_model_grad(2).as_text()
   # Scores: [B, K, T, G, S] in some order (K = 1 kv head, G = 8 queries).
   b, t = H100_GRAD_BATCH
-  scores = sorted([b, 8, t, t])
-  transposes = []
-  for line in hlo.splitlines():
-    m = re.match(r"\s*%\S*transpose\S* = f32\[([\d,]+)\]", line)
-    if m and sorted(int(d) for d in m.group(1).split(",") if d != "1") == scores:
-      transposes.append(line)
+  transposes = _transposes(hlo, "f32", [b, 8, t, t])
   assert not transposes, transposes[:2]
 
 
@@ -347,34 +354,10 @@ def test_decode_step_never_copies_the_mlp_weights_on_an_h100():
   them) compiled for an H100 reads each MLP gating weight in place: one
   einsum over both halves made XLA transpose every layer's [2, D, F] weight
   each step (4.8 of 11.9 GB a Gemma-2B step at batch 16)."""
-  from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
-  target = compile_check.parse_topology("h100")
-  on_gpu = jax.sharding.SingleDeviceSharding(
-      compile_check.topology_devices(target)[0])
-  abstract = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_gpu)
-  stacked = gemma.get_config("gemma_2b", num_layers=2, num_embed=4096,
-                             dtype="bfloat16")
-  cfg = stacked.replace(scan_layers=False)
-  params = jax.tree.map(abstract, jax.eval_shape(
-      lambda: gemma.unstack_layers(gemma.cast_for_inference(
-          stacked, gemma.init_params(stacked, 0)))))
-  batch = 16
-  cache = jax.tree.map(abstract, jax.eval_shape(
-      lambda: gemma.init_cache(cfg, batch, 384, jnp.bfloat16)))
-
-  def step(params, cache, token, pos):
-    out = gemma.Transformer(cfg).apply(
-        {"params": params}, token[:, None], positions=pos[:, None],
-        segment_ids=jnp.ones((batch, 1), jnp.int32), cache=cache,
-        return_logits=False)
-    return gemma.logits_from_hidden(cfg, params, out.hidden_states[:, 0])
-
-  ids = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=on_gpu)
-  hlo = jax.jit(step).lower(params, cache, ids, ids).compile().as_text()
-  gating = sorted([2, cfg.embed_dim, cfg.hidden_dim])
-  copies = []
-  for line in hlo.splitlines():
-    m = re.match(r"\s*%\S*transpose\S* = bf16\[([\d,]+)\]", line)
-    if m and sorted(int(d) for d in m.group(1).split(",")) == gating:
-      copies.append(line)
+  from benchmarks import sampling_cost  # pylint: disable=g-import-not-at-top
+  devices = compile_check.topology_devices(compile_check.parse_topology("h100"))
+  compiled, _, _, cfg = sampling_cost.compile_decode_step(
+      "gemma_2b", 16, devices, (("num_layers", 2), ("num_embed", 4096)))
+  copies = _transposes(compiled.as_text(), "bf16",
+                       [2, cfg.embed_dim, cfg.hidden_dim])
   assert not copies, copies[:2]
