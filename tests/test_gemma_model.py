@@ -200,6 +200,54 @@ def test_fused_attention_rejects_what_it_cannot_compute():
     ref.tiny_config("gemma3", attention_impl="flash")
 
 
+def test_einsum_fp32_out_gradients_are_matmuls_in_the_operands_dtype():
+  """fp32 results (scores, logits) whose gradients multiply bf16 by bf16:
+  with plain preferred_element_type=float32 the transposed einsums took an
+  fp32 cotangent and bf16 operands upcast to fp32 (fp32 matmuls on a GPU).
+  Same values as that formulation: exactly with fp32 operands, to bf16
+  rounding of the cotangent with bf16 ones."""
+  spec = "btd,vd->btv"
+  keys = jax.random.split(jax.random.PRNGKey(0), 3)
+  a = jax.random.normal(keys[0], (2, 3, 16))
+  b = jax.random.normal(keys[1], (40, 16))
+  w = jax.random.normal(keys[2], (2, 3, 40))
+  plain = lambda a, b: jnp.einsum(spec, a, b,
+                                  preferred_element_type=jnp.float32)
+  ours = functools.partial(gemma.einsum_fp32_out, spec)
+  loss = lambda f: lambda a, b: jnp.sum(jnp.tanh(f(a, b)) * w)
+
+  out = ours(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16))
+  assert out.dtype == jnp.float32
+  np.testing.assert_array_equal(
+      out, plain(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)))
+  for x, y in zip(jax.grad(loss(ours), (0, 1))(a, b),
+                  jax.grad(loss(plain), (0, 1))(a, b)):
+    np.testing.assert_array_equal(x, y)  # fp32 operands: unchanged
+
+  a16, b16 = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+  grads = jax.grad(loss(ours), (0, 1))(a16, b16)
+  for x, y in zip(grads, jax.grad(loss(plain), (0, 1))(a16, b16)):
+    assert x.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(x, np.float32),
+                               np.asarray(y, np.float32), rtol=0.05,
+                               atol=0.05)
+
+  def dot_input_dtypes(f):
+    jaxpr = jax.make_jaxpr(jax.grad(loss(f), (0, 1)))(a16, b16).jaxpr
+    found, stack = set(), [jaxpr]
+    while stack:
+      for eqn in stack.pop().eqns:
+        if eqn.primitive.name == "dot_general":
+          found.add(tuple(str(v.aval.dtype) for v in eqn.invars))
+        for param in eqn.params.values():
+          inner = getattr(param, "jaxpr", param)
+          if hasattr(inner, "eqns"):
+            stack.append(inner)
+    return found
+  assert dot_input_dtypes(ours) == {("bfloat16", "bfloat16")}
+  assert ("float32", "bfloat16") in dot_input_dtypes(plain)  # what it fixes
+
+
 def test_bf16_compute_approximates_fp32_and_hidden_states():
   config = ref.tiny_config("gemma3")
   params = ref.random_params(config)

@@ -68,6 +68,57 @@ def test_generative_ce_masking_by_hand(tiny):
   np.testing.assert_allclose(float(acc), correct / n, rtol=1e-6)
 
 
+def _eqns(jaxpr):
+  """Every equation of a jaxpr, nested ones (pjit, remat, custom_vjp) too."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for param in eqn.params.values():
+      for sub in (param if isinstance(param, (list, tuple)) else [param]):
+        inner = getattr(sub, "jaxpr", sub)
+        if hasattr(inner, "eqns"):
+          yield from _eqns(inner)
+
+
+def test_token_stats_equal_the_gather_formulation():
+  """log p(target) as a masked sum equals log_softmax gathered at the
+  target; 'correct' equals argmax == target, and a tie for the top logit
+  counts as right."""
+  rng = np.random.default_rng(0)
+  logits = rng.normal(0, 4, (3, 5, 50)).astype(np.float32)
+  targets = rng.integers(0, 50, (3, 5))
+  targets[0, 0] = np.argmax(logits[0, 0])  # at least one right
+  logp, is_top = jax.jit(losses._target_stats)(logits, targets)  # pylint: disable=protected-access
+  expect = np.take_along_axis(_log_softmax(logits.astype(np.float64)),
+                              targets[..., None], -1)[..., 0]
+  np.testing.assert_allclose(logp, expect, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(is_top, np.argmax(logits, -1) == targets)
+  tied = np.zeros((1, 1, 4), np.float32)
+  _, is_top = losses._target_stats(tied, np.array([[3]]))  # pylint: disable=protected-access
+  assert bool(is_top[0, 0])
+  np.testing.assert_allclose(losses.token_log_probs(tied, np.array([[3]])),
+                             [[np.log(0.25)]], rtol=1e-6)
+
+
+def test_loss_gradient_makes_no_vocab_sized_scatter_or_pad(tiny):
+  """The loss's backward writes the logits' gradient in one pass: no
+  scatter-add (the gradient of a gather at the targets) and no pad (the
+  gradient of slicing the logits to T - 1 positions) of a [B, T, V] buffer.
+  Each was a further 17 GB of a Gemma-2B step (benchmarks/RESULTS.md)."""
+  config, model, params = tiny
+  tokens = np.tile(np.arange(2, 10, dtype=np.int32), (2, 1))
+  batch = {"decoder_target_tokens": tokens,
+           "decoder_loss_weights": np.ones(tokens.shape, np.float32),
+           "decoder_segment_ids": np.ones_like(tokens)}
+  grad = jax.grad(lambda p: losses.generative_loss(model, p, batch)[0])
+  jaxpr = jax.make_jaxpr(grad)(params).jaxpr
+  vocab_sized = [
+      e.primitive.name for e in _eqns(jaxpr)
+      if e.primitive.name in ("scatter-add", "scatter_add", "pad")
+      and any(getattr(v.aval, "shape", ())[-1:] == (config.num_embed,)
+              for v in e.outvars)]
+  assert not vocab_sized, vocab_sized
+
+
 def test_last_verdict_mask():
   yes, no = 5, 6
   targets = jnp.array([[5, 3, 6, 9, 5, 4, 6, 0]])

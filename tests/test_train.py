@@ -208,6 +208,19 @@ def test_cast_params_once_trains_as_casting_at_each_use(tmp_path):
   assert kept["embedder"]["input_embedding"].dtype == jnp.float32
 
 
+def test_l2_params_is_the_norm_the_step_started_from(tmp_path):
+  """Step s logs the norm of the parameters it updated (those saved after
+  step s - 1), and of the loaded ones at step 1."""
+  config = tu.tiny_config("word_sort_genrm", total_steps=3, checkpoint_every=1)
+  tu.run(config, tmp_path)
+  records = {r["step"]: r for r in tu.train_records(tmp_path)}
+  for step in (2, 3):
+    params = tu.restore_raw(tmp_path, step - 1)["params"]
+    norm = np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64)))
+                       for x in jax.tree.leaves(params)))
+    np.testing.assert_allclose(records[step]["l2_params"], norm, rtol=1e-5)
+
+
 def test_cast_params_once_gradients_are_as_precise():
   """bf16 gradients of fp32 weights, cast once or at each use, are as close
   to the fp32-compute gradients as each other (their bf16 rounding

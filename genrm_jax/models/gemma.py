@@ -337,6 +337,38 @@ def get_config(name: str, **overrides) -> TransformerConfig:
 # -----------------------------------------------------------------------------
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def einsum_fp32_out(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+  """`jnp.einsum(spec, a, b)` with fp32 results (attention scores, logits),
+  whose gradients are matmuls in the operands' dtype.
+
+  Plain `preferred_element_type=float32` gives an fp32 cotangent, and the
+  transposed einsums then multiply it with the operands converted to fp32:
+  fp32 matmuls (at best TF32 on an NVIDIA GPU, half the bf16 rate) that read
+  twice the bytes. On the Gemma-2B train step those were the two output
+  projection gradients (17 of its 128 TFLOPs) and every layer's attention
+  score gradients. Here the cotangent is rounded to the operands' dtype
+  first, as bf16 training does for every other activation gradient; with
+  fp32 operands nothing changes.
+  """
+  return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+
+
+def _einsum_fp32_out_fwd(spec, a, b):
+  return einsum_fp32_out(spec, a, b), (a, b)
+
+
+def _einsum_fp32_out_bwd(spec, residuals, g):
+  a, b = residuals
+  # The einsum in the operands' dtype: its transposes take a cotangent of
+  # that dtype (accumulating in fp32 on GPUs and TPUs).
+  _, vjp = jax.vjp(functools.partial(jnp.einsum, spec), a, b)
+  return vjp(g.astype(jnp.result_type(a, b)))
+
+
+einsum_fp32_out.defvjp(_einsum_fp32_out_fwd, _einsum_fp32_out_bwd)
+
+
 def _param(module: nn.Module, name: str, init, shape, names, dtype):
   """A parameter annotated with logical axis names (for sharding rules)."""
   return module.param(
@@ -471,8 +503,7 @@ def _einsum_attention(cfg, q, key, value, mask):
   # largest activation, [B, N, T, S] fp32, in the backward. With 'BKGTS',
   # XLA's H100 program of the Gemma-2B train step (8 x 1024) moved 550 GB
   # instead of 500 (benchmarks/train_step_cost.py).
-  logits = jnp.einsum("BTKGH,BSKH->BKTGS", q, key,
-                      preferred_element_type=jnp.float32)
+  logits = einsum_fp32_out("BTKGH,BSKH->BKTGS", q, key)
   if cfg.attn_logits_soft_cap is not None:
     cap = cfg.attn_logits_soft_cap
     logits = jnp.tanh(logits / cap) * cap
@@ -748,8 +779,8 @@ def logits_from_hidden(config: TransformerConfig, params, hidden) -> jax.Array:
   states, e.g. only the last position during sampling, so no [B, L, V]
   buffer is ever built."""
   table = params["embedder"]["input_embedding"].astype(config.compute_dtype)
-  logits = jnp.einsum("...D,VD->...V", hidden.astype(config.compute_dtype),
-                      table, preferred_element_type=jnp.float32)
+  logits = einsum_fp32_out("...D,VD->...V",
+                           hidden.astype(config.compute_dtype), table)
   if config.final_logit_softcap is not None:
     cap = config.final_logit_softcap
     logits = jnp.tanh(logits / cap) * cap
@@ -775,8 +806,7 @@ class Embedder(nn.Module):
 
   def decode(self, x):
     table = self.input_embedding.astype(self.config.compute_dtype)
-    logits = jnp.einsum("BTD,VD->BTV", x, table,
-                        preferred_element_type=jnp.float32)
+    logits = einsum_fp32_out("BTD,VD->BTV", x, table)
     return nn.with_logical_constraint(logits, ("batch", "length", "act_vocab"))
 
 
