@@ -8,7 +8,8 @@
 # trace can never cost a measurement.
 #
 #   bash benchmarks/gpu_suite.sh                 # train, infer, then profile
-#   bash benchmarks/gpu_suite.sh --part=train    # train step only (~5 min)
+#   bash benchmarks/gpu_suite.sh --part=train    # train step only (~5-8 min: the
+#                                                # unrolled row last, under 10)
 #   bash benchmarks/gpu_suite.sh --part=infer    # sampling + scoring (~5 min)
 #   bash benchmarks/gpu_suite.sh --part=profile  # top device ops of ours and
 #                                                # official's train step and of
@@ -66,6 +67,10 @@ if [ "$part" = all ] || [ "$part" = train ]; then
   fused=cudnn; [ -n "$tiny" ] && fused=xla
   run 330 -m benchmarks.train_step --impls=ours,official,hf --attention="einsum,$fused" \
     --loss_chunk=0 --steps=5 --timeout=150
+  # The layers unrolled (no loop): XLA's H100 cost model puts the scanned
+  # step at 23-41% more bytes (benchmarks/RESULTS.md); untimed so far.
+  run 170 -m benchmarks.train_step --impls=ours --attention="$fused" --scan_unroll=all \
+    --loss_chunk=0 --steps=5 --timeout=160
 fi
 if [ "$part" = all ] || [ "$part" = infer ]; then
   run 200 -m benchmarks.sampling --impls=ours,ours_scan,hf --batches=16,64 --timeout=90

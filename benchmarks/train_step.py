@@ -12,7 +12,8 @@ Each implementation runs in its own process (JAX preallocates GPU memory):
   no fp32 [B, L, V] logits buffer), 0 = the full logits; `--attention=IMPL`
   (comma list) picks `TransformerConfig.attention_impl`: einsum (fp32
   scores), cudnn (fused flash attention, NVIDIA GPUs), xla (its portable
-  reference);
+  reference); `--scan_unroll=N` (comma list) unrolls the layer scan N
+  layers an iteration, `all` every layer (no loop);
 * official: the official `gemma` package's Transformer (legacy modules),
   forward + backward of the same CE loss (no optimizer), bf16 params;
 * hf: transformers' GemmaForCausalLM (sdpa), forward + backward, bf16.
@@ -51,7 +52,7 @@ def _packed_batch(np, shape, vocab: int, seed: int = 0):
 
 def run_ours(shape: common.Shape, steps: int, remat: str,
              loss_chunk: int = 0, attention: str = "einsum",
-             profile_dir: str = "") -> dict:
+             profile_dir: str = "", scan_unroll: str = "1") -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import common as configs  # pylint: disable=g-import-not-at-top
@@ -69,6 +70,8 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
   # shape's "no attention soft-cap").
   mcfg = train.model_config(cfg).replace(**shape.model_overrides(),
                                          attention_impl=attention)
+  mcfg = mcfg.replace(scan_unroll=mcfg.num_layers if scan_unroll == "all"
+                      else int(scan_unroll))
   model = gemma.Transformer(mcfg)
   tx, schedule = optimizer_lib.make_optimizer(cfg)
   state = jax.jit(lambda r: train._state_from_model_params(  # pylint: disable=protected-access
@@ -87,12 +90,14 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
     return metrics["loss"]
 
   first, secs = common.time_it(one, jax.block_until_ready, 2, steps)
-  profile = common.profile_row(profile_dir, f"ours_{attention}_chunk{loss_chunk}",
-                               one, jax.block_until_ready)
+  profile = common.profile_row(
+      profile_dir, f"ours_{attention}_chunk{loss_chunk}_unroll{scan_unroll}",
+      one, jax.block_until_ready)
   # The loss of one more step (every step trains on the same batch): equal,
   # up to rounding, with and without --loss_chunk.
   return _result("ours", shape, mcfg, first, secs, common.device_info(),
                  remat=remat, loss_chunk=loss_chunk, attention=attention,
+                 scan_unroll=scan_unroll,
                  loss=float(one()),
                  peak_bytes=common.peak_device_bytes(), **profile)
 
@@ -219,18 +224,23 @@ def main() -> None:
   parser.add_argument("--attention", default="einsum",
                       help="ours: attention_impl, a comma list (one 'ours' "
                       "row each): einsum | cudnn | xla")
+  parser.add_argument("--scan_unroll", default="1",
+                      help="ours: layers per scan iteration, a comma list "
+                      "(one 'ours' row each); 'all': no loop")
   common.add_run_args(parser, timeout=300)
   args = parser.parse_args()
   shape = common.TINY if args.tiny else common.FULL
 
   chunks = [int(c) for c in args.loss_chunk.split(",")]
   attentions = args.attention.split(",")
+  unrolls = args.scan_unroll.split(",")
 
   if args.worker:  # one implementation, in this process
     fn = {"ours": functools.partial(run_ours, remat=args.remat,
                                     loss_chunk=chunks[0],
                                     attention=attentions[0],
-                                    profile_dir=args.profile_dir),
+                                    profile_dir=args.profile_dir,
+                                    scan_unroll=unrolls[0]),
           "official": functools.partial(run_official,
                                         profile_dir=args.profile_dir),
           "hf": run_hf}[args.worker]
@@ -239,12 +249,13 @@ def main() -> None:
 
   rows = []
   for impl in args.impls.split(","):
-    variants = [(c, a) for a in attentions for c in chunks]
-    for chunk, attention in (variants if impl == "ours" else [(0, "")]):
+    variants = [(c, a, u) for a in attentions for u in unrolls for c in chunks]
+    for chunk, attention, unroll in (variants if impl == "ours"
+                                     else [(0, "", "1")]):
       cmd = ["-m", "benchmarks.train_step", f"--worker={impl}",
              f"--steps={args.steps}", f"--remat={args.remat}",
              f"--loss_chunk={chunk}", f"--attention={attention or 'einsum'}",
-             f"--profile_dir={args.profile_dir}"
+             f"--profile_dir={args.profile_dir}", f"--scan_unroll={unroll}"
              ] + (["--tiny"] if args.tiny else [])
       row = common.run_subprocess(cmd, args.timeout)
       row.setdefault("impl", impl)
@@ -252,10 +263,11 @@ def main() -> None:
       if impl == "ours":
         row.setdefault("loss_chunk", chunk)
         row.setdefault("attention", attention)
+        row.setdefault("scan_unroll", unroll)
       rows.append(row)
       common.record(args.out, row)
   # The speed-ups are those of the first "ours" row (the first --loss_chunk
-  # and --attention).
+  # , --attention and --scan_unroll).
   ours = next((r for r in rows if r["impl"] == "ours" and "tokens_per_s" in r),
               None)
   for r in rows:
@@ -266,7 +278,7 @@ def main() -> None:
   common.print_table(
       f"train step, {shape.preset} batch {shape.batch} x {shape.seq_len} "
       f"({rows[0].get('device', '?')})", rows,
-      ["impl", "attention", "loss_chunk", "tokens_per_s", "mfu", "step_s", "first_call_s",
+      ["impl", "attention", "scan_unroll", "loss_chunk", "tokens_per_s", "mfu", "step_s", "first_call_s",
        "peak_gib", "ours_speedup", "error"])
   for r in rows:
     if "error" in r:

@@ -38,12 +38,16 @@ def test_train_step_benchmark_tiny(tmp_path):
   # tests/test_train.py runs).
   # and both attention calls (xla: the fused call's portable twin).
   # With a profile of each JAX row.
+  # Both with the layers unrolled (no loop; the layer scan is what
+  # tests/test_train.py runs).
   rows, stdout = _run("benchmarks.train_step", "--impls=ours,official",
                       "--steps=2", "--loss_chunk=16", "--attention=einsum,xla",
+                      "--scan_unroll=all",
                       f"--profile_dir={tmp_path / 'traces'}", tmp_path=tmp_path)
   assert [r["impl"] for r in rows] == ["ours", "ours", "official"]
   assert [r.get("attention") for r in rows] == ["einsum", "xla", None]
   assert rows[0]["loss_chunk"] == 16
+  assert rows[0]["scan_unroll"] == "all"
   for r in rows:
     assert "error" not in r, r
     assert r["tokens_per_s"] > 0 and r["params"] > 0 and r["device"]
@@ -182,12 +186,13 @@ def test_gpu_suite_dry_run_lists_each_benchmark():
   assert proc.returncode == 0, proc.stderr
   lines = [l for l in proc.stdout.splitlines() if l.startswith("+ timeout")]
   modules = [l.split(" -m ")[1].split()[0] for l in lines]
-  assert modules == ["benchmarks.train_step", "benchmarks.sampling",
-                     "benchmarks.scoring", "benchmarks.train_step",
-                     "benchmarks.sampling"]
+  assert modules == ["benchmarks.train_step", "benchmarks.train_step",
+                     "benchmarks.sampling", "benchmarks.scoring",
+                     "benchmarks.train_step", "benchmarks.sampling"]
   assert "--attention=einsum,cudnn" in lines[0]
+  assert "--attention=cudnn --scan_unroll=all" in lines[1]
   # Only the last part traces: a profile never costs a measurement.
-  assert ["--profile_dir" in l for l in lines] == [False] * 3 + [True] * 2
+  assert ["--profile_dir" in l for l in lines] == [False] * 4 + [True] * 2
   proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--dry_run",
                          "--part=infer", "--tiny"], cwd=root,
                         capture_output=True, text=True, timeout=60)
