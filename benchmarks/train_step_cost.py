@@ -3,6 +3,8 @@ r"""What the train step's GPU program costs, by XLA's own model, before the GPU.
   python -m benchmarks.train_step_cost               # Gemma-2B, 8 x 1024, H100
   python -m benchmarks.train_step_cost --variants=ours,ours_cudnn,official
   python -m benchmarks.train_step_cost --tiny --topology=cpu:1   # seconds
+  python -m benchmarks.train_step_cost --variants=ours --by_op=20  # where
+                                                  # the bytes go, op by op
 
 Compiles the configurations `benchmarks/train_step.py` times for
 `--topology` (an H100 by default, through the offline compile check: the
@@ -101,7 +103,7 @@ def compile_official(shape, devices):
                        for x in jax.tree.leaves(params)), mcfg
 
 
-def cost_row(variant: str, shape, target, devices) -> dict:
+def cost_row(variant: str, shape, target, devices, by_op: int = 0) -> dict:
   from genrm_jax import compile_check  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   if variant == "official":
@@ -123,6 +125,10 @@ def cost_row(variant: str, shape, target, devices) -> dict:
              model_flops=model_flops, plan_bytes=memory["total_bytes"],
              hbm_bytes=target.hbm_bytes, compile_s=round(seconds, 1),
              **compile_check.cudnn_attention_calls(compiled.as_text()))
+  if by_op:  # benchmarks.hlo_ops: the bytes by kernel, grouped by op
+    from benchmarks import hlo_ops  # pylint: disable=g-import-not-at-top
+    row["by_op"] = hlo_ops.table(hlo_ops.program_ops(compiled.as_text()),
+                                 by_op)
   if row["cudnn_attention_fwd"]:
     # cuDNN's kernels are custom calls, whose FLOPs XLA does not count: add
     # what they compute, PaLM's attention term (fwd + bwd, no recompute).
@@ -169,6 +175,8 @@ def main() -> None:
                       help="a compile-check target: h100, h200, a100, cpu:1")
   parser.add_argument("--variants", default=DEFAULT,
                       help=f"comma list of {', '.join(VARIANTS)}")
+  parser.add_argument("--by_op", type=int, default=0,
+                      help="also print each program's N largest ops by bytes")
   parser.add_argument("--out", default=common.default_out())
   args = parser.parse_args()
   variants = args.variants.split(",")
@@ -184,18 +192,21 @@ def main() -> None:
   rows = []
   for variant in variants:
     try:
-      row = cost_row(variant, shape, target, devices)
+      row = cost_row(variant, shape, target, devices, args.by_op)
     except Exception as e:  # pylint: disable=broad-except
       row = dict(benchmark="train_step_cost", impl=variant,
                  topology=target.label, error=f"{type(e).__name__}: {e}")
     row.update(host=info["host"], jax=info.get("jax"))
     rows.append(row)
-    common.record(args.out, row)
+    common.record(args.out, {k: v for k, v in row.items() if k != "by_op"})
     print(f"compiled {variant} in {row.get('compile_s', '-')} s", flush=True)
   print(f"\nXLA's cost model of the step for {target.label} "
         f"({devices[0].device_kind}), {shape.preset}, batch {shape.batch} x "
         f"{shape.seq_len}; a model, not a measurement:\n")
   print(_table(rows))
+  for r in rows:
+    if "by_op" in r:
+      print(f"\n{r['impl']}, by op:\n{r['by_op']}")
 
 
 if __name__ == "__main__":

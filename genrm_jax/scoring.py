@@ -129,8 +129,11 @@ class ContinuationScorer:
           # Padding rows reuse the first row's prefix (their output is dropped).
           row_caches = [caches[prefix_of[i]] for i in rows]
           row_caches += row_caches[:1] * (self.batch_size - len(rows))
-          prefix_cache = {k: jnp.concatenate([c[k] for c in row_caches],
-                                             axis=1 if k in ("k", "v") else 0)
+          # (k/v: [..., B, S, K, H], stacked or one a layer.)
+          prefix_cache = {k: jax.tree.map(
+              lambda *xs, k=k: jnp.concatenate(
+                  xs, axis=xs[0].ndim - 4 if k in ("k", "v") else 0),
+              *[c[k] for c in row_caches])
                           for k in ("k", "v", "positions", "segment_ids")}
           out = np.asarray(self._suffix_fn(self.params, prefix_cache, tokens,
                                            segments, positions, targets),
@@ -184,7 +187,9 @@ class ContinuationScorer:
     suffix_len = tokens.shape[1]
     pad = lambda x, axis: jnp.pad(x, [(0, suffix_len if a == axis else 0)
                                       for a in range(x.ndim)])
-    cache = {"k": pad(prefix_cache["k"], 2), "v": pad(prefix_cache["v"], 2),
+    pad_slots = lambda kv: jax.tree.map(lambda x: pad(x, x.ndim - 3), kv)
+    cache = {"k": pad_slots(prefix_cache["k"]),
+             "v": pad_slots(prefix_cache["v"]),
              "positions": pad(prefix_cache["positions"], 1),
              "segment_ids": pad(prefix_cache["segment_ids"], 1),
              "end_index": jnp.asarray(prefix_cache["positions"].shape[1],

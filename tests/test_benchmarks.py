@@ -69,7 +69,7 @@ def test_train_step_cost_tiny(tmp_path):
   fwd+bwd does the FLOPs of ours without remat, less the optimizer's few."""
   rows, stdout = _run("benchmarks.train_step_cost", "--topology=cpu:1",
                       "--variants=ours,ours_remat_full,ours_remat_none,official",
-                      tmp_path=tmp_path)
+                      "--by_op=4", tmp_path=tmp_path)
   by = {r["impl"]: r for r in rows}
   assert set(by) == {"ours", "ours_remat_full", "ours_remat_none", "official"}
   for r in rows:
@@ -80,6 +80,7 @@ def test_train_step_cost_tiny(tmp_path):
   assert flops["ours_remat_full"] > flops["ours"] > flops["ours_remat_none"]
   assert flops["official"] == pytest.approx(flops["ours_remat_none"], rel=0.01)
   assert "a model, not a measurement" in stdout and "GFLOP" in stdout
+  assert stdout.count(", by op:") == 4 and "in all (" in stdout
 
 
 @needs_official
@@ -98,21 +99,93 @@ def test_train_step_cost_tiny_for_an_h100(tmp_path):
 
 
 def test_sampling_cost_tiny(tmp_path):
-  """One decode step's cost by XLA's model, tiny, for a CPU device and (with
-  the gpu_aot extra) an H100: it reads at least every weight once, so the
-  roofline is at most the ideal."""
+  """One decode-loop iteration of the sampler's own program, tiny, for a CPU
+  device and (with the gpu_aot extra) an H100: it reads at least every
+  weight once, so the roofline is at most the ideal; --by_op prints where
+  the bytes go."""
   rows, stdout = _run("benchmarks.sampling_cost", "--topology=cpu:1",
-                      "--batches=2,8", tmp_path=tmp_path)
+                      "--batches=2,8", "--by_op=5", tmp_path=tmp_path)
   assert [r["batch"] for r in rows] == [2, 8]
   assert rows[1]["cache_bytes"] > 3.9 * rows[0]["cache_bytes"]  # K, V per row
   for r in rows:
-    assert r["xla_bytes"] >= r["weight_bytes"] > 0, r
+    assert r["step_bytes"] >= r["weight_bytes"] > 0, r
+    assert r["program_xla_bytes"] > r["step_bytes"]  # + the prefill
+    assert "by_op" not in r  # the table is printed, not recorded
   assert "a model, not a measurement" in stdout
+  assert "one decode-loop iteration by op" in stdout and "while/body" in stdout
   if _has_cuda_plugin():
     (row,) = _run("benchmarks.sampling_cost", "--topology=h100",
                   "--batches=4", tmp_path=tmp_path / "h100")[0]
     assert row["device"] == "NVIDIA H100 80GB HBM3"
     assert 0 < row["roofline_tokens_per_s"] <= row["ideal_tokens_per_s"]
+
+
+_HLO = """HloModule m
+
+%fused_slice (param_0: f32[4,8], param_1: s32[]) -> f32[1,8] {
+  %param_0 = f32[4,8]{1,0} parameter(0)
+  %param_1 = s32[] parameter(1)
+  %c = s32[] constant(0)
+  ROOT %ds = f32[1,8]{1,0} dynamic-slice(%param_0, %param_1, %c), dynamic_slice_sizes={1,8}
+}
+
+%fused_dus (param_0.1: f32[4,8], param_1.1: f32[1,8], param_2: s32[]) -> f32[4,8] {
+  %param_0.1 = f32[4,8]{1,0} parameter(0)
+  %b = f32[4,8]{0,1} bitcast(%param_0.1)
+  %param_1.1 = f32[1,8]{1,0} parameter(1)
+  %param_2 = s32[] parameter(2)
+  %c.1 = s32[] constant(0)
+  ROOT %dus = f32[4,8]{0,1} dynamic-update-slice(%b, %param_1.1, %param_2, %c.1)
+}
+
+ENTRY %main.1 (p0: f32[4,8], p1: s32[]) -> (f32[4,8], f32[4,8]) {
+  %p0 = f32[4,8]{1,0} parameter(0)
+  %p1 = s32[] parameter(1)
+  %row = f32[1,8]{1,0} fusion(%p0, %p1), kind=kLoop, calls=%fused_slice, metadata={op_name="jit(f)/layer_3/dynamic_slice"}
+  %upd = f32[4,8]{1,0} fusion(%p0, %row, %p1), kind=kLoop, calls=%fused_dus, metadata={op_name="jit(f)/layer_12/dynamic_update_slice"}
+  %cp = f32[4,8]{1,0} copy(%p0)
+  %g = f32[4,8]{1,0} get-tuple-element(%t0), index=0
+  ROOT %t = (f32[4,8]{1,0}, f32[4,8]{1,0}) tuple(%upd, %cp)
+}
+"""
+
+
+def test_hlo_ops_counts_slices_in_place_updates_and_copies():
+  """By hand: a fusion that only slices an operand reads the slice; an
+  in-place update (through a bitcast) reads and writes the update; a copy
+  reads and writes it all; tuples and get-tuple-element move nothing."""
+  from benchmarks import hlo_ops  # pylint: disable=g-import-not-at-top
+  ops = {op.name: op for op in hlo_ops.program_ops(_HLO)}
+  assert set(ops) == {"row", "upd", "cp"}
+  assert (ops["row"].read, ops["row"].written) == (32 + 4, 32)
+  assert (ops["upd"].read, ops["upd"].written) == (32 + 4, 32)
+  assert (ops["cp"].read, ops["cp"].written) == (128, 128)
+  assert ops["row"].op_name == "layer_N/dynamic_slice"
+  assert ops["upd"].kind == "fusion/kLoop" and ops["cp"].kind == "copy"
+  groups = hlo_ops.by_op(list(ops.values()))
+  assert groups[0]["op_name"] == "(no op_name)"  # the copy, 256 bytes
+  assert "in all (3 kernels)" in hlo_ops.table(list(ops.values()))
+
+
+def test_hlo_ops_total_matches_xla_cost_analysis():
+  """On real programs the op-by-op sum is XLA's own total (HloCostAnalysis)
+  to 1%: the tiny train step and the official fwd+bwd, compiled for a CPU
+  and (with the gpu_aot extra) for an H100."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from benchmarks import common, hlo_ops, train_step_cost  # pylint: disable=g-import-not-at-top
+  # Start jax's CPU backend as conftest set it up (8 devices) before any
+  # topology: a 'cpu:1' target would start it with 1 for the whole session.
+  assert len(jax.devices()) == 8
+  topologies = ["cpu:1"] + (["h100"] if _has_cuda_plugin() else [])
+  for topology in topologies:
+    target = compile_check.parse_topology(topology)
+    devices = compile_check.topology_devices(target)[:1]
+    compiled, _, _ = train_step_cost.compile_ours(common.TINY, {}, target,
+                                                  devices)
+    ops = hlo_ops.program_ops(compiled.as_text())
+    total = compile_check.xla_cost(compiled)["bytes accessed"]
+    assert sum(op.moved for op in ops) == pytest.approx(total, rel=0.01)
+    assert len(ops) > 20
 
 
 @needs_official

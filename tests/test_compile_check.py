@@ -349,15 +349,30 @@ def test_einsum_attention_scores_are_never_transposed_on_an_h100():
 
 
 @needs_cuda_plugin
-def test_decode_step_never_copies_the_mlp_weights_on_an_h100():
-  """A sampler's decode step (per-layer bf16 weights, as `Sampler` holds
-  them) compiled for an H100 reads each MLP gating weight in place: one
-  einsum over both halves made XLA transpose every layer's [2, D, F] weight
-  each step (4.8 of 11.9 GB a Gemma-2B step at batch 16)."""
+def test_decode_loop_never_copies_weights_or_cache_on_an_h100():
+  """The sampler's own program compiled for an H100: no kernel of its
+  decode loop writes as much as one layer's K cache. Each step writes the
+  new tokens' k/v and small activations, never a copy of a weight or of the
+  cache. Before: one einsum over the MLP's [2, D, F] gating weight made XLA
+  transpose it every step; then two matmuls over its halves made it slice
+  each half out (4.8 of a Gemma-2B step's 13.3 GB at batch 64); the q and
+  kv projections transposed their weights (0.4 GB); the stacked KV cache
+  made it copy each layer's k and v out of the stack (1.3 GB)."""
   from benchmarks import sampling_cost  # pylint: disable=g-import-not-at-top
   devices = compile_check.topology_devices(compile_check.parse_topology("h100"))
-  compiled, _, _, cfg = sampling_cost.compile_decode_step(
+  compiled, params, cache, cfg = sampling_cost.compile_sampler(
       "gemma_2b", 16, devices, (("num_layers", 2), ("num_embed", 4096)))
-  copies = _transposes(compiled.as_text(), "bf16",
-                       [2, cfg.embed_dim, cfg.hidden_dim])
-  assert not copies, copies[:2]
+  assert cfg.batched_projections
+  layer_k = cache["k"][0]
+  assert layer_k.shape == (16, sampling_cost.PROMPT + sampling_cost.NEW,
+                           cfg.num_kv_heads, cfg.head_dim)  # one a layer
+  slab = layer_k.size * layer_k.dtype.itemsize
+  loop = sampling_cost.decode_loop_ops(compiled)
+  copies = [(op.name, op.op_name, op.written) for op in loop
+            if op.written >= slab]
+  assert not copies, copies[:3]
+  assert not _transposes(compiled.as_text(), "bf16",
+                         [2, cfg.embed_dim, cfg.hidden_dim])
+  # It does read every weight, once a step.
+  weights = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
+  assert weights <= sum(op.read for op in loop) < 1.5 * weights

@@ -40,6 +40,46 @@ def test_packed_segments_equal_separate_sequences(family):
   assert np.max(np.abs(mixed[5:11] - alone_b)) > 1e-2
 
 
+@pytest.mark.parametrize("family", ["gemma1_mqa", "gemma1_mha", "gemma2",
+                                    "gemma3"])
+def test_batched_projections_compute_the_same_model(family):
+  """batched_projections (the sampler's: q / kv / qkv and the gate-and-up as
+  batched matmuls over their weights' leading axes) is the same model,
+  with and without a cache; so are per-layer cache buffers."""
+  config = ref.tiny_config(family).replace(scan_layers=False)
+  params = gemma.unstack_layers(ref.random_params(config.replace(
+      scan_layers=True), seed=3))
+  tokens = np.array([[2, 5, 9, 13, 4], [2, 40, 41, 7, 0]])
+  plain = _apply(config, params, tokens).logits
+  batched_config = config.replace(batched_projections=True)
+  ref.assert_close(_apply(batched_config, params, tokens).logits, plain,
+                   rtol=1e-5)
+  steps = {}
+  for name, cfg, per_layer in (("stacked", config, False),
+                               ("batched, per-layer", batched_config, True)):
+    cache = gemma.init_cache(cfg, 2, 8, jnp.float32, per_layer=per_layer)
+    out = _apply(cfg, params, tokens[:, :3], cache=cache)
+    logits = [out.logits[:, -1]]
+    for t in (3, 4):
+      out = _apply(cfg, params, tokens[:, t:t + 1], cache=out.cache)
+      logits.append(out.logits[:, 0])
+    steps[name] = np.stack(logits)
+    assert isinstance(out.cache["k"], tuple) == per_layer
+  ref.assert_close(steps["batched, per-layer"], steps["stacked"], rtol=1e-5)
+  ref.assert_close(steps["stacked"][:2], np.swapaxes(plain[:, 2:4], 0, 1),
+                   rtol=1e-5)
+
+
+def test_per_layer_cache_needs_the_layer_loop():
+  config = ref.tiny_config("gemma2")
+  with pytest.raises(ValueError, match="scan_layers=False"):
+    gemma.init_cache(config, 1, 8, per_layer=True)
+  cache = gemma.init_cache(config.replace(scan_layers=False), 1, 8,
+                           per_layer=True)
+  with pytest.raises(ValueError, match="needs scan_layers=False"):
+    _apply(config, ref.random_params(config), np.array([[2, 5]]), cache=cache)
+
+
 def test_left_padded_batch_decodes_like_unpadded_rows():
   """A cache filled from left-padded prompts of different lengths."""
   config = ref.tiny_config("gemma2")

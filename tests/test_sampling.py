@@ -158,6 +158,28 @@ def test_per_layer_params_decode_like_the_layer_scan(model):
                              atol=1e-6)
 
 
+def test_per_layer_cache_samples_like_the_stacked_one(model):
+  """The cache layout the sampler picks on a GPU (a buffer a layer) and the
+  one it picks on a CPU (stacked): the same samples and log-probs, also
+  with repeated prompts (the prefilled cache copied to their rows)."""
+  config, params = model
+  sp = sampling.SamplingParams(max_new_tokens=8, temperature=1.0,
+                               stop_tokens=())
+  prompts = [[2, 5, 9], [2, 40, 41, 42], [2, 5, 9]]
+  assert not sampling.Sampler(config, params).per_layer_cache  # on a CPU
+  out = {}
+  for per_layer in (False, True):
+    sampler = sampling.Sampler(config, params, prompt_buckets=(8,),
+                               per_layer_cache=per_layer,
+                               dedupe_prompts=True)
+    assert sampler.per_layer_cache == per_layer
+    assert sampler.config.batched_projections
+    out[per_layer] = sampler.generate(prompts, sp, rng=3)
+  assert out[True].tokens == out[False].tokens
+  for a, b in zip(out[True].logprobs, out[False].logprobs):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_weights_cast_once_to_the_compute_dtype_decode_bit_identically(model):
   """fp32 params (a training export) with bf16 compute: the sampler holds
   the einsum and embedding weights in bf16 (norm scales stay fp32), and

@@ -127,6 +127,14 @@ class TransformerConfig:
   # soft-cap, so not Gemma 2); "xla" is its portable reference, which runs
   # anywhere. Decoding with a cache always takes the einsum path.
   attention_impl: str = "einsum"
+  # The projections whose stored weight leads with an axis the input lacks
+  # (q [N, D, H], kv [2, K, D, H], qkv, the feed-forward's gate-and-up
+  # [2, D, F]) as batched matmuls over that axis, which read the weight as
+  # stored: the sampler's choice. Inside its decode loop XLA otherwise
+  # transposed or sliced those weights at every step (5.1 of a Gemma-2B
+  # step's 13.3 GB at batch 64 on an H100). False: plain matmuls (training:
+  # the remat policies save their outputs, not batched ones). Same math.
+  batched_projections: bool = False
   # SentencePiece `tokenizer.model` that goes with the weights (or None).
   tokenizer: str | None = None
 
@@ -401,12 +409,36 @@ class Einsum(nn.Module):
   weight_name: str = "w"
   param_dtype: Any = jnp.float32
   dtype: Any = jnp.float32
+  batched: bool = False  # TransformerConfig.batched_projections
 
   @nn.compact
   def __call__(self, eqn: str, x: jax.Array) -> jax.Array:
     w = _param(self, self.weight_name, nn.initializers.normal(), self.shape,
                self.axis_names, self.param_dtype)
-    return jnp.einsum(eqn, x, w.astype(self.dtype))
+    einsum = batched_einsum if self.batched else jnp.einsum
+    return einsum(eqn, x, w.astype(self.dtype))
+
+
+def batched_einsum(eqn: str, x: jax.Array, w: jax.Array) -> jax.Array:
+  """`jnp.einsum(eqn, x, w)` ('lhs,rhs->out', explicit axes), with the
+  weight's leading axes that `x` lacks (the N of 'BTD,NDH->BTNH') as batch
+  axes of the matmul: `x` broadcast over them, the weight read as stored.
+  A plain matmul needs the weight's free axes next to each other, so XLA
+  transposes an [N, D, H] weight to [D, N, H] first."""
+  lhs, rest = eqn.split(",")
+  rhs, out = rest.split("->")
+  lead = ""
+  for axis in rhs:
+    if axis in lhs:
+      break
+    lead += axis
+  if not lead:
+    return jnp.einsum(eqn, x, w)
+  sizes = tuple(w.shape[:len(lead)])
+  rest_out = "".join(a for a in out if a not in lead)
+  xb = jnp.broadcast_to(x, sizes + x.shape)
+  y = jnp.einsum(f"{lead}{lhs},{rhs}->{lead}{rest_out}", xb, w)
+  return jnp.einsum(f"{lead}{rest_out}->{out}", y)
 
 
 def apply_rope(inputs, positions, timescale, scale_factor):
@@ -440,7 +472,8 @@ class Attention(nn.Module):
     cfg = self.config
     dt, pdt = cfg.compute_dtype, cfg.params_dtype
     n, k, h, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.embed_dim
-    einsum = functools.partial(Einsum, param_dtype=pdt, dtype=dt)
+    einsum = functools.partial(Einsum, param_dtype=pdt, dtype=dt,
+                               batched=cfg.batched_projections)
     if n == k:  # official: one fused qkv projection when kv heads == heads
       q, key, value = einsum(
           (3, n, d, h), (None, "heads", "embed", "head_dim"),
@@ -468,15 +501,26 @@ class Attention(nn.Module):
     if cache is not None:
       # `cache` holds every layer's k/v ([layers, B, S, K, H]), carried
       # through the layer scan: this layer writes its new slots in place and
-      # reads its own slice (no per-step copy of the whole cache).
-      start = (layer["index"], 0, ctx["cache_index"], 0, 0)
-      k_all = jax.lax.dynamic_update_slice(
-          cache["k"], key.astype(cache["k"].dtype)[None], start)
-      v_all = jax.lax.dynamic_update_slice(
-          cache["v"], value.astype(cache["v"].dtype)[None], start)
-      new_cache = {"k": k_all, "v": v_all}
-      key = jax.lax.dynamic_index_in_dim(k_all, layer["index"], 0, False).astype(dt)
-      value = jax.lax.dynamic_index_in_dim(v_all, layer["index"], 0, False).astype(dt)
+      # reads its own slice (no per-step copy of the whole cache); or, with
+      # per-layer buffers (`init_cache(per_layer=True)`), this layer's own
+      # [B, S, K, H] k/v, read where they are.
+      if cache["k"].ndim == 4:
+        start = (0, ctx["cache_index"], 0, 0)
+        k_all = jax.lax.dynamic_update_slice(
+            cache["k"], key.astype(cache["k"].dtype), start)
+        v_all = jax.lax.dynamic_update_slice(
+            cache["v"], value.astype(cache["v"].dtype), start)
+        new_cache = {"k": k_all, "v": v_all}
+        key, value = k_all.astype(dt), v_all.astype(dt)
+      else:
+        start = (layer["index"], 0, ctx["cache_index"], 0, 0)
+        k_all = jax.lax.dynamic_update_slice(
+            cache["k"], key.astype(cache["k"].dtype)[None], start)
+        v_all = jax.lax.dynamic_update_slice(
+            cache["v"], value.astype(cache["v"].dtype)[None], start)
+        new_cache = {"k": k_all, "v": v_all}
+        key = jax.lax.dynamic_index_in_dim(k_all, layer["index"], 0, False).astype(dt)
+        value = jax.lax.dynamic_index_in_dim(v_all, layer["index"], 0, False).astype(dt)
 
     mask = jnp.where(layer["is_local"], ctx["local_mask"], ctx["global_mask"])
     if cache is None and cfg.attention_impl != "einsum":
@@ -531,14 +575,20 @@ class FeedForward(nn.Module):
       w_gate = _param(self, "gating_einsum", nn.initializers.normal(),
                       (2, d, f), (None, "embed", "mlp"), pdt)
       eqn = "...D,DF->...F"
-    # Gate and up projection as two matmuls over the contiguous halves of
-    # the stored [2, ...] weight. One einsum over both ('...D,CDF->...CF')
-    # makes XLA lay the weight out as [D, 2, F] first: on an H100 that copy
-    # of every layer's gating weights was 4.8 GB of a Gemma-2B decode step's
-    # 11.9 (benchmarks/RESULTS.md).
+    # Never one plain einsum over both halves ('...D,CDF->...CF'): XLA lays
+    # the weight out as [D, 2, F] first, a copy of every layer's gating
+    # weights (4.8 GB of a Gemma-2B decode step's 11.9 on an H100,
+    # benchmarks/RESULTS.md).
     w_gate = w_gate.astype(dt)
-    hidden = (nn.gelu(jnp.einsum(eqn, x, w_gate[0])) *
-              jnp.einsum(eqn, x, w_gate[1]))
+    if cfg.batched_projections:  # the halves as the matmul's batch axis
+      rows = x.reshape(-1, x.shape[-1])
+      both = batched_einsum("MD,CDF->CMF" if eqn == "...D,DF->...F"
+                            else "MD,CFD->CMF", rows, w_gate)
+      gate, up = (both[i].reshape(x.shape[:-1] + both.shape[-1:])
+                  for i in range(2))
+    else:  # two matmuls over the halves
+      gate, up = jnp.einsum(eqn, x, w_gate[0]), jnp.einsum(eqn, x, w_gate[1])
+    hidden = nn.gelu(gate) * up
     hidden = nn.with_logical_constraint(hidden, ("batch", "length", "act_mlp"))
     w_out = _param(self, "linear", nn.initializers.normal(), (f, d),
                    ("mlp", "embed"), pdt)
@@ -583,22 +633,38 @@ class Output:
 
   logits: jax.Array | None
   hidden_states: jax.Array
-  cache: dict[str, jax.Array] | None
+  cache: dict[str, Any] | None
 
 
 def init_cache(config: TransformerConfig, batch_size: int, cache_length: int,
-               dtype: Any = None) -> dict[str, jax.Array]:
-  """An empty KV cache: stacked k/v plus per-slot positions and segment ids.
+               dtype: Any = None, per_layer: bool = False
+               ) -> dict[str, Any]:
+  """An empty KV cache: k/v plus per-slot positions and segment ids.
 
-  Slots are written left to right from `end_index`; a slot with segment id 0
-  is empty and never attended to.
+  k and v are each one stacked [layers, B, S, K, H] array, or with
+  `per_layer` (layers as a Python loop, `scan_layers=False`, only) a tuple
+  of [B, S, K, H] arrays, one a layer. In a decode loop compiled for an
+  H100, the stacked layout costs a copy of each layer's k and v out of the
+  stack at every step (1.3 of a Gemma-2B step's 8.5 GB at batch 64); on
+  XLA:CPU the per-layer one ran no faster (benchmarks/RESULTS.md), so
+  `Sampler` picks by platform. Slots are written left to right from
+  `end_index`; a slot with segment id 0 is empty and never attended to.
   """
   dtype = jnp.dtype(dtype or config.dtype)
   shape = (config.num_layers, batch_size, cache_length, config.num_kv_heads,
            config.head_dim)
+  if per_layer:
+    if config.scan_layers:
+      raise ValueError("A per-layer KV cache needs the layers as a Python "
+                       "loop: config.replace(scan_layers=False) and "
+                       "unstack_layers(params).")
+    layers = lambda: tuple(jnp.zeros(shape[1:], dtype)
+                           for _ in range(config.num_layers))
+    kv = {"k": layers(), "v": layers()}
+  else:
+    kv = {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
   return {
-      "k": jnp.zeros(shape, dtype),
-      "v": jnp.zeros(shape, dtype),
+      **kv,
       "positions": jnp.zeros((batch_size, cache_length), jnp.int32),
       "segment_ids": jnp.zeros((batch_size, cache_length), jnp.int32),
       "end_index": jnp.zeros((), jnp.int32),
@@ -700,6 +766,11 @@ class Transformer(nn.Module):
       unrolled = not cfg.scan_layers or cfg.scan_unroll >= cfg.num_layers
       block = nn.remat(Block, policy=policy, prevent_cse=unrolled)
     carry = x if cache is None else (x, {"k": cache["k"], "v": cache["v"]})
+    if cfg.scan_layers and cache is not None and not hasattr(cache["k"],
+                                                             "ndim"):
+      raise ValueError("A per-layer KV cache (init_cache(per_layer=True)) "
+                       "needs scan_layers=False; the layer scan carries one "
+                       "stacked cache.")
     if cfg.scan_layers:
       scanned = nn.scan(
           block,
@@ -711,6 +782,16 @@ class Transformer(nn.Module):
           metadata_params={nn.PARTITION_NAME: "layers"},
       )
       carry, _ = scanned(cfg, name="layers")(carry, layers, ctx)
+    elif cache is not None and isinstance(cache["k"], (list, tuple)):
+      # Per-layer cache buffers: each layer gets, and returns, its own.
+      new_k, new_v = [], []
+      for i in range(cfg.num_layers):
+        (x, layer_cache), _ = block(cfg, name=f"layer_{i}")(
+            (x, {"k": cache["k"][i], "v": cache["v"][i]}),
+            jax.tree.map(lambda a, i=i: a[i], layers), ctx)
+        new_k.append(layer_cache["k"])
+        new_v.append(layer_cache["v"])
+      carry = (x, {"k": tuple(new_k), "v": tuple(new_v)})
     else:
       for i in range(cfg.num_layers):
         carry, _ = block(cfg, name=f"layer_{i}")(
