@@ -67,8 +67,8 @@ if [ "$part" = all ] || [ "$part" = train ]; then
   fused=cudnn; [ -n "$tiny" ] && fused=xla
   run 330 -m benchmarks.train_step --impls=ours,official,hf --attention="einsum,$fused" \
     --loss_chunk=0 --steps=5 --timeout=150
-  # The layers unrolled (no loop): XLA's H100 cost model puts the scanned
-  # step at 23-41% more bytes (benchmarks/RESULTS.md); untimed so far.
+  # The layers unrolled (no loop): by XLA's H100 program the scanned step
+  # moves 17% more bytes (benchmarks/RESULTS.md); untimed so far.
   run 170 -m benchmarks.train_step --impls=ours --attention="$fused" --scan_unroll=all \
     --loss_chunk=0 --steps=5 --timeout=160
 fi
