@@ -47,7 +47,7 @@ def compile_sampler(preset: str, batch: int, devices, overrides=()):
   # The weights as Sampler holds them (cast once, one buffer per layer),
   # given to it already so: abstract arrays cannot be cast or unstacked.
   params = jax.tree.map(lambda x: abstract(x.shape, x.dtype), jax.eval_shape(
-      lambda: gemma.unstack_layers(gemma.cast_for_inference(
+      lambda: gemma.unstack_layers(gemma.cast_for_compute(
           stacked, gemma.init_params(stacked, 0)))))
   # The cache layout the sampler picks on a GPU (on a CPU: stacked).
   gpu = devices[0].platform != "cpu"

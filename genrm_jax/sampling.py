@@ -93,7 +93,7 @@ class Sampler:
     if cast_params:
       # Decoding reads every weight once a step: in the compute dtype, not
       # fp32 cast anew at each step (bit-identical outputs).
-      params = gemma.cast_for_inference(config, params)
+      params = gemma.cast_for_compute(config, params)
     if unstack_layers and config.scan_layers and "layers" in params:
       # Under the layer scan each step first slices every layer's weights
       # out of the stacked arrays (a copy of the weights per step);

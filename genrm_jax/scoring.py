@@ -55,7 +55,7 @@ class ContinuationScorer:
     # Weights in the compute dtype once, not cast at every batch (the same
     # scores bit for bit; half the bytes read from a training export's fp32
     # params at bf16).
-    self.params = gemma.cast_for_inference(self.config, self.params)
+    self.params = gemma.cast_for_compute(self.config, self.params)
     self._model = gemma.Transformer(self.config)
     self._fn = jax.jit(self._logprobs)
     self._prefill_fn = jax.jit(self._prefill_logic)

@@ -244,8 +244,8 @@ def _compute_params(params, model, cast_params_once: bool):
   and backward: the same values."""
   if not cast_params_once:
     return params
-  return dict(params, model=gemma.cast_for_inference(model.config,
-                                                     params["model"]))
+  return dict(params, model=gemma.cast_for_compute(model.config,
+                                                   params["model"]))
 
 
 def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,

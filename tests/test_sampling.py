@@ -186,13 +186,13 @@ def test_weights_cast_once_to_the_compute_dtype_decode_bit_identically(model):
   decodes exactly as with the weights cast at every use."""
   config, params = model
   config = config.replace(dtype="bfloat16")
-  cast = gemma.cast_for_inference(config, params)
+  cast = gemma.cast_for_compute(config, params)
   dtypes = {"/".join(str(getattr(k, "key", k)) for k in path): x.dtype
             for path, x in jax.tree_util.tree_leaves_with_path(cast)}
   assert dtypes["embedder/input_embedding"] == jnp.bfloat16
   assert dtypes["layers/mlp/linear"] == jnp.bfloat16
   assert dtypes["layers/pre_attention_norm/scale"] == jnp.float32
-  assert gemma.cast_for_inference(config.replace(dtype="float32"), params) \
+  assert gemma.cast_for_compute(config.replace(dtype="float32"), params) \
       ["embedder"]["input_embedding"] is params["embedder"]["input_embedding"]
   sp = sampling.SamplingParams(max_new_tokens=8, temperature=1.0,
                                stop_tokens=())

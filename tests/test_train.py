@@ -232,7 +232,7 @@ def test_cast_params_once_gradients_are_as_precise():
 
   def grads(config, cast_once=False):
     def loss(p):
-      p = gemma.cast_for_inference(config, p) if cast_once else p
+      p = gemma.cast_for_compute(config, p) if cast_once else p
       logits = gemma.Transformer(config).apply({"params": p}, tokens).logits
       return jnp.mean(jax.nn.log_softmax(logits.astype(jnp.float32))[..., 7])
     return np.concatenate([np.ravel(g) for g in

@@ -833,16 +833,17 @@ def unstack_layers(params: dict[str, Any]) -> dict[str, Any]:
   return nested
 
 
-def cast_for_inference(config: TransformerConfig,
-                       params: dict[str, Any]) -> dict[str, Any]:
+def cast_for_compute(config: TransformerConfig,
+                     params: dict[str, Any]) -> dict[str, Any]:
   """Every weight the model casts to the compute dtype at each use (einsum
   kernels, the embedding), cast once: the same values, so the same outputs
   bit for bit, but a bf16 decode step reads 2-byte weights instead of
   reading fp32 ones and writing their bf16 copies (a training export's fp32
   params). Norm scales, applied in fp32, stay as they are. New buffers
   with the same shardings; params already in the compute dtype are kept.
-  The training step uses it too (`cast_params_once`): outside the layer
-  scan, once a step, the gradient flowing back through the cast."""
+  Samplers and scorers hold their weights so; the training step casts so
+  (`cast_params_once`) outside the layer scan, once a step, the gradient
+  flowing back through the cast."""
   dt = config.compute_dtype
 
   def cast(path, x):
