@@ -49,8 +49,8 @@ def compile_sampler(preset: str, batch: int, devices, overrides=()):
   params = jax.tree.map(lambda x: abstract(x.shape, x.dtype), jax.eval_shape(
       lambda: gemma.unstack_layers(gemma.cast_for_compute(
           stacked, gemma.init_params(stacked, 0)))))
-  # The cache layout the sampler picks on a GPU (on a CPU: stacked).
-  gpu = devices[0].platform != "cpu"
+  # The cache layout the sampler picks on a GPU (elsewhere: stacked).
+  gpu = devices[0].platform == "gpu"
   sampler = sampling.Sampler(stacked.replace(scan_layers=False), params,
                              cast_params=False, unstack_layers=False,
                              per_layer_cache=gpu)

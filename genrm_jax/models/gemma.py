@@ -646,8 +646,9 @@ def init_cache(config: TransformerConfig, batch_size: int, cache_length: int,
   of [B, S, K, H] arrays, one a layer. In a decode loop compiled for an
   H100, the stacked layout costs a copy of each layer's k and v out of the
   stack at every step (1.3 of a Gemma-2B step's 8.5 GB at batch 64); on
-  XLA:CPU the per-layer one ran no faster (benchmarks/RESULTS.md), so
-  `Sampler` picks by platform. Slots are written left to right from
+  XLA:CPU the per-layer one ran no faster and a TPU v5p program moved
+  slightly more with it (benchmarks/RESULTS.md), so `Sampler` uses it on
+  GPUs only. Slots are written left to right from
   `end_index`; a slot with segment id 0 is empty and never attended to.
   """
   dtype = jnp.dtype(dtype or config.dtype)
