@@ -55,7 +55,8 @@ def compile_sampler(preset: str, batch: int, devices, overrides=()):
                              cast_params=False, unstack_layers=False,
                              per_layer_cache=gpu)
   cache = jax.eval_shape(lambda: gemma.init_cache(
-      sampler.config, batch, PROMPT + NEW, jnp.bfloat16, per_layer=gpu))
+      sampler.config, batch, PROMPT + NEW, jnp.bfloat16,
+      per_layer=sampler.per_layer_cache))
   program = jax.jit(functools.partial(
       sampler._sample, max_new_tokens=NEW, top_k=0, use_top_p=False,  # pylint: disable=protected-access
       greedy=True))

@@ -260,11 +260,9 @@ class Sampler:
     out = self._model.apply({"params": params}, tokens, segment_ids=segments,
                             cache=cache, return_logits=False)
     # Row r continues distinct prompt row_of[r]: copy its prefilled cache.
-    # (k/v: [..., B, S, K, H], stacked or one a layer.)
     cache = {k: v if k == "end_index" else jax.tree.map(
-        lambda a: jnp.take(a, row_of, axis=a.ndim - 4 if k in ("k", "v")
-                           else 0), v)
-             for k, v in out.cache.items()}
+        lambda a, k=k: jnp.take(a, row_of, axis=gemma.cache_batch_axis(k, a)),
+        v) for k, v in out.cache.items()}
     out = out.replace(cache=cache)
     logits = gemma.logits_from_hidden(
         cfg, params, jnp.take(out.hidden_states[:, -1], row_of, axis=0))

@@ -129,10 +129,9 @@ class ContinuationScorer:
           # Padding rows reuse the first row's prefix (their output is dropped).
           row_caches = [caches[prefix_of[i]] for i in rows]
           row_caches += row_caches[:1] * (self.batch_size - len(rows))
-          # (k/v: [..., B, S, K, H], stacked or one a layer.)
           prefix_cache = {k: jax.tree.map(
               lambda *xs, k=k: jnp.concatenate(
-                  xs, axis=xs[0].ndim - 4 if k in ("k", "v") else 0),
+                  xs, axis=gemma.cache_batch_axis(k, xs[0])),
               *[c[k] for c in row_caches])
                           for k in ("k", "v", "positions", "segment_ids")}
           out = np.asarray(self._suffix_fn(self.params, prefix_cache, tokens,
@@ -187,13 +186,12 @@ class ContinuationScorer:
     suffix_len = tokens.shape[1]
     pad = lambda x, axis: jnp.pad(x, [(0, suffix_len if a == axis else 0)
                                       for a in range(x.ndim)])
-    pad_slots = lambda kv: jax.tree.map(lambda x: pad(x, x.ndim - 3), kv)
-    cache = {"k": pad_slots(prefix_cache["k"]),
-             "v": pad_slots(prefix_cache["v"]),
-             "positions": pad(prefix_cache["positions"], 1),
-             "segment_ids": pad(prefix_cache["segment_ids"], 1),
-             "end_index": jnp.asarray(prefix_cache["positions"].shape[1],
-                                      jnp.int32)}
+    # Every entry's slot axis (after its batch axis) grows by the suffix.
+    cache = {k: jax.tree.map(
+        lambda x, k=k: pad(x, gemma.cache_batch_axis(k, x) + 1), entry)
+             for k, entry in prefix_cache.items()}
+    cache["end_index"] = jnp.asarray(prefix_cache["positions"].shape[1],
+                                     jnp.int32)
     # Positions continue after each row's own prefix (the model's default
     # with a cache: the count of its non-empty slots).
     out = self._model.apply({"params": params}, tokens, segment_ids=segments,

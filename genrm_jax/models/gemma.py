@@ -504,23 +504,23 @@ class Attention(nn.Module):
       # reads its own slice (no per-step copy of the whole cache); or, with
       # per-layer buffers (`init_cache(per_layer=True)`), this layer's own
       # [B, S, K, H] k/v, read where they are.
-      if cache["k"].ndim == 4:
-        start = (0, ctx["cache_index"], 0, 0)
-        k_all = jax.lax.dynamic_update_slice(
-            cache["k"], key.astype(cache["k"].dtype), start)
-        v_all = jax.lax.dynamic_update_slice(
-            cache["v"], value.astype(cache["v"].dtype), start)
-        new_cache = {"k": k_all, "v": v_all}
-        key, value = k_all.astype(dt), v_all.astype(dt)
-      else:
-        start = (layer["index"], 0, ctx["cache_index"], 0, 0)
-        k_all = jax.lax.dynamic_update_slice(
-            cache["k"], key.astype(cache["k"].dtype)[None], start)
-        v_all = jax.lax.dynamic_update_slice(
-            cache["v"], value.astype(cache["v"].dtype)[None], start)
-        new_cache = {"k": k_all, "v": v_all}
-        key = jax.lax.dynamic_index_in_dim(k_all, layer["index"], 0, False).astype(dt)
-        value = jax.lax.dynamic_index_in_dim(v_all, layer["index"], 0, False).astype(dt)
+      stacked = cache["k"].ndim == 5
+      start = ((layer["index"],) if stacked else ()) + (
+          0, ctx["cache_index"], 0, 0)
+
+      def write(buffer, new):
+        new = new.astype(buffer.dtype)
+        return jax.lax.dynamic_update_slice(
+            buffer, new[None] if stacked else new, start)
+
+      def read(buffer):
+        if stacked:
+          buffer = jax.lax.dynamic_index_in_dim(buffer, layer["index"], 0,
+                                                False)
+        return buffer.astype(dt)
+
+      new_cache = {"k": write(cache["k"], key), "v": write(cache["v"], value)}
+      key, value = read(new_cache["k"]), read(new_cache["v"])
 
     mask = jnp.where(layer["is_local"], ctx["local_mask"], ctx["global_mask"])
     if cache is None and cfg.attention_impl != "einsum":
@@ -570,11 +570,11 @@ class FeedForward(nn.Module):
     if cfg.transpose_gating_einsum:
       w_gate = _param(self, "gating_einsum", nn.initializers.normal(),
                       (2, f, d), (None, "mlp", "embed"), pdt)
-      eqn = "...D,FD->...F"
+      eqn, batched_eqn = "...D,FD->...F", "MD,CFD->CMF"
     else:
       w_gate = _param(self, "gating_einsum", nn.initializers.normal(),
                       (2, d, f), (None, "embed", "mlp"), pdt)
-      eqn = "...D,DF->...F"
+      eqn, batched_eqn = "...D,DF->...F", "MD,CDF->CMF"
     # Never one plain einsum over both halves ('...D,CDF->...CF'): XLA lays
     # the weight out as [D, 2, F] first, a copy of every layer's gating
     # weights (4.8 GB of a Gemma-2B decode step's 11.9 on an H100,
@@ -582,8 +582,7 @@ class FeedForward(nn.Module):
     w_gate = w_gate.astype(dt)
     if cfg.batched_projections:  # the halves as the matmul's batch axis
       rows = x.reshape(-1, x.shape[-1])
-      both = batched_einsum("MD,CDF->CMF" if eqn == "...D,DF->...F"
-                            else "MD,CFD->CMF", rows, w_gate)
+      both = batched_einsum(batched_eqn, rows, w_gate)
       gate, up = (both[i].reshape(x.shape[:-1] + both.shape[-1:])
                   for i in range(2))
     else:  # two matmuls over the halves
@@ -670,6 +669,13 @@ def init_cache(config: TransformerConfig, batch_size: int, cache_length: int,
       "segment_ids": jnp.zeros((batch_size, cache_length), jnp.int32),
       "end_index": jnp.zeros((), jnp.int32),
   }
+
+
+def cache_batch_axis(name: str, entry: jax.Array) -> int:
+  """The batch axis of a KV-cache entry (`init_cache`): k / v stacked
+  [layers, B, S, K, H] or one a layer [B, S, K, H]; positions and segment
+  ids [B, S]. Its slot axis is the next one."""
+  return entry.ndim - 4 if name in ("k", "v") else 0
 
 
 def default_positions(segment_ids: jax.Array, start=None) -> jax.Array:
@@ -767,8 +773,9 @@ class Transformer(nn.Module):
       unrolled = not cfg.scan_layers or cfg.scan_unroll >= cfg.num_layers
       block = nn.remat(Block, policy=policy, prevent_cse=unrolled)
     carry = x if cache is None else (x, {"k": cache["k"], "v": cache["v"]})
-    if cfg.scan_layers and cache is not None and not hasattr(cache["k"],
-                                                             "ndim"):
+    per_layer_cache = cache is not None and isinstance(cache["k"],
+                                                       (list, tuple))
+    if cfg.scan_layers and per_layer_cache:
       raise ValueError("A per-layer KV cache (init_cache(per_layer=True)) "
                        "needs scan_layers=False; the layer scan carries one "
                        "stacked cache.")
@@ -783,7 +790,7 @@ class Transformer(nn.Module):
           metadata_params={nn.PARTITION_NAME: "layers"},
       )
       carry, _ = scanned(cfg, name="layers")(carry, layers, ctx)
-    elif cache is not None and isinstance(cache["k"], (list, tuple)):
+    elif per_layer_cache:
       # Per-layer cache buffers: each layer gets, and returns, its own.
       new_k, new_v = [], []
       for i in range(cfg.num_layers):
