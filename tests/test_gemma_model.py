@@ -13,6 +13,7 @@ from genrm_jax import sharding
 from genrm_jax.models import checkpoints
 from genrm_jax.models import gemma
 from tests import gemma_reference as ref
+from tests import jaxprs
 
 
 def _apply(config, params, tokens, **kw):
@@ -273,17 +274,10 @@ def test_einsum_fp32_out_gradients_are_matmuls_in_the_operands_dtype():
                                atol=0.05)
 
   def dot_input_dtypes(f):
-    jaxpr = jax.make_jaxpr(jax.grad(loss(f), (0, 1)))(a16, b16).jaxpr
-    found, stack = set(), [jaxpr]
-    while stack:
-      for eqn in stack.pop().eqns:
-        if eqn.primitive.name == "dot_general":
-          found.add(tuple(str(v.aval.dtype) for v in eqn.invars))
-        for param in eqn.params.values():
-          inner = getattr(param, "jaxpr", param)
-          if hasattr(inner, "eqns"):
-            stack.append(inner)
-    return found
+    jaxpr = jax.make_jaxpr(jax.grad(loss(f), (0, 1)))(a16, b16)
+    return {tuple(str(v.aval.dtype) for v in eqn.invars)
+            for eqn in jaxprs.all_eqns(jaxpr)
+            if eqn.primitive.name == "dot_general"}
   assert dot_input_dtypes(ours) == {("bfloat16", "bfloat16")}
   assert ("float32", "bfloat16") in dot_input_dtypes(plain)  # what it fixes
 

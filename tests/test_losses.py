@@ -9,6 +9,7 @@ import pytest
 
 from genrm_jax import losses
 from genrm_jax.models import gemma
+from tests import jaxprs
 
 
 def _log_softmax(x):
@@ -68,17 +69,6 @@ def test_generative_ce_masking_by_hand(tiny):
   np.testing.assert_allclose(float(acc), correct / n, rtol=1e-6)
 
 
-def _eqns(jaxpr):
-  """Every equation of a jaxpr, nested ones (pjit, remat, custom_vjp) too."""
-  for eqn in jaxpr.eqns:
-    yield eqn
-    for param in eqn.params.values():
-      for sub in (param if isinstance(param, (list, tuple)) else [param]):
-        inner = getattr(sub, "jaxpr", sub)
-        if hasattr(inner, "eqns"):
-          yield from _eqns(inner)
-
-
 def test_token_stats_equal_the_gather_formulation():
   """log p(target) as a masked sum equals log_softmax gathered at the
   target; 'correct' equals argmax == target, and a tie for the top logit
@@ -112,7 +102,7 @@ def test_loss_gradient_makes_no_vocab_sized_scatter_or_pad(tiny):
   grad = jax.grad(lambda p: losses.generative_loss(model, p, batch)[0])
   jaxpr = jax.make_jaxpr(grad)(params).jaxpr
   vocab_sized = [
-      e.primitive.name for e in _eqns(jaxpr)
+      e.primitive.name for e in jaxprs.all_eqns(jaxpr)
       if e.primitive.name in ("scatter-add", "scatter_add", "pad")
       and any(getattr(v.aval, "shape", ())[-1:] == (config.num_embed,)
               for v in e.outvars)]
@@ -302,24 +292,11 @@ def _big_vocab_arrays(fn, *args, min_size):
   at least `min_size` elements, in the jaxpr of `fn(*args)` (sub-jaxprs of
   scans, remats and custom derivatives included)."""
   vocab = min_size[-1]
-  found = []
-
-  def walk(jaxpr):
-    for eqn in jaxpr.eqns:
-      for v in eqn.outvars:
-        shape = getattr(v.aval, "shape", ())
-        if (shape and shape[-1] == vocab
-            and np.prod(shape) >= np.prod(min_size)):
-          found.append(shape)
-      for p in eqn.params.values():
-        for sub in (p if isinstance(p, (list, tuple)) else [p]):
-          if hasattr(sub, "jaxpr"):  # ClosedJaxpr
-            walk(sub.jaxpr)
-          elif hasattr(sub, "eqns"):  # Jaxpr
-            walk(sub)
-
-  walk(jax.make_jaxpr(fn)(*args).jaxpr)
-  return found
+  return [shape
+          for eqn in jaxprs.all_eqns(jax.make_jaxpr(fn)(*args))
+          for shape in (getattr(v.aval, "shape", ()) for v in eqn.outvars)
+          if shape and shape[-1] == vocab
+          and np.prod(shape) >= np.prod(min_size)]
 
 
 def test_chunked_generative_loss_equals_unchunked(tiny):
