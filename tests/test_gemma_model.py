@@ -6,6 +6,7 @@ import functools
 import numpy as np
 import pytest
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -361,3 +362,38 @@ def test_load_params_onto_mesh(tmp_path):
   assert qkv.sharding.spec == jax.sharding.PartitionSpec(
       None, None, "tensor", "fsdp", None)
   jax.tree.map(np.testing.assert_array_equal, loaded, params)
+
+
+@pytest.mark.parametrize("transpose_gating", [False, True])
+def test_feed_forward_gradient_writes_no_transposed_activations_on_a_cpu(
+    transpose_gating):
+  """The MLP's matmuls run on rows [B * T, D]: with the two leading axes,
+  XLA:CPU wrote the gating gradient [B, T, F] out transposed, as [F, B * T],
+  before each weight-gradient matmul, a strided pass that was a quarter of
+  the quickstart's train step (benchmarks/RESULTS.md). The gradients are
+  the einsum's."""
+  b, t, d, f = 4, 32, 16, 96
+  config = gemma.get_config("tiny", embed_dim=d, hidden_dim=f,
+                            transpose_gating_einsum=transpose_gating)
+  module = gemma.FeedForward(config)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(b, t, d)),
+                  jnp.float32)
+  params = nn.unbox(module.init(jax.random.PRNGKey(0), x))
+
+  def loss(p, x):
+    return jnp.sum(module.apply(p, x) ** 2)
+
+  grad = jax.jit(jax.grad(loss, (0, 1)))
+  hlo = grad.lower(params, x).compile().as_text()
+  assert f"f32[{f},{b * t}]" not in hlo
+
+  def reference(p, x):  # the same math on [B, T, D]
+    w = p["params"]["gating_einsum"]
+    eqn = "btd,fd->btf" if transpose_gating else "btd,df->btf"
+    hidden = jax.nn.gelu(jnp.einsum(eqn, x, w[0])) * jnp.einsum(eqn, x, w[1])
+    return jnp.sum(jnp.einsum("btf,fd->btd", hidden,
+                              p["params"]["linear"]) ** 2)
+  for ours, want in zip(jax.tree.leaves(grad(params, x)),
+                        jax.tree.leaves(jax.grad(reference, (0, 1))(params,
+                                                                    x))):
+    np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)

@@ -580,18 +580,21 @@ class FeedForward(nn.Module):
     # weights (4.8 GB of a Gemma-2B decode step's 11.9 on an H100,
     # benchmarks/RESULTS.md).
     w_gate = w_gate.astype(dt)
+    # On rows [B * T, D] (a bitcast): with two leading axes, XLA:CPU writes
+    # the gating gradient transposed before the weight-gradient matmul, a
+    # strided pass that was a quarter of the quickstart's train step
+    # (benchmarks/RESULTS.md, "The CPU train step").
+    rows = x.reshape(-1, x.shape[-1])
     if cfg.batched_projections:  # the halves as the matmul's batch axis
-      rows = x.reshape(-1, x.shape[-1])
-      both = batched_einsum(batched_eqn, rows, w_gate)
-      gate, up = (both[i].reshape(x.shape[:-1] + both.shape[-1:])
-                  for i in range(2))
+      gate, up = batched_einsum(batched_eqn, rows, w_gate)
     else:  # two matmuls over the halves
-      gate, up = jnp.einsum(eqn, x, w_gate[0]), jnp.einsum(eqn, x, w_gate[1])
-    hidden = nn.gelu(gate) * up
+      gate, up = jnp.einsum(eqn, rows, w_gate[0]), jnp.einsum(eqn, rows, w_gate[1])
+    hidden = (nn.gelu(gate) * up).reshape(x.shape[:-1] + (f,))
     hidden = nn.with_logical_constraint(hidden, ("batch", "length", "act_mlp"))
     w_out = _param(self, "linear", nn.initializers.normal(), (f, d),
                    ("mlp", "embed"), pdt)
-    return jnp.einsum("...F,FD->...D", hidden, w_out.astype(dt))
+    out = jnp.einsum("MF,FD->MD", hidden.reshape(-1, f), w_out.astype(dt))
+    return out.reshape(x.shape)
 
 
 class Block(nn.Module):
