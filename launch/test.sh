@@ -13,7 +13,8 @@ cd "$repo"
 # 1.5 GB): most tests are single-threaded XLA compiles or subprocesses, so on
 # the 2-core machine two workers take the suite from about 590 s to 390 s.
 # GENRM_TEST_WORKERS=1 runs in one process (for --pdb, say).
-workers="${GENRM_TEST_WORKERS:-$(cores="$(nproc 2>/dev/null || echo 1)"; echo $(( cores < 4 ? cores : 4 )))}"
+cores="$(nproc 2>/dev/null || echo 1)"
+workers="${GENRM_TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}"
 parallel=()
 if [ "$workers" -gt 1 ] && "$py" -c "import xdist" 2>/dev/null; then
   parallel=(-n "$workers" --dist worksteal)

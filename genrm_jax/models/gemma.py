@@ -570,11 +570,11 @@ class FeedForward(nn.Module):
     if cfg.transpose_gating_einsum:
       w_gate = _param(self, "gating_einsum", nn.initializers.normal(),
                       (2, f, d), (None, "mlp", "embed"), pdt)
-      eqn, batched_eqn = "...D,FD->...F", "MD,CFD->CMF"
+      eqn, batched_eqn = "MD,FD->MF", "MD,CFD->CMF"
     else:
       w_gate = _param(self, "gating_einsum", nn.initializers.normal(),
                       (2, d, f), (None, "embed", "mlp"), pdt)
-      eqn, batched_eqn = "...D,DF->...F", "MD,CDF->CMF"
+      eqn, batched_eqn = "MD,DF->MF", "MD,CDF->CMF"
     # Never one plain einsum over both halves ('...D,CDF->...CF'): XLA lays
     # the weight out as [D, 2, F] first, a copy of every layer's gating
     # weights (4.8 GB of a Gemma-2B decode step's 11.9 on an H100,
