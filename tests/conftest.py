@@ -10,15 +10,22 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              " --xla_force_host_platform_device_count=8")
 
-# LLVM at -O0: the tests check numbers and programs, not the CPU code's
-# speed, and on the 2-core machine LLVM's optimisation was about half of
-# every compile (the smoke pipeline's compiles: 27.4 s -> 14.9 s). A cold
-# suite (no compilation cache, as on a new machine): 689 s -> 480 s. XLA's
-# own (HLO) passes still run, so the programs the structural tests read do
-# not change. Subprocesses the tests start inherit it; an explicit
-# --xla_backend_optimization_level in XLA_FLAGS wins.
-if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
-  os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+# Compile speed over code speed: the tests check numbers and programs, not
+# how fast the CPU code runs, and on the 2-core machine a cold suite (no
+# compilation cache, as on a new machine) spent most of its time in XLA:CPU
+# compiles. LLVM at -O0 halved them (the smoke pipeline's: 27.4 s -> 14.9 s)
+# and the older elemental emitters in place of the MLIR fusion emitters cut
+# another third of what was left (one train step and one sampler: 18.6 s ->
+# 12.1 s). The cold suite in two workers: 689 s, 480 s with -O0, 361 s with
+# both (and the reference forward passes jitted). XLA's HLO passes still
+# run; the structural tests that read CPU programs pass with or without
+# these flags. Subprocesses the tests start inherit them; a value already
+# in XLA_FLAGS wins (XLA_FLAGS=--xla_backend_optimization_level=2
+# --xla_cpu_use_fusion_emitters=true tests what users run).
+for _flag, _value in (("xla_backend_optimization_level", "0"),
+                      ("xla_cpu_use_fusion_emitters", "false")):
+  if _flag not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += f" --{_flag}={_value}"
 
 import jax  # noqa: E402
 

@@ -3,6 +3,8 @@ reference implementation in tests."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -95,17 +97,48 @@ def official_config(config: gemma.TransformerConfig):
       global_base_frequency=config.global_base_frequency)
 
 
+# Both models run jitted, one compile per config and shapes: called eagerly,
+# JAX compiles each of a forward's hundreds of ops for each new shape, which
+# took seconds per test on the 2-core CPU.
+
+
+@functools.lru_cache
+def _jitted_apply(config, static_kw):
+  def forward(params, tokens, array_kw):
+    return gemma.Transformer(config).apply({"params": params}, tokens,
+                                           **array_kw, **dict(static_kw))
+  return jax.jit(forward)
+
+
+def apply(config, params, tokens, **kw):
+  """Our Transformer's forward (`Transformer(config).apply`), jitted; flags
+  (bools, strings, None) are static, arrays and caches traced."""
+  static = {k: v for k, v in kw.items()
+            if v is None or isinstance(v, (bool, str))}
+  arrays = {k: v for k, v in kw.items() if k not in static}
+  return _jitted_apply(config, tuple(sorted(static.items())))(
+      params, tokens, arrays)
+
+
+@functools.lru_cache
+def _jitted_official_logits(config):
+  cfg = official_config(config)
+
+  def forward(params, tokens):
+    nested = checkpoints.stacked_to_nested(params)
+    mask = tokens != 0
+    positions = official_transformer.build_positions_from_mask(mask)
+    attn_mask = official_transformer.make_causal_attn_mask(mask)
+    logits, _ = official_transformer.Transformer(cfg).apply(
+        {"params": nested}, tokens, positions, None, attn_mask)
+    return logits
+  return jax.jit(forward)
+
+
 def official_logits(config, params, tokens) -> np.ndarray:
   """Full-sequence logits from the official implementation."""
-  cfg = official_config(config)
-  nested = checkpoints.stacked_to_nested(params)
-  tokens = jnp.asarray(tokens)
-  mask = tokens != 0
-  positions = official_transformer.build_positions_from_mask(mask)
-  attn_mask = official_transformer.make_causal_attn_mask(mask)
-  logits, _ = official_transformer.Transformer(cfg).apply(
-      {"params": nested}, tokens, positions, None, attn_mask)
-  return np.asarray(logits)
+  return np.asarray(_jitted_official_logits(config)(params,
+                                                    jnp.asarray(tokens)))
 
 
 def assert_close(actual, expected, rtol=1e-4):

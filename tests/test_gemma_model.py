@@ -17,8 +17,7 @@ from tests import gemma_reference as ref
 from tests import jaxprs
 
 
-def _apply(config, params, tokens, **kw):
-  return gemma.Transformer(config).apply({"params": params}, tokens, **kw)
+_apply = ref.apply
 
 
 @pytest.mark.parametrize("family", ["gemma2", "gemma3"])

@@ -29,7 +29,7 @@ def test_full_sequence_matches_official(family):
   config = ref.tiny_config(family)
   params = ref.random_params(config)
   tokens = _tokens(config)
-  ours = gemma.Transformer(config).apply({"params": params}, tokens).logits
+  ours = ref.apply(config, params, tokens).logits
   ref.assert_close(ours, ref.official_logits(config, params, tokens))
 
 
@@ -70,7 +70,7 @@ def test_official_save_then_load_params(family, tmp_path):
   loaded = checkpoints.load_params(path, config)
   jax.tree.map(np.testing.assert_array_equal, loaded, params)
   tokens = _tokens(config, seed=2)
-  ours = gemma.Transformer(config).apply({"params": loaded}, tokens).logits
+  ours = ref.apply(config, loaded, tokens).logits
   ref.assert_close(ours, ref.official_logits(config, params, tokens))
 
 
