@@ -49,11 +49,13 @@ def compile_sampler(preset: str, batch: int, devices, overrides=()):
   params = jax.tree.map(lambda x: abstract(x.shape, x.dtype), jax.eval_shape(
       lambda: gemma.unstack_layers(gemma.cast_for_compute(
           stacked, gemma.init_params(stacked, 0)))))
-  # The cache layout the sampler picks on a GPU (elsewhere: stacked).
+  # The cache layout the sampler picks on a GPU (elsewhere: stacked), and
+  # its attention on that device (not this host's backend).
   gpu = devices[0].platform == "gpu"
-  sampler = sampling.Sampler(stacked.replace(scan_layers=False), params,
-                             cast_params=False, unstack_layers=False,
-                             per_layer_cache=gpu)
+  sampler = sampling.Sampler(
+      stacked.replace(scan_layers=False), params, cast_params=False,
+      unstack_layers=False, per_layer_cache=gpu,
+      cache_left_attention=devices[0].platform == "cpu")
   cache = jax.eval_shape(lambda: gemma.init_cache(
       sampler.config, batch, PROMPT + NEW, jnp.bfloat16,
       per_layer=sampler.per_layer_cache))

@@ -89,7 +89,8 @@ class Sampler:
                                                256),
                cache_dtype: Any = None, dedupe_prompts: bool = False,
                unstack_layers: bool = True, cast_params: bool = True,
-               per_layer_cache: bool | None = None):
+               per_layer_cache: bool | None = None,
+               cache_left_attention: bool | None = None):
     if cast_params:
       # Decoding reads every weight once a step: in the compute dtype, not
       # fp32 cast anew at each step (bit-identical outputs).
@@ -106,6 +107,12 @@ class Sampler:
     # gate/up): with plain ones XLA transposed or sliced those weights at
     # every decode step (`batched_projections`; same outputs).
     config = config.replace(batched_projections=True)
+    # On a CPU, attention reads the KV cache in place (`cache_left_attention`;
+    # with the query on the left XLA:CPU copies each layer's cache, transposed,
+    # at every step). Same outputs.
+    if cache_left_attention is None:
+      cache_left_attention = jax.default_backend() == "cpu"
+    config = config.replace(cache_left_attention=bool(cache_left_attention))
     # One KV-cache buffer per layer (`gemma.init_cache(per_layer=True)`)
     # where the layers are a Python loop, on GPUs: in an H100 decode loop
     # the stacked cache costs a copy of each layer's k and v at every step.

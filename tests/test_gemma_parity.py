@@ -33,10 +33,12 @@ def test_full_sequence_matches_official(family):
   ref.assert_close(ours, ref.official_logits(config, params, tokens))
 
 
+@pytest.mark.parametrize("cache_left", [False, True])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_kv_cache_decoding_matches_official(family):
-  """Prefill a prompt into the cache, then decode one token at a time."""
-  config = ref.tiny_config(family)
+def test_kv_cache_decoding_matches_official(family, cache_left):
+  """Prefill a prompt into the cache, then decode one token at a time; with
+  either attention layout (`cache_left_attention`: the sampler's on CPUs)."""
+  config = ref.tiny_config(family).replace(cache_left_attention=cache_left)
   params = ref.random_params(config, seed=1)
   tokens = _tokens(config, seed=1)
   expected = ref.official_logits(config, params, tokens)

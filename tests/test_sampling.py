@@ -192,6 +192,52 @@ def test_per_layer_cache_samples_like_the_stacked_one(model):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("family", ["gemma1_mqa", "gemma2"])
+def test_cache_left_attention_samples_like_the_query_left_one(family):
+  """The attention the sampler picks on a CPU (the cache as the left
+  operand) and on a GPU: the same samples and log-probs, for one kv head
+  and for grouped queries with soft-capped scores and sliding windows."""
+  config = ref.tiny_config(family)
+  params = ref.random_params(config, seed=11)
+  sp = sampling.SamplingParams(max_new_tokens=8, temperature=1.0,
+                               stop_tokens=())
+  prompts = [[2, 5, 9], [2, 40, 41, 42, 43, 44, 45], [2, 7]]
+  assert sampling.Sampler(config, params).config.cache_left_attention
+  out = {}
+  for cache_left in (False, True):
+    sampler = sampling.Sampler(config, params, prompt_buckets=(8,),
+                               cache_left_attention=cache_left)
+    assert sampler.config.cache_left_attention == cache_left
+    out[cache_left] = sampler.generate(prompts, sp, rng=5)
+  assert out[True].tokens == out[False].tokens
+  for a, b in zip(out[True].logprobs, out[False].logprobs):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cache_left", [False, True])
+def test_cpu_decode_step_reads_the_cache_in_place(cache_left):
+  """One decode step compiled for the CPU, one kv head: with the query as
+  the left operand XLA copies each layer's k and v cache transposed,
+  [B, H, S], at every step; with the cache on the left (the sampler's CPU
+  choice) it reads the [B, S, 1, H] buffers where they are."""
+  config = ref.tiny_config("gemma1_mqa", head_dim=16).replace(
+      scan_layers=False, batched_projections=True,
+      cache_left_attention=cache_left)
+  params = gemma.unstack_layers(ref.random_params(
+      config.replace(scan_layers=True)))
+  batch, slots = 8, 40
+  cache = gemma.init_cache(config, batch, slots, jnp.float32, per_layer=True)
+
+  def step(params, tokens, cache):
+    return gemma.Transformer(config).apply({"params": params}, tokens,
+                                           cache=cache).logits
+
+  hlo = jax.jit(step).lower(params, np.ones((batch, 1), np.int32),
+                            cache).compile().as_text()
+  transposed_cache = f"f32[{batch},{config.head_dim},{slots}]"
+  assert (transposed_cache in hlo) != cache_left, transposed_cache
+
+
 def test_weights_cast_once_to_the_compute_dtype_decode_bit_identically(model):
   """fp32 params (a training export) with bf16 compute: the sampler holds
   the einsum and embedding weights in bf16 (norm scales stay fp32), and
