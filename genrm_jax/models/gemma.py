@@ -547,6 +547,11 @@ class Attention(nn.Module):
     return out, new_cache
 
 
+def soft_cap(x: jax.Array, cap: float | None) -> jax.Array:
+  """Gemma 2's soft-cap, `tanh(x / cap) * cap`; x itself where cap is None."""
+  return x if cap is None else jnp.tanh(x / cap) * cap
+
+
 def _einsum_attention(cfg, q, key, value, mask):
   """[B, T, N, H] attention output; scores and soft-max in fp32."""
   b, t, n, h = q.shape
@@ -559,9 +564,7 @@ def _einsum_attention(cfg, q, key, value, mask):
   # XLA's H100 program of the Gemma-2B train step (8 x 1024) moved 550 GB
   # instead of 500 (benchmarks/train_step_cost.py).
   logits = einsum_fp32_out("BTKGH,BSKH->BKTGS", q, key)
-  if cfg.attn_logits_soft_cap is not None:
-    cap = cfg.attn_logits_soft_cap
-    logits = jnp.tanh(logits / cap) * cap
+  logits = soft_cap(logits, cfg.attn_logits_soft_cap)
   logits = jnp.where(mask[:, None, :, None, :], logits, K_MASK)
   probs = jax.nn.softmax(logits, axis=-1).astype(value.dtype)
   encoded = jnp.einsum("BKTGS,BSKH->BTKGH", probs, value)
@@ -580,9 +583,7 @@ def _cached_attention(cfg, q, key, value, mask):
   g = n // k
   q = _swap_query_axes(q.reshape(b, t, k, g, h)).reshape(b, k, t * g, h)
   logits = einsum_fp32_out("BSKH,BKMH->BKSM", key, q).reshape(b, k, -1, t, g)
-  if cfg.attn_logits_soft_cap is not None:
-    cap = cfg.attn_logits_soft_cap
-    logits = jnp.tanh(logits / cap) * cap
+  logits = soft_cap(logits, cfg.attn_logits_soft_cap)
   logits = jnp.where(jnp.swapaxes(mask, 1, 2)[:, None, :, :, None], logits,
                      K_MASK)
   probs = jax.nn.softmax(logits, axis=2).astype(value.dtype)
@@ -853,10 +854,8 @@ class Transformer(nn.Module):
     x, new_layer_cache = carry if cache is not None else (carry, None)
 
     x = RMSNorm(pdt, "embed", name="final_norm")(x)
-    logits = embedder.decode(x) if return_logits else None
-    if logits is not None and cfg.final_logit_softcap is not None:
-      cap = cfg.final_logit_softcap
-      logits = jnp.tanh(logits / cap) * cap
+    logits = (soft_cap(embedder.decode(x), cfg.final_logit_softcap)
+              if return_logits else None)
 
     new_cache = None
     if cache is not None:
@@ -917,10 +916,7 @@ def logits_from_hidden(config: TransformerConfig, params, hidden) -> jax.Array:
   table = params["embedder"]["input_embedding"].astype(config.compute_dtype)
   logits = einsum_fp32_out("...D,VD->...V",
                            hidden.astype(config.compute_dtype), table)
-  if config.final_logit_softcap is not None:
-    cap = config.final_logit_softcap
-    logits = jnp.tanh(logits / cap) * cap
-  return logits
+  return soft_cap(logits, config.final_logit_softcap)
 
 
 class Embedder(nn.Module):
