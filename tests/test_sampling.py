@@ -1,8 +1,6 @@
 """The sampler: greedy decoding equals step-by-step argmax of full forward
 passes; stop tokens, buckets, log-probs, top-k/top-p and sharding."""
 
-import functools
-
 import numpy as np
 import pytest
 
@@ -21,23 +19,16 @@ def model():
   return config, ref.random_params(config, seed=7)
 
 
-@functools.lru_cache
-def _full_pass(config):
-  """One compiled forward pass over a right-padded row (causal, so the
-  padding after a token cannot change its logits): one compile for every
-  length, where eager calls compiled each op for each new length."""
-  return jax.jit(lambda params, tokens: gemma.Transformer(config).apply(
-      {"params": params}, tokens).logits[0])
-
-
 def _greedy_by_full_passes(config, params, prompt, steps, padded_len=32):
-  """Reference: rerun the whole sequence for every new token."""
+  """Reference: rerun the whole sequence for every new token, as one
+  compiled pass over a right-padded row (causal, so the padding after a
+  token cannot change its logits): one compile for every length."""
   seq = list(prompt)
   lps = []
   for _ in range(steps):
     row = np.zeros((1, padded_len), np.int32)
     row[0, :len(seq)] = seq
-    logits = _full_pass(config)(params, row)[len(seq) - 1]
+    logits = ref.apply(config, params, row).logits[0, len(seq) - 1]
     tok = int(jnp.argmax(logits))
     lps.append(float(jax.nn.log_softmax(logits)[tok]))
     seq.append(tok)
