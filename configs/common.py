@@ -125,7 +125,13 @@ def get_config(task: str, method: str, arg: str | None = None
   # GenRM-CoT rationales for GSM8K/MATH stores {split: path}
   # (python -m genrm_jax.synthesize); algorithmic tasks use the oracle.
   c.data.rationales = mlc.ConfigDict({"train": "", "validation": ""})
-  c.data.inputs_len = 0  # prompt tokens of seq_len (0: half)
+  # Prompt tokens of seq_len; 0: half, or all but 8 for direct GenRM (whose
+  # target is only the verdict; input_pipeline.default_inputs_len).
+  c.data.inputs_len = 0
+  # Training stops before it starts when the lengths would cut more than
+  # this fraction of the examples (a sample of 2,000, tokenised;
+  # data_python.check_example_lengths): a cut CoT target loses its verdict.
+  c.data.max_truncated_fraction = 0.01
   c.data.max_correct = 16  # per problem, as in the paper
   c.data.max_incorrect = 16
   # Keep as many correct as incorrect candidates within each group, so that

@@ -16,6 +16,7 @@ Each host takes its slice of every global batch.
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import numpy as np
@@ -184,3 +185,110 @@ def make_local_iterator(config, *, split: str, start_step: int = 0,
     else:
       yield ip._to_batch(mine, kind, lengths)  # pylint: disable=protected-access
     step += 1
+
+
+# -----------------------------------------------------------------------------
+# Do the examples fit the feature lengths?
+# -----------------------------------------------------------------------------
+
+
+# A run may cut at most this fraction of its examples (config.data.
+# max_truncated_fraction overrides it): a long tail of a real dataset is cut
+# as seqio always did, but a setting that cuts a verification rationale
+# before its verdict in many examples trains on the wrong thing.
+MAX_TRUNCATED_FRACTION = 0.01
+
+
+def _part_lengths(encoded: dict, kind: str) -> dict[str, int]:
+  """One tokenised (untrimmed) example's lengths, as its batch lays it out."""
+  prompt = 1 + len(encoded["inputs"])  # + BOS
+  if kind == ip.DISC:
+    return {"inputs": prompt}
+  if kind == ip.DPO:  # prompt + completion (+ EOS) share one row
+    return {f"inputs + {k}": prompt + len(encoded[k]) + 1
+            for k in ("chosen", "rejected")}
+  return {"inputs": prompt, "targets": len(encoded["targets"]) + 1}  # + EOS
+
+
+def _part_limits(kind: str, lengths: dict[str, int]) -> dict[str, int]:
+  if kind == ip.DPO:
+    total = lengths["inputs"] + lengths["chosen"]
+    return {"inputs + chosen": total, "inputs + rejected": total}
+  return dict(lengths)
+
+
+def length_report(config, split: str = "train", max_examples: int = 2000,
+                  seed: int = 0) -> dict:
+  """How many of the task's examples `config.data`'s lengths would cut.
+
+  Tokenises up to `max_examples` examples (a seeded sample of each source)
+  with the config's vocabulary, untrimmed, and compares them with the
+  feature lengths both data sources use (`input_pipeline.feature_lengths`).
+  Returns {'examples', 'cut' (examples with any part cut), 'by_part':
+  {part: n cut}, 'longest': {part: tokens}, 'limits': {part: tokens},
+  'lengths' (the feature lengths)}. Parts: inputs (trimmed from the left,
+  so the prompt's start goes), targets (cut at the end, so a rationale loses
+  its verdict); DPO: inputs + chosen / rejected (one row, cut at the end).
+  """
+  data = config.data
+  _, suffix = _parse(data.task)
+  kind = _kind(suffix)
+  lengths = ip.feature_lengths(data, kind)
+  tok = tokenizer_lib.from_spec(data.vocabulary or "byte")
+  sources = task_examples(data, data.task, split)
+  rng = np.random.default_rng(seed)
+  per_source = max(1, max_examples // len(sources))
+  limits = _part_limits(kind, lengths)
+  report = {"examples": 0, "cut": 0, "by_part": {}, "longest": {},
+            "lengths": lengths, "limits": limits}
+  for source in sources:
+    picks = (range(len(source)) if len(source) <= per_source
+             else rng.choice(len(source), per_source, replace=False))
+    for i in picks:
+      ex = source[int(i)]
+      encoded = {k: tok.encode(ex[k]) for k in ("inputs", "targets", "chosen",
+                                                "rejected") if k in ex}
+      sizes = _part_lengths(encoded, kind)
+      for part, n in sizes.items():
+        report["longest"][part] = max(report["longest"].get(part, 0), n)
+      parts = [part for part, n in sizes.items() if n > limits[part]]
+      report["examples"] += 1
+      report["cut"] += bool(parts)
+      for part in parts:
+        report["by_part"][part] = report["by_part"].get(part, 0) + 1
+  return report
+
+
+def check_example_lengths(config, log=print, max_examples: int = 2000) -> dict | None:
+  """Fails before training when `data.seq_len` / `data.inputs_len` would cut
+  more than `data.max_truncated_fraction` of the examples; logs any cut.
+
+  Only for the GenRM tasks (tasks/registry.py); other tasks are skipped.
+  """
+  data = config.data
+  try:
+    _parse(data.task)
+  except ValueError:
+    return None  # a task of the user's own: its lengths are theirs to check
+  report = length_report(config, max_examples=max_examples)
+  n, cut = report["examples"], report["cut"]
+  if not cut:
+    return report
+  allowed = float(data.get("max_truncated_fraction", MAX_TRUNCATED_FRACTION))
+  lengths = report["lengths"]
+  parts = ", ".join(
+      f"{part} of {count} (longer than {report['limits'][part]} tokens; the "
+      f"longest {report['longest'][part]})"
+      for part, count in sorted(report["by_part"].items()))
+  message = (f"{data.task}: {cut} of {n} examples checked ({cut / n:.1%}) do not fit "
+             f"data.seq_len={data.seq_len} (feature lengths {lengths}): the batches "
+             f"would cut the {parts}. A cut prompt loses its start (the question); a "
+             "cut target loses its end (a rationale's verdict).")
+  if cut / n > allowed:
+    raise ValueError(
+        f"{message} Raise data.seq_len, or set data.inputs_len (the prompt's share "
+        f"of seq_len, now {lengths.get('inputs')}), or accept the cut with "
+        f"data.max_truncated_fraction={math.ceil(cut / n * 100) / 100:.2f} "
+        f"(now {allowed}).")
+  log(message + f" Within data.max_truncated_fraction={allowed}: training goes on.")
+  return report

@@ -171,10 +171,27 @@ def batch_kind(task_or_mixture) -> str:
 # -----------------------------------------------------------------------------
 
 
+# A direct GenRM example's target is its verdict (" Yes"/" No" + EOS: 2
+# tokens in Gemma's vocabulary, 5 in bytes); its prompt gets the rest.
+DIRECT_VERDICT_TOKENS = 8
+
+
+def default_inputs_len(data_config) -> int:
+  """`data.inputs_len` when it is 0: half of seq_len, except for direct
+  GenRM (`<task>_genrm`), whose question + solution get all but the
+  verdict's few tokens (half would trim long prompts from the left, dropping
+  the question, while the targets' half stayed empty)."""
+  seq_len = int(data_config.seq_len)
+  if str(data_config.get("task", "")).endswith("_genrm"):
+    return max(seq_len - DIRECT_VERDICT_TOKENS, seq_len // 2)
+  return seq_len // 2
+
+
 def feature_lengths(data_config, kind: str) -> dict[str, int]:
   """Per-feature lengths from `seq_len` (and optional `inputs_len`)."""
   seq_len = int(data_config.seq_len)
-  inputs_len = int(data_config.get("inputs_len", 0) or 0) or seq_len // 2
+  inputs_len = (int(data_config.get("inputs_len", 0) or 0)
+                or default_inputs_len(data_config))
   if kind == DISC:
     return {"inputs": seq_len}
   if not 0 < inputs_len < seq_len:

@@ -59,6 +59,11 @@ def _problem_options(spec) -> dict:
           for k, v in dict(spec).items() if k != 'split'}
 
 
+# Tokens a rationale needs beyond the longest oracle rationale of a correct
+# solution (a wrong solution's has a line or two more; check_generation_lengths).
+RATIONALE_MARGIN = 32
+
+
 def problems(config, which: str) -> list[dict]:
   """The problems of `config.problems[which]` ({split, get_problems options})."""
   from tasks import sources  # pylint: disable=g-import-not-at-top
@@ -98,6 +103,51 @@ def train_config(config, method: str, *, vocabulary: str, init_from: str,
   _apply(c, config.train)
   _apply(c, config.runs[method])
   return c
+
+
+def check_generation_lengths(config, vocabulary: str, log: Log) -> dict[str, int]:
+  """Fails before any training when a sampled text could not be whole.
+
+  For the algorithmic tasks, the evaluation problems' reference solutions
+  must fit `sampling.max_new_tokens` (a cut solution has no answer) and
+  their oracle rationales each CoT verifier's `max_new_tokens` (a cut
+  rationale never reaches its verdict: the scores fall to chance). Wrong
+  solutions' rationales run a line or two longer, so they need
+  `RATIONALE_MARGIN` to spare. `config.check_lengths=False` (smoke runs)
+  skips it. Returns the longest of each, in tokens.
+  """
+  from genrm_jax import rationales  # pylint: disable=g-import-not-at-top
+  from genrm_jax import verifiers as verifiers_lib  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  if (not config.get('check_lengths', True) or config.task not in rationales.ALGORITHMIC_TASKS
+      or config.get('released_candidates')):
+    return {}
+  tok = tokenizer_lib.from_spec(vocabulary)
+  solution_len = rationale_len = 0
+  for p in problems(config, 'eval'):
+    solution = p['solution']
+    solution_len = max(solution_len, len(tok.encode(solution)) + 1)  # + EOS
+    rationale = rationales.oracle_rationale(config.task, p['question'], solution,
+                                            p['reference'])
+    rationale_len = max(rationale_len, len(tok.encode(rationale)) + 1)
+  budgets = [('sampling.max_new_tokens', config.sampling.max_new_tokens, solution_len,
+              'reference solution', 0)]
+  for name in config.verifiers:
+    v = config.verifiers[name]
+    if v.kind in verifiers_lib.COT_KINDS:
+      budget = v.options.get('max_new_tokens', verifiers_lib.DEFAULT_OPTIONS['max_new_tokens'])
+      budgets.append((f'verifiers.{name}.options.max_new_tokens', budget, rationale_len,
+                      'oracle rationale', RATIONALE_MARGIN))
+  for key, budget, longest, what, margin in budgets:
+    if longest + margin > budget:
+      spare = f', and a rationale needs {margin} more to spare' if margin else ''
+      raise ValueError(
+          f'{key}={budget}: the longest {what} of the {config.task} evaluation problems '
+          f'is {longest} tokens ({vocabulary}){spare}; set --config.{key}='
+          f'{longest + margin} or more (or --config.check_lengths=False for a smoke run).')
+  log(f'Longest reference solution {solution_len} tokens, oracle rationale '
+      f'{rationale_len}: within their max_new_tokens.')
+  return {'solution': solution_len, 'rationale': rationale_len}
 
 
 # -----------------------------------------------------------------------------
@@ -144,12 +194,19 @@ def _train(c: mlc.ConfigDict, run_dir: str, log: Log) -> str:
   return export
 
 
-def stage_generator(config, workdir: str, vocabulary: str, log: Log) -> str:
+def generator_config(config, vocabulary: str) -> mlc.ConfigDict:
+  """The generator's solution-SFT run: `<task>_sft` on `problems.generator`."""
   init_from = (os.path.join(config.base_model, 'params') if config.base_model else '')
   c = train_config(config, 'solve', vocabulary=vocabulary, init_from=init_from)
   c.data.task = f'{config.task}_sft'
   c.data.problems = mlc.ConfigDict(dict(
       c.data.problems.to_dict(), **_problem_options(config.problems.generator)))
+  return c
+
+
+def stage_generator(config, workdir: str, vocabulary: str, log: Log) -> str:
+  c = generator_config(config, vocabulary)
+  init_from = c.init_from
   log(f'{config.task}_sft: {c.total_steps} steps of batch {c.batch_size} x '
       f'{c.data.seq_len} tokens, model {config.model.preset} '
       f'{dict(config.model.overrides)}' + (f', from {init_from}' if init_from else ''))
@@ -311,6 +368,7 @@ def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -
 
   _stage(log, f'1/5 Vocabulary ({config.task})')
   vocabulary = timed('vocabulary', stage_vocabulary, config, workdir, log)
+  check_generation_lengths(config, vocabulary, log)
   _stage(log, '2/5 Generator: solution SFT')
   generator = timed('generator', stage_generator, config, workdir, vocabulary, log)
   if config.get('released_candidates'):

@@ -410,6 +410,14 @@ def train_and_evaluate(config, workdir: str, *,
                      f"data x fsdp mesh size {data_parallel}.")
 
   # ---------------------------------------------------------------------------
+  # Data lengths: fail now, not after the run, when seq_len cuts the
+  # examples (a CoT rationale cut before its verdict trains on nothing).
+  # ---------------------------------------------------------------------------
+  if config.data.source in ("seqio", "python"):
+    from genrm_jax import data_python  # pylint: disable=g-import-not-at-top
+    data_python.check_example_lengths(config, log=lambda m: _log("%s", m))
+
+  # ---------------------------------------------------------------------------
   # Model, optimizer and step functions.
   # ---------------------------------------------------------------------------
   mcfg = model_config(config)

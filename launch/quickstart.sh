@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: the GenRM paper's pipeline on
-# last-letter concatenation with tiny models on the CPU (about 10 minutes on
+# last-letter concatenation with tiny models on the CPU (about 18 minutes on
 # 2 cores): generator SFT -> 16 candidates per problem -> GenRM-CoT, GenRM and
 # discriminative verifiers -> Best-of-N table. Sets up .venv first.
 #

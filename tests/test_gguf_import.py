@@ -224,3 +224,34 @@ def test_logits_sanity(config, params, tok):
   # A confident but not degenerate next-token distribution.
   assert -3.0 < log_p[GOLDEN_TOKENS[0]] < 0
   assert 2.0 < -np.sum(np.exp(log_p) * log_p) < 8.0  # entropy, nats
+
+
+def test_paper_270m_lengths_fit_the_gemma_tokenizer(model_dir):
+  """What `launch/paper_270m.sh` would check on the GPU, checked here first:
+  every task's reference solutions and oracle rationales fit their sampling
+  budgets, no generator SFT example is cut, and GSM8K's verifier data (the
+  released set, the only one that exists before the generator runs) is
+  within data.max_truncated_fraction."""
+  from configs.pipeline import paper_270m  # pylint: disable=g-import-not-at-top
+  from genrm_jax import data_python  # pylint: disable=g-import-not-at-top
+  from genrm_jax import pipeline  # pylint: disable=g-import-not-at-top
+  from tasks import sources  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(sources.resolve_data_dir(None)):
+    pytest.skip("needs GENRM_DATA_DIR")
+  vocab = os.path.join(model_dir, "tokenizer.model")
+  for task in paper_270m.TASKS:
+    config = paper_270m.get_config(f"task={task},base={model_dir}")
+    longest = pipeline.check_generation_lengths(config, vocab, log=lambda m: None)
+    if task != "gsm8k":
+      assert longest["solution"] <= config.sampling.max_new_tokens
+      assert (longest["rationale"] + pipeline.RATIONALE_MARGIN
+              <= config.verifiers.genrm_cot.options.max_new_tokens)
+    report = data_python.check_example_lengths(
+        pipeline.generator_config(config, vocab), log=lambda m: None, max_examples=500)
+    assert report["cut"] == 0, (task, report)
+  config = paper_270m.get_config(f"task=gsm8k,base={model_dir}")
+  for name in config.verifiers:
+    c = pipeline.train_config(config, config.verifiers[name].method, vocabulary=vocab,
+                              init_from="")
+    report = data_python.check_example_lengths(c, log=lambda m: None, max_examples=500)
+    assert report["cut"] <= 0.01 * report["examples"], (name, report)

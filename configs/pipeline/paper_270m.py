@@ -36,6 +36,14 @@ except ImportError:  # run from outside the repository root
 TASKS = ('last_letter', 'word_sort', 'gsm8k')
 # Prompt + solution (+ rationale) in Gemma tokens, with room.
 SEQ_LEN = {'last_letter': (256, 512), 'word_sort': (384, 768), 'gsm8k': (768, 1024)}
+# A sampled rationale's budget: the 6-word test problems' oracle rationales
+# run to 248 (last_letter) and 385 (word_sort) Gemma tokens for a correct
+# solution, a line or two more for a wrong one (pipeline.check_generation_lengths).
+COT_NEW_TOKENS = {'last_letter': 320, 'word_sort': 512, 'gsm8k': 512}
+# The generator's prompt share of `short` (0: half): last-letter prompts run
+# to 141 Gemma tokens, which half of 256 would trim from the left (the run
+# stops: data_python.check_example_lengths); its solutions to 66.
+SOLVE_INPUTS_LEN = {'last_letter': 160, 'word_sort': 0, 'gsm8k': 0}
 
 
 def get_config(arg=None):
@@ -46,6 +54,9 @@ def get_config(arg=None):
   c = mlc.ConfigDict()
   c.task = task
   c.seed = 0
+  # Fail before training when a reference solution or oracle rationale of
+  # the evaluation problems would not fit its max_new_tokens.
+  c.check_lengths = True
   c.base_model = args.base
   c.released_candidates = 'gsm8k/validation' if task == 'gsm8k' else ''
   # The seqio tasks' examples without TensorFlow (GPU images often lack it):
@@ -83,7 +94,7 @@ def get_config(arg=None):
       loss_chunk_size=32)
   c.runs = mlc.ConfigDict()
   c.runs.solve = dict(total_steps=300, lr=2e-5, optimizer=dict(decay_steps=300),
-                      data=dict(seq_len=short))
+                      data=dict(seq_len=short, inputs_len=SOLVE_INPUTS_LEN[task]))
   verifier = dict(total_steps=300, optimizer=dict(decay_steps=300))
   balance = '' if task == 'gsm8k' else 'length'
   c.runs.genrm = dict(verifier, data=dict(seq_len=short, balance_by=balance))
@@ -97,7 +108,8 @@ def get_config(arg=None):
 
   c.verifiers = mlc.ConfigDict()
   c.verifiers.genrm_cot = dict(method='cot', kind='genrm_cot', options=dict(
-      num_rationales=8, temperature=0.7, max_new_tokens=long // 2, batch_size=256))
+      num_rationales=8, temperature=0.7, max_new_tokens=COT_NEW_TOKENS[task],
+      batch_size=256))
   c.verifiers.genrm = dict(method='genrm', kind='genrm', options=dict(batch_size=64))
   c.verifiers.disc = dict(method='disc', kind='disc', options=dict(batch_size=64))
   c.verifiers.dpo = dict(method='dpo', kind='dpo', options=dict(batch_size=64, beta=0.1))
@@ -118,6 +130,7 @@ def get_config(arg=None):
     c.problems.verifier_train = dict(split='train', train_lengths=(2, 3), train_size=8,
                                      seed=1)
     c.problems.eval = dict(split='test', test_size=4)
+    c.check_lengths = False  # short samples on purpose: wiring only
     c.train.batch_size = 2
     c.train.log_every = 5
     c.train.optimizer.warmup_steps = 2

@@ -1,5 +1,5 @@
 r"""The quickstart: the paper's pipeline on last-letter concatenation, tiny
-models, CPU, about 10 minutes on 2 cores (`bash launch/quickstart.sh`).
+models, CPU, about 18 minutes on 2 cores (`bash launch/quickstart.sh`).
 
   python -m genrm_jax.pipeline --config=configs/pipeline/quickstart.py \
       --workdir=runs/quickstart
@@ -8,17 +8,18 @@ Why these choices (what makes the table informative in minutes):
 * A SentencePiece vocabulary of characters plus the prompt template's phrases
   as single tokens: sequences ~3x shorter than bytes, and a name's last
   letter is a token the model can copy.
-* The generator trains on 2-4 names plus ~3% 5-name problems, and is
+* The generator trains on 2-4 names plus ~1% 5-name problems, and is
   evaluated on 5 names: out of distribution enough that its first sample is
-  usually wrong (it tends to drop the last letter of the answer), close
-  enough that one of 16 is sometimes right.
+  usually wrong (it tends to leave a name out: a systematic error, which
+  majority voting cannot vote away), close enough that one of 16 is often
+  right. (With ~3% it gets 70% of them right and errs by miscopying names,
+  which majority voting fixes; with none, or on 6 names, it gets none.)
 * Verifiers start from the generator's weights (GenRM is the same LM
   fine-tuned) and train on the generator's own candidates for 4- and 5-name
   train problems, balanced within each list length (as many correct as
   incorrect solutions), so "5 names" does not give the label away.
 * GenRM-CoT samples K=2 rationales per candidate (the scoring cost on 2
-  cores); its rationales re-derive all 5 steps, which a model this small and
-  this briefly trained does not manage out of distribution (see README).
+  cores); its rationales re-derive all 5 steps, as long as 320 tokens.
 """
 
 import ml_collections as mlc
@@ -38,6 +39,9 @@ def get_config(arg=None):
   c = mlc.ConfigDict()
   c.task = 'last_letter'
   c.seed = 0
+  # Fail before training when a reference solution or oracle rationale of
+  # the evaluation problems would not fit its max_new_tokens.
+  c.check_lengths = True
   # A bundle directory (e.g. from genrm_jax.models.import_gguf) to start the
   # generator from; '' = a fresh tiny model with a trained vocabulary.
   c.base_model = ''
@@ -47,7 +51,7 @@ def get_config(arg=None):
   c.problems.vocab = dict(split='train', train_lengths=(2, 3, 4, 5, 6),
                           train_size=3000)
   c.problems.generator = dict(split='train', train_lengths=(2, 3, 4, 5),
-                              train_length_weights=(32, 32, 32, 3))
+                              train_length_weights=(32, 32, 32, 1))
   c.problems.verifier_train = dict(split='train', train_lengths=(4, 5),
                                    train_size=300, seed=1)
   c.problems.eval = dict(split='test', test_lengths=(5,), test_size=100)
@@ -71,15 +75,20 @@ def get_config(arg=None):
       optimizer=dict(warmup_steps=50, weight_decay=0.0),
       data=dict(eval_split=''), model=dict(remat_policy='none', scan_unroll=2))
   c.runs = mlc.ConfigDict()
+  # Prompts <= 48 tokens, solutions <= 80 (5 names: 77): none is cut.
   c.runs.solve = dict(total_steps=600, optimizer=dict(decay_steps=600),
-                      data=dict(seq_len=128))
+                      data=dict(seq_len=128, inputs_len=48))
   # A few hundred balanced examples per verifier: a few epochs each.
   verifier = dict(total_steps=150, batch_size=16, lr=1e-3,
                   optimizer=dict(decay_steps=150, warmup_steps=20))
   c.runs.genrm = dict(verifier, data=dict(seq_len=192, balance_by='length'))
-  c.runs.cot = dict(verifier, total_steps=200, batch_size=8,
-                    optimizer=dict(decay_steps=200, warmup_steps=20),
-                    data=dict(seq_len=384, balance_by='length'))
+  # GenRM-CoT writes ~200-token rationales (5 names: up to ~290 with this
+  # vocabulary; data_python.check_example_lengths stops a run that would cut
+  # them before the verdict): 320 target tokens; and 600 steps at the
+  # generator's rate (200 at 1e-3 ended with the loss at 0.30, still falling).
+  c.runs.cot = dict(verifier, total_steps=600, batch_size=8, lr=3e-3,
+                    optimizer=dict(decay_steps=600, warmup_steps=50),
+                    data=dict(seq_len=448, inputs_len=128, balance_by='length'))
   c.runs.disc = dict(verifier, data=dict(seq_len=192, balance_by='length'))
 
   # --- candidates -------------------------------------------------------------
@@ -90,13 +99,14 @@ def get_config(arg=None):
   # --- verifiers (genrm_jax.verifiers kinds and options) ----------------------
   c.verifiers = mlc.ConfigDict()
   c.verifiers.genrm_cot = dict(method='cot', kind='genrm_cot', options=dict(
-      num_rationales=2, temperature=0.7, max_new_tokens=192, batch_size=256))
+      num_rationales=2, temperature=0.7, max_new_tokens=320, batch_size=256))
   c.verifiers.genrm = dict(method='genrm', kind='genrm', options=dict(batch_size=256))
   c.verifiers.disc = dict(method='disc', kind='disc', options=dict(batch_size=256))
 
   c.eval = mlc.ConfigDict(dict(n_max=16, bootstrap=1000))
 
   if args.smoke:
+    c.check_lengths = False  # 48-token samples on purpose: wiring only
     c.problems.vocab.train_size = 200
     c.problems.verifier_train.train_size = 6
     c.problems.eval.test_size = 4

@@ -1,0 +1,119 @@
+"""Lengths: a run fails before training when its batches would cut the
+examples (data_python.check_example_lengths), and a pipeline when its
+samples could not hold a whole solution or rationale
+(pipeline.check_generation_lengths)."""
+
+import os
+
+import pytest
+
+from configs import common
+from configs.pipeline import quickstart
+from genrm_jax import data_python
+from genrm_jax import input_pipeline as ip
+from genrm_jax import pipeline
+from genrm_jax import task_vocab
+from tasks import sources
+
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir(sources.resolve_data_dir(None)), reason="needs GENRM_DATA_DIR")
+
+
+def _sft_config(seq_len, inputs_len=0):
+  c = common.get_config("last_letter", "solve")
+  c.data.task = "last_letter_sft"
+  c.data.vocabulary = "byte"
+  c.data.seq_len = seq_len
+  c.data.inputs_len = inputs_len
+  return c
+
+
+def test_default_inputs_len_leaves_direct_genrm_only_its_verdict():
+  c = common.get_config("last_letter", "genrm")
+  c.data.task, c.data.seq_len = "last_letter_genrm", 192
+  assert ip.feature_lengths(c.data, ip.GENERATIVE) == {"inputs": 184, "targets": 8}
+  c.data.task = "last_letter_genrm_unified"  # mixes in solutions: half each
+  assert ip.feature_lengths(c.data, ip.GENERATIVE) == {"inputs": 96, "targets": 96}
+  c.data.task, c.data.inputs_len = "last_letter_genrm", 100  # explicit wins
+  assert ip.feature_lengths(c.data, ip.GENERATIVE) == {"inputs": 100, "targets": 92}
+
+
+def test_lengths_that_cut_solutions_stop_the_run_naming_the_fix():
+  # In bytes, a 2-4-word solution is 150-270 long: 64 target tokens cut all
+  # (and their prompts, ~100 bytes, lose their start).
+  config = _sft_config(seq_len=128)
+  report = data_python.length_report(config, max_examples=200)
+  assert report["examples"] == 200 and report["cut"] == 200
+  assert report["by_part"] == {"inputs": 200, "targets": 200}
+  assert report["limits"] == {"inputs": 64, "targets": 64}
+  assert report["longest"]["targets"] > 150
+  with pytest.raises(ValueError) as e:
+    data_python.check_example_lengths(config, max_examples=200)
+  message = str(e.value)
+  assert "last_letter_sft: 200 of 200 examples" in message
+  for fix in ("data.seq_len", "data.inputs_len", "data.max_truncated_fraction"):
+    assert fix in message
+
+  # Accepting the cut: the run goes on, and says what it cuts.
+  config.data.max_truncated_fraction = 1.0
+  logged = []
+  assert data_python.check_example_lengths(config, log=logged.append,
+                                           max_examples=200)["cut"] == 200
+  assert len(logged) == 1 and "training goes on" in logged[0]
+
+
+def test_lengths_that_fit_pass_silently():
+  longest = data_python.length_report(_sft_config(seq_len=1024), max_examples=300)["longest"]
+  config = _sft_config(seq_len=longest["inputs"] + longest["targets"],
+                       inputs_len=longest["inputs"])
+  logged = []
+  report = data_python.check_example_lengths(config, log=logged.append, max_examples=300)
+  assert report["cut"] == 0 and not logged
+  # One token less for the targets: the longest is cut (a prompt too).
+  config.data.seq_len -= 1
+  assert data_python.length_report(config, max_examples=300)["by_part"] == {"targets": 1}
+  config.data.inputs_len -= 1
+  assert data_python.length_report(config, max_examples=300)["by_part"]["inputs"] >= 1
+
+
+def test_dpo_counts_prompt_and_completion_in_one_row():
+  lengths = {"inputs": 10, "chosen": 6, "rejected": 6}
+  fits = {"inputs": list(range(4)), "chosen": list(range(10)), "rejected": list(range(3))}
+  sizes = data_python._part_lengths(fits, ip.DPO)  # pylint: disable=protected-access
+  limits = data_python._part_limits(ip.DPO, lengths)  # pylint: disable=protected-access
+  assert sizes == {"inputs + chosen": 16, "inputs + rejected": 9}
+  assert all(sizes[k] <= limits[k] for k in sizes)
+  fits["chosen"].append(0)
+  assert data_python._part_lengths(fits, ip.DPO)["inputs + chosen"] > limits["inputs + chosen"]  # pylint: disable=protected-access
+
+
+def test_tasks_of_ones_own_are_not_checked():
+  config = _sft_config(seq_len=16)
+  config.data.task = "my_own_seqio_task"
+  assert data_python.check_example_lengths(config) is None
+
+
+def test_quickstart_samples_and_training_runs_fit(tmp_path):
+  config = quickstart.get_config()
+  vocab = str(tmp_path / "tokenizer.model")
+  task_vocab.train(config.task, pipeline.problems(config, "vocab"), vocab,
+                   vocab_size=config.vocab.size, model_type=config.vocab.model_type,
+                   seed=config.seed)
+  longest = pipeline.check_generation_lengths(config, vocab, log=lambda m: None)
+  assert longest["solution"] <= config.sampling.max_new_tokens
+  assert (longest["rationale"] + pipeline.RATIONALE_MARGIN
+          <= config.verifiers.genrm_cot.options.max_new_tokens)
+  # The generator's SFT data: no solution is cut (5 names included).
+  report = data_python.length_report(pipeline.generator_config(config, vocab))
+  assert report["cut"] == 0 and report["examples"] == 2000
+
+  # A rationale budget the 5-name rationales overrun is refused, naming the key.
+  config.verifiers.genrm_cot.options.max_new_tokens = longest["rationale"]
+  with pytest.raises(ValueError, match=r"--config\.verifiers\.genrm_cot\.options\."
+                                       r"max_new_tokens=\d+ or more"):
+    pipeline.check_generation_lengths(config, vocab, log=lambda m: None)
+  config.sampling.max_new_tokens = longest["solution"] - 1
+  with pytest.raises(ValueError, match=r"--config\.sampling\.max_new_tokens="):
+    pipeline.check_generation_lengths(config, vocab, log=lambda m: None)
+  config.check_lengths = False  # smoke runs
+  assert pipeline.check_generation_lengths(config, vocab, log=lambda m: None) == {}
