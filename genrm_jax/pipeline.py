@@ -105,17 +105,30 @@ def train_config(config, method: str, *, vocabulary: str, init_from: str,
   return c
 
 
-def check_generation_lengths(config, vocabulary: str, log: Log) -> dict[str, int]:
-  """Fails before any training when a sampled text could not be whole.
+def _longest(tok, texts) -> int:
+  return max(len(tok.encode(t)) + 1 for t in texts)  # + BOS or EOS
 
-  For the algorithmic tasks, the evaluation problems' reference solutions
-  must fit `sampling.max_new_tokens` (a cut solution has no answer) and
-  their oracle rationales each CoT verifier's `max_new_tokens` (a cut
-  rationale never reaches its verdict: the scores fall to chance). Wrong
-  solutions' rationales run a line or two longer, so they need
+
+def check_generation_lengths(config, vocabulary: str, log: Log) -> dict[str, int]:
+  """Fails before any training when a sampled text could not be whole, or a
+  CoT verifier's training rows could not hold a whole rationale.
+
+  For the algorithmic tasks, on the problems' reference solutions:
+  * evaluation problems: a solution must fit `sampling.max_new_tokens` (a
+    cut solution has no answer), its oracle rationale each CoT verifier's
+    `max_new_tokens` (a cut rationale never reaches its verdict: the scores
+    fall to chance);
+  * verifier-train problems: a CoT prompt (question + solution) must fit the
+    CoT run's `data.inputs_len` and its oracle rationale the rest of
+    `data.seq_len` (the run itself checks the real candidates' examples,
+    data_python.check_example_lengths, but only after the generator has
+    trained and sampled).
+  Wrong solutions' rationales run a line or two longer, so rationales need
   `RATIONALE_MARGIN` to spare. `config.check_lengths=False` (smoke runs)
   skips it. Returns the longest of each, in tokens.
   """
+  from genrm_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from genrm_jax import prompts  # pylint: disable=g-import-not-at-top
   from genrm_jax import rationales  # pylint: disable=g-import-not-at-top
   from genrm_jax import verifiers as verifiers_lib  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
@@ -123,31 +136,54 @@ def check_generation_lengths(config, vocabulary: str, log: Log) -> dict[str, int
       or config.get('released_candidates')):
     return {}
   tok = tokenizer_lib.from_spec(vocabulary)
-  solution_len = rationale_len = 0
-  for p in problems(config, 'eval'):
-    solution = p['solution']
-    solution_len = max(solution_len, len(tok.encode(solution)) + 1)  # + EOS
-    rationale = rationales.oracle_rationale(config.task, p['question'], solution,
-                                            p['reference'])
-    rationale_len = max(rationale_len, len(tok.encode(rationale)) + 1)
-  budgets = [('sampling.max_new_tokens', config.sampling.max_new_tokens, solution_len,
-              'reference solution', 0)]
+
+  def oracle(p):
+    return rationales.oracle_rationale(config.task, p['question'], p['solution'],
+                                       p['reference'])
+
+  evaluation = problems(config, 'eval')
+  longest = {'solution': _longest(tok, [p['solution'] for p in evaluation]),
+             'rationale': _longest(tok, [oracle(p) for p in evaluation])}
+  # (key, its value, the longest text, what, margin, the overrides that fit)
+  budgets = [('sampling.max_new_tokens', config.sampling.max_new_tokens,
+              longest['solution'], 'reference solution of the evaluation problems', 0,
+              f"--config.sampling.max_new_tokens={longest['solution']}")]
   for name in config.verifiers:
     v = config.verifiers[name]
     if v.kind in verifiers_lib.COT_KINDS:
       budget = v.options.get('max_new_tokens', verifiers_lib.DEFAULT_OPTIONS['max_new_tokens'])
-      budgets.append((f'verifiers.{name}.options.max_new_tokens', budget, rationale_len,
-                      'oracle rationale', RATIONALE_MARGIN))
-  for key, budget, longest, what, margin in budgets:
-    if longest + margin > budget:
+      budgets.append((f'verifiers.{name}.options.max_new_tokens', budget,
+                      longest['rationale'], 'oracle rationale of the evaluation problems',
+                      RATIONALE_MARGIN, f'--config.verifiers.{name}.options.max_new_tokens='
+                      f"{longest['rationale'] + RATIONALE_MARGIN}"))
+  if any(config.verifiers[n].method == 'cot' for n in config.verifiers):
+    train = problems(config, 'verifier_train')
+    longest['train_prompt'] = _longest(tok, [
+        prompts.cot_verification_prompt(p['question'], p['solution']) for p in train])
+    longest['train_rationale'] = _longest(tok, [oracle(p) for p in train])
+    c = train_config(config, 'cot', vocabulary=vocabulary, init_from='')
+    lengths = input_pipeline.feature_lengths(c.data, input_pipeline.GENERATIVE)
+    budgets.append(('runs.cot.data.inputs_len', lengths['inputs'], longest['train_prompt'],
+                    'CoT prompt of the verifier-train problems', 0,
+                    f"--config.runs.cot.data.inputs_len={longest['train_prompt']}"))
+    budgets.append(('runs.cot.data.seq_len', lengths['targets'],
+                    longest['train_rationale'],
+                    'oracle rationale of the verifier-train problems (the targets: '
+                    f'seq_len {c.data.seq_len} - inputs {lengths["inputs"]})',
+                    RATIONALE_MARGIN,
+                    f"--config.runs.cot.data.inputs_len={lengths['inputs']} "
+                    '--config.runs.cot.data.seq_len='
+                    f"{lengths['inputs'] + longest['train_rationale'] + RATIONALE_MARGIN}"))
+  for key, budget, text_len, what, margin, fits in budgets:
+    if text_len + margin > budget:
       spare = f', and a rationale needs {margin} more to spare' if margin else ''
       raise ValueError(
-          f'{key}={budget}: the longest {what} of the {config.task} evaluation problems '
-          f'is {longest} tokens ({vocabulary}){spare}; set --config.{key}='
-          f'{longest + margin} or more (or --config.check_lengths=False for a smoke run).')
-  log(f'Longest reference solution {solution_len} tokens, oracle rationale '
-      f'{rationale_len}: within their max_new_tokens.')
-  return {'solution': solution_len, 'rationale': rationale_len}
+          f'{key}: {budget} tokens, but the longest {what} is {text_len} tokens '
+          f'({vocabulary}){spare}; set {fits} (or more), or '
+          '--config.check_lengths=False for a smoke run.')
+  log('Longest texts (tokens): ' + ', '.join(f'{k} {v}' for k, v in longest.items()) +
+      '; within their budgets.')
+  return longest
 
 
 # -----------------------------------------------------------------------------

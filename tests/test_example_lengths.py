@@ -107,10 +107,26 @@ def test_quickstart_samples_and_training_runs_fit(tmp_path):
   report = data_python.length_report(pipeline.generator_config(config, vocab))
   assert report["cut"] == 0 and report["examples"] == 2000
 
+  # GenRM-CoT's training rows hold a verifier-train prompt and rationale.
+  assert longest["train_prompt"] <= config.runs.cot.data.inputs_len
+  assert (longest["train_rationale"] + pipeline.RATIONALE_MARGIN
+          <= config.runs.cot.data.seq_len - config.runs.cot.data.inputs_len)
+
+  # The earlier CoT rows (384 tokens, half of them prompt) are refused
+  # before anything trains, with overrides that fit.
+  short = quickstart.get_config()
+  short.runs.cot.data.update(seq_len=384, inputs_len=0)
+  with pytest.raises(ValueError) as e:
+    pipeline.check_generation_lengths(short, vocab, log=lambda m: None)
+  fix = e.value.args[0].split("set ")[1].split(" (or more)")[0]
+  assert fix.startswith("--config.runs.cot.data.inputs_len=192 --config.runs.cot.data.seq_len=")
+  short.runs.cot.data.update(inputs_len=192, seq_len=int(fix.rsplit("=", 1)[1]))
+  assert pipeline.check_generation_lengths(short, vocab, log=lambda m: None) == longest
+
   # A rationale budget the 5-name rationales overrun is refused, naming the key.
   config.verifiers.genrm_cot.options.max_new_tokens = longest["rationale"]
-  with pytest.raises(ValueError, match=r"--config\.verifiers\.genrm_cot\.options\."
-                                       r"max_new_tokens=\d+ or more"):
+  with pytest.raises(ValueError, match=r"set --config\.verifiers\.genrm_cot\.options\."
+                                       r"max_new_tokens=\d+ \(or more\)"):
     pipeline.check_generation_lengths(config, vocab, log=lambda m: None)
   config.sampling.max_new_tokens = longest["solution"] - 1
   with pytest.raises(ValueError, match=r"--config\.sampling\.max_new_tokens="):

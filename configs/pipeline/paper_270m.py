@@ -44,6 +44,10 @@ COT_NEW_TOKENS = {'last_letter': 320, 'word_sort': 512, 'gsm8k': 512}
 # to 141 Gemma tokens, which half of 256 would trim from the left (the run
 # stops: data_python.check_example_lengths); its solutions to 66.
 SOLVE_INPUTS_LEN = {'last_letter': 160, 'word_sort': 0, 'gsm8k': 0}
+# GenRM-CoT's prompt share of `long` (0: half): a word-sort rationale of a
+# 4-5-word train problem runs to ~380 tokens for a wrong answer (half of 768
+# is 384), its prompt (question + a solution of <= 192 sampled tokens) to ~300.
+COT_INPUTS_LEN = {'last_letter': 0, 'word_sort': 320, 'gsm8k': 0}
 
 
 def get_config(arg=None):
@@ -98,7 +102,8 @@ def get_config(arg=None):
   verifier = dict(total_steps=300, optimizer=dict(decay_steps=300))
   balance = '' if task == 'gsm8k' else 'length'
   c.runs.genrm = dict(verifier, data=dict(seq_len=short, balance_by=balance))
-  c.runs.cot = dict(verifier, data=dict(seq_len=long, balance_by=balance))
+  c.runs.cot = dict(verifier, data=dict(seq_len=long, inputs_len=COT_INPUTS_LEN[task],
+                                        balance_by=balance))
   c.runs.disc = dict(verifier, data=dict(seq_len=short, balance_by=balance))
   c.runs.dpo = dict(verifier, batch_size=16, data=dict(seq_len=short))
 
