@@ -76,20 +76,28 @@ class _Encoder:
   def __init__(self, tok, kind: str, lengths: dict[str, int]):
     self.tok, self.kind, self.lengths = tok, kind, lengths
 
-  def __call__(self, ex: dict) -> dict:
+  def untrimmed(self, ex: dict) -> dict:
+    """BOS + prompt, and each completion + EOS, at their full lengths."""
     tok = self.tok
     inputs = [ip.BOS_ID] + tok.encode(ex["inputs"])
     if self.kind == ip.DISC:
       return {"inputs": inputs, "label": int(ex["label"])}
-    if self.kind == ip.DPO:
-      return {"inputs": inputs,
-              "chosen": tok.encode(ex["chosen"]) + [tok.eos_id],
-              "rejected": tok.encode(ex["rejected"]) + [tok.eos_id]}
+    completions = ("chosen", "rejected") if self.kind == ip.DPO else ("targets",)
+    return {"inputs": inputs,
+            **{k: tok.encode(ex[k]) + [tok.eos_id] for k in completions}}
+
+  def __call__(self, ex: dict) -> dict:
+    encoded = self.untrimmed(ex)
+    if self.kind != ip.GENERATIVE:  # disc / DPO rows are cut in _to_batch
+      return encoded
+    inputs, targets = encoded["inputs"], encoded["targets"]
     limit = self.lengths["inputs"]
     if len(inputs) > limit:  # keep BOS and the end (trim_inputs_left)
       inputs = inputs[:1] + inputs[len(inputs) - (limit - 1):]
-    targets = tok.encode(ex["targets"])[:self.lengths["targets"] - 1]
-    return {"inputs": inputs, "targets": targets + [tok.eos_id]}
+    limit = self.lengths["targets"]
+    if len(targets) > limit:  # keep the EOS
+      targets = targets[:limit - 1] + targets[-1:]
+    return {"inputs": inputs, "targets": targets}
 
 
 def _example_stream(sources: list[list[dict]], rate: float, seed: int,
@@ -200,14 +208,11 @@ MAX_TRUNCATED_FRACTION = 0.01
 
 
 def _part_lengths(encoded: dict, kind: str) -> dict[str, int]:
-  """One tokenised (untrimmed) example's lengths, as its batch lays it out."""
-  prompt = 1 + len(encoded["inputs"])  # + BOS
-  if kind == ip.DISC:
-    return {"inputs": prompt}
-  if kind == ip.DPO:  # prompt + completion (+ EOS) share one row
-    return {f"inputs + {k}": prompt + len(encoded[k]) + 1
+  """One example's lengths (`_Encoder.untrimmed`), as its batch lays it out."""
+  if kind == ip.DPO:  # prompt + completion share one row
+    return {f"inputs + {k}": len(encoded["inputs"]) + len(encoded[k])
             for k in ("chosen", "rejected")}
-  return {"inputs": prompt, "targets": len(encoded["targets"]) + 1}  # + EOS
+  return {k: len(encoded[k]) for k in ("inputs", "targets") if k in encoded}
 
 
 def _part_limits(kind: str, lengths: dict[str, int]) -> dict[str, int]:
@@ -234,7 +239,7 @@ def length_report(config, split: str = "train", max_examples: int = 2000,
   _, suffix = _parse(data.task)
   kind = _kind(suffix)
   lengths = ip.feature_lengths(data, kind)
-  tok = tokenizer_lib.from_spec(data.vocabulary or "byte")
+  encoder = _Encoder(tokenizer_lib.from_spec(data.vocabulary or "byte"), kind, lengths)
   sources = task_examples(data, data.task, split)
   rng = np.random.default_rng(seed)
   per_source = max(1, max_examples // len(sources))
@@ -245,10 +250,7 @@ def length_report(config, split: str = "train", max_examples: int = 2000,
     picks = (range(len(source)) if len(source) <= per_source
              else rng.choice(len(source), per_source, replace=False))
     for i in picks:
-      ex = source[int(i)]
-      encoded = {k: tok.encode(ex[k]) for k in ("inputs", "targets", "chosen",
-                                                "rejected") if k in ex}
-      sizes = _part_lengths(encoded, kind)
+      sizes = _part_lengths(encoder.untrimmed(source[int(i)]), kind)
       for part, n in sizes.items():
         report["longest"][part] = max(report["longest"].get(part, 0), n)
       parts = [part for part, n in sizes.items() if n > limits[part]]

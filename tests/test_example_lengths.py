@@ -13,6 +13,7 @@ from genrm_jax import data_python
 from genrm_jax import input_pipeline as ip
 from genrm_jax import pipeline
 from genrm_jax import task_vocab
+from genrm_jax.models import tokenizer as tokenizer_lib
 from tasks import sources
 
 pytestmark = pytest.mark.skipif(
@@ -77,14 +78,18 @@ def test_lengths_that_fit_pass_silently():
 
 
 def test_dpo_counts_prompt_and_completion_in_one_row():
+  # pylint: disable=protected-access
   lengths = {"inputs": 10, "chosen": 6, "rejected": 6}
-  fits = {"inputs": list(range(4)), "chosen": list(range(10)), "rejected": list(range(3))}
-  sizes = data_python._part_lengths(fits, ip.DPO)  # pylint: disable=protected-access
-  limits = data_python._part_limits(ip.DPO, lengths)  # pylint: disable=protected-access
+  encoder = data_python._Encoder(tokenizer_lib.from_spec("byte"), ip.DPO, lengths)
+  # Bytes: BOS + 4 prompt tokens; 10 and 3 completion tokens + EOS each.
+  fits = {"inputs": "abcd", "chosen": "abcdefghij", "rejected": "abc"}
+  sizes = data_python._part_lengths(encoder.untrimmed(fits), ip.DPO)
+  limits = data_python._part_limits(ip.DPO, lengths)
   assert sizes == {"inputs + chosen": 16, "inputs + rejected": 9}
   assert all(sizes[k] <= limits[k] for k in sizes)
-  fits["chosen"].append(0)
-  assert data_python._part_lengths(fits, ip.DPO)["inputs + chosen"] > limits["inputs + chosen"]  # pylint: disable=protected-access
+  fits["chosen"] += "k"
+  assert (data_python._part_lengths(encoder.untrimmed(fits), ip.DPO)["inputs + chosen"]
+          > limits["inputs + chosen"])
 
 
 def test_tasks_of_ones_own_are_not_checked():
