@@ -60,16 +60,16 @@ def test_lengths_that_cut_solutions_stop_the_run_naming_the_fix():
   logged = []
   assert data_python.check_example_lengths(config, log=logged.append,
                                            max_examples=200)["cut"] == 200
-  assert len(logged) == 1 and "training goes on" in logged[0]
+  assert len(logged) == 2 and "training goes on" in logged[1]
 
 
-def test_lengths_that_fit_pass_silently():
+def test_lengths_that_fit_pass_with_only_the_epoch_count_logged():
   longest = data_python.length_report(_sft_config(seq_len=1024), max_examples=300)["longest"]
   config = _sft_config(seq_len=longest["inputs"] + longest["targets"],
                        inputs_len=longest["inputs"])
   logged = []
   report = data_python.check_example_lengths(config, log=logged.append, max_examples=300)
-  assert report["cut"] == 0 and not logged
+  assert report["cut"] == 0 and len(logged) == 1 and "training examples" in logged[0]
   # One token less for the targets: the longest is cut (a prompt too).
   config.data.seq_len -= 1
   assert data_python.length_report(config, max_examples=300)["by_part"] == {"targets": 1}
@@ -138,3 +138,41 @@ def test_quickstart_samples_and_training_runs_fit(tmp_path):
     pipeline.check_generation_lengths(config, vocab, log=lambda m: None)
   config.check_lengths = False  # smoke runs
   assert pipeline.check_generation_lengths(config, vocab, log=lambda m: None) == {}
+
+
+def test_epoch_count_follows_packing_and_notes_memorisation():
+  # Unpacked: one example a row, so steps x batch rows over the train set.
+  config = _sft_config(seq_len=1024)
+  config.data.pack = False
+  config.total_steps, config.batch_size = 100, 8
+  report = data_python.length_report(config, max_examples=300)
+  size = report["source_examples"][0]
+  assert size > 1000 and report["examples_per_row"] == 1.0
+  assert data_python.training_epochs(config, report) == [pytest.approx(800 / size)]
+
+  # Packed 4,096-byte rows hold several 600-800-byte examples: the estimate
+  # matches the segments of the rows the run would read.
+  config.data.pack, config.data.seq_len = True, 4096
+  report = data_python.length_report(config, max_examples=300)
+  rows = [row for batch in data_python.make_local_iterator(config, split="train", num_steps=8)
+          for row in batch["decoder_segment_ids"]]
+  per_row = sum(int(row.max()) for row in rows) / len(rows)
+  assert per_row > 4
+  assert report["examples_per_row"] == pytest.approx(per_row, rel=0.15)
+  assert data_python.training_epochs(config, report)[0] == pytest.approx(
+      800 * report["examples_per_row"] / size)
+
+  # A unified mixture reads its second source unified_lambda / (1 + lambda)
+  # of the time.
+  config.data.unified_lambda = 0.25
+  assert data_python.training_epochs(
+      config, {"examples_per_row": 2.0, "source_examples": [100, 50]}) == [
+          pytest.approx(1600 * 0.8 / 100), pytest.approx(1600 * 0.2 / 50)]
+  config.data.unified_lambda = 1.0
+
+  # Many passes over the examples get a note; a few do not.
+  for steps, noted in ((100, False), (20_000, True)):
+    config.total_steps, logged = steps, []
+    data_python.check_example_lengths(config, log=logged.append, max_examples=300)
+    assert (f"{size:,} training examples; {steps} steps x 8 rows" in logged[0]
+            and ("memorise" in logged[0]) == noted), logged
