@@ -11,8 +11,8 @@ Arguments: `task` (last_letter | word_sort | gsm8k), `base` (the imported
 bundle directory), `smoke` (a few steps and problems: checks the wiring).
 
 * last_letter / word_sort: the generator is fine-tuned on the default train
-  lengths (2-4 words); verifiers train on its candidates for 4-5-word train
-  problems (as many correct as incorrect per length); Best-of-N is measured on the
+  lengths (2-4 words); verifiers train on its candidates for 2,000 4-5-word
+  train problems (as many correct as incorrect per length); Best-of-N is measured on the
   out-of-distribution test split (6 words), as in the paper's
   length-generalisation setup.
 * gsm8k: the generator is fine-tuned on GSM8K train solutions; verifiers
@@ -69,7 +69,12 @@ def get_config(arg=None):
 
   c.problems = mlc.ConfigDict()
   c.problems.generator = dict(split='train')
-  c.problems.verifier_train = dict(split='train', train_lengths=(4, 5), train_size=600,
+  # Each problem gives at most one correct verifier row (its correct
+  # solution is one text, deduplicated) and balancing keeps as many
+  # incorrect: 300 steps x 32 rows would read 600 problems' rows ~8+ times,
+  # past where the quickstart's verifiers memorised theirs (`train` logs the
+  # count). 2,000 problems: ~32K samples, about a minute more of sampling.
+  c.problems.verifier_train = dict(split='train', train_lengths=(4, 5), train_size=2000,
                                    seed=1)
   c.problems.eval = dict(split='test', test_size=200)
   c.vocab = mlc.ConfigDict(dict(size=0))  # the base model's tokenizer
