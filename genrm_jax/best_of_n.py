@@ -36,7 +36,9 @@ each candidate scored by the mean of its first K rationale scores only.
 the ECE, for scores that are probabilities.
 
 `bootstrap_ci` resamples problems (the unit that varies between benchmarks)
-with replacement, the same resamples for every method so intervals are paired.
+with replacement, the same resamples for every method so intervals are paired;
+`paired_differences` gives the interval of one method's accuracy minus
+another's (each verifier vs majority voting, and each pair of verifiers).
 """
 
 from __future__ import annotations
@@ -419,7 +421,8 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
     hi [n_max])} (empty without bootstrap), 'first_sample' (accuracy, (lo,
     hi) or None), 'auroc' and 'ece' {verifier: float or None},
     'reliability' {verifier: `reliability_bins` of the pooled scores, None
-    for scores that are not probabilities}, 'vs_k' (`vs_k_curves`), and
+    for scores that are not probabilities}, 'vs_k' (`vs_k_curves`),
+    'differences' (`paired_differences` of `comparison_pairs`), and
     'per_problem' {method: float [P, n_max]}.
   """
   if not pools:
@@ -452,6 +455,8 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
     ci95 = bootstrap_ci({**per_problem, FIRST_SAMPLE: first}, num_bootstrap, seed)
     lo, hi = ci95.pop(FIRST_SAMPLE)
     first_ci = (float(lo[0]), float(hi[0]))
+  differences = paired_differences(per_problem, comparison_pairs(verifiers),
+                                   num_bootstrap, seed)
   correct_all = np.concatenate([pool.correct for pool in pools])
   auc, ece, reliability = {}, {}, {}
   for name in verifiers:
@@ -467,8 +472,38 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
       'ece': ece,
       'reliability': reliability,
       'vs_k': vs_k_curves(pools, verifiers, n_max, num_bootstrap=num_bootstrap, seed=seed),
+      'differences': differences,
       'per_problem': per_problem,
   }
+
+
+def comparison_pairs(verifiers: Sequence[str]) -> list[tuple[str, str]]:
+  """Each verifier against majority voting, then each pair of verifiers (in
+  the given order): the comparisons a Best-of-N table is read for."""
+  pairs = [(name, MAJORITY_VOTE) for name in verifiers]
+  pairs += [(a, b) for i, a in enumerate(verifiers) for b in verifiers[i + 1:]]
+  return pairs
+
+
+def paired_differences(per_problem: Mapping[str, np.ndarray],
+                       pairs: Sequence[tuple[str, str]], num_bootstrap: int,
+                       seed: int) -> dict[tuple[str, str], dict]:
+  """Best-of-n of A minus B, with a paired 95% bootstrap interval.
+
+  Two methods evaluated on the same problems share the problems' difficulty:
+  their own intervals overlap even when one is better on nearly every
+  problem. Resampling the per-problem differences (the same resamples as
+  `bootstrap_ci` with this seed) gives the interval of the difference itself.
+
+  Returns:
+    (a, b) -> {'diff': float [n_max], 'ci95': (lo, hi) or None without
+    bootstrap}.
+  """
+  diffs = {pair: per_problem[pair[0]] - per_problem[pair[1]] for pair in pairs}
+  intervals = (bootstrap_ci({f'{a} - {b}': d for (a, b), d in diffs.items()},
+                            num_bootstrap, seed) if num_bootstrap > 0 and diffs else {})
+  return {(a, b): {'diff': d.mean(axis=0), 'ci95': intervals.get(f'{a} - {b}')}
+          for (a, b), d in diffs.items()}
 
 
 def rationale_counts(pools: Sequence[Pool], verifier: str) -> Optional[tuple[int, int]]:

@@ -25,6 +25,11 @@ verifier's scores can be compared. Writes:
   any candidate (`rationales_per_candidate[verifier]` {min, max}), n = 1, 2,
   4, ..., N; `ci95_vs_k` alike; and `DIR/best_of_n_vs_k.png` (per verifier:
   accuracy vs n with one line per K, and accuracy vs K at n = N).
+* `differences["A - B"][str(n)]` = {diff, ci95}: Best-of-n of A minus B
+  for each verifier against `majority_vote` and each pair of verifiers, with
+  a paired interval (the per-problem differences resampled: two methods'
+  own intervals overlap when they share hard problems, even if one wins on
+  nearly all of them); the table is followed by these at n = N.
 * Calibration: `reliability[verifier]` {num_bins, edges, count, mean_score,
   accuracy (null in empty bins), ece} over 10 equal-width bins of the pooled
   scores, and `DIR/reliability.png` (the diagonal, ECE in the legend), for
@@ -265,6 +270,7 @@ def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: 
       'auroc': stats['auroc'],
       'ece': stats['ece'],
       **_vs_k_json(stats['vs_k'], n_max),
+      'differences': _differences_json(stats['differences']),
       **_reliability_json(stats['reliability']),
       'verifiers': list(verifiers),
       'methods': methods,
@@ -272,6 +278,32 @@ def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: 
       'args': args,
   }
   return results
+
+
+def _differences_json(differences: dict) -> dict:
+  """`differences["A - B"][str(n)]` = {'diff', 'ci95': [lo, hi] or None}."""
+  out = {}
+  for (a, b), value in differences.items():
+    lo, hi = value['ci95'] if value['ci95'] is not None else (None, None)
+    out[f'{a} - {b}'] = _by_n(
+        {'diff': float(d), 'ci95': None if lo is None else [float(lo[i]), float(hi[i])]}
+        for i, d in enumerate(value['diff']))
+  return out
+
+
+def format_differences(results: dict) -> str:
+  """One line per comparison at n = N: the difference in points, its paired
+  95% interval, and '*' where the interval excludes 0."""
+  n = str(results['n_max'])
+  lines = []
+  for pair, by_n in results['differences'].items():
+    value = by_n[n]
+    line = f'  {pair}: {value["diff"] * 100:+.1f}'
+    if value['ci95'] is not None:
+      lo, hi = value['ci95']
+      line += f' [{lo * 100:+.1f}, {hi * 100:+.1f}]' + (' *' if lo > 0 or hi < 0 else '')
+    lines.append(line)
+  return '\n'.join(lines)
 
 
 def _vs_k_json(vs_k: dict, n_max: int) -> dict:
@@ -545,6 +577,9 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
           f'({smallest}-{max(sizes)} per problem), n = 1..{n_max}; accuracy %' +
           (f' [95% CI, {num_bootstrap} bootstrap resamples]:' if num_bootstrap else ':'))
     print(format_table(results))
+    if results['differences']:
+      print(f'Differences at n = {n_max}, points [paired 95% CI; * = excludes 0]:')
+      print(format_differences(results))
     for name, curves in results['curves_vs_k'].items():
       print(f'{name} Best-of-{n_max} vs K rationales: ' + ', '.join(
           f'K={k} {curve[str(n_max)] * 100:.1f}' for k, curve in curves.items()))

@@ -196,6 +196,30 @@ def test_bootstrap_ci_paired_and_seeded():
   np.testing.assert_array_equal(again['a'][0], lo)
 
 
+def test_paired_difference_sees_what_overlapping_intervals_hide():
+  # 60 problems of very different difficulty; B wins by 0.05 on every one
+  # of them: the two methods' own intervals overlap, their difference's
+  # interval is the constant itself.
+  rng = np.random.default_rng(0)
+  base = rng.random((60, 2))
+  per_problem = {'a': base, 'b': base + 0.05, 'c': base + rng.normal(0, 0.2, (60, 2))}
+  ci = best_of_n.bootstrap_ci(per_problem, 500, seed=3)
+  assert ci['b'][0][1] < ci['a'][1][1]  # overlap
+  diffs = best_of_n.paired_differences(per_problem, [('b', 'a'), ('c', 'a')], 500, seed=3)
+  np.testing.assert_allclose(diffs[('b', 'a')]['diff'], 0.05)
+  np.testing.assert_allclose(diffs[('b', 'a')]['ci95'], [[0.05, 0.05], [0.05, 0.05]])
+  # Noise around the same level: an interval that straddles 0, and exactly
+  # the bootstrap of the per-problem differences with the same seed.
+  lo, hi = diffs[('c', 'a')]['ci95']
+  assert np.all(lo < 0) and np.all(hi > 0)
+  want = best_of_n.bootstrap_ci({'d': per_problem['c'] - base}, 500, seed=3)['d']
+  np.testing.assert_array_equal(lo, want[0])
+  assert best_of_n.paired_differences(per_problem, [('b', 'a')], 0, 3)[('b', 'a')]['ci95'] is None
+  assert best_of_n.comparison_pairs(['x', 'y', 'z']) == [
+      ('x', 'majority_vote'), ('y', 'majority_vote'), ('z', 'majority_vote'),
+      ('x', 'y'), ('x', 'z'), ('y', 'z')]
+
+
 # -----------------------------------------------------------------------------
 # Golden values on a hand-made pool: 3 problems x 4 candidates.
 # -----------------------------------------------------------------------------
@@ -232,6 +256,10 @@ def test_golden_values():
     lo, hi = stats['ci95'][method]
     assert np.all(lo <= stats['curves'][method] + 1e-12)
     assert np.all(stats['curves'][method] <= hi + 1e-12)
+  assert list(stats['differences']) == [('v', 'majority_vote')]
+  np.testing.assert_allclose(stats['differences'][('v', 'majority_vote')]['diff'],
+                             [float(v - m) for v, m in zip(_GOLDEN['v'], _GOLDEN['majority_vote'])],
+                             atol=1e-12)
 
 
 # -----------------------------------------------------------------------------
@@ -304,6 +332,18 @@ def test_cli_end_to_end(tmp_path):
   assert 'not probabilities' in results['reliability_skipped']['disc']
   assert (out / 'curves.csv').read_text().startswith('method,n,accuracy,ci95_lo,ci95_hi')
   assert 'majority_vote' in proc.stdout and 'n=8' in proc.stdout
+  # Paired differences: each verifier vs majority voting, then the pair.
+  assert list(results['differences']) == [
+      'genrm_cot - majority_vote', 'disc - majority_vote', 'genrm_cot - disc']
+  for pair, by_n in results['differences'].items():
+    a, b = pair.split(' - ')
+    assert list(by_n) == [str(n) for n in range(1, 9)]
+    for n, value in by_n.items():
+      assert value['diff'] == pytest.approx(results['curves'][a][n] - results['curves'][b][n])
+      assert value['ci95'][0] <= value['diff'] <= value['ci95'][1]
+    d = by_n['8']
+    assert (f"  {pair}: {d['diff'] * 100:+.1f} [{d['ci95'][0] * 100:+.1f}, "
+            f"{d['ci95'][1] * 100:+.1f}]") in proc.stdout
   # Files alone: neither JAX nor TensorFlow comes with the evaluator.
   probe = subprocess.run(
       [sys.executable, '-c', 'import sys, genrm_jax.evaluate; '
@@ -388,6 +428,8 @@ def test_no_bootstrap_and_single_n(tmp_path):
   assert list(results['curves']['disc']) == ['1']
   assert (tmp_path / 'out' / 'best_of_n.png').stat().st_size > 1000
   assert 'n=1' in evaluate.format_table(results)
+  assert results['differences']['disc - majority_vote']['1']['ci95'] is None
+  assert ' [' not in evaluate.format_differences(results)
 
 
 # -----------------------------------------------------------------------------
