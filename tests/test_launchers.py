@@ -10,6 +10,7 @@ import pathlib
 import shlex
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -359,3 +360,71 @@ def test_paper_270m_rejects_unknown_task(bare_path):
                          "--dry_run"], cwd=REPO, env={"PATH": bare_path},
                         capture_output=True, text=True)
   assert proc.returncode != 0 and "expected last_letter" in proc.stderr
+
+
+# --- offline bundle (a GPU machine without network) ------------------------------
+
+
+def _offline(*args, env):
+  return subprocess.run(["bash", str(LAUNCH / "offline_bundle.sh"), *args], cwd=REPO,
+                        env={**os.environ, **env}, capture_output=True, text=True,
+                        timeout=120, check=False)
+
+
+def test_offline_bundle_packs_under_the_limit_and_runs_there(tmp_path):
+  """`pack` spreads the wheels and the task's data over folders that each fit
+  a transfer beside the tree; `run` refuses a missing one, then links the
+  data into one GENRM_DATA_DIR and runs the command with it and the site."""
+  from tasks import sources  # pylint: disable=g-import-not-at-top
+  data_root = sources.resolve_data_dir(None)
+  if not os.path.isdir(os.path.join(data_root, "last_letters")):
+    pytest.skip("needs GENRM_DATA_DIR")
+  wheels = tmp_path / "wheelhouse"
+  wheels.mkdir()
+  sizes = {f"weights_part{k}-1.0.0-py3-none-any.whl": 3 << 20 for k in range(1, 5)}
+  sizes.update({"gguf-0.19.0-py3-none-any.whl": 100_000,
+                "ml_collections-1.1.0-py3-none-any.whl": 70_000})
+  for name, size in sizes.items():
+    (wheels / name).write_bytes(os.urandom(size))
+  dev = tmp_path / "dev"
+  env = {"GENRM_OFFLINE_WHEELS": str(wheels), "GENRM_DATA_DIR": data_root}
+  proc = _offline("pack", "--task=last_letter", f"--dir={dev}", "--limit_mib=8", env=env)
+  assert proc.returncode == 0, proc.stderr
+  transfers = (dev / "transfers").read_text().split()
+  assert transfers == [f"t{k}" for k in range(1, len(transfers) + 1)]
+  assert len(transfers) >= 4  # four 3 MiB parts, at most one per 8 MiB transfer
+  tree = int(subprocess.run(
+      "git ls-files -co --exclude-standard -z | xargs -0 -r du -cb | tail -1 | cut -f1",
+      shell=True, cwd=REPO, capture_output=True, text=True, check=True).stdout)
+  packed = {}
+  for t in transfers:
+    files = [p for p in (dev / t).rglob("*") if p.is_file()]
+    assert tree + sum(p.stat().st_size for p in files) <= (8 - 2) << 20, t
+    packed.update({str(p.relative_to(dev / t)): p.stat().st_size for p in files})
+    assert f"carry {dev}/{t}" in proc.stdout
+  data_files = {str(p.relative_to(data_root)): p.stat().st_size
+                for p in pathlib.Path(data_root, "last_letters").rglob("*") if p.is_file()}
+  assert packed == {**{f"wheels/{n}": s for n, s in sizes.items()},
+                    **{f"data/{n}": s for n, s in data_files.items()}}
+  assert "--task=last_letter --python=python3" in proc.stdout
+
+  # There: a transfer that did not arrive is named.
+  site = tmp_path / "site"
+  site.mkdir()
+  (site / ".genrm_installed").touch()  # the fake wheels are not installable
+  shutil.move(dev / "t2", tmp_path / "t2")
+  env = {"GENRM_OFFLINE_SITE": str(site)}
+  script = ("import os, json, sys; from tasks import sources; "
+            "print(os.environ['GENRM_DATA_DIR']); print(sys.path[1]); "
+            "print(len(sources.get_problems('last_letter', 'test')))")
+  proc = _offline("run", f"--dir={dev}", "--", sys.executable, "-c", script, env=env)
+  assert proc.returncode != 0 and f"{dev}/t2" in proc.stderr
+  shutil.move(tmp_path / "t2", dev / "t2")
+  proc = _offline("run", f"--dir={dev}", "--", sys.executable, "-c", script, env=env)
+  assert proc.returncode == 0, proc.stderr
+  data_dir, first_path, problems = proc.stdout.split()
+  assert data_dir == str(dev / "data") and first_path == str(site)
+  assert int(problems) > 0
+  linked = {str(p.relative_to(data_dir)) for p in pathlib.Path(data_dir).rglob("*")
+            if p.is_symlink()}
+  assert linked == set(data_files)
