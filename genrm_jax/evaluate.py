@@ -301,7 +301,10 @@ def format_differences(results: dict) -> str:
     line = f'  {pair}: {value["diff"] * 100:+.1f}'
     if value['ci95'] is not None:
       lo, hi = value['ci95']
-      line += f' [{lo * 100:+.1f}, {hi * 100:+.1f}]' + (' *' if lo > 0 or hi < 0 else '')
+      # (At n = 1 every verifier's Best-of-1 is the pool's mean accuracy: the
+      # difference is 0 up to rounding, which must not read as significant.)
+      line += f' [{lo * 100:+.1f}, {hi * 100:+.1f}]' + (
+          ' *' if lo > 1e-9 or hi < -1e-9 else '')
     lines.append(line)
   return '\n'.join(lines)
 

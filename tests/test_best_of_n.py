@@ -430,6 +430,13 @@ def test_no_bootstrap_and_single_n(tmp_path):
   assert 'n=1' in evaluate.format_table(results)
   assert results['differences']['disc - majority_vote']['1']['ci95'] is None
   assert ' [' not in evaluate.format_differences(results)
+  # At n = 1 two verifiers differ only by rounding: never marked significant;
+  # a real difference is.
+  fake = {'n_max': 1, 'differences': {
+      'a - b': {'1': {'diff': 1e-16, 'ci95': [1e-17, 2e-16]}},
+      'c - b': {'1': {'diff': 0.05, 'ci95': [0.01, 0.09]}}}}
+  assert evaluate.format_differences(fake).splitlines() == [
+      '  a - b: +0.0 [+0.0, +0.0]', '  c - b: +5.0 [+1.0, +9.0] *']
 
 
 # -----------------------------------------------------------------------------
