@@ -64,6 +64,10 @@ pack() {
   local data_root="${GENRM_DATA_DIR:-$repo/../shared/data}"
   local stage="$dir/.stage" py="${PYTHON:-python3}" d
   [ -d "$data_root" ] || die "no data at $data_root: set GENRM_DATA_DIR"
+  # DIR is emptied first: never the repo, nor a folder holding it.
+  case "$repo/" in
+    "$(realpath -m "$dir")"/*) die "--dir=$dir holds the repo; pack into a folder of its own" ;;
+  esac
   rm -rf "$dir" && mkdir -p "$stage/wheels" "$stage/data"
   if [ -n "${GENRM_OFFLINE_WHEELS:-}" ]; then  # a wheelhouse of one's own
     cp "$GENRM_OFFLINE_WHEELS"/*.whl "$stage/wheels/"
@@ -80,8 +84,9 @@ pack() {
       grep -qxF "$rel" .git/info/exclude 2>/dev/null || echo "$rel" >> .git/info/exclude ;;
   esac
   local tree_bytes
-  tree_bytes=$(git ls-files -co --exclude-standard -z | xargs -0 -r du -cb 2>/dev/null \
-               | tail -1 | cut -f1)
+  # Summed over every file (xargs may split the list over several `stat`s).
+  tree_bytes=$(git ls-files -co --exclude-standard -z | xargs -0 -r stat -c %s 2>/dev/null \
+               | awk '{s += $1} END {print s + 0}')
   # First-fit decreasing over the files, each folder under the limit less
   # the tree and 2 MiB of slack.
   "$py" - "$stage" "$dir" "$(( limit_mib * 1048576 - tree_bytes - 2097152 ))" <<'EOF'

@@ -393,9 +393,10 @@ def test_offline_bundle_packs_under_the_limit_and_runs_there(tmp_path):
   transfers = (dev / "transfers").read_text().split()
   assert transfers == [f"t{k}" for k in range(1, len(transfers) + 1)]
   assert len(transfers) >= 4  # four 3 MiB parts, at most one per 8 MiB transfer
-  tree = int(subprocess.run(
-      "git ls-files -co --exclude-standard -z | xargs -0 -r du -cb | tail -1 | cut -f1",
-      shell=True, cwd=REPO, capture_output=True, text=True, check=True).stdout)
+  listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                          capture_output=True, text=True, check=True).stdout
+  tree = sum(os.path.getsize(REPO / f) for f in listed.split("\0") if (REPO / f).is_file())
+  assert tree > 500_000
   packed = {}
   for t in transfers:
     files = [p for p in (dev / t).rglob("*") if p.is_file()]
@@ -407,6 +408,10 @@ def test_offline_bundle_packs_under_the_limit_and_runs_there(tmp_path):
   assert packed == {**{f"wheels/{n}": s for n, s in sizes.items()},
                     **{f"data/{n}": s for n, s in data_files.items()}}
   assert "--task=last_letter --python=python3" in proc.stdout
+  # A --dir holding the repo is refused before anything is deleted.
+  proc = _offline("pack", f"--dir={REPO.parent}", env=env)
+  assert proc.returncode != 0 and "holds the repo" in proc.stderr
+  assert (REPO / "launch" / "offline_bundle.sh").is_file()
 
   # There: a transfer that did not arrive is named.
   site = tmp_path / "site"
