@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: the GenRM paper's pipeline on
 # last-letter concatenation with tiny models on the CPU (about 15-18 minutes
-# on 2 cores): generator SFT -> 16 candidates per problem -> GenRM-CoT, GenRM and
-# discriminative verifiers -> Best-of-N table. Sets up .venv first.
+# on 2 cores): generator SFT -> 16 candidates per problem -> GenRM-CoT, GenRM,
+# discriminative and DPO verifiers -> Best-of-N table. Sets up .venv first.
 #
 #   bash launch/quickstart.sh [--workdir=DIR] [--config.runs.solve.total_steps=N ...]
 #

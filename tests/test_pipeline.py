@@ -53,16 +53,17 @@ def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
                 '5/5 Best-of-N'):
     assert stage in out
   # The table (every verifier, majority vote, pass@n) and where the files are.
-  for method in ('genrm_cot', 'genrm', 'disc', 'majority_vote', 'pass_at_n'):
+  for method in ('genrm_cot', 'genrm', 'disc', 'dpo', 'majority_vote', 'pass_at_n'):
     assert method in out, method
   assert 'best_of_n.png' in out and 'results.json' in out
   results = json.load(open(os.path.join(workdir, 'eval', 'results.json')))
-  assert set(results['methods']) >= {'genrm_cot', 'genrm', 'disc', 'majority_vote'}
+  assert set(results['methods']) >= {'genrm_cot', 'genrm', 'disc', 'dpo', 'majority_vote'}
   assert results['n_max'] == 4 and results['n_problems'] == 4
   for name in ('best_of_n.png', 'curves.csv', 'scores/genrm_cot.jsonl'):
     assert os.path.exists(os.path.join(workdir, 'eval', name)), name
   assert os.path.exists(os.path.join(workdir, 'vocab', 'tokenizer.model'))
-  for run in ('generator', 'verifiers/genrm', 'verifiers/genrm_cot', 'verifiers/disc'):
+  for run in ('generator', 'verifiers/genrm', 'verifiers/genrm_cot', 'verifiers/disc',
+              'verifiers/dpo'):
     assert os.path.exists(os.path.join(workdir, run, 'export', 'model.json')), run
   # CoT rows: K = 2 rationales per candidate.
   assert sum(1 for _ in open(os.path.join(workdir, 'eval', 'scores', 'genrm_cot.jsonl'))) == 4 * 4 * 2
@@ -71,7 +72,7 @@ def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
 
   # Rerun: nothing is trained, sampled or scored again; the same results.
   again = _run(workdir)
-  assert again.count('exists.') == 5  # vocabulary, generator, 3 verifiers
+  assert again.count('exists.') == 6  # vocabulary, generator, 4 verifiers
   assert '0 to sample' in again and 'all 32 rows already in' in again
   rerun = json.load(open(os.path.join(workdir, 'eval', 'results.json')))
   assert rerun['curves'] == results['curves']
