@@ -83,6 +83,24 @@ def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
         seconds + both['timings_s'][stage], abs=0.11), stage
 
 
+def test_quickstart_unified_adds_the_papers_unified_verifier():
+  """`:unified` adds GenRM-CoT trained on the verification + solution-SFT
+  mixture, with the CoT run's settings; the default leaves it out."""
+  assert 'genrm_cot_unified' not in quickstart.get_config().verifiers
+  config = quickstart.get_config('unified')
+  v = config.verifiers.genrm_cot_unified
+  assert (v.method, v.kind) == ('unified', 'genrm_cot')
+  assert v.options == config.verifiers.genrm_cot.options
+  unified, cot = (pipeline.train_config(config, m, vocabulary='byte', init_from='/g/params')
+                  for m in ('unified', 'cot'))
+  assert unified.data.task == 'last_letter_genrm_cot_unified'
+  assert unified.data.unified_lambda == 1.0
+  for key in ('total_steps', 'batch_size', 'lr', 'data.seq_len', 'data.inputs_len',
+              'data.balance_by'):
+    get = lambda c, k=key: c.data[k[5:]] if k.startswith('data.') else c[k]
+    assert get(unified) == get(cot), key
+
+
 def test_paper_270m_configs_build_every_run():
   from configs.pipeline import paper_270m  # pylint: disable=g-import-not-at-top
   for task in paper_270m.TASKS:

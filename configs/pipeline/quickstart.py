@@ -41,8 +41,10 @@ except ImportError:  # run from outside the repository root
 
 
 def get_config(arg=None):
-  """`:smoke` shrinks every stage to seconds (tests; checks the wiring only)."""
-  args = common.parse_arg(arg, smoke=False)
+  """`:smoke` shrinks every stage to seconds (tests; checks the wiring only);
+  `:unified` adds the paper's unified GenRM-CoT (`genrm_cot_unified`:
+  verification + lambda x solution SFT on the correct candidates)."""
+  args = common.parse_arg(arg, smoke=False, unified=False)
   c = mlc.ConfigDict()
   c.task = 'last_letter'
   c.seed = 0
@@ -98,6 +100,9 @@ def get_config(arg=None):
                     optimizer=dict(decay_steps=600, warmup_steps=50),
                     data=dict(seq_len=480, inputs_len=144, balance_by='length'))
   c.runs.disc = dict(verifier, data=dict(seq_len=192, balance_by='length'))
+  # Unified GenRM-CoT: the CoT run's settings; half of its rows are solution
+  # SFT on the correct candidates (lambda = 1).
+  c.runs.unified = dict(c.runs.cot, data=dict(c.runs.cot.data, unified_lambda=1.0))
   # DPO pairs a problem's correct and incorrect solutions (at most one pair
   # a problem: its correct solution is one text), ~550 pairs; a row is the
   # prompt (<= 48 tokens) and one sampled solution (<= 96).
@@ -118,6 +123,9 @@ def get_config(arg=None):
   # reference being the generator it started from.
   c.verifiers.dpo = dict(method='dpo', kind='dpo', options=dict(batch_size=256, beta=0.1))
 
+  if args.unified:
+    c.verifiers.genrm_cot_unified = dict(c.verifiers.genrm_cot, method='unified')
+
   c.eval = mlc.ConfigDict(dict(n_max=16, bootstrap=1000))
 
   if args.smoke:
@@ -131,7 +139,7 @@ def get_config(arg=None):
     c.train.checkpoint_every = 5
     c.train.log_every = 5
     c.runs.solve.total_steps = 10
-    for method in ('genrm', 'cot', 'disc', 'dpo'):
+    for method in ('genrm', 'cot', 'unified', 'disc', 'dpo'):
       c.runs[method].total_steps = 4
       c.runs[method].batch_size = 4
     c.sampling.num_samples = 4
