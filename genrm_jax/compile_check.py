@@ -332,6 +332,12 @@ def _register_cuda_plugin() -> None:
   """Registers the CUDA plugin with jax now, if jax did not find it at start
   (it lives in `gpu_aot_dir()`). Compile-only: no CUDA version check."""
   from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  # jax's own plugin discovery first (once a process): run after `side` is on
+  # sys.path, it would find the plugin initialised below and initialise it
+  # again, logging an ALREADY_EXISTS traceback.
+  discover = getattr(xla_bridge, "_discover_and_register_pjrt_plugins", None)
+  if discover is not None:
+    discover()
   if "cuda" in xla_bridge._topology_factories:  # pylint: disable=protected-access
     return
   side = gpu_aot_dir()
