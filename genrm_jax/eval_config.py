@@ -71,6 +71,27 @@ def verifier_specs(config):
   return specs
 
 
+def require_checkpoints(specs) -> None:
+  """Fails before anything is scored when a verifier's checkpoint (or a DPO
+  verifier's reference) is missing, naming every missing one: scoring the
+  others first would take an hour and then stop at the missing one."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  from genrm_jax import paths  # pylint: disable=g-import-not-at-top
+  missing = []
+  for spec in specs:
+    wanted = [('checkpoint', spec.checkpoint)]
+    if spec.kind == 'dpo':
+      wanted.append(('reference_checkpoint', spec.options['reference_checkpoint']))
+    missing += [f'{spec.name}: {what} {path}' for what, path in wanted
+                if not epath.Path(paths.absolute(path)).exists()]
+  if missing:
+    raise FileNotFoundError(
+        'No checkpoint directory for ' + '; '.join(missing) + '. Train those verifiers '
+        'first (python -m genrm_jax.train ... --workdir=W exports W/export), point the '
+        "config at the right directories, or leave them out (configs/eval/<task>.py: "
+        "':root=RUNS,only=NAME+NAME').")
+
+
 def released_candidates(which: str, data_dir: Optional[str] = None):
   """The paper's released GSM8K direct-verification solutions as candidates."""
   from genrm_jax import verification_data as vd  # pylint: disable=g-import-not-at-top
@@ -111,6 +132,7 @@ def run_scorers(config, candidates_path: str, out_dir: str,
   """Scores with every verifier of the config into OUT/scores/<name>.jsonl."""
   from genrm_jax import verifiers  # pylint: disable=g-import-not-at-top
   specs = verifier_specs(config)
+  require_checkpoints(specs)
   cands = candidates_lib.read_candidates(candidates_path)
   paths = []
   for spec in specs:

@@ -251,6 +251,23 @@ def test_eval_configs_load():
                          for s in specs)
 
 
+def test_missing_checkpoints_are_named_before_anything_is_scored(bundles, tmp_path):
+  """A config whose later verifiers were never trained fails at once, naming
+  every missing directory, and writes no scores for the ones that exist."""
+  config = eval_config.load("configs/eval/last_letter.py:root=" + str(tmp_path / "runs"))
+  assert {"genrm", "dpo"} <= {v["name"] for v in config.verifiers}
+  config.verifiers[0]["checkpoint"] = bundles[0]  # one trained, the rest not
+  out = str(tmp_path / "eval")
+  with pytest.raises(FileNotFoundError) as e:
+    eval_config.run_scorers(config, str(tmp_path / "never_read.jsonl"), out)
+  message = str(e.value)
+  for spec in eval_config.verifier_specs(config)[1:]:
+    assert f"{spec.name}: checkpoint {spec.checkpoint}" in message
+  assert "reference_checkpoint" in message and "only=" in message
+  assert config.verifiers[0]["name"] + ":" not in message.split("Train")[0]
+  assert not os.path.exists(os.path.join(out, "scores"))
+
+
 def test_breakdown_per_level_and_subject(tmp_path):
   cands, scores = [], []
   for p, (level, subject) in enumerate([(1, "Algebra"), (1, "Geometry"), (5, "Algebra")]):
