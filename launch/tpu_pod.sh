@@ -49,8 +49,8 @@ Options:
   --name=N              TPU VM / queued-resource name (default genrm-TYPE)
   --queued              create through `queued-resources` (waits until ACTIVE)
   --spot                spot capacity (preemptible; the trainer resumes)
-  --config=FILE[:ARGS]  experiment config, relative to the repo (required)
-  --workdir=gs://B/D    checkpoints and metrics, shared by all hosts (required)
+  --config=FILE[:ARGS]  experiment config, relative to the repo (required to train)
+  --workdir=gs://B/D    checkpoints and metrics, shared by all hosts (required to train)
   --code=copy|git       copy this checkout (tracked + untracked-not-ignored
                         files) with scp, or git-clone --repo at --ref (default copy)
   --repo=URL --ref=R    for --code=git (default ref: main)
@@ -105,14 +105,6 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$zone" ] || die "--zone is required"
-[ -n "$config" ] || die "--config=configs/<experiment>.py is required"
-[ -n "$workdir" ] || die "--workdir=gs://BUCKET/DIR is required"
-case "$workdir" in
-  gs://*) ;;
-  *) echo "warning: --workdir=$workdir is not on gs://; every host must see" \
-          "the same directory for checkpoints" >&2 ;;
-esac
-[ -f "$repo/${config%%:*}" ] || die "config ${config%%:*} not found under $repo"
 case "$code" in copy|git) ;; *) die "--code=copy|git" ;; esac
 [ "$code" = copy ] || [ -n "$git_repo" ] || die "--code=git needs --repo=URL"
 case "$teardown" in none|stop|delete) ;; *) die "--teardown=none|stop|delete" ;; esac
@@ -130,6 +122,19 @@ for s in ${steps//,/ }; do
   esac
 done
 has_step() { [[ ",$steps," == *",$1,"* ]]; }
+
+# Only the train step reads the config and the workdir (--steps=teardown alone
+# cleans up without them).
+if has_step train; then
+  [ -n "$config" ] || die "--config=configs/<experiment>.py is required"
+  [ -n "$workdir" ] || die "--workdir=gs://BUCKET/DIR is required"
+  case "$workdir" in
+    gs://*) ;;
+    *) echo "warning: --workdir=$workdir is not on gs://; every host must see" \
+            "the same directory for checkpoints" >&2 ;;
+  esac
+  [ -f "$repo/${config%%:*}" ] || die "config ${config%%:*} not found under $repo"
+fi
 
 if has_step create; then
   [ -n "$accelerator" ] || die "--accelerator (e.g. v5p-32) is required to create the slice"

@@ -151,6 +151,15 @@ def test_tpu_pod_only_train_step(bare_path):
   assert len(cmds) == 1 and "ssh" in cmds[0] and "pod" in cmds[0]
 
 
+def test_tpu_pod_teardown_alone_needs_no_config(bare_path):
+  """`--steps=teardown` cleans up a slice without --config and --workdir
+  (launch/README.md's clean-up command)."""
+  lines, _ = dry_run("tpu_pod.sh", "--dry_run", "--project=p", "--zone=z", "--name=pod",
+                     "--steps=teardown", "--teardown=delete", bare_path=bare_path)
+  cmds = commands(lines)
+  assert len(cmds) == 1 and cmds[0][3:6] == ["tpu-vm", "delete", "pod"], cmds
+
+
 def test_tpu_pod_rejects_bad_flags(bare_path):
   env = {"PATH": bare_path, "HOME": "/tmp"}
   for args in (["--zone=z", "--workdir=gs://b/d"],  # no config
