@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 # H100 SXM dense bf16 peak (the DESIGN.md MFU reference).
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -173,6 +174,21 @@ def record(out_path: str, entry: dict[str, Any]) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
   with open(out_path, "a") as f:
     f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+# What each peer implementation imports: where one is missing (torch on a
+# CPU machine), its row says so instead of a worker's traceback.
+PEER_PACKAGES = {"hf": ("torch", "transformers"), "official": ("gemma",)}
+
+
+def not_installed(impl: str) -> Optional[dict]:
+  """An error record naming the missing packages of `impl`, or None."""
+  missing = [p for p in PEER_PACKAGES.get(impl, ())
+             if importlib.util.find_spec(p) is None]
+  if not missing:
+    return None
+  return {"error": f"skipped: {', '.join(missing)} not installed "
+                   f"(pip install {' '.join(missing)})"}
 
 
 def run_subprocess(args: list[str], timeout: float, env=None) -> dict:

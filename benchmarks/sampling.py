@@ -190,7 +190,7 @@ def main() -> None:
   rows = []
   for batch in batches:
     for impl in args.impls.split(","):
-      row = common.run_subprocess(
+      row = common.not_installed(impl) or common.run_subprocess(
           ["-m", "benchmarks.sampling", f"--worker={impl}",
            f"--batches={batch}", f"--preset={args.preset}",
            f"--dtype={args.dtype}", f"--profile_dir={args.profile_dir}"

@@ -257,7 +257,7 @@ def main() -> None:
              f"--loss_chunk={chunk}", f"--attention={attention or 'einsum'}",
              f"--profile_dir={args.profile_dir}", f"--scan_unroll={unroll}"
              ] + (["--tiny"] if args.tiny else [])
-      row = common.run_subprocess(cmd, args.timeout)
+      row = common.not_installed(impl) or common.run_subprocess(cmd, args.timeout)
       row.setdefault("impl", impl)
       row.setdefault("benchmark", "train_step")
       if impl == "ours":

@@ -304,3 +304,14 @@ def test_trace_summary_ranks_self_time_and_busy_span(tmp_path):
   assert "gemm" in trace_summary.format_summary(summary)
   with pytest.raises(FileNotFoundError, match="create_perfetto_trace=True"):
     trace_summary.summarize(str(tmp_path / "plugins" / "none"))
+
+
+def test_a_peer_without_its_packages_is_a_one_line_row(monkeypatch):
+  """Where torch (or gemma) is not installed, the peer's row names what to
+  install instead of carrying a worker's ModuleNotFoundError traceback."""
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  assert common.not_installed("ours") is None
+  monkeypatch.setitem(common.PEER_PACKAGES, "hf", ("sys", "no_such_package_xyz"))
+  row = common.not_installed("hf")
+  assert row == {"error": "skipped: no_such_package_xyz not installed "
+                          "(pip install no_such_package_xyz)"}
