@@ -1,5 +1,5 @@
 r"""The quickstart: the paper's pipeline on last-letter concatenation, tiny
-models, CPU, about 15-18 minutes on 2 cores (`bash launch/quickstart.sh`).
+models, CPU, about 14-18 minutes on 2 cores (`bash launch/quickstart.sh`).
 
   python -m genrm_jax.pipeline --config=configs/pipeline/quickstart.py \
       --workdir=runs/quickstart
