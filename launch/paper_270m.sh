@@ -22,6 +22,8 @@
 #                          runs/paper_270m_smoke_TASK with --smoke)
 #   --results=DIR          default results/paper_270m/TASK
 #                          (results/paper_270m_smoke/TASK with --smoke)
+#   --unified              also the paper's unified GenRM-CoT (the config's
+#                          `unified` option: one more CoT-sized run)
 #   --smoke                the config's `smoke` option: a few steps, problems
 #                          and samples, to check the wiring end to end (runs
 #                          on CPU with JAX_PLATFORMS=cpu); its numbers mean
@@ -33,7 +35,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/launch/_common.sh"
 
-task=last_letter base=runs/gemma3_270m workdir="" results="" python="" smoke="" extra=()
+task=last_letter base=runs/gemma3_270m workdir="" results="" python="" smoke="" unified="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --task=*) task="${1#*=}" ;;
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
     --python=*) python="${1#*=}" ;;
     --dry_run) DRY_RUN=1 ;;
     --smoke) smoke=1 ;;
+    --unified) unified=1 ;;
     --config.*) extra+=("$1") ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown flag $1 (see --help)" ;;
@@ -77,7 +80,7 @@ fi
 
 # --- 3. the pipeline -----------------------------------------------------------
 run "$python" -m genrm_jax.pipeline \
-  --config="configs/pipeline/paper_270m.py:task=$task,base=$base${smoke:+,smoke}" \
+  --config="configs/pipeline/paper_270m.py:task=$task,base=$base${smoke:+,smoke}${unified:+,unified}" \
   --workdir="$workdir" "${extra[@]+"${extra[@]}"}"
 
 # --- 4. results to commit ------------------------------------------------------

@@ -128,6 +128,20 @@ def test_paper_270m_configs_build_every_run():
                                 init_from='')
       assert c.total_steps == (30 if method == 'solve' and task != 'gsm8k' else 2)
       assert c.batch_size <= 4
+  # `unified`: the paper's unified GenRM-CoT beside the others, built like
+  # the CoT run; with `smoke`, its scoring shrinks like GenRM-CoT's.
+  for task in paper_270m.TASKS:
+    for arg in ('', ',smoke'):
+      config = paper_270m.get_config(f'task={task},base=/w/gemma3_270m,unified{arg}')
+      v = config.verifiers.genrm_cot_unified
+      assert (v.method, v.kind) == ('unified', 'genrm_cot')
+      assert v.options == config.verifiers.genrm_cot.options
+      c = pipeline.train_config(config, 'unified', vocabulary='/w/gemma3_270m/tokenizer.model',
+                                init_from='/w/run/generator/export/params')
+      cot = pipeline.train_config(config, 'cot', vocabulary='/w/gemma3_270m/tokenizer.model',
+                                  init_from='/w/run/generator/export/params')
+      assert c.data.task == f'{task}_genrm_cot_unified' and c.data.unified_lambda == 1.0
+      assert (c.total_steps, c.data.seq_len) == (cot.total_steps, cot.data.seq_len)
   # An unknown key in a run's overrides names the known ones.
   config = quickstart.get_config()
   config.runs.genrm.unlock()

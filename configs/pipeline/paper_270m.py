@@ -8,7 +8,10 @@ for an algorithmic task (`bash launch/paper_270m.sh --task=last_letter`).
       --workdir=runs/paper_270m_last_letter
 
 Arguments: `task` (last_letter | word_sort | gsm8k), `base` (the imported
-bundle directory), `smoke` (a few steps and problems: checks the wiring).
+bundle directory), `smoke` (a few steps and problems: checks the wiring),
+`unified` (adds the paper's unified GenRM-CoT, `genrm_cot_unified`: the CoT
+run with lambda = 1 solution SFT mixed in; one more CoT-sized training run
+and K=8 scoring).
 
 * last_letter / word_sort: the generator is fine-tuned on the default train
   lengths (2-4 words); verifiers train on its candidates for 2,000 4-5-word
@@ -51,7 +54,8 @@ COT_INPUTS_LEN = {'last_letter': 0, 'word_sort': 320, 'gsm8k': 0}
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, task='last_letter', base='runs/gemma3_270m', smoke=False)
+  args = common.parse_arg(arg, task='last_letter', base='runs/gemma3_270m', smoke=False,
+                          unified=False)
   if args.task not in TASKS:
     raise ValueError(f'task={args.task!r}; expected one of {TASKS}.')
   task = args.task
@@ -111,6 +115,7 @@ def get_config(arg=None):
                                         balance_by=balance))
   c.runs.disc = dict(verifier, data=dict(seq_len=short, balance_by=balance))
   c.runs.dpo = dict(verifier, batch_size=16, data=dict(seq_len=short))
+  c.runs.unified = dict(c.runs.cot, data=dict(c.runs.cot.data, unified_lambda=1.0))
 
   c.sampling = mlc.ConfigDict(dict(
       num_samples=16, temperature=0.7, max_new_tokens=short // 2, batch_size=256,
@@ -123,6 +128,8 @@ def get_config(arg=None):
   c.verifiers.genrm = dict(method='genrm', kind='genrm', options=dict(batch_size=64))
   c.verifiers.disc = dict(method='disc', kind='disc', options=dict(batch_size=64))
   c.verifiers.dpo = dict(method='dpo', kind='dpo', options=dict(batch_size=64, beta=0.1))
+  if args.unified:
+    c.verifiers.genrm_cot_unified = dict(c.verifiers.genrm_cot, method='unified')
 
   # released_max_problems: Best-of-N on the first K questions of the released
   # store only (0 = all).
@@ -157,8 +164,9 @@ def get_config(arg=None):
                           optimizer=dict(decay_steps=30))
     c.sampling.num_samples = 4
     c.sampling.temperature = 1.0
-    c.verifiers.genrm_cot.options.num_rationales = 2
-    c.verifiers.genrm_cot.options.max_new_tokens = 64
+    for name in c.verifiers:
+      if c.verifiers[name].kind == 'genrm_cot':
+        c.verifiers[name].options.update(num_rationales=2, max_new_tokens=64)
     # Scoring pads every batch to batch_size rows, and DPO's log-probs hold
     # [batch, solution tokens, 262k vocabulary] floats: 64 rows peaked at
     # 19 GB on a CPU.
