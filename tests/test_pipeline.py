@@ -87,6 +87,9 @@ def test_quickstart_unified_adds_the_papers_unified_verifier():
   """`:unified` adds GenRM-CoT trained on the verification + solution-SFT
   mixture, with the CoT run's settings; the default leaves it out."""
   assert 'genrm_cot_unified' not in quickstart.get_config().verifiers
+  smoke = quickstart.get_config('smoke,unified')
+  assert smoke.verifiers.genrm_cot_unified.options == smoke.verifiers.genrm_cot.options
+  assert smoke.verifiers.genrm_cot_unified.options.max_new_tokens == 48
   config = quickstart.get_config('unified')
   v = config.verifiers.genrm_cot_unified
   assert (v.method, v.kind) == ('unified', 'genrm_cot')

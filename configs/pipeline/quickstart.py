@@ -144,8 +144,9 @@ def get_config(arg=None):
       c.runs[method].batch_size = 4
     c.sampling.num_samples = 4
     c.sampling.max_new_tokens = 48
-    c.verifiers.genrm_cot.options.num_rationales = 2
-    c.verifiers.genrm_cot.options.max_new_tokens = 48
+    for name in c.verifiers:
+      if c.verifiers[name].kind == 'genrm_cot':
+        c.verifiers[name].options.update(num_rationales=2, max_new_tokens=48)
     c.eval.n_max = 4
     c.eval.bootstrap = 20
   return c
