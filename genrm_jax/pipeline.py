@@ -330,10 +330,34 @@ def first_problems(path: str, k: int, out: str) -> str:
   return out
 
 
+def shared_runs(config) -> dict[str, str]:
+  """{verifier: the verifier whose trained model it scores with}, for the
+  verifiers with `run_of` (e.g. GenRM-CoT scored by one greedy rationale
+  beside the sampled ones: the same model, scored another way)."""
+  shared = {}
+  for name in config.verifiers:
+    of = config.verifiers[name].get('run_of', '')
+    if not of:
+      continue
+    if of not in config.verifiers or config.verifiers[of].get('run_of', ''):
+      raise ValueError(f'verifiers.{name}.run_of={of!r}: expected the name of a verifier '
+                       'that trains its own run, one of '
+                       f'{[n for n in config.verifiers if not config.verifiers[n].get("run_of", "")]}.')
+    if config.verifiers[of].method != config.verifiers[name].method:
+      raise ValueError(f'verifiers.{name}.run_of={of!r}: {of} trains method '
+                       f'{config.verifiers[of].method!r}, {name} says '
+                       f'{config.verifiers[name].method!r}.')
+    shared[name] = of
+  return shared
+
+
 def stage_verifiers(config, workdir: str, vocabulary: str, generator: str,
                     train_candidates: str, log: Log) -> dict[str, str]:
   exports = {}
+  shared = shared_runs(config)
   for name in config.verifiers:
+    if name in shared:
+      continue
     method = config.verifiers[name].method
     c = train_config(config, method, vocabulary=vocabulary,
                      init_from=os.path.join(generator, 'params'),
@@ -341,6 +365,9 @@ def stage_verifiers(config, workdir: str, vocabulary: str, generator: str,
     log(f'[{name}] {c.data.task}: {c.total_steps} steps of batch {c.batch_size} x '
         f'{c.data.seq_len} tokens, from the generator')
     exports[name] = _train(c, os.path.join(workdir, 'verifiers', name), log)
+  for name, of in shared.items():
+    log(f'[{name}] scores with {of}\'s model (run_of)')
+    exports[name] = exports[of]
   return exports
 
 

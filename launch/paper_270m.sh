@@ -24,6 +24,8 @@
 #                          (results/paper_270m_smoke/TASK with --smoke)
 #   --unified              also the paper's unified GenRM-CoT (the config's
 #                          `unified` option: one more CoT-sized run)
+#   --greedy               also GenRM-CoT scored by one greedy rationale
+#                          (the config's `greedy` option; no training)
 #   --smoke                the config's `smoke` option: a few steps, problems
 #                          and samples, to check the wiring end to end (runs
 #                          on CPU with JAX_PLATFORMS=cpu); its numbers mean
@@ -35,7 +37,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/launch/_common.sh"
 
-task=last_letter base=runs/gemma3_270m workdir="" results="" python="" smoke="" unified="" extra=()
+task=last_letter base=runs/gemma3_270m workdir="" results="" python="" smoke="" unified="" greedy="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --task=*) task="${1#*=}" ;;
@@ -46,6 +48,7 @@ while [ $# -gt 0 ]; do
     --dry_run) DRY_RUN=1 ;;
     --smoke) smoke=1 ;;
     --unified) unified=1 ;;
+    --greedy) greedy=1 ;;
     --config.*) extra+=("$1") ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown flag $1 (see --help)" ;;
@@ -80,7 +83,7 @@ fi
 
 # --- 3. the pipeline -----------------------------------------------------------
 run "$python" -m genrm_jax.pipeline \
-  --config="configs/pipeline/paper_270m.py:task=$task,base=$base${smoke:+,smoke}${unified:+,unified}" \
+  --config="configs/pipeline/paper_270m.py:task=$task,base=$base${smoke:+,smoke}${unified:+,unified}${greedy:+,greedy}" \
   --workdir="$workdir" "${extra[@]+"${extra[@]}"}"
 
 # --- 4. results to commit ------------------------------------------------------

@@ -104,6 +104,35 @@ def test_quickstart_unified_adds_the_papers_unified_verifier():
     assert get(unified) == get(cot), key
 
 
+def test_quickstart_greedy_scores_the_cot_model_without_training_it_again(monkeypatch):
+  """`:greedy` (the paper's "GenRM-CoT (Greedy)") scores with GenRM-CoT's
+  model through `run_of`: one rationale at temperature 0, no second run."""
+  config = quickstart.get_config('greedy')
+  v = config.verifiers.genrm_cot_greedy
+  assert (v.kind, v.run_of) == ('genrm_cot', 'genrm_cot')
+  assert (v.options.num_rationales, v.options.temperature) == (1, 0.0)
+  assert pipeline.shared_runs(config) == {'genrm_cot_greedy': 'genrm_cot'}
+  trained = []
+
+  def fake_train(c, workdir, log):
+    trained.append(os.path.basename(workdir))
+    return os.path.join(workdir, 'export')
+
+  monkeypatch.setattr(pipeline, '_train', fake_train)
+  exports = pipeline.stage_verifiers(config, '/w', 'byte', '/w/generator/export', '',
+                                     log=lambda m: None)
+  assert sorted(trained) == ['disc', 'dpo', 'genrm', 'genrm_cot']
+  assert exports['genrm_cot_greedy'] == exports['genrm_cot'] == '/w/verifiers/genrm_cot/export'
+  listed = {v['name']: v for v in pipeline.verifier_list(config, exports, '/w/generator/export')}
+  assert listed['genrm_cot_greedy']['options']['temperature'] == 0.0
+
+  # run_of must name a verifier that trains, with the same method.
+  for bad, fix in (('nope', 'one of'), ('genrm', "trains method 'genrm'")):
+    config.verifiers.genrm_cot_greedy.run_of = bad
+    with pytest.raises(ValueError, match=fix):
+      pipeline.shared_runs(config)
+
+
 def test_paper_270m_configs_build_every_run():
   from configs.pipeline import paper_270m  # pylint: disable=g-import-not-at-top
   for task in paper_270m.TASKS:
@@ -145,6 +174,12 @@ def test_paper_270m_configs_build_every_run():
                                   init_from='/w/run/generator/export/params')
       assert c.data.task == f'{task}_genrm_cot_unified' and c.data.unified_lambda == 1.0
       assert (c.total_steps, c.data.seq_len) == (cot.total_steps, cot.data.seq_len)
+  # `greedy`: GenRM-CoT's model, one greedy rationale, no run of its own.
+  for arg in ('', ',smoke'):
+    config = paper_270m.get_config(f'task=word_sort,base=/w/gemma3_270m,greedy{arg}')
+    assert pipeline.shared_runs(config) == {'genrm_cot_greedy': 'genrm_cot'}
+    options = config.verifiers.genrm_cot_greedy.options
+    assert (options.num_rationales, options.temperature) == (1, 0.0)
   # An unknown key in a run's overrides names the known ones.
   config = quickstart.get_config()
   config.runs.genrm.unlock()

@@ -11,7 +11,8 @@ Arguments: `task` (last_letter | word_sort | gsm8k), `base` (the imported
 bundle directory), `smoke` (a few steps and problems: checks the wiring),
 `unified` (adds the paper's unified GenRM-CoT, `genrm_cot_unified`: the CoT
 run with lambda = 1 solution SFT mixed in; one more CoT-sized training run
-and K=8 scoring).
+and K=8 scoring), `greedy` (adds the paper's "GenRM-CoT (Greedy)": the
+GenRM-CoT model scored by one greedy rationale, `genrm_cot_greedy`).
 
 * last_letter / word_sort: the generator is fine-tuned on the default train
   lengths (2-4 words); verifiers train on its candidates for 2,000 4-5-word
@@ -55,7 +56,7 @@ COT_INPUTS_LEN = {'last_letter': 0, 'word_sort': 320, 'gsm8k': 0}
 
 def get_config(arg=None):
   args = common.parse_arg(arg, task='last_letter', base='runs/gemma3_270m', smoke=False,
-                          unified=False)
+                          unified=False, greedy=False)
   if args.task not in TASKS:
     raise ValueError(f'task={args.task!r}; expected one of {TASKS}.')
   task = args.task
@@ -130,6 +131,10 @@ def get_config(arg=None):
   c.verifiers.dpo = dict(method='dpo', kind='dpo', options=dict(batch_size=64, beta=0.1))
   if args.unified:
     c.verifiers.genrm_cot_unified = dict(c.verifiers.genrm_cot, method='unified')
+  if args.greedy:
+    c.verifiers.genrm_cot_greedy = dict(
+        c.verifiers.genrm_cot, run_of='genrm_cot',
+        options=dict(c.verifiers.genrm_cot.options, num_rationales=1, temperature=0.0))
 
   # released_max_problems: Best-of-N on the first K questions of the released
   # store only (0 = all).
@@ -166,7 +171,9 @@ def get_config(arg=None):
     c.sampling.temperature = 1.0
     for name in c.verifiers:
       if c.verifiers[name].kind == 'genrm_cot':
-        c.verifiers[name].options.update(num_rationales=2, max_new_tokens=64)
+        c.verifiers[name].options.update(
+            num_rationales=min(2, c.verifiers[name].options.num_rationales),
+            max_new_tokens=64)
     # Scoring pads every batch to batch_size rows, and DPO's log-probs hold
     # [batch, solution tokens, 262k vocabulary] floats: 64 rows peaked at
     # 19 GB on a CPU.

@@ -43,8 +43,10 @@ except ImportError:  # run from outside the repository root
 def get_config(arg=None):
   """`:smoke` shrinks every stage to seconds (tests; checks the wiring only);
   `:unified` adds the paper's unified GenRM-CoT (`genrm_cot_unified`:
-  verification + lambda x solution SFT on the correct candidates)."""
-  args = common.parse_arg(arg, smoke=False, unified=False)
+  verification + lambda x solution SFT on the correct candidates);
+  `:greedy` adds the paper's "GenRM-CoT (Greedy)": the same GenRM-CoT model
+  scored by one greedy rationale (`genrm_cot_greedy`, no training)."""
+  args = common.parse_arg(arg, smoke=False, unified=False, greedy=False)
   c = mlc.ConfigDict()
   c.task = 'last_letter'
   c.seed = 0
@@ -125,6 +127,10 @@ def get_config(arg=None):
 
   if args.unified:
     c.verifiers.genrm_cot_unified = dict(c.verifiers.genrm_cot, method='unified')
+  if args.greedy:
+    c.verifiers.genrm_cot_greedy = dict(
+        c.verifiers.genrm_cot, run_of='genrm_cot',
+        options=dict(c.verifiers.genrm_cot.options, num_rationales=1, temperature=0.0))
 
   c.eval = mlc.ConfigDict(dict(n_max=16, bootstrap=1000))
 
@@ -146,7 +152,7 @@ def get_config(arg=None):
     c.sampling.max_new_tokens = 48
     for name in c.verifiers:
       if c.verifiers[name].kind == 'genrm_cot':
-        c.verifiers[name].options.update(num_rationales=2, max_new_tokens=48)
+        c.verifiers[name].options.update(max_new_tokens=48)
     c.eval.n_max = 4
     c.eval.bootstrap = 20
   return c
