@@ -230,3 +230,20 @@ def get_config(task: str, method: str, arg: str | None = None
   return c
 
 
+def add_cot_variants(c: mlc.ConfigDict, *, unified: bool, greedy: bool) -> None:
+  """Pipeline configs (configs/pipeline/): the paper's GenRM-CoT variants
+  beside `c.verifiers.genrm_cot` and its run `c.runs.cot`.
+
+  `c.runs.unified` is always set (the CoT run with lambda = 1 solution SFT
+  mixed in); `unified` adds its verifier, `genrm_cot_unified`, scored like
+  GenRM-CoT; `greedy` adds `genrm_cot_greedy`, the paper's "GenRM-CoT
+  (Greedy)": GenRM-CoT's model (`run_of`, no training) scored by one
+  rationale at temperature 0.
+  """
+  c.runs.unified = dict(c.runs.cot, data=dict(c.runs.cot.data, unified_lambda=1.0))
+  if unified:
+    c.verifiers.genrm_cot_unified = dict(c.verifiers.genrm_cot, method="unified")
+  if greedy:
+    c.verifiers.genrm_cot_greedy = dict(
+        c.verifiers.genrm_cot, run_of="genrm_cot",
+        options=dict(c.verifiers.genrm_cot.options, num_rationales=1, temperature=0.0))

@@ -116,7 +116,6 @@ def get_config(arg=None):
                                         balance_by=balance))
   c.runs.disc = dict(verifier, data=dict(seq_len=short, balance_by=balance))
   c.runs.dpo = dict(verifier, batch_size=16, data=dict(seq_len=short))
-  c.runs.unified = dict(c.runs.cot, data=dict(c.runs.cot.data, unified_lambda=1.0))
 
   c.sampling = mlc.ConfigDict(dict(
       num_samples=16, temperature=0.7, max_new_tokens=short // 2, batch_size=256,
@@ -129,12 +128,7 @@ def get_config(arg=None):
   c.verifiers.genrm = dict(method='genrm', kind='genrm', options=dict(batch_size=64))
   c.verifiers.disc = dict(method='disc', kind='disc', options=dict(batch_size=64))
   c.verifiers.dpo = dict(method='dpo', kind='dpo', options=dict(batch_size=64, beta=0.1))
-  if args.unified:
-    c.verifiers.genrm_cot_unified = dict(c.verifiers.genrm_cot, method='unified')
-  if args.greedy:
-    c.verifiers.genrm_cot_greedy = dict(
-        c.verifiers.genrm_cot, run_of='genrm_cot',
-        options=dict(c.verifiers.genrm_cot.options, num_rationales=1, temperature=0.0))
+  common.add_cot_variants(c, unified=args.unified, greedy=args.greedy)
 
   # released_max_problems: Best-of-N on the first K questions of the released
   # store only (0 = all).

@@ -107,9 +107,6 @@ def get_config(arg=None):
                     optimizer=dict(decay_steps=600, warmup_steps=50),
                     data=dict(seq_len=480, inputs_len=144, balance_by='length'))
   c.runs.disc = dict(verifier, data=dict(seq_len=192, balance_by='length'))
-  # Unified GenRM-CoT: the CoT run's settings; half of its rows are solution
-  # SFT on the correct candidates (lambda = 1).
-  c.runs.unified = dict(c.runs.cot, data=dict(c.runs.cot.data, unified_lambda=1.0))
   # DPO pairs a problem's correct and incorrect solutions (at most one pair
   # a problem: its correct solution is one text), ~550 pairs; a row is the
   # prompt (<= 48 tokens) and one sampled solution (<= 96).
@@ -130,12 +127,9 @@ def get_config(arg=None):
   # reference being the generator it started from.
   c.verifiers.dpo = dict(method='dpo', kind='dpo', options=dict(batch_size=256, beta=0.1))
 
-  if args.unified:
-    c.verifiers.genrm_cot_unified = dict(c.verifiers.genrm_cot, method='unified')
-  if args.greedy:
-    c.verifiers.genrm_cot_greedy = dict(
-        c.verifiers.genrm_cot, run_of='genrm_cot',
-        options=dict(c.verifiers.genrm_cot.options, num_rationales=1, temperature=0.0))
+  # Unified GenRM-CoT (its run: the CoT run's settings, half of its rows
+  # solution SFT on the correct candidates) and greedy GenRM-CoT.
+  common.add_cot_variants(c, unified=args.unified, greedy=args.greedy)
 
   c.eval = mlc.ConfigDict(dict(n_max=16, bootstrap=1000))
 
