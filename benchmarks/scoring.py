@@ -19,10 +19,14 @@ Random weights and random token ids; the lengths are GSM8K's (see
   `genrm_cot` verifier runs them (`verifiers._Runner._cot`, on token ids):
   the `Sampler` with per-row keys, temperature 0.7 and repeated prompts
   prefilled once (`dedupe_prompts`), `--rationale_tokens` new tokens each (no
-  early stop, the GSM8K mean length), then the verification question
-  appended and p(" Yes") read with the candidate's prompt shared across its
-  K rationales. Work items go `--cot_batch` at a time (`score_store`'s
-  batches). Reports rationales/s and the sampling / readout split.
+  early stop, the GSM8K mean length). `--cot_readout=fused` (the verifier's
+  default, `fused_readout=True`): p(" Yes") read off the sampler's last
+  step (`readout_ids`), as if each rationale had ended with its
+  verification question; `pass`: the question appended and p(" Yes") read
+  by a second, teacher-forced pass with the candidate's prompt shared
+  across its K rationales. Work items go `--cot_batch` at a time
+  (`score_store`'s batches). Reports rationales/s and the sampling /
+  readout split.
 Every figure is the second pass over the same pool (the first compiles).
 `--count_only --modes=direct` counts the direct pool's prefill tokens and
 FLOPs with the model calls stubbed out (shapes only: any machine, a second);
@@ -265,7 +269,7 @@ def run_direct(s: dict, n: int, batch_size: int, repeats: int,
 
 def run_cot(s: dict, k: int, batch_size: int, cot_batch: int,
             rationale_tokens: int, share_prefix: bool,
-            repeats: int) -> list[dict]:
+            repeats: int, readout: str = "fused") -> list[dict]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling, scoring  # pylint: disable=g-import-not-at-top
   cfg, params = _model(s)
@@ -290,14 +294,17 @@ def run_cot(s: dict, k: int, batch_size: int, cot_batch: int,
       prompt_ids = [cands[c] for c, _ in items]
       keys = sampling.row_keys(0, [(str(c), "0", j) for c, j in items])
       start = time.perf_counter()
-      out = sampler.generate(prompt_ids, sp, rng=keys)
+      out = sampler.generate(prompt_ids, sp, rng=keys, readout_ids=(
+          fixed["yes"] if readout == "fused" else ()))
       t_sample += time.perf_counter() - start
+      out_rows += len(items)
+      if readout == "fused":
+        continue
       readouts = [p + list(t) + tail for p, t in zip(prompt_ids, out.tokens)]
       start = time.perf_counter()
       scorer.score(readouts, [fixed["yes"]] * len(readouts),
                    prompt_ids if share_prefix else None)
       t_score += time.perf_counter() - start
-      out_rows += len(items)
     return t_sample, t_score, out_rows
 
   start = time.perf_counter()
@@ -311,7 +318,8 @@ def run_cot(s: dict, k: int, batch_size: int, cot_batch: int,
   secs = t_sample + t_score
   return [dict(
       benchmark="scoring", impl="cot" + ("_shared" if share_prefix else
-                                         "_unshared"),
+                                         "_unshared") + "_" + readout,
+      readout=readout,
       preset=s["preset"], dtype=s["dtype"], candidates=n_cand, k=k,
       rationales=rationales, rationale_tokens=rationale_tokens,
       cot_batch=cot_batch, batch_size=batch_size, seconds=secs,
@@ -343,6 +351,10 @@ def main() -> None:
                       help="cot: new tokens per rationale (0: 256, tiny 16)")
   parser.add_argument("--cot_share_prefix", default="true",
                       choices=("true", "false"))
+  parser.add_argument("--cot_readout", default="fused",
+                      help="cot: 'fused' (p(Yes) off the sampler's last "
+                      "step), 'pass' (a second, teacher-forced pass), or "
+                      "both: 'fused,pass'")
   parser.add_argument("--spread", type=float, default=1.0,
                       help="1: GSM8K's length spread; 0: every question / "
                       "solution the median length (fewest buckets)")
@@ -367,6 +379,10 @@ def main() -> None:
     if getattr(args, key):
       s[key] = getattr(args, key)
 
+  if set(args.cot_readout.split(",")) - {"fused", "pass"}:
+    parser.error(f"--cot_readout={args.cot_readout}: 'fused', 'pass' or "
+                 "'fused,pass'.")
+
   if args.worker:  # the modes, in this process (one JAX implementation)
     rows = []
     for mode in args.modes.split(","):
@@ -374,9 +390,10 @@ def main() -> None:
         rows += run_direct(s, args.n, args.batch_size, args.repeats,
                            args.count_only)
       elif mode == "cot":
-        rows += run_cot(s, args.k, args.batch_size, s["cot_batch"],
-                        s["rationale_tokens"], args.cot_share_prefix == "true",
-                        args.repeats)
+        for readout in args.cot_readout.split(","):
+          rows += run_cot(s, args.k, args.batch_size, s["cot_batch"],
+                          s["rationale_tokens"], args.cot_share_prefix == "true",
+                          args.repeats, readout)
       else:
         raise ValueError(f"mode {mode!r}: expected direct or cot.")
     print(json.dumps({"rows": rows}))
@@ -384,8 +401,8 @@ def main() -> None:
 
   worker_args = [f"--{k}={getattr(args, k)}" for k in (
       "questions", "n", "batch_size", "k", "cot_candidates", "cot_batch",
-      "rationale_tokens", "cot_share_prefix", "repeats", "modes", "spread",
-      "preset", "dtype")]
+      "rationale_tokens", "cot_share_prefix", "cot_readout", "repeats",
+      "modes", "spread", "preset", "dtype")]
   if args.count_only:
     if args.modes != "direct":
       parser.error("--count_only counts the direct mode's prefill only: "
@@ -421,6 +438,10 @@ def main() -> None:
         ["impl", "rationales", "rationales_per_s", "candidates_per_s",
          "new_tokens_per_s", "sample_s", "readout_s", "first_call_s",
          "error"])
+    by = {r.get("readout"): r for r in cot if "error" not in r}
+    if {"fused", "pass"} <= set(by):
+      print(f"fused / pass readout: rationales/s "
+            f"{by['fused']['rationales_per_s'] / by['pass']['rationales_per_s']:.2f}x")
   for r in rows:
     if "error" in r:
       print(f"{r['impl']}: {r['error']}\n{r.get('stderr_tail', '')}")

@@ -45,6 +45,12 @@ class SampleOutput:
   sample_logprobs: list[list[float]]  # log p under the sampling distribution
   finished: list[bool]  # True if a stop token / string ended the row
   texts: list[str] | None = None
+  # With `generate(readout_ids=...)`: row i's log p of each readout id as
+  # the token after its returned `tokens[i]` (after a stop-string cut, the
+  # token after the stop string), [len(readout_ids)] floats. GenRM-CoT
+  # reads p(Yes) after the verification question here instead of a second
+  # forward pass over prompt + rationale.
+  readout_logprobs: list[np.ndarray] | None = None
 
 
 def _bucket(n: int, buckets: Sequence[int]) -> int:
@@ -139,12 +145,16 @@ class Sampler:
   # ---------------------------------------------------------------------------
   def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]],
                params: SamplingParams = SamplingParams(),
-               rng: jax.Array | int = 0, add_bos: bool = True) -> SampleOutput:
+               rng: jax.Array | int = 0, add_bos: bool = True,
+               readout_ids: Sequence[int] = ()) -> SampleOutput:
     """Samples one continuation per prompt (repeat prompts for N samples).
 
     `rng`: an int or a key for the whole batch, or per-row keys
     (uint32 [len(prompts), 2], e.g. `row_keys(...)`): then row i's samples
     depend on its key alone, not on the batch it shares.
+    `readout_ids`: token ids whose log-probs are recorded at every step,
+    returned for the position after each row's kept tokens
+    (`SampleOutput.readout_logprobs`).
     """
     if isinstance(rng, int):
       rng = jax.random.PRNGKey(rng)
@@ -195,23 +205,27 @@ class Sampler:
       keys = np.zeros((batch, 2), np.uint32)  # dummy rows: any key
       keys[:len(prompts)] = np.asarray(rng, np.uint32)
       rng = keys
-    fn = self._get_fn(batch, prefill_batch, length, params, per_row)
+    fn = self._get_fn(batch, prefill_batch, length, params, per_row,
+                      len(readout_ids))
     stop = np.full((max(len(params.stop_tokens), 1),), -1, np.int32)
     stop[:len(params.stop_tokens)] = params.stop_tokens
+    readout = np.asarray(readout_ids, np.int32).reshape(-1)
     args = (self.params, tokens, segments, row_of, live, rng,
-            np.float32(params.temperature), np.float32(params.top_p), stop)
+            np.float32(params.temperature), np.float32(params.top_p), stop,
+            readout)
     if self.mesh is not None:
       rows = sharding_lib.batch_sharding(self.mesh)
       args = (args[0], jax.device_put(tokens, rows),
               jax.device_put(segments, rows), *args[3:])
       with sharding_lib.use_mesh(self.mesh):
-        out_tokens, logprobs, sample_lp, lengths, finished = fn(*args)
+        outs = fn(*args)
     else:
-      out_tokens, logprobs, sample_lp, lengths, finished = fn(*args)
-    out_tokens, logprobs, sample_lp, lengths, finished = jax.device_get(
-        (out_tokens, logprobs, sample_lp, lengths, finished))
+      outs = fn(*args)
+    (out_tokens, logprobs, sample_lp, lengths, finished,
+     readout_lp) = jax.device_get(outs)
 
-    result = SampleOutput([], [], [], [], [] if self.tokenizer else None)
+    result = SampleOutput([], [], [], [], [] if self.tokenizer else None,
+                          [] if len(readout) else None)
     for i in range(len(prompts)):
       n = int(lengths[i])
       toks = out_tokens[i, :n].tolist()
@@ -229,6 +243,8 @@ class Sampler:
       result.logprobs.append(lps)
       result.sample_logprobs.append(slps)
       result.finished.append(done)
+      if len(readout):  # the distribution after the kept tokens
+        result.readout_logprobs.append(readout_lp[i, len(toks)])
     return result
 
   def _cut_at_stop_string(self, text, toks, lps, slps, stop_strings):
@@ -244,10 +260,11 @@ class Sampler:
 
   # ---------------------------------------------------------------------------
   def _get_fn(self, batch: int, prefill_batch: int, length: int,
-              params: SamplingParams, per_row: bool = False):
+              params: SamplingParams, per_row: bool = False,
+              num_readout: int = 0):
     key = (batch, prefill_batch, length, params.max_new_tokens, params.top_k,
            params.top_p < 1.0, params.temperature == 0.0,
-           len(params.stop_tokens), per_row)
+           len(params.stop_tokens), per_row, num_readout)
     if key not in self._compiled:
       self._compiled[key] = jax.jit(functools.partial(
           self._sample, max_new_tokens=params.max_new_tokens,
@@ -256,7 +273,7 @@ class Sampler:
     return self._compiled[key]
 
   def _sample(self, params, tokens, segments, row_of, live, rng, temperature,
-              top_p, stop,
+              top_p, stop, readout,
               *, max_new_tokens: int, top_k: int, use_top_p: bool,
               greedy: bool):
     cfg = self.config
@@ -303,8 +320,16 @@ class Sampler:
         tokens=jnp.zeros((batch, max_new_tokens), jnp.int32),
         logprobs=jnp.zeros((batch, max_new_tokens), jnp.float32),
         sample_lp=jnp.zeros((batch, max_new_tokens), jnp.float32),
+        # [:, t]: log p of the readout ids given the prompt and t new tokens
+        # (t = max_new_tokens is filled after the loop).
+        readout=jnp.zeros((batch, max_new_tokens + 1, readout.shape[0]),
+                          jnp.float32),
         rng=rng,
     )
+
+    def read(logits):
+      return jnp.take(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1),
+                      readout, axis=-1)
 
     def cond(s):
       return (s["step"] < max_new_tokens) & ~jnp.all(s["done"])
@@ -323,6 +348,9 @@ class Sampler:
       tokens = s["tokens"].at[:, step].set(jnp.where(emit, token, 0))
       logprobs = s["logprobs"].at[:, step].set(jnp.where(emit, model_lp, 0.))
       slp = s["sample_lp"].at[:, step].set(jnp.where(emit, sample_lp, 0.))
+      readout_lp = s["readout"]
+      if readout.shape[0]:
+        readout_lp = readout_lp.at[:, step].set(read(s["logits"]))
       done = s["done"] | is_stop
       out = self._model.apply(
           {"params": params}, token[:, None], positions=s["pos"][:, None],
@@ -333,11 +361,14 @@ class Sampler:
           step=step + 1, cache=out.cache, logits=logits, pos=s["pos"] + 1,
           done=done, lengths=s["lengths"] + emit.astype(jnp.int32),
           finished=s["finished"] | (active & is_stop), tokens=tokens,
-          logprobs=logprobs, sample_lp=slp, rng=rng)
+          logprobs=logprobs, sample_lp=slp, readout=readout_lp, rng=rng)
 
     s = jax.lax.while_loop(cond, body, state)
-    return s["tokens"], s["logprobs"], s["sample_lp"], s["lengths"], s[
-        "finished"]
+    readout_lp = s["readout"]
+    if readout.shape[0]:  # after all max_new_tokens (rows that ran to the end)
+      readout_lp = readout_lp.at[:, max_new_tokens].set(read(s["logits"]))
+    return (s["tokens"], s["logprobs"], s["sample_lp"], s["lengths"],
+            s["finished"], readout_lp)
 
 
 def _batch_shards(mesh: jax.sharding.Mesh) -> int:

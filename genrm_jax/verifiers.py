@@ -61,6 +61,9 @@ DEFAULT_OPTIONS = dict(
     top_k=0,
     top_p=1.0,
     max_new_tokens=512,  # rationale length (CoT kinds)
+    fused_readout=True,  # CoT kinds: p(Yes) read off the sampler's step after
+                         # the verification question; False: a second,
+                         # teacher-forced pass over prompt + rationale
     seed=0,
     beta=0.1,  # dpo
     reference_checkpoint='',  # dpo
@@ -247,23 +250,38 @@ class _Runner:
     keys = sampling.row_keys(opts['seed'], [(w.candidate.problem_id,
                                              str(w.candidate.candidate_id), w.k)
                                             for w in items])
-    out = self.sampler.generate(cot_prompts, self.sampling_params, rng=keys)
+    yes = self.tok.encode(prompts.YES)
+    no = self.tok.encode(prompts.NO)
+    # A one-token verdict can be read off the sampler's own distribution
+    # after the verification question: the same p(Yes | prompt + rationale)
+    # as the teacher-forced pass (to float rounding), without that pass.
+    readout_ids = ((yes + no) if opts['fused_readout'] and len(yes) == len(no) == 1
+                   else ())
+    out = self.sampler.generate(cot_prompts, self.sampling_params, rng=keys,
+                                readout_ids=readout_ids)
+    log_yes = np.zeros(len(items))
+    log_no = np.zeros(len(items))
     question = self.tok.encode(prompts.VERIFY_QUESTION)
     encoded = {p: self.tok.encode(p, add_bos=True) for p in set(cot_prompts)}
     prompt_ids = [encoded[p] for p in cot_prompts]
-    readouts = []  # prompt + rationale up to its verification question
-    for ids, text, toks in zip(prompt_ids, out.texts, out.tokens):
+    readouts, rest = [], []  # prompt + rationale up to its verification question
+    for i, (ids, text, toks) in enumerate(zip(prompt_ids, out.texts, out.tokens)):
+      asked = text.endswith(prompts.VERIFY_QUESTION)
+      if asked and readout_ids:
+        log_yes[i], log_no[i] = out.readout_logprobs[i]
+        continue
       ids = ids + list(toks)
-      if not text.endswith(prompts.VERIFY_QUESTION):  # never asked: ask it
+      if not asked:  # never asked: ask it
         ids += self.tok.encode('\n') + question
       readouts.append(ids)
-    # A candidate's K rationales share its question + solution.
-    shared = prompt_ids if opts['share_prefix'] else None
-    yes = self.tok.encode(prompts.YES)
-    log_yes = self.scorer.score(readouts, [yes] * len(readouts), shared)
+      rest.append(i)
+    if rest:
+      # A candidate's K rationales share its question + solution.
+      shared = [prompt_ids[i] for i in rest] if opts['share_prefix'] else None
+      log_yes[rest] = self.scorer.score(readouts, [yes] * len(readouts), shared)
+      if opts['renormalize']:
+        log_no[rest] = self.scorer.score(readouts, [no] * len(readouts), shared)
     if opts['renormalize']:
-      no = self.tok.encode(prompts.NO)
-      log_no = self.scorer.score(readouts, [no] * len(readouts), shared)
       p = 1.0 / (1.0 + np.exp(log_no - log_yes))
     else:
       p = np.exp(log_yes)

@@ -206,13 +206,16 @@ def test_sampling_benchmark_tiny(tmp_path):
 def test_scoring_benchmark_tiny(tmp_path):
   # Median lengths only (--spread=0): one program per path, few compiles.
   rows, stdout = _run("benchmarks.scoring", "--questions=2",
-                      "--cot_candidates=1", "--spread=0", tmp_path=tmp_path)
+                      "--cot_candidates=1", "--spread=0",
+                      "--cot_readout=fused,pass", tmp_path=tmp_path)
   assert [r["impl"] for r in rows] == ["direct_shared", "direct_unshared",
-                                       "cot_shared"]
+                                       "cot_shared_fused", "cot_shared_pass"]
   for r in rows:
     assert "error" not in r, r
     assert r["candidates_per_s"] > 0 and r["device"]
-  shared, unshared, cot = rows
+  shared, unshared, cot, cot_pass = rows
+  # The fused readout runs no second pass; the other one does.
+  assert cot["readout_s"] == 0 and cot_pass["readout_s"] > 0
   assert shared["candidates"] == unshared["candidates"] == 2 * 16
   # Sharing the header + question runs fewer prefill tokens and FLOPs, and
   # reads the same log-probs (fp32 tiny model).
@@ -261,15 +264,17 @@ def test_gpu_suite_dry_run_lists_each_benchmark():
   modules = [l.split(" -m ")[1].split()[0] for l in lines]
   assert modules == ["benchmarks.train_step", "benchmarks.train_step",
                      "benchmarks.sampling", "benchmarks.scoring",
-                     "benchmarks.train_step", "benchmarks.sampling"]
+                     "benchmarks.scoring", "benchmarks.train_step",
+                     "benchmarks.sampling"]
   assert "--attention=einsum,cudnn" in lines[0]
   assert "--attention=cudnn --scan_unroll=all" in lines[1]
   # Only the last part traces: a profile never costs a measurement.
-  assert ["--profile_dir" in l for l in lines] == [False] * 4 + [True] * 2
+  assert "--modes=cot --cot_readout=fused,pass" in lines[4]
+  assert ["--profile_dir" in l for l in lines] == [False] * 5 + [True] * 2
   proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--dry_run",
                          "--part=infer", "--tiny"], cwd=root,
                         capture_output=True, text=True, timeout=60)
-  assert "train_step" not in proc.stdout and proc.stdout.count("--tiny") == 2
+  assert "train_step" not in proc.stdout and proc.stdout.count("--tiny") == 3
   proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--part=x"],
                         cwd=root, capture_output=True, text=True, timeout=60)
   assert proc.returncode == 2 and "expected all, train, infer or profile" in proc.stderr

@@ -287,3 +287,56 @@ def test_breakdown_per_level_and_subject(tmp_path):
   assert level["1"]["curves"]["v"]["2"] == 1.0
   assert level["5"]["curves"]["pass_at_n"]["1"] == 0.5
   assert set(results["breakdown"]["subject"]) == {"Algebra", "Geometry"}
+
+
+def test_cot_verdict_read_off_the_sampler_equals_a_second_pass(tmp_path):
+  """GenRM-CoT reads p(Yes) from the sampler's own step after the
+  verification question (`fused_readout`, the default) when " Yes" / " No"
+  are one token each (a task vocabulary): the same scores as the
+  teacher-forced pass over prompt + rationale, which still scores the
+  rationales that never asked the question."""
+  from genrm_jax import task_vocab  # pylint: disable=g-import-not-at-top
+  from tasks import sources  # pylint: disable=g-import-not-at-top
+  names = ["Jewell", "Devin", "Olivia", "Bruce", "Regina", "Eddie", "Maria",
+           "Francisco", "Lee", "Ann"]
+  problems = [sources._last_letter_problem(names[i:i + n])  # pylint: disable=protected-access
+              for i in range(6) for n in (2, 4)]
+  vocab = task_vocab.train("last_letter", problems, str(tmp_path / "tokenizer.model"),
+                           vocab_size=400, model_type="char")
+  tok = tokenizer_lib.load(vocab)
+  assert len(tok.encode(prompts.YES)) == len(tok.encode(prompts.NO)) == 1
+  config = _config().replace(num_embed=tok.vocab_size)
+  policy = bundle.save_bundle(str(tmp_path / "policy"), gemma.init_params(config, 0),
+                              config, vocab)
+  cands = [candidates_lib.Candidate(
+      problem_id=str(i), candidate_id=0, question=p["question"], solution=p["solution"],
+      answer=p["reference"], reference=p["reference"], correct=True, task="last_letter")
+           for i, p in enumerate(problems[:6])]
+  scores, calls = {}, {}
+  for fused in (True, False):
+    for renormalize in (False, True):
+      spec = verifiers.VerifierSpec("cot", "genrm_cot", policy, dict(
+          batch_size=16, num_rationales=8, max_new_tokens=48, temperature=1.0,
+          fused_readout=fused, renormalize=renormalize))
+      runner = verifiers._runner(spec)  # pylint: disable=protected-access
+      rows = []
+      score = runner.scorer.score
+      def counting(ids, *args, rows=rows, score=score):
+        rows.append(len(ids))
+        return score(ids, *args)
+      runner.scorer.score = counting
+      try:
+        out = runner([verifiers._Work(c, k) for c in cands for k in range(8)])  # pylint: disable=protected-access
+      finally:
+        runner.scorer.score = score
+      scores[fused, renormalize] = np.array([s.score for s in out])
+      calls[fused, renormalize] = rows
+      asked = sum(s.rationale.endswith(prompts.VERIFY_QUESTION) for s in out)
+  # This random model asks the question in some rationales, not in others.
+  assert 0 < asked < 48
+  for renormalize in (False, True):
+    np.testing.assert_allclose(scores[True, renormalize], scores[False, renormalize],
+                               rtol=1e-4, atol=1e-7)
+  # Only the rationales that never asked went through a second pass.
+  assert calls[False, False] == [48] and calls[True, False] == [48 - asked]
+  assert calls[False, True] == [48, 48] and calls[True, True] == [48 - asked] * 2

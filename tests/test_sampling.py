@@ -256,3 +256,47 @@ def test_weights_cast_once_to_the_compute_dtype_decode_bit_identically(model):
   assert a.tokens == b.tokens
   np.testing.assert_array_equal(np.asarray(a.logprobs[1]),
                                 np.asarray(b.logprobs[1]))
+
+
+class _LetterTokenizer:
+  """Each id is one letter: a stop string can end mid-generation."""
+
+  def decode(self, ids):
+    return "".join(chr(ord("a") + int(i) % 26) for i in ids)
+
+
+@pytest.mark.parametrize("case", ["to_the_end", "stop_token", "stop_string",
+                                  "sampled"])
+def test_readout_logprobs_are_the_next_token_distribution(model, case):
+  """`readout_ids`: log p of those ids as the token after each row's kept
+  tokens (what GenRM-CoT reads after the verification question), equal to
+  a full forward pass over prompt + kept tokens."""
+  config, params = model
+  prompts = [[2, 5, 9, 13, 4, 7], [2, 40], [2, 3, 3, 3]]
+  readout = [5, 17, 40]
+  steps = 6
+  want_greedy, _ = _greedy_by_full_passes(config, params, prompts[0], steps)
+  kw = dict(max_new_tokens=steps, stop_tokens=())
+  rng = 0
+  if case == "stop_token":
+    kw["stop_tokens"] = (want_greedy[3],)
+  elif case == "stop_string":
+    kw["stop_strings"] = (_LetterTokenizer().decode(want_greedy[1:3]),)
+  elif case == "sampled":
+    kw["temperature"] = 1.0
+    rng = sampling.row_keys(0, [("p", i) for i in range(len(prompts))])
+  sampler = sampling.Sampler(config, params, prompt_buckets=(8,),
+                             tokenizer=_LetterTokenizer())
+  out = sampler.generate(prompts, sampling.SamplingParams(**kw), rng=rng,
+                         readout_ids=readout)
+  plain = sampler.generate(prompts, sampling.SamplingParams(**kw), rng=rng)
+  assert plain.tokens == out.tokens and plain.readout_logprobs is None
+  if case in ("stop_token", "stop_string"):
+    assert len(out.tokens[0]) < steps  # the row was cut
+  for prompt, toks, got in zip(prompts, out.tokens, out.readout_logprobs):
+    seq = list(prompt) + list(toks)
+    row = np.zeros((1, 16), np.int32)
+    row[0, :len(seq)] = seq
+    logits = ref.apply(config, params, row).logits[0, len(seq) - 1]
+    want = jax.nn.log_softmax(logits)[np.asarray(readout)]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
