@@ -170,6 +170,12 @@ def get_config(task: str, method: str, arg: str | None = None
   c.cast_params_once = True
   c.dpo = mlc.ConfigDict()
   c.dpo.beta = 0.1  # not given in the paper; the DPO paper's default
+  # True: the frozen reference's log-probs of every train/eval row are
+  # computed once before the loop (WORKDIR/reference_logps.npz, reused on
+  # resume; genrm_jax/dpo_reference.py), so the reference's params leave the
+  # device and each step drops the reference forward pass, about a quarter
+  # of a DPO step's compute. False: the reference runs in every step.
+  c.dpo.precompute_reference = False
 
   # --- optimizer (paper defaults) -------------------------------------------
   c.optimizer = mlc.ConfigDict()

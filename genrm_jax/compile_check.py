@@ -51,6 +51,7 @@ import numpy as np
 
 from genrm_jax import checkpointing
 from genrm_jax import data_synthetic
+from genrm_jax import dpo_reference
 from genrm_jax import losses
 from genrm_jax import optimizer as optimizer_lib
 from genrm_jax import sharding as sharding_lib
@@ -445,6 +446,8 @@ def batch_spec(config) -> dict[str, tuple[tuple[int, ...], Any]]:
     spec[f"{prefix}_tokens"] = ((b, l), np.int32)
     spec[f"{prefix}_loss_weights"] = ((b, l), np.float32)
     spec[f"{prefix}_segment_ids"] = ((b, l), np.int32)
+    if dpo_reference.enabled(config):  # the reference's, looked up per row
+      spec[f"{prefix}_ref_logps"] = ((b,), np.float32)
   return spec
 
 
@@ -511,7 +514,9 @@ def _compile_train_step(config, devices: list[jax.Device]):
                                               method)
   state = checkpointing.abstract_like(state_shapes, state_shardings)
   batch = abstract_batch(config, mesh)
-  if method == "dpo":  # the frozen reference: model params, same shardings
+  if method == "dpo" and not dpo_reference.enabled(config):
+    # The frozen reference: model params, same shardings. (Precomputed, the
+    # batch carries its log-probs instead.)
     ref_shardings = state_shardings["params"]["model"]
     ref = checkpointing.abstract_like(state_shapes["params"]["model"],
                                       ref_shardings)

@@ -156,6 +156,35 @@ def _generative_rows(encoded: Iterator[dict], seq_len: int, pack: bool
     yield row
 
 
+def _split_examples(data, split: str):
+  """(batch kind, feature lengths, string examples, encoder) of the
+  trainer's `split` ('train' or the eval split)."""
+  name, dataset_split = ip.task_and_split(data, split)
+  kind = _kind(_parse(name)[1])
+  lengths = ip.feature_lengths(data, kind)
+  encode = _Encoder(tokenizer_lib.from_spec(data.vocabulary or "byte"), kind,
+                    lengths)
+  return kind, lengths, task_examples(data, name, dataset_split), encode
+
+
+def local_example_rows(config, *, split: str, process_index: int = 0,
+                       process_count: int = 1
+                       ) -> Iterator[dict[str, np.ndarray]]:
+  """Every disc / dpo example of `split` once, in order, each as one row
+  ([L] arrays) padded as the training batches pad it; host i takes examples
+  i, i + process_count, ... (any host's batches may hold any example: the
+  stream is one permutation for all hosts). The same contract as
+  `input_pipeline.local_example_rows`."""
+  kind, lengths, sources, encode = _split_examples(config.data, split)
+  if kind == ip.GENERATIVE:
+    raise ValueError(f"{config.data.task}: generative rows are packed, not "
+                     "examples.")
+  for i, ex in enumerate(sources[0]):
+    if i % process_count == process_index:
+      row = ip._to_batch([encode(ex)], kind, lengths)  # pylint: disable=protected-access
+      yield {k: v[0] for k, v in row.items()}
+
+
 def make_local_iterator(config, *, split: str, start_step: int = 0,
                         num_steps: int | None = None, process_index: int = 0,
                         process_count: int = 1
@@ -164,19 +193,12 @@ def make_local_iterator(config, *, split: str, start_step: int = 0,
   contract as `input_pipeline.make_local_iterator`)."""
   data = config.data
   train = split == "train"
-  name = data.task if train or not data.get("eval_task") else data.eval_task
-  dataset_split = "train" if train else data.eval_split
-  _, suffix = _parse(name)
-  kind = _kind(suffix)
   if config.batch_size % process_count:
     raise ValueError(f"batch_size={config.batch_size} does not split over "
                      f"{process_count} hosts.")
   local = config.batch_size // process_count
-  lengths = ip.feature_lengths(data, kind)
-  sources = task_examples(data, name, dataset_split)
+  kind, lengths, sources, encode = _split_examples(data, split)
   rate = float(data.get("unified_lambda", 1.0))
-  encode = _Encoder(tokenizer_lib.from_spec(data.vocabulary or "byte"), kind,
-                    lengths)
   stream = map(encode, _example_stream(sources, rate, int(config.seed), train))
   if kind == ip.GENERATIVE:
     rows = _generative_rows(stream, int(data.seq_len), bool(data.pack))

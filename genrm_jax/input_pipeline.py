@@ -249,6 +249,50 @@ def _to_batch(examples: list[dict], kind: str, lengths: dict[str, int]):
   return batch
 
 
+def task_and_split(data_config, split: str) -> tuple[str, str]:
+  """(task or mixture name, dataset split) the trainer's `split` reads:
+  'train' -> data.task's train split; else data.eval_task (or data.task)'s
+  data.eval_split."""
+  if split == "train":
+    return data_config.task, "train"
+  return (data_config.get("eval_task") or data_config.task,
+          data_config.eval_split)
+
+
+def _unconverted_dataset(config, name: str, dataset_split: str, shard, *,
+                         shuffle: bool, num_epochs: int | None):
+  """The tokenised disc / dpo examples (padded later, by `_to_batch`)."""
+  seqio = _seqio()
+  return seqio.get_dataset(
+      name, task_feature_lengths=None, dataset_split=dataset_split,
+      shuffle=shuffle, num_epochs=num_epochs, shard_info=shard,
+      seed=config.seed, feature_converter=seqio.PassThroughFeatureConverter())
+
+
+def local_example_rows(config, *, split: str, process_index: int = 0,
+                       process_count: int = 1
+                       ) -> Iterator[dict[str, np.ndarray]]:
+  """Every disc / dpo example of this host's shard of `split` once, in
+  order, each as one row ([L] arrays) padded exactly as the training batches
+  pad it (`_to_batch`): the same task, preprocessing and shard as
+  `make_local_iterator`, without shuffle or repeat. (For DPO's precomputed
+  reference log-probs, genrm_jax/dpo_reference.py.)"""
+  seqio = _seqio()
+  data = config.data
+  register_tasks(data)
+  name, dataset_split = task_and_split(data, split)
+  kind = batch_kind(seqio.get_mixture_or_task(name))
+  if kind == GENERATIVE:
+    raise ValueError(f"{name} is a generative task: its packed rows are not "
+                     "examples.")
+  lengths = feature_lengths(data, kind)
+  shard = seqio.ShardInfo(index=process_index, num_shards=process_count)
+  ds = _unconverted_dataset(config, name, dataset_split, shard, shuffle=False,
+                            num_epochs=1)
+  for ex in ds.as_numpy_iterator():
+    yield {k: v[0] for k, v in _to_batch([ex], kind, lengths).items()}
+
+
 def make_local_iterator(config, *, split: str, start_step: int = 0,
                         num_steps: int | None = None, process_index: int = 0,
                         process_count: int = 1
@@ -262,9 +306,8 @@ def make_local_iterator(config, *, split: str, start_step: int = 0,
   seqio = _seqio()
   data = config.data
   register_tasks(data)
+  name, dataset_split = task_and_split(data, split)
   train = split == "train"
-  name = data.task if train or not data.get("eval_task") else data.eval_task
-  dataset_split = "train" if train else data.eval_split
   task = seqio.get_mixture_or_task(name)
   kind = batch_kind(task)
   if config.batch_size % process_count:
@@ -296,10 +339,8 @@ def make_local_iterator(config, *, split: str, start_step: int = 0,
       yield {k: np.asarray(v) for k, v in batch.items()}
     return
 
-  ds = seqio.get_dataset(
-      name, task_feature_lengths=None, dataset_split=dataset_split,
-      shuffle=train, num_epochs=None, shard_info=shard, seed=config.seed,
-      feature_converter=seqio.PassThroughFeatureConverter())
+  ds = _unconverted_dataset(config, name, dataset_split, shard, shuffle=train,
+                            num_epochs=None)
   it = ds.skip(start_step * local_batch).as_numpy_iterator()
   step = 0
   while num_steps is None or step < num_steps:

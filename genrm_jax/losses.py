@@ -357,7 +357,7 @@ def dpo_from_log_probs(pi_c, pi_r, ref_c, ref_r, beta):
 def dpo_loss(model, params, batch, *, ref_params=None, beta=0.1,
              with_eval_outputs=False, loss_chunk_size: int = 0):
   pi_c, pi_r = _pair_log_probs(model, params, batch, loss_chunk_size)
-  if "chosen_ref_logps" in batch:  # precomputed by the data pipeline
+  if "chosen_ref_logps" in batch:  # precomputed (genrm_jax/dpo_reference.py)
     ref_c = batch["chosen_ref_logps"].astype(jnp.float32)
     ref_r = batch["rejected_ref_logps"].astype(jnp.float32)
   else:

@@ -8,7 +8,9 @@ as a generator (solution SFT), in the style of big_vision's `train.py`.
 One readable `train_and_evaluate` in phases: mesh -> data -> shapes ->
 shardings -> state (created sharded) -> restore -> jitted update -> loop.
 Configs are locked (a mistyped `--config.key` is an error). The workdir gets
-`metrics.jsonl`, TensorBoard events, orbax checkpoints in `checkpoints/`, and
+`metrics.jsonl`, TensorBoard events, orbax checkpoints in `checkpoints/`
+(DPO with `dpo.precompute_reference`: `reference_logps.npz`, the reference's
+log-probs of every row, genrm_jax/dpo_reference.py), and
 (if `config.export_params`) the final params in the official Gemma layout in
 `export/params`. Running again with the same workdir resumes from the latest
 checkpoint and continues exactly as an uninterrupted run would: the state
@@ -54,6 +56,7 @@ import optax
 
 from genrm_jax import checkpointing
 from genrm_jax import data_synthetic
+from genrm_jax import dpo_reference
 from genrm_jax import losses
 from genrm_jax import metric_writers
 from genrm_jax import optimizer as optimizer_lib
@@ -146,20 +149,26 @@ def make_global_batch(local: dict[str, np.ndarray],
 def make_data_iterator(config, mesh, process_index: int | None = None,
                        process_count: int | None = None, start_step: int = 0,
                        *, split: str = "train",
-                       num_steps: int | None = None
+                       num_steps: int | None = None,
+                       ref_table: dpo_reference.ReferenceTable | None = None
                        ) -> Iterator[dict[str, jax.Array]]:
   """Global batches for steps `start_step, start_step + 1, ...`.
 
   Dispatches on `config.data.source`; each host reads only its rows.
   `split` is 'train' or the eval split (`config.data.eval_split`).
+  `ref_table` (DPO, `config.dpo.precompute_reference`): each host's rows
+  get their precomputed `chosen_ref_logps` / `rejected_ref_logps`.
   """
   process_index = (jax.process_index() if process_index is None
                    else process_index)
   process_count = (jax.process_count() if process_count is None
                    else process_count)
-  for local in _local_batches(config, split=split, start_step=start_step,
-                              num_steps=num_steps, process_index=process_index,
-                              process_count=process_count):
+  batches = _local_batches(config, split=split, start_step=start_step,
+                           num_steps=num_steps, process_index=process_index,
+                           process_count=process_count)
+  if ref_table is not None:
+    batches = ref_table.attach(batches, split=split, start_step=start_step)
+  for local in batches:
     yield make_global_batch(local, mesh)
 
 
@@ -368,6 +377,9 @@ def jit_train_step(config, *, tx, schedule, step_kw, state_shardings,
 
   Called as `fn(state, batch, ref_params, rng)`; the offline compile check
   (`compile_check.py`) lowers this same function for a TPU topology.
+  `ref_params` (and `ref_shardings`) are None unless the method is DPO
+  without `dpo.precompute_reference` (then the batch carries the
+  reference's log-probs).
   """
   replicated = NamedSharding(mesh, P())
   return jax.jit(
@@ -476,14 +488,27 @@ def train_and_evaluate(config, workdir: str, *,
     state = jax.jit(init_state, out_shardings=state_shardings)(rng_init)
   start_step = int(jax.device_get(state["step"]))
   # DPO's reference is the frozen *initial* model: rebuilt the same way on
-  # every (re)start rather than stored in each checkpoint.
-  ref_params = initial_model_params() if needs_ref else None
-  ref_shardings = model_shardings if needs_ref else None
+  # every (re)start rather than stored in each checkpoint. With
+  # `dpo.precompute_reference`, its log-probs of every row are computed once
+  # (or loaded from WORKDIR/reference_logps.npz) and its params freed: the
+  # batches carry the log-probs and the step runs no reference forward pass.
+  ref_params = ref_shardings = ref_table = None
+  if needs_ref and dpo_reference.enabled(config):
+    ref_table = dpo_reference.load_or_compute(
+        config, workdir, mesh=mesh, model=model,
+        model_shardings=model_shardings,
+        reference_params=initial_model_params,
+        loss_chunk_size=step_kw["loss_chunk_size"],
+        log=lambda m: _log("%s", m))
+  elif needs_ref:
+    ref_params = initial_model_params()
+    ref_shardings = model_shardings
 
   # ---------------------------------------------------------------------------
   # Data: batches for steps start_step, start_step + 1, ... .
   # ---------------------------------------------------------------------------
-  train_iter = make_data_iterator(config, mesh, start_step=start_step)
+  train_iter = make_data_iterator(config, mesh, start_step=start_step,
+                                  ref_table=ref_table)
   eval_enabled = config.eval_every > 0 and bool(config.data.eval_split)
   best = None  # keeps the best eval's params, if configured
   if config.best_metric and eval_enabled:
@@ -507,7 +532,8 @@ def train_and_evaluate(config, workdir: str, *,
     nonlocal eval_fn
     all_sums, all_outputs = [], []
     for batch in make_data_iterator(config, mesh, split=config.data.eval_split,
-                                    num_steps=config.eval_steps):
+                                    num_steps=config.eval_steps,
+                                    ref_table=ref_table):
       if eval_fn is None:
         eval_fn = jax.jit(functools.partial(eval_step, **step_kw),
                           out_shardings=replicated)
