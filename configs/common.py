@@ -246,10 +246,14 @@ def add_cot_variants(c: mlc.ConfigDict, *, unified: bool, greedy: bool) -> None:
   (Greedy)": GenRM-CoT's model (`run_of`, no training) scored by one
   rationale at temperature 0.
   """
-  c.runs.unified = dict(c.runs.cot, data=dict(c.runs.cot.data, unified_lambda=1.0))
+  # Deep copies (`to_dict`): a nested ConfigDict assigned as is stays one
+  # object, and an override of one verifier's options or one run's
+  # optimizer would then change the other's too.
+  cot_run, cot = c.runs.cot.to_dict(), c.verifiers.genrm_cot.to_dict()
+  c.runs.unified = dict(cot_run, data=dict(cot_run["data"], unified_lambda=1.0))
   if unified:
-    c.verifiers.genrm_cot_unified = dict(c.verifiers.genrm_cot, method="unified")
+    c.verifiers.genrm_cot_unified = dict(cot, method="unified")
   if greedy:
     c.verifiers.genrm_cot_greedy = dict(
-        c.verifiers.genrm_cot, run_of="genrm_cot",
-        options=dict(c.verifiers.genrm_cot.options, num_rationales=1, temperature=0.0))
+        cot, run_of="genrm_cot",
+        options=dict(cot["options"], num_rationales=1, temperature=0.0))

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from configs.pipeline import paper_270m
 from configs.pipeline import quickstart
 from genrm_jax import candidates as candidates_lib
 from genrm_jax import pipeline
@@ -102,6 +103,22 @@ def test_quickstart_unified_adds_the_papers_unified_verifier():
               'data.balance_by'):
     get = lambda c, k=key: c.data[k[5:]] if k.startswith('data.') else c[k]
     assert get(unified) == get(cot), key
+
+
+def test_cot_variants_are_copies_an_override_of_one_leaves_the_others():
+  """`--config.verifiers.genrm_cot.options.num_rationales=8` sets K for
+  GenRM-CoT alone (its variants' options and the unified run's optimizer
+  were once the same ConfigDict objects as GenRM-CoT's)."""
+  for get_config in (quickstart.get_config, paper_270m.get_config):
+    config = get_config('greedy,unified')
+    config.verifiers.genrm_cot.options.num_rationales = 5
+    config.runs.cot.optimizer.decay_steps = 7
+    assert config.verifiers.genrm_cot_unified.options.num_rationales != 5
+    assert config.verifiers.genrm_cot_greedy.options.num_rationales == 1
+    assert config.runs.unified.optimizer.decay_steps != 7
+    config.verifiers.genrm_cot_unified.options.temperature = 0.1
+    assert config.verifiers.genrm_cot.options.temperature != 0.1
+    assert 'unified_lambda' not in config.runs.cot.data
 
 
 def test_quickstart_greedy_scores_the_cot_model_without_training_it_again(monkeypatch):
