@@ -67,7 +67,7 @@ def compile_sampler(preset: str, batch: int, devices, overrides=()):
       params, ids, ids, abstract((batch,), jnp.int32),
       abstract((batch,), jnp.bool_), abstract((2,), jnp.uint32),
       abstract((), jnp.float32), abstract((), jnp.float32),
-      abstract((1,), jnp.int32)).compile()
+      abstract((1,), jnp.int32), abstract((0,), jnp.int32)).compile()
   return compiled, params, cache, sampler.config
 
 
