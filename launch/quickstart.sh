@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: the GenRM paper's pipeline on
-# last-letter concatenation with tiny models on the CPU (about 14-18 minutes
+# last-letter concatenation with tiny models on the CPU (about 14 minutes
 # on 2 cores): generator SFT -> 16 candidates per problem -> GenRM-CoT, GenRM,
 # discriminative and DPO verifiers -> Best-of-N table. Sets up .venv first.
 #

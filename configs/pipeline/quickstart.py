@@ -1,5 +1,5 @@
 r"""The quickstart: the paper's pipeline on last-letter concatenation, tiny
-models, CPU, about 14-18 minutes on 2 cores (`bash launch/quickstart.sh`).
+models, CPU, about 14 minutes on 2 cores (`bash launch/quickstart.sh`).
 
   python -m genrm_jax.pipeline --config=configs/pipeline/quickstart.py \
       --workdir=runs/quickstart
@@ -23,13 +23,15 @@ Why these choices (what makes the table informative in minutes):
   (training loss 0.03; it copied the word list right for 80% of its own
   5-name problems, 37% of the evaluation ones; AUROC 0.57); 1,000 give
   ~1,450 and lift every verifier's AUROC (0.57 -> 0.85 for GenRM-CoT).
-* GenRM-CoT averages K=2 sampled rationales per candidate (the scoring cost
-  on 2 cores); its rationales re-derive all 5 steps, as long as 320 tokens.
-  The tiny model miscopies names in many of them and the average over K is
-  what makes its verdicts good: Best-of-16 with K=1, 2, 4, 8 was 24%, 25%,
-  37%, 42% (ranked last at K=2, tied with the best at K=8).
-  `--config.verifiers.genrm_cot.options.num_rationales=8` gives K=8 for
-  about 4.5 more minutes (19 min 16 s in all from a fresh clone).
+* GenRM-CoT averages K=8 sampled rationales per candidate; its rationales
+  re-derive all 5 steps, as long as 320 tokens. The tiny model miscopies
+  names in many of them and the average over K is what makes its verdicts
+  good: Best-of-16 with K=1, 2, 4, 8 was 24%, 25%, 37%, 42% (last at K=2,
+  tied with the best at K=8). Its 12,800 rationales are about 4 minutes of
+  the run on 2 cores, p(Yes) read off the sampler's own step after each
+  rationale's verification question (`fused_readout`; a second pass over
+  prompt + rationale, as before, took 7.5 minutes). K=2
+  (`--config.verifiers.genrm_cot.options.num_rationales=2`) saves about 3.
 * Every verifier type of the paper's comparison: GenRM-CoT, direct GenRM,
   discriminative and DPO (about 2 minutes of the run on 2 cores).
 """
@@ -120,7 +122,7 @@ def get_config(arg=None):
   # --- verifiers (genrm_jax.verifiers kinds and options) ----------------------
   c.verifiers = mlc.ConfigDict()
   c.verifiers.genrm_cot = dict(method='cot', kind='genrm_cot', options=dict(
-      num_rationales=2, temperature=0.7, max_new_tokens=320, batch_size=256))
+      num_rationales=8, temperature=0.7, max_new_tokens=320, batch_size=256))
   c.verifiers.genrm = dict(method='genrm', kind='genrm', options=dict(batch_size=256))
   c.verifiers.disc = dict(method='disc', kind='disc', options=dict(batch_size=256))
   # Scored by beta * (log p_policy - log p_reference) of the solution, the
