@@ -217,8 +217,15 @@ def _pad(rows: list[np.ndarray], length: int) -> np.ndarray:
   return out
 
 
-def _pair_example(ex, length: int, prefix: str):
+def _pair_example(ex, length: int, prefix: str, inputs_len: int):
+  """One DPO row: prompt + completion, `length` tokens at most. An
+  over-long row first loses its prompt's start beyond `inputs_len` (BOS
+  kept, as `trim_inputs_left` does for the generative tasks: the question's
+  end and the completion survive), then its completion's end; a row that
+  fits keeps all of both, however they split the length."""
   prompt, completion = np.asarray(ex["inputs"]), np.asarray(ex[prefix])
+  if len(prompt) + len(completion) > length and len(prompt) > inputs_len:
+    prompt = np.concatenate([prompt[:1], prompt[len(prompt) - (inputs_len - 1):]])
   tokens = np.concatenate([prompt, completion])[:length]
   weights = np.concatenate([np.zeros(len(prompt)), np.ones(len(completion))])
   return tokens, weights[:length]
@@ -238,7 +245,8 @@ def _to_batch(examples: list[dict], kind: str, lengths: dict[str, int]):
   total = lengths["inputs"] + lengths["chosen"]
   batch = {}
   for prefix in ("chosen", "rejected"):
-    pairs = [_pair_example(e, total, prefix) for e in examples]
+    pairs = [_pair_example(e, total, prefix, lengths["inputs"])
+             for e in examples]
     tokens = _pad([p[0] for p in pairs], total)
     weights = np.zeros_like(tokens, np.float32)
     for i, (_, w) in enumerate(pairs):

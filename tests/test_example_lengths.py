@@ -5,6 +5,7 @@ samples could not hold a whole solution or rationale
 
 import os
 
+import numpy as np
 import pytest
 
 from configs import common
@@ -90,6 +91,34 @@ def test_dpo_counts_prompt_and_completion_in_one_row():
   fits["chosen"] += "k"
   assert (data_python._part_lengths(encoder.untrimmed(fits), ip.DPO)["inputs + chosen"]
           > limits["inputs + chosen"])
+
+
+def test_an_over_long_dpo_row_loses_its_prompts_start_not_its_completion():
+  """A DPO row whose prompt alone fills the row: the prompt keeps BOS and
+  its last inputs_len - 1 tokens and the completion stays (the
+  completion vanished before, leaving a row with no target: log p 0, a
+  loss stuck at log 2). Rows that fit keep everything, however they split."""
+  # pylint: disable=protected-access
+  lengths = {"inputs": 4, "chosen": 6, "rejected": 6}
+  bos, eos = 2, 1
+  long_prompt = np.array([bos] + list(range(10, 22)))  # 13 tokens
+  ex = {"inputs": long_prompt, "chosen": np.array([5, 6, 7, eos]),
+        "rejected": np.array([8, 9, 10, 11, 12, 13, 14, eos])}
+  batch = ip._to_batch([ex], ip.DPO, lengths)
+  np.testing.assert_array_equal(batch["chosen_tokens"][0],
+                                [bos, 19, 20, 21, 5, 6, 7, eos, 0, 0])
+  np.testing.assert_array_equal(batch["chosen_loss_weights"][0],
+                                [0, 0, 0, 0, 1, 1, 1, 1, 0, 0])
+  # The rejected completion is then cut at its end (6 of 8 tokens).
+  np.testing.assert_array_equal(batch["rejected_tokens"][0],
+                                [bos, 19, 20, 21, 8, 9, 10, 11, 12, 13])
+  assert batch["rejected_loss_weights"][0].sum() == 6
+  # A long prompt with a short completion fits whole (7 + 3 = 10).
+  ex = {"inputs": long_prompt[:7], "chosen": np.array([5, 6, eos]),
+        "rejected": np.array([8, eos])}
+  batch = ip._to_batch([ex], ip.DPO, lengths)
+  np.testing.assert_array_equal(batch["chosen_tokens"][0],
+                                list(long_prompt[:7]) + [5, 6, eos])
 
 
 def test_tasks_of_ones_own_are_not_checked():
