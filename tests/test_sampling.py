@@ -109,8 +109,13 @@ def test_sharded_sampling_equals_single_device(model):
   sharded_params = jax.device_put(params, sharding.logical_shardings(
       gemma.abstract_params(config), mesh))
   sharded = sampling.Sampler(config, sharded_params, mesh=mesh).generate(
-      prompts, p)
+      prompts, p, readout_ids=(5, 17))
   assert sharded.tokens == single.tokens
+  want = sampling.Sampler(config, params).generate(prompts, p,
+                                                   readout_ids=(5, 17))
+  np.testing.assert_allclose(np.stack(sharded.readout_logprobs),
+                             np.stack(want.readout_logprobs), rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_repeated_prompts_are_prefilled_once(model):
