@@ -380,4 +380,12 @@ def load_or_compute(config, workdir: str, *, mesh, model, model_shardings,
   log(f"DPO reference log-probs: computed {len(table)} rows in "
       f"{time.perf_counter() - t0:.1f} s; saved to {path}; the reference "
       "params are freed.")
+  read = int(config.total_steps) * int(config.batch_size)
+  if len(table) > read:
+    # The table covers the whole dataset (TRL's precompute does too); a
+    # short run reads less of it than it took to compute.
+    log(f"Note: this run's {config.total_steps} steps read {read} training "
+        f"rows, fewer than the {len(table)} computed: for runs this short, "
+        "config.dpo.precompute_reference=False runs fewer reference passes "
+        "(a longer run, or a rerun that resumes, reuses the table).")
   return table

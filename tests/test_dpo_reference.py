@@ -374,9 +374,17 @@ def test_python_source_run_with_precomputed_reference(tmp_path):
   tiny.data = config.data
   tiny.batch_size = config.batch_size
   workdir = tmp_path / "run"
-  tu.run(tiny, workdir)
+  lines = []
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(train, "_log", lambda msg, *args: lines.append(msg % args))
+    tu.run(tiny, workdir)
   records = tu.read_metrics(str(workdir))
   np.testing.assert_allclose(records[0]["loss"], np.log(2.0), rtol=1e-6)
+  # 2 steps read fewer rows than the whole dataset's table: the log says
+  # the flag does not pay off for a run this short.
+  read = 2 * tiny.batch_size
+  assert any(f"steps read {read} training rows, fewer than" in l
+             for l in lines), lines
   assert any("eval/reward_margin" in r for r in records)
   table, _ = dpo_reference.ReferenceTable.read(
       dpo_reference.table_path(str(workdir)))
