@@ -106,11 +106,16 @@ def main() -> None:
   parser.add_argument("--topology", default="h100",
                       help="a compile-check target: h100, h200, a100, cpu:1")
   parser.add_argument("--batches", default="16,64,256")
+  parser.add_argument("--preset", default="",
+                      help="another model shape (default gemma_2b; tiny "
+                      "with --tiny), e.g. gemma3_270m")
   parser.add_argument("--by_op", type=int, default=0,
                       help="also print the N largest ops of a loop iteration")
   parser.add_argument("--out", default=common.default_out())
   args = parser.parse_args()
   shape = common.TINY if args.tiny else common.FULL
+  if args.preset:
+    shape = common.Shape(args.preset, shape.batch, shape.seq_len)
 
   from genrm_jax import compile_check  # pylint: disable=g-import-not-at-top
   target = compile_check.parse_topology(args.topology)

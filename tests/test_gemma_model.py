@@ -71,6 +71,28 @@ def test_batched_projections_compute_the_same_model(family):
                    rtol=1e-5)
 
 
+@pytest.mark.parametrize("eqn, w_shape, lead", [
+    ("MD,CFD->CMF", (2, 48, 16), (2,)),  # Gemma 2 9B / Gemma 3 gating
+    ("MD,CDF->CMF", (2, 16, 48), (2,)),  # the other gating layout
+    ("BTD,NDH->BTNH", (4, 16, 8), (4,)),  # q
+    ("BSD,CKDH->CBSKH", (2, 3, 16, 8), (2, 3)),  # kv
+    ("BTD,SNDH->SBTNH", (3, 4, 16, 8), (3, 4)),  # qkv
+])
+def test_batched_einsum_broadcasts_over_batch_axes_only(eqn, w_shape, lead):
+  """The activations are broadcast over the weight's batch axes alone:
+  with the transposed gating weight [2, F, D] they were once broadcast over
+  F too (x as [2, F, M, D]: 10.7 GB for Gemma 3 270M's prefill of 8 x 128
+  tokens, 23 GB of RSS on a CPU)."""
+  x_shape = (5, 16) if eqn.startswith("MD") else (2, 5, 16)
+  x, w = np.ones(x_shape, np.float32), np.ones(w_shape, np.float32)
+  jaxpr = jax.make_jaxpr(lambda a, b: gemma.batched_einsum(eqn, a, b))(x, w)
+  shapes = [e.outvars[0].aval.shape for e in jaxpr.eqns
+            if e.primitive.name == "broadcast_in_dim"]
+  assert shapes == [lead + x_shape]
+  np.testing.assert_allclose(gemma.batched_einsum(eqn, x, w),
+                             jnp.einsum(eqn, x, w), rtol=1e-6)
+
+
 def test_per_layer_cache_needs_the_layer_loop():
   config = ref.tiny_config("gemma2")
   with pytest.raises(ValueError, match="scan_layers=False"):

@@ -437,8 +437,13 @@ def batched_einsum(eqn: str, x: jax.Array, w: jax.Array) -> jax.Array:
   lhs, rest = eqn.split(",")
   rhs, out = rest.split("->")
   lead = ""
-  for axis in rhs:
-    if axis in lhs:
+  for i, axis in enumerate(rhs):
+    # A batch axis leads the weight, is not in `x`, and leaves a free
+    # output axis behind it: in Gemma 2 9B's / Gemma 3's transposed gating
+    # weight 'CFD' the batch is C alone, not C and F ('MD,CFD->CMF'; with
+    # both, `x` was broadcast to [2, F, M, D], 2 x hidden_dim copies of the
+    # activations: 10.7 GB for the 270M's prefill of 8 x 128 tokens).
+    if axis in lhs or all(a in lhs for a in rhs[i + 1:]):
       break
     lead += axis
   if not lead:
