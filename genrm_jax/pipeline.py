@@ -35,7 +35,7 @@ import logging as std_logging
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import ml_collections as mlc
 
@@ -263,8 +263,36 @@ def stage_candidates(config, workdir: str, generator: str, which: str, log: Log)
                     temperature=s.temperature, max_new_tokens=s.max_new_tokens,
                     batch_size=s.batch_size, seed=config.seed + (0 if which == 'eval' else 1),
                     generator=os.path.abspath(generator), log=log)
+  if which == 'verifier_train' and config.get('reference_candidates', False):
+    add_reference_candidates(out, probs, config.task, log)
   summarize_candidates(out, log)
   return out
+
+
+def add_reference_candidates(path: str, probs: Sequence[dict], task: str, log: Log) -> int:
+  """Appends each problem's reference solution to the store as one more
+  candidate (`candidate_id` 'reference', graded like the samples), once.
+  For wiring checks (`smoke` configs): a generator of a few steps solves
+  nothing, and the verifiers need correct candidates beside its wrong ones."""
+  from genrm_jax import candidates as candidates_lib  # pylint: disable=g-import-not-at-top
+  from genrm_jax import grading  # pylint: disable=g-import-not-at-top
+  have = {c.problem_id for c in candidates_lib.read_candidates(path)
+          if str(c.candidate_id) == 'reference'}
+  rows = []
+  for p in probs:
+    if p['problem_id'] in have:
+      continue
+    answer = grading.extract_answer(task, p['solution'])
+    rows.append(candidates_lib.Candidate(
+        problem_id=p['problem_id'], candidate_id='reference', question=p['question'],
+        solution=p['solution'], answer=answer, reference=p['reference'],
+        correct=answer is not None and grading.is_equivalent(task, answer, p['reference']),
+        task=task, generator='reference'))
+  if rows:
+    candidates_lib.write_candidates(path, rows, append=True)
+    log(f'  + {len(rows)} reference solutions as candidates (reference_candidates: '
+        'a wiring check, not a result).')
+  return len(rows)
 
 
 def _labels_by_problem(path: str) -> dict[str, list[bool]]:

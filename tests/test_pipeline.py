@@ -16,26 +16,6 @@ from tests import train_utils as tu
 from tests.test_train_cli import _env
 
 
-def _seed_verifier_candidates(config, workdir):
-  """The smoke generator (10 steps) solves nothing; verifiers need both
-  kinds, so the verifier-train store is written beforehand (the candidates
-  stage then finds every problem complete)."""
-  rows = []
-  for p in pipeline.problems(config, 'verifier_train'):
-    wrong = p['reference'][::-1] + 'x'
-    solutions = [(p['solution'], True), ('Step by step. ' + p['solution'], True),
-                 (p['solution'].replace(p['reference'], wrong), False),
-                 (p['solution'].replace(p['reference'], wrong + 'y'), False)]
-    for i, (solution, correct) in enumerate(solutions):
-      rows.append(candidates_lib.Candidate(
-          problem_id=p['problem_id'], candidate_id=i, question=p['question'],
-          solution=solution, answer=None, reference=p['reference'], correct=correct,
-          task='last_letter'))
-  path = os.path.join(workdir, 'candidates', 'verifier_train.jsonl')
-  os.makedirs(os.path.dirname(path))
-  candidates_lib.write_candidates(path, rows)
-
-
 def _run(workdir):
   cmd = [sys.executable, '-m', 'genrm_jax.pipeline',
          '--config=configs/pipeline/quickstart.py:smoke', f'--workdir={workdir}']
@@ -48,11 +28,20 @@ def _run(workdir):
 def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
   config = quickstart.get_config('smoke')
   workdir = str(tmp_path / 'run')
-  _seed_verifier_candidates(config, workdir)
   out = _run(workdir)
   for stage in ('1/5 Vocabulary', '2/5 Generator', '3/5 Candidates', '4/5 Verifiers',
                 '5/5 Best-of-N'):
     assert stage in out
+  # The 10-step generator solves nothing: `reference_candidates` adds each
+  # verifier-train problem's reference solution (once), so the verifiers
+  # train on both kinds.
+  train = candidates_lib.read_candidates(
+      os.path.join(workdir, 'candidates', 'verifier_train.jsonl'))
+  refs = [c for c in train if c.candidate_id == 'reference']
+  n = config.problems.verifier_train.train_size
+  assert len(refs) == n and all(c.correct for c in refs)
+  assert len(train) == n * (config.sampling.num_samples + 1)
+  assert any(not c.correct for c in train)
   # The table (every verifier, majority vote, pass@n) and where the files are.
   for method in ('genrm_cot', 'genrm', 'disc', 'dpo', 'majority_vote', 'pass_at_n'):
     assert method in out, method
@@ -74,6 +63,8 @@ def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
   # Rerun: nothing is trained, sampled or scored again; the same results.
   again = _run(workdir)
   assert again.count('exists.') == 6  # vocabulary, generator, 4 verifiers
+  assert len(candidates_lib.read_candidates(
+      os.path.join(workdir, 'candidates', 'verifier_train.jsonl'))) == len(train)
   assert '0 to sample' in again and 'all 32 rows already in' in again
   rerun = json.load(open(os.path.join(workdir, 'eval', 'results.json')))
   assert rerun['curves'] == results['curves']

@@ -66,6 +66,10 @@ def get_config(arg=None):
   # Fail before training when a reference solution or oracle rationale of
   # the evaluation problems would not fit its max_new_tokens.
   c.check_lengths = True
+  # True (`smoke`): each verifier-train problem's reference solution joins
+  # its candidates, so that a generator of a few steps, which solves
+  # nothing, still gives the verifiers correct and incorrect candidates.
+  c.reference_candidates = False
   c.base_model = args.base
   c.released_candidates = 'gsm8k/validation' if task == 'gsm8k' else ''
   # The seqio tasks' examples without TensorFlow (GPU images often lack it):
@@ -147,6 +151,9 @@ def get_config(arg=None):
                                      seed=1)
     c.problems.eval = dict(split='test', test_size=4)
     c.check_lengths = False  # short samples on purpose: wiring only
+    c.reference_candidates = True  # the verifiers get correct candidates
+    # Its samples are garbage of any length: a run may cut them.
+    c.train.data.max_truncated_fraction = 1.0
     c.train.batch_size = 2
     c.train.log_every = 5
     c.train.optimizer.warmup_steps = 2

@@ -60,6 +60,10 @@ def get_config(arg=None):
   # Fail before training when a reference solution or oracle rationale of
   # the evaluation problems would not fit its max_new_tokens.
   c.check_lengths = True
+  # True (`smoke`): each verifier-train problem's reference solution joins
+  # its candidates, so that a generator of a few steps, which solves
+  # nothing, still gives the verifiers correct and incorrect candidates.
+  c.reference_candidates = False
   # A bundle directory (e.g. from genrm_jax.models.import_gguf) to start the
   # generator from; '' = a fresh tiny model with a trained vocabulary.
   c.base_model = ''
@@ -137,6 +141,9 @@ def get_config(arg=None):
 
   if args.smoke:
     c.check_lengths = False  # 48-token samples on purpose: wiring only
+    c.reference_candidates = True  # the verifiers get correct candidates
+    # Its samples are garbage of any length: a run may cut them.
+    c.train.data.max_truncated_fraction = 1.0
     c.problems.vocab.train_size = 200
     c.problems.verifier_train.train_size = 6
     c.problems.eval.test_size = 4
