@@ -257,3 +257,20 @@ def add_cot_variants(c: mlc.ConfigDict, *, unified: bool, greedy: bool) -> None:
     c.verifiers.genrm_cot_greedy = dict(
         cot, run_of="genrm_cot",
         options=dict(cot["options"], num_rationales=1, temperature=0.0))
+
+
+def shrink_for_smoke(c: mlc.ConfigDict, *, rationale_tokens: int) -> None:
+  """What both pipeline configs' `smoke` (a wiring check; its numbers mean
+  nothing) sets alike: no length checks (short samples on purpose), the
+  verifier-train problems' reference solutions as candidates (a generator of
+  a few steps solves nothing), cut examples accepted (its samples are
+  garbage of any length), and every GenRM-CoT verifier at K <= 2 rationales
+  of `rationale_tokens`."""
+  c.check_lengths = False
+  c.reference_candidates = True
+  c.train.data.max_truncated_fraction = 1.0
+  for name in c.verifiers:
+    if c.verifiers[name].kind == "genrm_cot":
+      c.verifiers[name].options.update(
+          num_rationales=min(2, c.verifiers[name].options.num_rationales),
+          max_new_tokens=rationale_tokens)

@@ -150,10 +150,7 @@ def get_config(arg=None):
     c.problems.verifier_train = dict(split='train', train_lengths=(2, 3), train_size=8,
                                      seed=1)
     c.problems.eval = dict(split='test', test_size=4)
-    c.check_lengths = False  # short samples on purpose: wiring only
-    c.reference_candidates = True  # the verifiers get correct candidates
-    # Its samples are garbage of any length: a run may cut them.
-    c.train.data.max_truncated_fraction = 1.0
+    common.shrink_for_smoke(c, rationale_tokens=64)
     c.train.batch_size = 2
     c.train.log_every = 5
     c.train.optimizer.warmup_steps = 2
@@ -170,11 +167,6 @@ def get_config(arg=None):
                           optimizer=dict(decay_steps=30))
     c.sampling.num_samples = 4
     c.sampling.temperature = 1.0
-    for name in c.verifiers:
-      if c.verifiers[name].kind == 'genrm_cot':
-        c.verifiers[name].options.update(
-            num_rationales=min(2, c.verifiers[name].options.num_rationales),
-            max_new_tokens=64)
     # Scoring pads every batch to batch_size rows, and DPO's log-probs hold
     # [batch, solution tokens, 262k vocabulary] floats: 64 rows peaked at
     # 19 GB on a CPU.

@@ -140,10 +140,7 @@ def get_config(arg=None):
   c.eval = mlc.ConfigDict(dict(n_max=16, bootstrap=1000))
 
   if args.smoke:
-    c.check_lengths = False  # 48-token samples on purpose: wiring only
-    c.reference_candidates = True  # the verifiers get correct candidates
-    # Its samples are garbage of any length: a run may cut them.
-    c.train.data.max_truncated_fraction = 1.0
+    common.shrink_for_smoke(c, rationale_tokens=48)
     c.problems.vocab.train_size = 200
     c.problems.verifier_train.train_size = 6
     c.problems.eval.test_size = 4
@@ -158,11 +155,6 @@ def get_config(arg=None):
       c.runs[method].batch_size = 4
     c.sampling.num_samples = 4
     c.sampling.max_new_tokens = 48
-    for name in c.verifiers:
-      if c.verifiers[name].kind == 'genrm_cot':
-        c.verifiers[name].options.update(
-            num_rationales=min(2, c.verifiers[name].options.num_rationales),
-            max_new_tokens=48)
     c.eval.n_max = 4
     c.eval.bootstrap = 20
   return c
