@@ -271,7 +271,7 @@ class _LetterTokenizer:
 
 
 @pytest.mark.parametrize("case", ["to_the_end", "stop_token", "stop_string",
-                                  "sampled"])
+                                  "sampled", "row_limits", "stream"])
 def test_readout_logprobs_are_the_next_token_distribution(model, case):
   """`readout_ids`: log p of those ids as the token after each row's kept
   tokens (what GenRM-CoT reads after the verification question), equal to
@@ -290,14 +290,24 @@ def test_readout_logprobs_are_the_next_token_distribution(model, case):
   elif case == "sampled":
     kw["temperature"] = 1.0
     rng = sampling.row_keys(0, [("p", i) for i in range(len(prompts))])
+  extra = {}
+  if case == "row_limits":  # rows stop at their own limits, mid-loop
+    extra = dict(row_max_new_tokens=[2, 6, 4])
+  elif case == "stream":  # one slot: each row decodes in the last's slot
+    kw["stop_strings"] = (_LetterTokenizer().decode(want_greedy[1:3]),)
+    extra = dict(batch_size=1, row_max_new_tokens=[6, 3, 5])
   sampler = sampling.Sampler(config, params, prompt_buckets=(8,),
-                             tokenizer=_LetterTokenizer())
+                             tokenizer=_LetterTokenizer(), stream_headroom=2)
   out = sampler.generate(prompts, sampling.SamplingParams(**kw), rng=rng,
-                         readout_ids=readout)
-  plain = sampler.generate(prompts, sampling.SamplingParams(**kw), rng=rng)
+                         readout_ids=readout, **extra)
+  plain = sampler.generate(prompts, sampling.SamplingParams(**kw), rng=rng,
+                           **extra)
   assert plain.tokens == out.tokens and plain.readout_logprobs is None
-  if case in ("stop_token", "stop_string"):
+  if case in ("stop_token", "stop_string", "stream"):
     assert len(out.tokens[0]) < steps  # the row was cut
+  if case in ("row_limits", "stream"):
+    assert [len(t) for t in out.tokens][1:] == extra["row_max_new_tokens"][1:]
+    assert out.finished[1:] == [False, False]
   for prompt, toks, got in zip(prompts, out.tokens, out.readout_logprobs):
     seq = list(prompt) + list(toks)
     row = np.zeros((1, 16), np.int32)
@@ -305,3 +315,78 @@ def test_readout_logprobs_are_the_next_token_distribution(model, case):
     logits = ref.apply(config, params, row).logits[0, len(seq) - 1]
     want = jax.nn.log_softmax(logits)[np.asarray(readout)]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def _varied_prompts(n, seed=0):
+  rs = np.random.RandomState(seed)
+  prompts = [[2] + list(rs.randint(3, 100, size=rs.randint(1, 12)))
+             for _ in range(n)]
+  prompts[5] = prompts[6] = prompts[4]  # repeats: prefilled once if deduped
+  return prompts
+
+
+@pytest.mark.parametrize("variant", ["greedy", "sampled_dedupe",
+                                     "per_layer_cache"])
+def test_continuous_batching_samples_like_one_batch(model, variant):
+  """`generate(batch_size=B)` with more prompts than B: B slots, each
+  refilled with the next prompt when its row stops (here at mixed lengths,
+  with cache shifts every 3 steps); every row's tokens are those of the
+  one-batch path, log-probs to float rounding."""
+  config, params = model
+  prompts = _varied_prompts(23)
+  keys = sampling.row_keys(0, [("p", i) for i in range(len(prompts))])
+  limits = [1 + (7 * i) % 12 for i in range(len(prompts))]
+  sp = sampling.SamplingParams(
+      max_new_tokens=12, temperature=0.0 if variant == "greedy" else 1.0,
+      stop_tokens=(3, 4, 5))
+  sampler = sampling.Sampler(
+      config, params, prompt_buckets=(16,), stream_headroom=3,
+      dedupe_prompts=variant == "sampled_dedupe",
+      per_layer_cache=variant == "per_layer_cache")
+  want = sampler.generate(prompts, sp, rng=keys, readout_ids=(5, 17),
+                          row_max_new_tokens=limits)
+  got = sampler.generate(prompts, sp, rng=keys, readout_ids=(5, 17),
+                         row_max_new_tokens=limits, batch_size=4)
+  assert any(k[0] == "stream" for k in sampler._compiled)
+  assert len({len(t) for t in want.tokens}) > 5  # rows stop at many steps
+  assert got.tokens == want.tokens
+  assert got.finished == want.finished
+  # (this random model's greedy rows repeat one token and never stop)
+  assert any(want.finished) or variant != "sampled_dedupe"
+  for a, b in zip(got.logprobs, want.logprobs):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(np.stack(got.readout_logprobs),
+                             np.stack(want.readout_logprobs), rtol=1e-4,
+                             atol=1e-4)
+
+
+def test_continuous_batching_sharded(model):
+  """The slots split over a 2x2x2 mesh's data axes, as the one batch does."""
+  config, params = model
+  prompts = _varied_prompts(11, seed=1)
+  keys = sampling.row_keys(1, [("p", i) for i in range(len(prompts))])
+  limits = [1 + (5 * i) % 9 for i in range(len(prompts))]
+  sp = sampling.SamplingParams(max_new_tokens=9, temperature=1.0,
+                               stop_tokens=())
+  want = sampling.Sampler(config, params, prompt_buckets=(16,)).generate(
+      prompts, sp, rng=keys, row_max_new_tokens=limits)
+  mesh = sharding.make_mesh((2, 2, 2))
+  sharded_params = jax.device_put(params, sharding.logical_shardings(
+      gemma.abstract_params(config), mesh))
+  got = sampling.Sampler(config, sharded_params, mesh=mesh,
+                         prompt_buckets=(16,), stream_headroom=4).generate(
+                             prompts, sp, rng=keys, row_max_new_tokens=limits,
+                             batch_size=2)
+  assert got.tokens == want.tokens
+  assert [len(t) for t in got.tokens] == limits
+
+
+def test_generate_rejects_bad_row_limits_and_batch_size(model):
+  config, params = model
+  sampler = sampling.Sampler(config, params)
+  with pytest.raises(ValueError, match="2 row_max_new_tokens for 1 prompts"):
+    sampler.generate([[2, 5]], row_max_new_tokens=[1, 2])
+  with pytest.raises(ValueError, match="row_max_new_tokens must be >= 1"):
+    sampler.generate([[2, 5]], row_max_new_tokens=[0])
+  with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    sampler.generate([[2, 5]], batch_size=0)
