@@ -10,7 +10,7 @@
 #   bash benchmarks/gpu_suite.sh                 # train, infer, then profile
 #   bash benchmarks/gpu_suite.sh --part=train    # train step only (~5-8 min: the
 #                                                # unrolled row last, under 10)
-#   bash benchmarks/gpu_suite.sh --part=infer    # sampling + scoring (~7 min)
+#   bash benchmarks/gpu_suite.sh --part=infer    # sampling + scoring (~8 min)
 #   bash benchmarks/gpu_suite.sh --part=profile  # top device ops of ours and
 #                                                # official's train step and of
 #                                                # our sampler at batch 64
@@ -75,8 +75,13 @@ fi
 if [ "$part" = all ] || [ "$part" = infer ]; then
   run 200 -m benchmarks.sampling --impls=ours,ours_scan,hf --batches=16,64 --timeout=90
   run 120 -m benchmarks.scoring --modes=direct --timeout=110
-  # GenRM-CoT at K=8: p(Yes) off the sampler's step, then by a second pass.
-  run 150 -m benchmarks.scoring --modes=cot --cot_readout=fused,pass --timeout=140
+  # GenRM-CoT at K=8, rationales of GSM8K's lengths: one sampler batch per
+  # call against continuous batching; then p(Yes) by a second pass instead
+  # of off the sampler's step.
+  run 150 -m benchmarks.scoring --modes=cot --cot_readout=fused \
+    --cot_batching=static,continuous --timeout=140
+  run 100 -m benchmarks.scoring --modes=cot --cot_readout=pass \
+    --cot_batching=continuous --timeout=90
 fi
 if [ "$part" = all ] || [ "$part" = profile ]; then
   run 260 -m benchmarks.train_step --impls=ours,official --steps=2 --timeout=120 \

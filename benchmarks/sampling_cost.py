@@ -3,6 +3,7 @@ r"""What one decode step of the sampler costs, by XLA's own model, before the GP
   python -m benchmarks.sampling_cost                  # Gemma-2B, batch 16/64/256, H100
   python -m benchmarks.sampling_cost --tiny --topology=cpu:1
   python -m benchmarks.sampling_cost --by_op=15      # ... and where the bytes go
+  python -m benchmarks.sampling_cost --continuous    # + continuous batching's loop
 
 Compiles `genrm_jax.sampling.Sampler`'s own program (greedy; bf16 weights
 cast once and held per layer, a bf16 KV cache of 128 + 256 slots: prefill,
@@ -10,7 +11,11 @@ then the decode loop) for `--topology` (an H100 by default: the CUDA
 plugin's deviceless compiler, `pip install -e '.[gpu_aot]'`; no GPU needed)
 and prints the bytes one iteration of the decode loop moves (its kernels'
 operands and outputs, `benchmarks.hlo_ops`) against what a step must read
-(every weight and the cache once), and the HBM-roofline tokens/s of each.
+(every weight and the cache once), and the HBM-roofline tokens/s of each. `--continuous`: also the loop that decodes with
+continuous batching (`Sampler.generate(batch_size=...)`, whose cache holds
+`stream_headroom` more slots, and a store of prefilled prompts), to show
+what its iteration costs beside the one-batch loop's: it runs fewer of
+them when rows stop at different lengths.
 The whole program's total by XLA's cost analysis (prefill + one loop
 iteration, as XLA counts a loop) is in the JSON row. A model, not a
 measurement: no caches, no overlap. Measure with benchmarks/sampling.py.
@@ -31,12 +36,10 @@ from benchmarks import hlo_ops  # noqa: E402
 PROMPT, NEW = 128, 256  # benchmarks/sampling.py's shape
 
 
-def compile_sampler(preset: str, batch: int, devices, overrides=()):
-  """The sampler's program (prefill + decode loop, greedy, PROMPT + NEW
-  tokens) compiled for `devices[0]`: (compiled, abstract params, abstract
-  cache, the sampler's model config)."""
+def _abstract_sampler(preset: str, devices, overrides=()):
+  """A `Sampler` over abstract bf16 weights on `devices[0]`, as it runs
+  there: (sampler, its params, abstract(shape, dtype) on that device)."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
 
@@ -56,6 +59,18 @@ def compile_sampler(preset: str, batch: int, devices, overrides=()):
       stacked.replace(scan_layers=False), params, cast_params=False,
       unstack_layers=False, per_layer_cache=gpu,
       cache_left_attention=devices[0].platform == "cpu")
+  return sampler, params, abstract
+
+
+def compile_sampler(preset: str, batch: int, devices, overrides=()):
+  """The sampler's program (prefill + decode loop, greedy, PROMPT + NEW
+  tokens) compiled for `devices[0]`: (compiled, abstract params, abstract
+  cache, the sampler's model config)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
+
+  sampler, params, abstract = _abstract_sampler(preset, devices, overrides)
   cache = jax.eval_shape(lambda: gemma.init_cache(
       sampler.config, batch, PROMPT + NEW, jnp.bfloat16,
       per_layer=sampler.per_layer_cache))
@@ -65,10 +80,32 @@ def compile_sampler(preset: str, batch: int, devices, overrides=()):
   ids = abstract((batch, PROMPT), jnp.int32)
   compiled = program.lower(
       params, ids, ids, abstract((batch,), jnp.int32),
-      abstract((batch,), jnp.bool_), abstract((2,), jnp.uint32),
+      abstract((batch,), jnp.bool_), abstract((batch,), jnp.int32),
+      abstract((2,), jnp.uint32),
       abstract((), jnp.float32), abstract((), jnp.float32),
       abstract((1,), jnp.int32), abstract((0,), jnp.int32)).compile()
   return compiled, params, cache, sampler.config
+
+
+def compile_stream_decode(preset: str, batch: int, devices, overrides=()):
+  """The continuous-batching decode loop (`Sampler._decode`, greedy) over
+  `batch` slots, PROMPT + NEW tokens, compiled for `devices[0]`:
+  (compiled, abstract params, abstract cache of the loop)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  sampler, params, abstract = _abstract_sampler(preset, devices, overrides)
+  columns = PROMPT + NEW + sampler.stream_headroom
+  state = jax.tree.map(lambda x: abstract(x.shape, x.dtype), jax.eval_shape(
+      lambda: sampler._stream_state(batch, columns, PROMPT, NEW, 0)))  # pylint: disable=protected-access
+  program = jax.jit(functools.partial(
+      sampler._decode, max_new_tokens=NEW, top_k=0, use_top_p=False,  # pylint: disable=protected-access
+      greedy=True), donate_argnums=(1,))
+  compiled = program.lower(
+      params, state, abstract((), jnp.int32), abstract((), jnp.float32),
+      abstract((), jnp.float32), abstract((1,), jnp.int32),
+      abstract((0,), jnp.int32)).compile()
+  return compiled, params, state["cache"]
 
 
 def decode_loop_ops(compiled) -> list:
@@ -80,17 +117,23 @@ def decode_loop_ops(compiled) -> list:
 
 
 def decode_step_cost(preset: str, batch: int, devices, overrides=(),
-                     by_op: int = 0) -> dict:
+                     by_op: int = 0, continuous: bool = False) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from genrm_jax import compile_check  # pylint: disable=g-import-not-at-top
-  compiled, params, cache, _ = compile_sampler(preset, batch, devices,
-                                               overrides)
+  if continuous:
+    compiled, params, cache = compile_stream_decode(preset, batch, devices,
+                                                    overrides)
+  else:
+    compiled, params, cache, _ = compile_sampler(preset, batch, devices,
+                                                 overrides)
   nbytes = lambda tree: sum(x.size * x.dtype.itemsize
                             for x in jax.tree.leaves(tree))
   step = decode_loop_ops(compiled)
   cost = compile_check.xla_cost(compiled)
-  row = dict(benchmark="sampling_cost", impl="ours_sampler", preset=preset,
-             batch=batch, cache_slots=PROMPT + NEW,
+  row = dict(benchmark="sampling_cost",
+             impl="ours_sampler" + ("_continuous" if continuous else ""),
+             preset=preset, batch=batch,
+             cache_slots=jax.tree.leaves(cache["segment_ids"])[0].shape[1],
              device=devices[0].device_kind,
              step_bytes=sum(op.moved for op in step),
              step_kernels=len(step), program_xla_bytes=cost["bytes accessed"],
@@ -111,6 +154,8 @@ def main() -> None:
                       "with --tiny), e.g. gemma3_270m")
   parser.add_argument("--by_op", type=int, default=0,
                       help="also print the N largest ops of a loop iteration")
+  parser.add_argument("--continuous", action="store_true",
+                      help="also continuous batching's decode loop")
   parser.add_argument("--out", default=common.default_out())
   args = parser.parse_args()
   shape = common.TINY if args.tiny else common.FULL
@@ -123,9 +168,11 @@ def main() -> None:
   bandwidth = target.gpu.memory_bandwidth if target.gpu else None
   info = common.device_info()
   rows = []
-  for batch in (int(b) for b in args.batches.split(",")):
+  runs = [(int(b), c) for b in args.batches.split(",")
+          for c in ((False, True) if args.continuous else (False,))]
+  for batch, continuous in runs:
     row = decode_step_cost(shape.preset, batch, devices, shape.overrides,
-                           args.by_op)
+                           args.by_op, continuous)
     row.update(topology=target.label, host=info["host"], jax=info.get("jax"))
     if bandwidth:
       row["roofline_tokens_per_s"] = batch * bandwidth / row["step_bytes"]
@@ -138,19 +185,21 @@ def main() -> None:
   print(f"\nXLA's program of one decode-loop iteration for {target.label} "
         f"({devices[0].device_kind}), {shape.preset}, {PROMPT}+{NEW} cache "
         f"slots; a model, not a measurement:\n")
-  head = (f"{'batch':>6}{unit + ' moved':>11}{'weights+cache':>15}"
+  head = (f"{'loop':>11}{'batch':>6}{unit + ' moved':>11}{'weights+cache':>15}"
           f"{'x ideal':>9}{'roofline tok/s':>16}{'ideal tok/s':>13}")
   print(head + "\n" + "-" * len(head))
   for r in rows:
     ideal = r["weight_bytes"] + r["cache_bytes"]
     tok = lambda k: f"{r[k]:>{16 if k.startswith('roof') else 13},.0f}" if (
         k in r) else f"{'-':>{16 if k.startswith('roof') else 13}}"
-    print(f"{r['batch']:>6}{r['step_bytes'] / scale:>11.2f}"
+    loop = "continuous" if r["impl"].endswith("continuous") else "one batch"
+    print(f"{loop:>11}{r['batch']:>6}{r['step_bytes'] / scale:>11.2f}"
           f"{ideal / scale:>15.2f}{r['step_bytes'] / ideal:>9.2f}"
           f"{tok('roofline_tokens_per_s')}{tok('ideal_tokens_per_s')}")
   for r in rows:
     if "by_op" in r:
-      print(f"\nbatch {r['batch']}, one decode-loop iteration by op:\n"
+      print(f"\n{r['impl']}, batch {r['batch']}, one decode-loop iteration "
+            f"by op:\n"
             f"{r['by_op']}")
 
 

@@ -18,15 +18,22 @@ Random weights and random token ids; the lengths are GSM8K's (see
 * cot: `--cot_candidates` candidates x K=8 rationales (`--k`), as the
   `genrm_cot` verifier runs them (`verifiers._Runner._cot`, on token ids):
   the `Sampler` with per-row keys, temperature 0.7 and repeated prompts
-  prefilled once (`dedupe_prompts`), `--rationale_tokens` new tokens each (no
-  early stop, the GSM8K mean length). `--cot_readout=fused` (the verifier's
+  prefilled once (`dedupe_prompts`). `--rationale_lengths=gsm8k` (default):
+  each rationale stops at a length drawn from GSM8K's (`GSM8K_TOKENS`,
+  `row_max_new_tokens`), as real ones stop at different steps; `fixed`:
+  every one runs `--rationale_tokens` new tokens. `--cot_batching=static`:
+  work items go `--cot_batch` at a time, each call one sampler batch that
+  decodes until its longest rationale ends; `continuous` (the verifier's
+  default): `score_store`'s chunks of 8 x `--cot_batch` items, each
+  decoded `--cot_batch` rows at a time with continuous batching (a stopped
+  row's slot takes the next item). `--cot_readout=fused` (the verifier's
   default, `fused_readout=True`): p(" Yes") read off the sampler's last
   step (`readout_ids`), as if each rationale had ended with its
   verification question; `pass`: the question appended and p(" Yes") read
   by a second, teacher-forced pass with the candidate's prompt shared
-  across its K rationales. Work items go `--cot_batch` at a time
-  (`score_store`'s batches). Reports rationales/s and the sampling /
-  readout split.
+  across its K rationales. Reports rationales/s, new tokens/s (tokens
+  kept), the sampling / readout split, the decode steps run and the share
+  of their `--cot_batch` rows that made a kept token (`busy_rows`).
 Every figure is the second pass over the same pool (the first compiles).
 `--count_only --modes=direct` counts the direct pool's prefill tokens and
 FLOPs with the model calls stubbed out (shapes only: any machine, a second);
@@ -66,10 +73,10 @@ TEMPLATE_TOKENS = {"header": 120, "direct_suffix": 12, "cot_suffix": 12,
 def _settings(tiny: bool) -> dict:
   if tiny:  # lengths / 8 (few length buckets, few compiles): a CPU
     return dict(preset="tiny", overrides=(("num_embed", 300),),
-                dtype="float32", scale=0.125, questions=4, cot_candidates=2,
+                dtype="float32", scale=0.125, questions=4, cot_candidates=8,
                 rationale_tokens=16, cot_batch=16)
   return dict(preset="gemma_2b", overrides=(), dtype="bfloat16", scale=1.0,
-              questions=32, cot_candidates=16, rationale_tokens=256,
+              questions=32, cot_candidates=32, rationale_tokens=256,
               cot_batch=64)
 
 
@@ -269,7 +276,8 @@ def run_direct(s: dict, n: int, batch_size: int, repeats: int,
 
 def run_cot(s: dict, k: int, batch_size: int, cot_batch: int,
             rationale_tokens: int, share_prefix: bool,
-            repeats: int, readout: str = "fused") -> list[dict]:
+            repeats: int, readout: str = "fused", batching: str = "static",
+            rationale_lengths: str = "gsm8k") -> list[dict]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling, scoring  # pylint: disable=g-import-not-at-top
   cfg, params = _model(s)
@@ -280,24 +288,36 @@ def run_cot(s: dict, k: int, batch_size: int, cot_batch: int,
   cands = [p + sol[0] + fixed["cot_suffix"]
            for p, sol in zip(prefixes, solutions)]
   work = [(c, j) for c in range(n_cand) for j in range(k)]
+  if rationale_lengths == "gsm8k":
+    limits = _lengths(np.random.default_rng(2), "rationale", len(work),
+                      s["scale"], s["spread"])
+  else:
+    limits = np.full(len(work), rationale_tokens)
   sampler = sampling.Sampler(cfg, params, dedupe_prompts=share_prefix)
-  sp = sampling.SamplingParams(max_new_tokens=rationale_tokens,
+  sp = sampling.SamplingParams(max_new_tokens=int(limits.max()),
                                temperature=0.7, stop_tokens=())
+  # static: one sampler batch per call; continuous: score_store's chunk of
+  # 8 batches per call, decoded cot_batch rows at a time.
+  per_call, slots = ((cot_batch, None) if batching == "static" else
+                     (8 * cot_batch, cot_batch))
   scorer = scoring.ContinuationScorer(cfg, params, batch_size=batch_size)
   tail = [fixed["cot_suffix"][0]] + fixed["verify_question"]  # "\n" + VQ
 
   def one_pass():
     t_sample = t_score = 0.0
-    out_rows = 0
-    for lo in range(0, len(work), cot_batch):
-      items = work[lo:lo + cot_batch]
+    out_rows = new_tokens = steps = 0
+    for lo in range(0, len(work), per_call):
+      items = work[lo:lo + per_call]
       prompt_ids = [cands[c] for c, _ in items]
       keys = sampling.row_keys(0, [(str(c), "0", j) for c, j in items])
       start = time.perf_counter()
       out = sampler.generate(prompt_ids, sp, rng=keys, readout_ids=(
-          fixed["yes"] if readout == "fused" else ()))
+          fixed["yes"] if readout == "fused" else ()), batch_size=slots,
+                             row_max_new_tokens=limits[lo:lo + per_call])
       t_sample += time.perf_counter() - start
       out_rows += len(items)
+      new_tokens += sum(len(t) for t in out.tokens)
+      steps += out.decode_steps
       if readout == "fused":
         continue
       readouts = [p + list(t) + tail for p, t in zip(prompt_ids, out.tokens)]
@@ -305,27 +325,32 @@ def run_cot(s: dict, k: int, batch_size: int, cot_batch: int,
       scorer.score(readouts, [fixed["yes"]] * len(readouts),
                    prompt_ids if share_prefix else None)
       t_score += time.perf_counter() - start
-    return t_sample, t_score, out_rows
+    return t_sample, t_score, out_rows, new_tokens, steps
 
   start = time.perf_counter()
   one_pass()
   first = time.perf_counter() - start
   t_sample = t_score = 0.0
   for _ in range(repeats):
-    a, b, rationales = one_pass()
+    a, b, rationales, new_tokens, steps = one_pass()
     t_sample += a / repeats
     t_score += b / repeats
   secs = t_sample + t_score
   return [dict(
       benchmark="scoring", impl="cot" + ("_shared" if share_prefix else
-                                         "_unshared") + "_" + readout,
-      readout=readout,
+                                         "_unshared") + "_" + readout + (
+                                             "_continuous" if slots else ""),
+      readout=readout, batching=batching,
+      rationale_lengths=rationale_lengths,
+      mean_rationale_tokens=float(np.mean(limits)),
       preset=s["preset"], dtype=s["dtype"], candidates=n_cand, k=k,
       rationales=rationales, rationale_tokens=rationale_tokens,
       cot_batch=cot_batch, batch_size=batch_size, seconds=secs,
       first_call_s=first, rationales_per_s=rationales / secs,
       candidates_per_s=n_cand / secs, sample_s=t_sample, readout_s=t_score,
-      new_tokens_per_s=rationales * rationale_tokens / t_sample,
+      new_tokens_per_s=new_tokens / t_sample, decode_steps=steps,
+      # The share of decode-step rows that made a kept token.
+      busy_rows=new_tokens / (steps * cot_batch),
       mean_prompt_tokens=float(np.mean([len(c) for c in cands])),
       params=_num_params(cfg), **common.device_info())]
 
@@ -344,7 +369,7 @@ def main() -> None:
   parser.add_argument("--k", type=int, default=8, help="cot: rationales "
                       "per candidate")
   parser.add_argument("--cot_candidates", type=int, default=0,
-                      help="cot: candidates (0: 16, tiny 2)")
+                      help="cot: candidates (0: 32, tiny 8)")
   parser.add_argument("--cot_batch", type=int, default=0,
                       help="cot: work items per sampler call (0: 64, tiny 16)")
   parser.add_argument("--rationale_tokens", type=int, default=0,
@@ -355,6 +380,13 @@ def main() -> None:
                       help="cot: 'fused' (p(Yes) off the sampler's last "
                       "step), 'pass' (a second, teacher-forced pass), or "
                       "both: 'fused,pass'")
+  parser.add_argument("--cot_batching", default="static,continuous",
+                      help="cot: 'static' (a sampler batch per call), "
+                      "'continuous' (stopped rows' slots refilled), or both")
+  parser.add_argument("--rationale_lengths", default="gsm8k",
+                      choices=("gsm8k", "fixed"),
+                      help="cot: lengths drawn from GSM8K's rationales, or "
+                      "--rationale_tokens each")
   parser.add_argument("--spread", type=float, default=1.0,
                       help="1: GSM8K's length spread; 0: every question / "
                       "solution the median length (fewest buckets)")
@@ -383,6 +415,10 @@ def main() -> None:
     parser.error(f"--cot_readout={args.cot_readout}: 'fused', 'pass' or "
                  "'fused,pass'.")
 
+  if set(args.cot_batching.split(",")) - {"static", "continuous"}:
+    parser.error(f"--cot_batching={args.cot_batching}: 'static', "
+                 "'continuous' or 'static,continuous'.")
+
   if args.worker:  # the modes, in this process (one JAX implementation)
     rows = []
     for mode in args.modes.split(","):
@@ -391,9 +427,11 @@ def main() -> None:
                            args.count_only)
       elif mode == "cot":
         for readout in args.cot_readout.split(","):
-          rows += run_cot(s, args.k, args.batch_size, s["cot_batch"],
-                          s["rationale_tokens"], args.cot_share_prefix == "true",
-                          args.repeats, readout)
+          for batching in args.cot_batching.split(","):
+            rows += run_cot(s, args.k, args.batch_size, s["cot_batch"],
+                            s["rationale_tokens"],
+                            args.cot_share_prefix == "true", args.repeats,
+                            readout, batching, args.rationale_lengths)
       else:
         raise ValueError(f"mode {mode!r}: expected direct or cot.")
     print(json.dumps({"rows": rows}))
@@ -401,7 +439,8 @@ def main() -> None:
 
   worker_args = [f"--{k}={getattr(args, k)}" for k in (
       "questions", "n", "batch_size", "k", "cot_candidates", "cot_batch",
-      "rationale_tokens", "cot_share_prefix", "cot_readout", "repeats",
+      "rationale_tokens", "cot_share_prefix", "cot_readout", "cot_batching",
+      "rationale_lengths", "repeats",
       "modes", "spread", "preset", "dtype")]
   if args.count_only:
     if args.modes != "direct":
@@ -435,13 +474,20 @@ def main() -> None:
   if cot:
     common.print_table(
         f"GenRM-CoT scoring, {s['preset']}, K={args.k} ({device})", cot,
-        ["impl", "rationales", "rationales_per_s", "candidates_per_s",
-         "new_tokens_per_s", "sample_s", "readout_s", "first_call_s",
+        ["impl", "rationales", "mean_rationale_tokens", "rationales_per_s",
+         "candidates_per_s", "new_tokens_per_s", "decode_steps", "busy_rows", "sample_s", "readout_s", "first_call_s",
          "error"])
-    by = {r.get("readout"): r for r in cot if "error" not in r}
-    if {"fused", "pass"} <= set(by):
-      print(f"fused / pass readout: rationales/s "
-            f"{by['fused']['rationales_per_s'] / by['pass']['rationales_per_s']:.2f}x")
+    by = {(r.get("readout"), r.get("batching")): r["rationales_per_s"]
+          for r in cot if "error" not in r}
+    for batching in ("static", "continuous"):
+      if ("fused", batching) in by and ("pass", batching) in by:
+        print(f"fused / pass readout ({batching}): rationales/s "
+              f"{by['fused', batching] / by['pass', batching]:.2f}x")
+    for readout in ("fused", "pass"):
+      if (readout, "static") in by and (readout, "continuous") in by:
+        print(f"continuous / static batching ({readout} readout): "
+              f"rationales/s "
+              f"{by[readout, 'continuous'] / by[readout, 'static']:.2f}x")
   for r in rows:
     if "error" in r:
       print(f"{r['impl']}: {r['error']}\n{r.get('stderr_tail', '')}")

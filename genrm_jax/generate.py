@@ -58,6 +58,10 @@ def define_flags() -> None:
   flags.DEFINE_float('top_p', 1.0, '1: no nucleus truncation.')
   flags.DEFINE_integer('max_new_tokens', 256, 'Solution length at most.')
   flags.DEFINE_integer('batch_size', 64, 'Sampler rows per batch.')
+  flags.DEFINE_enum('continuous_batching', 'auto', ['auto', 'true', 'false'],
+                    'Decode batch_size rows at a time, a finished row taking the next '
+                    "one (auto: on except on a CPU); 'false': each batch waits for its "
+                    'longest row.')
   flags.DEFINE_integer('seed', 0, 'Sampling seed.')
   flags.DEFINE_integer('limit_problems', 0, 'Only the first K problems (0: all).')
   flags.DEFINE_string('out', None, 'Candidate store to write (appended; resumable).')
@@ -105,7 +109,8 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
              batch_size: int = 64, seed: int = 0, top_k: int = 0, top_p: float = 1.0,
              generator: str = '', stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
              log: Callable[[str], None] = logging.info,
-             max_problems: Optional[int] = None) -> int:
+             max_problems: Optional[int] = None,
+             continuous_batching: Optional[bool] = None) -> int:
   """Samples, grades and appends candidates of every problem not yet complete.
 
   Args:
@@ -114,6 +119,11 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
     model: A `bundle.Bundle` (config, params, tokenizer).
     out_path: The candidate store (appended to; complete problems skipped).
     max_problems: Stop after this many problems (tests: a killed run).
+    continuous_batching: Stream 8 batches' worth of rows at a time through
+      `batch_size` sampler rows, a finished row's slot taking the next row
+      (None: `sampling.continuous_batching_default()`); else one sampler
+      batch at a time. A row's samples are the same either way (per-row
+      keys), to float rounding.
 
   Returns:
     The number of problems written now.
@@ -136,17 +146,22 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
   params = sampling.SamplingParams(
       max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
       stop_tokens=tuple(sorted({1, tok.eos_id})), stop_strings=tuple(stop_strings))
-  per_batch = max(1, batch_size // num_samples)  # problems per sampler call
+  if continuous_batching is None:
+    continuous_batching = sampling.continuous_batching_default()
+  # Rows per sampler call; problems are written (and resume) per call.
+  per_call = batch_size * (8 if continuous_batching else 1)
+  per_batch = max(1, per_call // num_samples)  # problems per call
   start, written = time.time(), 0
   for lo in range(0, len(todo), per_batch):
     group = todo[lo:lo + per_batch]
     rows = [(p, i) for p, missing in group for i in missing]
     texts, logprobs = [], []
-    for b in range(0, len(rows), batch_size):
-      chunk = rows[b:b + batch_size]
+    for b in range(0, len(rows), per_call):
+      chunk = rows[b:b + per_call]
       out = sampler.generate(
           [prompts.solution_prompt(p['question']) for p, _ in chunk], params,
-          rng=sampling.row_keys(seed, [(p['problem_id'], i) for p, i in chunk]))
+          rng=sampling.row_keys(seed, [(p['problem_id'], i) for p, i in chunk]),
+          batch_size=batch_size if continuous_batching else None)
       texts += out.texts
       logprobs += [float(sum(lp)) for lp in out.logprobs]
     by_problem: dict[str, list] = {}
@@ -188,6 +203,8 @@ def main(argv):
     generate(problems, model, f.out, task=f.task, num_samples=f.num_samples,
              temperature=f.temperature, max_new_tokens=f.max_new_tokens,
              batch_size=f.batch_size, seed=f.seed, top_k=f.top_k, top_p=f.top_p,
+             continuous_batching={'auto': None, 'true': True,
+                                  'false': False}[f.continuous_batching],
              generator=os.path.abspath(f.checkpoint), log=print)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')

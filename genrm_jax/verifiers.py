@@ -64,6 +64,10 @@ DEFAULT_OPTIONS = dict(
     fused_readout=True,  # CoT kinds: p(Yes) read off the sampler's step after
                          # the verification question; False: a second,
                          # teacher-forced pass over prompt + rationale
+    continuous_batching=None,  # CoT kinds: batch_size rows decode at a time,
+                               # a finished rationale's row taking the next
+                               # one; False: each batch waits for its longest;
+                               # None: on except on a CPU
     seed=0,
     beta=0.1,  # dpo
     reference_checkpoint='',  # dpo
@@ -93,6 +97,8 @@ class VerifierSpec:
     self.options = {**DEFAULT_OPTIONS, **dict(self.options)}
     if self.options['renormalize'] is None:
       self.options['renormalize'] = self.kind == 'llm_judge'
+    if self.options['continuous_batching'] is None:
+      self.options['continuous_batching'] = sampling.continuous_batching_default()
     if not self.checkpoint:
       raise ValueError(f'verifier {self.name!r}: no checkpoint; set its checkpoint to a '
                        'model directory (e.g. WORKDIR/export of genrm_jax.train).')
@@ -257,8 +263,9 @@ class _Runner:
     # as the teacher-forced pass (to float rounding), without that pass.
     readout_ids = ((yes + no) if opts['fused_readout'] and len(yes) == len(no) == 1
                    else ())
-    out = self.sampler.generate(cot_prompts, self.sampling_params, rng=keys,
-                                readout_ids=readout_ids)
+    out = self.sampler.generate(
+        cot_prompts, self.sampling_params, rng=keys, readout_ids=readout_ids,
+        batch_size=opts['batch_size'] if opts['continuous_batching'] else None)
     log_yes = np.zeros(len(items))
     log_no = np.zeros(len(items))
     question = self.tok.encode(prompts.VERIFY_QUESTION)
@@ -363,8 +370,11 @@ def score_store(candidates: str | Sequence[candidates_lib.Candidate], spec: Veri
   # Rows go to the runner (and the file) `chunk` at a time. Teacher-forced
   # kinds take several batches' worth, so rows of one length bucket fill
   # whole batches and a problem's candidates share one prefill; a row's
-  # score does not depend on its chunk. CoT chunks stay one sampler batch.
-  chunk = spec.options['batch_size'] * (1 if spec.kind in COT_KINDS else 8)
+  # score does not depend on its chunk. CoT chunks are one sampler batch,
+  # or with continuous batching 8 batches' worth, streamed through
+  # batch_size rows (a chunk's tail waits for its longest rationale).
+  cot_static = spec.kind in COT_KINDS and not spec.options['continuous_batching']
+  chunk = spec.options['batch_size'] * (1 if cot_static else 8)
   start, written = time.time(), 0
   for lo in range(0, total, chunk):
     rows = runner(todo[lo:lo + chunk])

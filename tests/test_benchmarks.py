@@ -104,9 +104,15 @@ def test_sampling_cost_tiny(tmp_path):
   weight once, so the roofline is at most the ideal; --by_op prints where
   the bytes go."""
   rows, stdout = _run("benchmarks.sampling_cost", "--topology=cpu:1",
-                      "--batches=2,8", "--by_op=5", tmp_path=tmp_path)
-  assert [r["batch"] for r in rows] == [2, 8]
-  assert rows[1]["cache_bytes"] > 3.9 * rows[0]["cache_bytes"]  # K, V per row
+                      "--batches=2,8", "--by_op=5", "--continuous",
+                      tmp_path=tmp_path)
+  assert [(r["batch"], r["impl"]) for r in rows] == [
+      (2, "ours_sampler"), (2, "ours_sampler_continuous"),
+      (8, "ours_sampler"), (8, "ours_sampler_continuous")]
+  assert rows[2]["cache_bytes"] > 3.9 * rows[0]["cache_bytes"]  # K, V per row
+  # Continuous batching's loop: stream_headroom (64) more cache slots.
+  assert rows[1]["cache_slots"] == rows[0]["cache_slots"] + 64
+  assert rows[1]["cache_bytes"] > rows[0]["cache_bytes"]
   for r in rows:
     assert r["step_bytes"] >= r["weight_bytes"] > 0, r
     assert r["program_xla_bytes"] > r["step_bytes"]  # + the prefill
@@ -206,14 +212,16 @@ def test_sampling_benchmark_tiny(tmp_path):
 def test_scoring_benchmark_tiny(tmp_path):
   # Median lengths only (--spread=0): one program per path, few compiles.
   rows, stdout = _run("benchmarks.scoring", "--questions=2",
-                      "--cot_candidates=1", "--spread=0",
+                      "--cot_candidates=1", "--cot_batch=4", "--spread=0",
                       "--cot_readout=fused,pass", tmp_path=tmp_path)
-  assert [r["impl"] for r in rows] == ["direct_shared", "direct_unshared",
-                                       "cot_shared_fused", "cot_shared_pass"]
+  assert [r["impl"] for r in rows] == [
+      "direct_shared", "direct_unshared", "cot_shared_fused",
+      "cot_shared_fused_continuous", "cot_shared_pass",
+      "cot_shared_pass_continuous"]
   for r in rows:
     assert "error" not in r, r
     assert r["candidates_per_s"] > 0 and r["device"]
-  shared, unshared, cot, cot_pass = rows
+  shared, unshared, cot, cot_stream, cot_pass, _ = rows
   # The fused readout runs no second pass; the other one does.
   assert cot["readout_s"] == 0 and cot_pass["readout_s"] > 0
   assert shared["candidates"] == unshared["candidates"] == 2 * 16
@@ -225,6 +233,15 @@ def test_scoring_benchmark_tiny(tmp_path):
   assert shared["max_abs_logp_diff"] < 1e-4
   assert cot["rationales"] == 8 and cot["k"] == 8
   assert cot["rationales_per_s"] > 0 and cot["sample_s"] > 0
+  # Median GSM8K rationale length (29 tokens at the tiny scale), kept whole.
+  assert cot["mean_rationale_tokens"] == 29
+  assert cot["new_tokens_per_s"] * cot["sample_s"] == pytest.approx(8 * 29)
+  assert cot_stream["batching"] == "continuous"
+  assert cot_stream["new_tokens_per_s"] * cot_stream["sample_s"] == \
+      pytest.approx(8 * 29)
+  assert "continuous / static batching (fused readout)" in stdout
+  # All 8 rationales the same length: the 4-row batches are always busy.
+  assert cot["decode_steps"] == 2 * 29 and cot["busy_rows"] == 1.0
   assert "unshared / shared" in stdout
 
 
@@ -264,17 +281,18 @@ def test_gpu_suite_dry_run_lists_each_benchmark():
   modules = [l.split(" -m ")[1].split()[0] for l in lines]
   assert modules == ["benchmarks.train_step", "benchmarks.train_step",
                      "benchmarks.sampling", "benchmarks.scoring",
-                     "benchmarks.scoring", "benchmarks.train_step",
-                     "benchmarks.sampling"]
+                     "benchmarks.scoring", "benchmarks.scoring",
+                     "benchmarks.train_step", "benchmarks.sampling"]
   assert "--attention=einsum,cudnn" in lines[0]
   assert "--attention=cudnn --scan_unroll=all" in lines[1]
   # Only the last part traces: a profile never costs a measurement.
-  assert "--modes=cot --cot_readout=fused,pass" in lines[4]
-  assert ["--profile_dir" in l for l in lines] == [False] * 5 + [True] * 2
+  assert "--cot_readout=fused --cot_batching=static,continuous" in lines[4]
+  assert "--cot_readout=pass --cot_batching=continuous" in lines[5]
+  assert ["--profile_dir" in l for l in lines] == [False] * 6 + [True] * 2
   proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--dry_run",
                          "--part=infer", "--tiny"], cwd=root,
                         capture_output=True, text=True, timeout=60)
-  assert "train_step" not in proc.stdout and proc.stdout.count("--tiny") == 3
+  assert "train_step" not in proc.stdout and proc.stdout.count("--tiny") == 4
   proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--part=x"],
                         cwd=root, capture_output=True, text=True, timeout=60)
   assert proc.returncode == 2 and "expected all, train, infer or profile" in proc.stderr

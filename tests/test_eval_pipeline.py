@@ -210,6 +210,15 @@ def test_end_to_end_generate_score_evaluate(bundles, tmp_path):
   assert generate.generate(problems, model, part, batch_size=4, **kwargs) == 2
   assert generate.generate(problems, model, part, batch_size=4, **kwargs) == 0
   assert open(full).read() == open(part).read()
+  # Continuous batching (2 rows decoding, 24 to go): the same samples.
+  stream = str(tmp_path / "stream.jsonl")
+  assert generate.generate(problems, model, stream, batch_size=2,
+                           continuous_batching=True, **kwargs) == 3
+  want = candidates_lib.read_candidates(full)
+  got = candidates_lib.read_candidates(stream)
+  assert [c.solution for c in got] == [c.solution for c in want]
+  np.testing.assert_allclose([c.logprob for c in got], [c.logprob for c in want],
+                             rtol=1e-5)
   cands = candidates_lib.read_candidates(full)
   assert len(cands) == 12 and {c.candidate_id for c in cands} == {0, 1, 2, 3}
   assert all(c.task == "last_letter" and c.seed == 3 and c.logprob < 0 and
@@ -317,7 +326,8 @@ def test_cot_verdict_read_off_the_sampler_equals_a_second_pass(tmp_path):
     for renormalize in (False, True):
       spec = verifiers.VerifierSpec("cot", "genrm_cot", policy, dict(
           batch_size=16, num_rationales=8, max_new_tokens=48, temperature=1.0,
-          fused_readout=fused, renormalize=renormalize))
+          fused_readout=fused, renormalize=renormalize,
+          continuous_batching=False))
       runner = verifiers._runner(spec)  # pylint: disable=protected-access
       rows = []
       score = runner.scorer.score
@@ -340,3 +350,13 @@ def test_cot_verdict_read_off_the_sampler_equals_a_second_pass(tmp_path):
   # Only the rationales that never asked went through a second pass.
   assert calls[False, False] == [48] and calls[True, False] == [48 - asked]
   assert calls[False, True] == [48, 48] and calls[True, True] == [48 - asked] * 2
+  # Continuous batching (16 rows decoding, 48 to go): the same rationales
+  # and scores.
+  spec = verifiers.VerifierSpec("cot", "genrm_cot", policy, dict(
+      batch_size=16, num_rationales=8, max_new_tokens=48, temperature=1.0,
+      renormalize=True, continuous_batching=True))
+  streamed = verifiers._runner(spec)([verifiers._Work(c, k) for c in cands  # pylint: disable=protected-access
+                                      for k in range(8)])
+  assert [s.rationale for s in streamed] == [s.rationale for s in out]
+  np.testing.assert_allclose([s.score for s in streamed], scores[True, True],
+                             rtol=1e-4, atol=1e-7)

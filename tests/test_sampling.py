@@ -1,6 +1,8 @@
 """The sampler: greedy decoding equals step-by-step argmax of full forward
 passes; stop tokens, buckets, log-probs, top-k/top-p and sharding."""
 
+import codecs
+
 import numpy as np
 import pytest
 
@@ -326,7 +328,7 @@ def _varied_prompts(n, seed=0):
 
 
 @pytest.mark.parametrize("variant", ["greedy", "sampled_dedupe",
-                                     "per_layer_cache"])
+                                     "gpu_layout"])
 def test_continuous_batching_samples_like_one_batch(model, variant):
   """`generate(batch_size=B)` with more prompts than B: B slots, each
   refilled with the next prompt when its row stops (here at mixed lengths,
@@ -342,13 +344,21 @@ def test_continuous_batching_samples_like_one_batch(model, variant):
   sampler = sampling.Sampler(
       config, params, prompt_buckets=(16,), stream_headroom=3,
       dedupe_prompts=variant == "sampled_dedupe",
-      per_layer_cache=variant == "per_layer_cache")
+      # A GPU's layout: a cache buffer per layer, the query-left attention.
+      per_layer_cache=variant == "gpu_layout",
+      cache_left_attention=variant != "gpu_layout")
   want = sampler.generate(prompts, sp, rng=keys, readout_ids=(5, 17),
                           row_max_new_tokens=limits)
   got = sampler.generate(prompts, sp, rng=keys, readout_ids=(5, 17),
                          row_max_new_tokens=limits, batch_size=4)
   assert any(k[0] == "stream" for k in sampler._compiled)
   assert len({len(t) for t in want.tokens}) > 5  # rows stop at many steps
+  # One batch: until its longest row stops. Four slots, each refilled as
+  # soon as its row stops: every slot busy until the queue runs dry, then
+  # at most one row's length (12 steps) of tail.
+  row_steps = [len(t) + f for t, f in zip(want.tokens, want.finished)]
+  assert want.decode_steps == max(row_steps)
+  assert -(-sum(row_steps) // 4) <= got.decode_steps <= -(-sum(row_steps) // 4) + 12
   assert got.tokens == want.tokens
   assert got.finished == want.finished
   # (this random model's greedy rows repeat one token and never stop)
@@ -390,3 +400,53 @@ def test_generate_rejects_bad_row_limits_and_batch_size(model):
     sampler.generate([[2, 5]], row_max_new_tokens=[0])
   with pytest.raises(ValueError, match="batch_size must be >= 1"):
     sampler.generate([[2, 5]], batch_size=0)
+
+
+def test_prompt_store_reuses_held_prompts_and_never_evicts_one_in_use():
+  store = sampling._PromptStore(3, share=True)
+  assert store.place([(1,), (1,), (2,)]) == ([0, 0, 1], [(0, (1,)), (1, (2,))])
+  assert store.place([(2,), (3,)]) == ([1, 2], [(2, (3,))])
+  # (1,) is evicted for (4,); (2,), read by this call, is not (entry 1 is
+  # next in line but skipped).
+  assert store.place([(2,), (4,), (5,)]) == ([1, 0, 2],
+                                             [(0, (4,)), (2, (5,))])
+  assert store.place([(2,)]) == ([1], [])
+  unshared = sampling._PromptStore(2, share=False)
+  assert unshared.place([(1,), (1,)]) == ([0, 1], [(0, (1,)), (1, (1,))])
+  with pytest.raises(ValueError, match="3 prompts for 2 entries"):
+    unshared.place([(1,)] * 3)
+
+
+def test_shortest_covering_prefix_equals_a_scan():
+  """The stop-string cut's binary search finds the prefix a scan from the
+  first token finds, also with characters split over tokens (a dangling
+  byte shows as a replacement character, as in SentencePiece's byte
+  fallback, so a prefix's text can be longer than the next one's)."""
+  def scan(decode, toks, cut):
+    return next(n for n in range(1, len(toks) + 1)
+                if len(decode(toks[:n])) >= cut)
+
+  pieces = [b"a", b"b", b" ", b"?", "\u20ac".encode(), b"\xe2", b"\x82",
+            b"\xac", "\u00e9".encode(), b"\xc3", b"\xa9"]
+
+  def decode(ids):
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text = decoder.decode(b"".join(pieces[i] for i in ids), final=False)
+    return text + "\ufffd" * len(decoder.getstate()[0])  # a dangling byte
+
+  rs = np.random.RandomState(0)
+  checked = 0
+  for _ in range(300):
+    toks = rs.randint(0, len(pieces), size=rs.randint(1, 30)).tolist()
+    text = decode(toks)
+    for cut in range(1, len(text) + 1):
+      if len(decode(toks)) < cut:
+        continue
+      got = sampling._shortest_covering_prefix(decode, toks, text, cut)
+      assert got == scan(decode, toks, cut), (toks, cut)
+      checked += 1
+  assert checked > 1000
+  # A prefix that seems longer than the next: the search must not stop there.
+  toks = [0, 5, 6, 7, 3]  # "a", then the three bytes of one character, "?"
+  assert [len(decode(toks[:n])) for n in range(1, 6)] == [1, 2, 3, 2, 3]
+  assert sampling._shortest_covering_prefix(decode, toks, decode(toks), 3) == 3
