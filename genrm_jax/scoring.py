@@ -5,9 +5,12 @@
   from the logits (the full " Yes" token sequence's probability, so a
   vocabulary that splits it into several tokens is still exact); optionally
   renormalised over {" Yes", " No"}.
-* `genrm_cot`: K sampled rationales per candidate; each is cut after its
-  verification question and scored like `genrm`; the score is the mean
-  p(Yes) over the K rationales (the paper's MajV@K). Rationales are kept.
+* `genrm_cot`: K sampled rationales per candidate; each stops at its
+  verification question, and p(Yes) is read off the sampler's next-token
+  distribution there (or, where the verdict is not one token or a rationale
+  never asked, by a teacher-forced pass like `genrm`'s); the score is the
+  mean p(Yes) over the K rationales (the paper's MajV@K). Rationales are
+  kept. `cot_yes_probabilities` is what the `genrm_cot` verifier runs.
 
 Candidates are batched by length bucket; only the positions that predict
 the verdict tokens are projected onto the vocabulary (no [B, L, V] buffer).
@@ -268,41 +271,99 @@ def score_direct(candidates: Iterable[candidates_lib.Candidate],
       score=float(p)) for c, p in zip(candidates, p_yes)]
 
 
+def cot_stop_params(tokenizer, **kwargs) -> sampling.SamplingParams:
+  """Sampling settings for GenRM-CoT rationales: they stop at EOS or at
+  the verification question (the string the verdict follows)."""
+  stops = tuple(sorted({gemma.EOS_ID, tokenizer.eos_id}))
+  return sampling.SamplingParams(stop_tokens=stops,
+                                 stop_strings=(prompts.VERIFY_QUESTION,),
+                                 **kwargs)
+
+
+def cot_yes_probabilities(sampler: sampling.Sampler,
+                          scorer: ContinuationScorer, tokenizer,
+                          cot_prompts: Sequence[str], keys: np.ndarray,
+                          params: sampling.SamplingParams, *,
+                          renormalize: bool = False, fused_readout: bool = True,
+                          share_prefix: bool = True,
+                          batch_size: int | None = None
+                          ) -> tuple[np.ndarray, list[str]]:
+  """GenRM-CoT: one rationale per prompt (row i sampled with `keys[i]`),
+  then p(Yes) after its verification question. Returns (p, rationales).
+
+  `fused_readout`: when " Yes" and " No" are one token each, p(Yes) is read
+  off the sampler's own distribution after the question (the same number as
+  a teacher-forced pass over prompt + rationale, to float rounding) instead
+  of that pass. Rationales that never ask the question get it appended and
+  the pass, with the prompt shared across its rows (`share_prefix`).
+  `batch_size`: continuous batching through that many sampler rows."""
+  if prompts.VERIFY_QUESTION not in params.stop_strings:
+    raise ValueError("GenRM-CoT rationales stop at the verification question: "
+                     "params=scoring.cot_stop_params(tokenizer, ...).")
+  yes = tokenizer.encode(prompts.YES)
+  no = tokenizer.encode(prompts.NO)
+  readout_ids = ((yes + no) if fused_readout and len(yes) == len(no) == 1
+                 else ())
+  out = sampler.generate(list(cot_prompts), params, rng=keys,
+                         readout_ids=readout_ids, batch_size=batch_size)
+  log_yes = np.zeros(len(cot_prompts))
+  log_no = np.zeros(len(cot_prompts))
+  question = tokenizer.encode(prompts.VERIFY_QUESTION)
+  encoded = {p: tokenizer.encode(p, add_bos=True) for p in set(cot_prompts)}
+  prompt_ids = [encoded[p] for p in cot_prompts]
+  readouts, rest = [], []  # prompt + rationale up to its verification question
+  for i, (ids, text, toks) in enumerate(zip(prompt_ids, out.texts, out.tokens)):
+    asked = text.endswith(prompts.VERIFY_QUESTION)
+    if asked and readout_ids:
+      log_yes[i], log_no[i] = out.readout_logprobs[i]
+      continue
+    ids = ids + list(toks)
+    if not asked:  # never asked: ask it
+      ids += tokenizer.encode("\n") + question
+    readouts.append(ids)
+    rest.append(i)
+  if rest:
+    # A candidate's K rationales share its question + solution.
+    shared = [prompt_ids[i] for i in rest] if share_prefix else None
+    log_yes[rest] = scorer.score(readouts, [yes] * len(readouts), shared)
+    if renormalize:
+      log_no[rest] = scorer.score(readouts, [no] * len(readouts), shared)
+  if renormalize:
+    p = 1.0 / (1.0 + np.exp(log_no - log_yes))
+  else:
+    p = np.exp(log_yes)
+  return p, list(out.texts)
+
+
 def score_cot(candidates: Iterable[candidates_lib.Candidate],
               sampler: sampling.Sampler, scorer: ContinuationScorer,
               tokenizer, *, num_rationales: int = 32,
               sampling_params: sampling.SamplingParams | None = None,
               verifier: str = "genrm_cot", renormalize: bool = False,
-              seed: int = 0) -> list[candidates_lib.VerifierScore]:
+              seed: int = 0, fused_readout: bool = True,
+              share_prefix: bool = True,
+              batch_size: int | None = None
+              ) -> list[candidates_lib.VerifierScore]:
   """GenRM-CoT (MajV@K): K rationales per candidate, each scored for p(Yes)
   after its verification question; one score row per rationale (`k`), the
-  evaluator averages them. A rationale that never asks the question gets
-  the question appended (so every rationale yields a probability)."""
+  evaluator averages them. Rationale k of a candidate uses the key of
+  (seed, problem, candidate, k) alone, as the `genrm_cot` verifier's
+  (`verifiers.score_store`, which runs `cot_yes_probabilities` too).
+  `sampling_params`: default `cot_stop_params(tokenizer, max_new_tokens=512,
+  temperature=1.0)`; must stop at the verification question."""
   candidates = list(candidates)
-  params = sampling_params or sampling.SamplingParams(
-      max_new_tokens=512, temperature=1.0)
+  params = sampling_params or cot_stop_params(
+      tokenizer, max_new_tokens=512, temperature=1.0)
+  work = [(c, k) for c in candidates for k in range(num_rationales)]
   cot_prompts = [prompts.cot_verification_prompt(c.question, c.solution)
-                 for c in candidates for _ in range(num_rationales)]
-  texts = []
-  for start in range(0, len(cot_prompts), 64):
-    out = sampler.generate(cot_prompts[start:start + 64], params,
-                           rng=jax.random.fold_in(jax.random.PRNGKey(seed),
-                                                  start))
-    texts += out.texts
-  verification = []
-  rationales = []
-  for prompt, text in zip(cot_prompts, texts):
-    cut = text.find(prompts.VERIFY_QUESTION)
-    body = (text[:cut] if cut >= 0 else text.rstrip() + "\n")
-    rationales.append(text)
-    verification.append(prompt + body + prompts.VERIFY_QUESTION)
-  p_yes = yes_probabilities(scorer, tokenizer, verification, renormalize)
-  scores = []
-  for i, c in enumerate(candidates):
-    for k in range(num_rationales):
-      j = i * num_rationales + k
-      scores.append(candidates_lib.VerifierScore(
-          problem_id=c.problem_id, candidate_id=c.candidate_id,
-          verifier=verifier, score=float(p_yes[j]), k=k,
-          rationale=rationales[j]))
-  return scores
+                 for c, _ in work]
+  keys = sampling.row_keys(seed, [(c.problem_id, str(c.candidate_id), k)
+                                  for c, k in work])
+  p_yes, texts = cot_yes_probabilities(
+      sampler, scorer, tokenizer, cot_prompts, keys, params,
+      renormalize=renormalize, fused_readout=fused_readout,
+      share_prefix=share_prefix, batch_size=batch_size)
+  return [candidates_lib.VerifierScore(
+      problem_id=c.problem_id, candidate_id=c.candidate_id, verifier=verifier,
+      score=float(p), k=k, rationale=text)
+          for (c, k), p, text in zip(work, p_yes, texts)]

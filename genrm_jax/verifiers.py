@@ -209,11 +209,9 @@ class _Runner:
       self.sampler = sampling.Sampler(self.model.config, self.model.params,
                                       tokenizer=self.tok,
                                       dedupe_prompts=opts['share_prefix'])
-      stops = tuple(sorted({gemma.EOS_ID, self.tok.eos_id}))
-      self.sampling_params = sampling.SamplingParams(
-          max_new_tokens=opts['max_new_tokens'], temperature=opts['temperature'],
-          top_k=opts['top_k'], top_p=opts['top_p'], stop_tokens=stops,
-          stop_strings=(prompts.VERIFY_QUESTION,))
+      self.sampling_params = scoring.cot_stop_params(
+          self.tok, max_new_tokens=opts['max_new_tokens'], temperature=opts['temperature'],
+          top_k=opts['top_k'], top_p=opts['top_p'])
 
   def _solution_pairs(self, items):
     xs = [self.tok.encode(prompts.solution_prompt(w.candidate.question), add_bos=True)
@@ -256,43 +254,11 @@ class _Runner:
     keys = sampling.row_keys(opts['seed'], [(w.candidate.problem_id,
                                              str(w.candidate.candidate_id), w.k)
                                             for w in items])
-    yes = self.tok.encode(prompts.YES)
-    no = self.tok.encode(prompts.NO)
-    # A one-token verdict can be read off the sampler's own distribution
-    # after the verification question: the same p(Yes | prompt + rationale)
-    # as the teacher-forced pass (to float rounding), without that pass.
-    readout_ids = ((yes + no) if opts['fused_readout'] and len(yes) == len(no) == 1
-                   else ())
-    out = self.sampler.generate(
-        cot_prompts, self.sampling_params, rng=keys, readout_ids=readout_ids,
+    return scoring.cot_yes_probabilities(
+        self.sampler, self.scorer, self.tok, cot_prompts, keys, self.sampling_params,
+        renormalize=opts['renormalize'], fused_readout=opts['fused_readout'],
+        share_prefix=opts['share_prefix'],
         batch_size=opts['batch_size'] if opts['continuous_batching'] else None)
-    log_yes = np.zeros(len(items))
-    log_no = np.zeros(len(items))
-    question = self.tok.encode(prompts.VERIFY_QUESTION)
-    encoded = {p: self.tok.encode(p, add_bos=True) for p in set(cot_prompts)}
-    prompt_ids = [encoded[p] for p in cot_prompts]
-    readouts, rest = [], []  # prompt + rationale up to its verification question
-    for i, (ids, text, toks) in enumerate(zip(prompt_ids, out.texts, out.tokens)):
-      asked = text.endswith(prompts.VERIFY_QUESTION)
-      if asked and readout_ids:
-        log_yes[i], log_no[i] = out.readout_logprobs[i]
-        continue
-      ids = ids + list(toks)
-      if not asked:  # never asked: ask it
-        ids += self.tok.encode('\n') + question
-      readouts.append(ids)
-      rest.append(i)
-    if rest:
-      # A candidate's K rationales share its question + solution.
-      shared = [prompt_ids[i] for i in rest] if opts['share_prefix'] else None
-      log_yes[rest] = self.scorer.score(readouts, [yes] * len(readouts), shared)
-      if opts['renormalize']:
-        log_no[rest] = self.scorer.score(readouts, [no] * len(readouts), shared)
-    if opts['renormalize']:
-      p = 1.0 / (1.0 + np.exp(log_no - log_yes))
-    else:
-      p = np.exp(log_yes)
-    return p, list(out.texts)
 
 
 _RUNNERS: dict = {}

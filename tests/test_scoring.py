@@ -88,12 +88,19 @@ def test_cot_scores_one_row_per_rationale(model):
   cand = candidates_lib.Candidate(
       problem_id="p", candidate_id=0, question="Q?", solution="The answer "
       "is 1.", answer="1", reference="1", correct=True)
+  sp = scoring.cot_stop_params(tok, max_new_tokens=8, temperature=1.0)
   scores = scoring.score_cot([cand], sampler, scorer, tok, num_rationales=3,
-                             sampling_params=sampling.SamplingParams(
-                                 max_new_tokens=8, temperature=1.0))
+                             sampling_params=sp)
   assert [s.k for s in scores] == [0, 1, 2]
   assert all(0.0 <= s.score <= 1.0 and s.rationale is not None
              for s in scores)
+  # Rationale k depends on (seed, problem, candidate, k) alone.
+  again = scoring.score_cot([cand, cand], sampler, scorer, tok,
+                            num_rationales=3, sampling_params=sp)
+  assert [s.rationale for s in again[:3]] == [s.rationale for s in scores]
+  with pytest.raises(ValueError, match="cot_stop_params"):
+    scoring.score_cot([cand], sampler, scorer, tok, num_rationales=1,
+                      sampling_params=sampling.SamplingParams(max_new_tokens=8))
 
 
 def test_shared_question_prefix_gives_the_same_scores(model):
