@@ -492,10 +492,16 @@ class Sampler:
       free = np.flatnonzero(owner < 0)
       if queued < n and len(free):
         take = min(len(free), n - queued)
-        rows = list(range(queued, queued + take))
-        state = self._insert_rows(insert, state, store, prompts, rows,
-                                  free[:take], keys, limits, length, readout)
-        owner[free[:take]] = rows
+        # The first fill in one call (its prompts deduplicated together);
+        # refills `refill_every` rows a call, padded, so one program of
+        # each prefill size serves them all: each is a compile of the model.
+        per_call = slots if queued == 0 else refill_every
+        for lo in range(0, take, per_call):
+          rows = list(range(queued + lo, queued + min(lo + per_call, take)))
+          state = self._insert_rows(insert, state, store, prompts, rows,
+                                    free[lo:lo + len(rows)], keys, limits,
+                                    length, readout, per_call)
+        owner[free[:take]] = range(queued, queued + take)
         queued += take
       if not (owner >= 0).any():
         break
@@ -524,11 +530,11 @@ class Sampler:
       return fn(*args)
 
   def _insert_rows(self, insert, state, store, prompts, rows, slots, keys,
-                   limits, length, readout):
-    """Starts prompts `rows` in cache rows `slots`, prefilling those the
-    store does not hold."""
+                   limits, length, readout, batch):
+    """Starts prompts `rows` in cache rows `slots` (a call of `batch` rows,
+    padded), prefilling those the store does not hold."""
     entries, fresh = store.place([tuple(prompts[r]) for r in rows])
-    batch = _bucket(len(rows), self.batch_buckets)
+    batch = _bucket(batch, self.batch_buckets)
     prefill_batch = _bucket(max(len(fresh), 1), self.batch_buckets)
     if self.mesh is not None:
       batch = _round_to(batch, _batch_shards(self.mesh))

@@ -351,7 +351,10 @@ def test_continuous_batching_samples_like_one_batch(model, variant):
                           row_max_new_tokens=limits)
   got = sampler.generate(prompts, sp, rng=keys, readout_ids=(5, 17),
                          row_max_new_tokens=limits, batch_size=4)
-  assert any(k[0] == "stream" for k in sampler._compiled)
+  (insert, _, _), = [v for k, v in sampler._compiled.items()
+                      if k[0] == "stream"]
+  # One program for the first fill, one a prefill size for the refills.
+  assert insert[True]._cache_size() == 2 and insert[False]._cache_size() <= 1
   assert len({len(t) for t in want.tokens}) > 5  # rows stop at many steps
   # One batch: until its longest row stops. Four slots, each refilled as
   # soon as its row stops: every slot busy until the queue runs dry, then
