@@ -379,3 +379,48 @@ def test_decode_loop_never_copies_weights_or_cache_on_an_h100():
   # It does read every weight, once a step.
   weights = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
   assert weights <= sum(op.read for op in loop) < 1.5 * weights
+
+
+@needs_cuda_plugin
+def test_continuous_batching_programs_update_the_state_in_place_on_an_h100():
+  """Continuous batching's programs (refill, decode loop, cache shift)
+  compiled for an H100, with the GPU's cache per layer: each writes its
+  donated state in place (aliased whole; without a prefill, temporaries
+  below two layers' k and v), and the decode loop, like the one-batch loop, writes no kernel
+  as large as a layer's K cache."""
+  import functools  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from benchmarks import sampling_cost  # pylint: disable=g-import-not-at-top
+  devices = compile_check.topology_devices(compile_check.parse_topology("h100"))
+  shape = (("num_layers", 2), ("num_embed", 4096))
+  sampler, params, abstract = sampling_cost._abstract_sampler(  # pylint: disable=protected-access
+      "gemma_2b", devices, shape)
+  assert sampler.per_layer_cache
+  slots, length, new = 16, sampling_cost.PROMPT, sampling_cost.NEW
+  state = jax.tree.map(lambda x: abstract(x.shape, x.dtype), jax.eval_shape(
+      lambda: sampler._stream_state(slots, length + new + 64, length, new, 2)))  # pylint: disable=protected-access
+  state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+  layer_k = state["cache"]["k"][0]
+  slab = layer_k.size * layer_k.dtype.itemsize
+  ids = abstract((4, length), jnp.int32)
+  row = lambda dtype=jnp.int32: abstract((4,), dtype)
+  programs = {
+      f"insert (prefill={p})": jax.jit(functools.partial(
+          sampler._insert, prefill=p), donate_argnums=(1,)).lower(  # pylint: disable=protected-access
+              params, state, ids, ids, row(), row(), row(),
+              abstract((4, 2), jnp.uint32), row(), abstract((2,), jnp.int32))
+      for p in (True, False)}
+  programs["compact"] = jax.jit(functools.partial(
+      sampler._compact, shift=64), donate_argnums=(0,)).lower(state)  # pylint: disable=protected-access
+  compiled_loop, _, _ = sampling_cost.compile_stream_decode(
+      "gemma_2b", slots, devices, shape)
+  for name, lowered in programs.items():
+    memory = lowered.compile().memory_analysis()
+    assert memory.alias_size_in_bytes == state_bytes, name
+    if name != "insert (prefill=True)":  # (that one: the prefill's activations)
+      # Not even k and v of two layers, let alone a copy of the state.
+      assert memory.temp_size_in_bytes < slab * 2 * 2, (name, memory.temp_size_in_bytes)
+  loop = sampling_cost.decode_loop_ops(compiled_loop)
+  copies = [(op.name, op.op_name, op.written) for op in loop
+            if op.written >= slab]
+  assert not copies, copies[:3]
