@@ -12,7 +12,11 @@ does *not* show the reference (`verification_data.cot_examples`).
       --out=R.jsonl --num_rationales=4 --temperature=0.7
 
 Rows of R.jsonl: problem_id, candidate_id, k, rationale, verdict (true /
-false / null), agrees (bool). A rerun skips candidates already in R.jsonl.
+false / null), agrees (bool). A rerun skips candidates already in R.jsonl,
+and rationale k of a candidate is sampled with the key of (seed, problem,
+candidate, k) alone, so a resumed run writes what an uninterrupted one
+would. Candidates go `--batch_size` rationales per sampler call (with
+continuous batching on accelerators).
 The reference shown to the grader is the candidate's `reference_solution`
 field when the store has one (e.g. GSM8K/MATH reference solutions), else
 its reference answer.
@@ -25,8 +29,6 @@ import json
 import os
 import time
 from typing import Callable, Iterable, Iterator, Sequence
-
-import jax
 
 from genrm_jax import candidates as candidates_lib
 from genrm_jax import prompts
@@ -57,14 +59,20 @@ def cut_after_verdict(text: str) -> str:
 
 
 def synthesize(candidates: Sequence[candidates_lib.Candidate],
-               generate: Callable[[list[str], int], list[str]],
+               generate: Callable[[list[str], list[tuple]], list[str]],
                num_rationales: int, batch_size: int = 32) -> Iterator[dict]:
-  """Yields one row per (candidate, k). `generate(prompts, seed)` returns one
-  continuation per prompt; the seed of a candidate's batch of K depends only
-  on its position, so reruns reproduce it."""
-  for i, cand in enumerate(candidates):
-    texts = generate([grading_prompt(cand)] * num_rationales, i)
-    for k, text in enumerate(texts):
+  """Yields one row per (candidate, k), candidate by candidate.
+  `generate(prompts, rows)` returns one continuation per prompt, row i
+  being (problem_id, str(candidate_id), k): what its sampling key should
+  depend on, alone. Whole candidates go `batch_size` rationales a call (at
+  least one candidate)."""
+  per_call = max(1, batch_size // num_rationales)
+  for lo in range(0, len(candidates), per_call):
+    group = candidates[lo:lo + per_call]
+    work = [(c, k) for c in group for k in range(num_rationales)]
+    texts = generate([grading_prompt(c) for c, _ in work],
+                     [(c.problem_id, str(c.candidate_id), k) for c, k in work])
+    for (cand, k), text in zip(work, texts):
       rationale = cut_after_verdict(text)
       verdict = prompts.parse_verdict(rationale)
       yield {"problem_id": cand.problem_id, "candidate_id": cand.candidate_id,
@@ -109,23 +117,36 @@ def _done(path: str) -> set[tuple[str, str]]:
 
 def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
         num_rationales: int = 4, temperature: float = 0.7,
-        max_new_tokens: int = 512, seed: int = 0) -> dict[str, int]:
-  """Writes rationales for every candidate not yet in `out_path`."""
+        max_new_tokens: int = 512, seed: int = 0, batch_size: int = 64,
+        continuous_batching: bool | None = None,
+        max_candidates: int | None = None) -> dict[str, int]:
+  """Writes rationales for every candidate not yet in `out_path`.
+
+  `batch_size`: sampler rows; with `continuous_batching` (None: on except
+  on a CPU) 8 batches' worth of rationales go per call, streamed through
+  them. `max_candidates`: stop after this many (tests: a killed run)."""
   pool = candidates_lib.read_candidates(candidates_path)
   done = _done(out_path)
   todo = [c for c in pool
           if (c.problem_id, str(c.candidate_id)) not in done]
+  if max_candidates is not None:
+    todo = todo[:max_candidates]
   params = sampling.SamplingParams(max_new_tokens=max_new_tokens,
                                    temperature=temperature)
+  if continuous_batching is None:
+    continuous_batching = sampling.continuous_batching_default()
+  per_call = batch_size * (8 if continuous_batching else 1)
 
-  def generate(texts, index):
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
-    return sampler.generate(texts, params, rng=key).texts
+  def generate(texts, rows):
+    return sampler.generate(
+        texts, params, rng=sampling.row_keys(seed, rows),
+        batch_size=batch_size if continuous_batching else None).texts
 
   counts = collections.Counter()
   start = time.time()
   with open(out_path, "a") as f:
-    for n, row in enumerate(synthesize(todo, generate, num_rationales)):
+    for n, row in enumerate(synthesize(todo, generate, num_rationales,
+                                       per_call)):
       f.write(json.dumps(row) + "\n")
       counts["rationales"] += 1
       counts["agree"] += row["agrees"]
@@ -152,6 +173,13 @@ def main(argv: Iterable[str] | None = None) -> None:
   parser.add_argument("--temperature", type=float, default=0.7)
   parser.add_argument("--max_new_tokens", type=int, default=512)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--batch_size", type=int, default=64,
+                      help="sampler rows")
+  parser.add_argument("--continuous_batching", default="auto",
+                      choices=("auto", "true", "false"),
+                      help="stream rationales through --batch_size rows, a "
+                      "finished row taking the next (auto: on except on a "
+                      "CPU)")
   args = parser.parse_args(argv)
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
   config, params, tokenizer, _ = bundle.load_bundle(args.checkpoint)
@@ -159,7 +187,10 @@ def main(argv: Iterable[str] | None = None) -> None:
   counts = run(args.candidates, args.out, sampler,
                num_rationales=args.num_rationales,
                temperature=args.temperature,
-               max_new_tokens=args.max_new_tokens, seed=args.seed)
+               max_new_tokens=args.max_new_tokens, seed=args.seed,
+               batch_size=args.batch_size,
+               continuous_batching={"auto": None, "true": True,
+                                    "false": False}[args.continuous_batching])
   print(json.dumps(counts))
 
 

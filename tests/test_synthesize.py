@@ -37,9 +37,19 @@ def test_grading_prompt_shows_the_reference():
 def test_rows_keep_only_rationales_agreeing_with_the_label(tmp_path):
   yes, no = prompts.verdict_line(True), prompts.verdict_line(False)
   outputs = [f"Step ok.\n{yes}\nextra chatter", f"Wrong.\n{no}", "no verdict"]
-  rows = list(synthesize.synthesize(
-      _cands()[:2], lambda texts, seed: outputs[:len(texts)], 3))
+  calls = []
+
+  def generate(texts, rows):
+    calls.append(rows)
+    return (outputs * 2)[:len(texts)]
+
+  rows = list(synthesize.synthesize(_cands()[:2], generate, 3, batch_size=6))
   assert [r["k"] for r in rows] == [0, 1, 2, 0, 1, 2]
+  # Both candidates' rationales in one call, each row named by its
+  # (problem, candidate, k): what its sampling key depends on.
+  assert calls == [[("math/p0", "0", 0), ("math/p0", "0", 1),
+                    ("math/p0", "0", 2), ("math/p0", "1", 0),
+                    ("math/p0", "1", 1), ("math/p0", "1", 2)]]
   assert rows[0]["rationale"] == f"Step ok.\n{yes}"  # cut after the verdict
   # Candidate 0 is correct (Yes agrees), candidate 1 incorrect (No agrees).
   assert [r["agrees"] for r in rows] == [True, False, False, False, True,
@@ -68,6 +78,16 @@ def test_run_with_a_tiny_model_writes_and_resumes(tmp_path):
   again = synthesize.run(str(store), str(out), sampler, num_rationales=2,
                          max_new_tokens=6)
   assert again["skipped_done"] == 4 and out.read_text() == first
+  # Killed after one candidate and resumed, in other batches, streamed
+  # through 3 rows: what the uninterrupted run wrote (a rationale's key is
+  # its (seed, problem, candidate, k)).
+  part = tmp_path / "part.jsonl"
+  synthesize.run(str(store), str(part), sampler, num_rationales=2,
+                 max_new_tokens=6, max_candidates=1, batch_size=2)
+  synthesize.run(str(store), str(part), sampler, num_rationales=2,
+                 max_new_tokens=6, batch_size=3, continuous_batching=True)
+  assert [json.loads(l)["rationale"] for l in part.read_text().splitlines()] == \
+      [json.loads(l)["rationale"] for l in first.splitlines()]
 
 
 @pytest.mark.skipif(not os.path.isdir(os.environ.get("GENRM_DATA_DIR", "")),
