@@ -97,8 +97,6 @@ class VerifierSpec:
     self.options = {**DEFAULT_OPTIONS, **dict(self.options)}
     if self.options['renormalize'] is None:
       self.options['renormalize'] = self.kind == 'llm_judge'
-    if self.options['continuous_batching'] is None:
-      self.options['continuous_batching'] = sampling.continuous_batching_default()
     if not self.checkpoint:
       raise ValueError(f'verifier {self.name!r}: no checkpoint; set its checkpoint to a '
                        'model directory (e.g. WORKDIR/export of genrm_jax.train).')
@@ -258,7 +256,16 @@ class _Runner:
         self.sampler, self.scorer, self.tok, cot_prompts, keys, self.sampling_params,
         renormalize=opts['renormalize'], fused_readout=opts['fused_readout'],
         share_prefix=opts['share_prefix'],
-        batch_size=opts['batch_size'] if opts['continuous_batching'] else None)
+        batch_size=opts['batch_size'] if _streams(opts) else None)
+
+
+def _streams(opts: dict) -> bool:
+  """Whether CoT rationales use continuous batching. Resolved here, where
+  the models run, not when a spec is made: asking for JAX's backend starts
+  it (before `jax.distributed.initialize` on a pod, that would break it)."""
+  if opts['continuous_batching'] is None:
+    return sampling.continuous_batching_default()
+  return bool(opts['continuous_batching'])
 
 
 _RUNNERS: dict = {}
@@ -339,7 +346,7 @@ def score_store(candidates: str | Sequence[candidates_lib.Candidate], spec: Veri
   # score does not depend on its chunk. CoT chunks are one sampler batch,
   # or with continuous batching 8 batches' worth, streamed through
   # batch_size rows (a chunk's tail waits for its longest rationale).
-  cot_static = spec.kind in COT_KINDS and not spec.options['continuous_batching']
+  cot_static = spec.kind in COT_KINDS and not _streams(spec.options)
   chunk = spec.options['batch_size'] * (1 if cot_static else 8)
   start, written = time.time(), 0
   for lo in range(0, total, chunk):
