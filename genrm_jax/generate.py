@@ -122,7 +122,7 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
     continuous_batching: Stream 8 batches' worth of rows at a time through
       `batch_size` sampler rows, a finished row's slot taking the next row
       (None: `sampling.continuous_batching_default()`); else one sampler
-      batch at a time. A row's samples are the same either way (per-row
+      batch at a time (`sampling.call_sizes`). A row's samples are the same either way (per-row
       keys), to float rounding.
 
   Returns:
@@ -146,10 +146,8 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
   params = sampling.SamplingParams(
       max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
       stop_tokens=tuple(sorted({1, tok.eos_id})), stop_strings=tuple(stop_strings))
-  if continuous_batching is None:
-    continuous_batching = sampling.continuous_batching_default()
   # Rows per sampler call; problems are written (and resume) per call.
-  per_call = batch_size * (8 if continuous_batching else 1)
+  per_call, stream = sampling.call_sizes(batch_size, continuous_batching)
   per_batch = max(1, per_call // num_samples)  # problems per call
   start, written = time.time(), 0
   for lo in range(0, len(todo), per_batch):
@@ -161,7 +159,7 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
       out = sampler.generate(
           [prompts.solution_prompt(p['question']) for p, _ in chunk], params,
           rng=sampling.row_keys(seed, [(p['problem_id'], i) for p, i in chunk]),
-          batch_size=batch_size if continuous_batching else None)
+          batch_size=stream)
       texts += out.texts
       logprobs += [float(sum(lp)) for lp in out.logprobs]
     by_problem: dict[str, list] = {}
@@ -193,6 +191,7 @@ def main(argv):
     if not getattr(f, name):
       raise app.UsageError(f'--{name} is required.')
   logging.getLogger().setLevel(logging.INFO)
+  from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
   try:
     problems = load_problems(f.task, f.split, f.task_module)
@@ -203,8 +202,8 @@ def main(argv):
     generate(problems, model, f.out, task=f.task, num_samples=f.num_samples,
              temperature=f.temperature, max_new_tokens=f.max_new_tokens,
              batch_size=f.batch_size, seed=f.seed, top_k=f.top_k, top_p=f.top_p,
-             continuous_batching={'auto': None, 'true': True,
-                                  'false': False}[f.continuous_batching],
+             continuous_batching=sampling.CONTINUOUS_BATCHING_FLAG[
+                 f.continuous_batching],
              generator=os.path.abspath(f.checkpoint), log=print)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')

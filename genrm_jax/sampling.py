@@ -271,9 +271,7 @@ class Sampler:
       rows = sharding_lib.batch_sharding(self.mesh)
       args = (args[0], jax.device_put(tokens, rows),
               jax.device_put(segments, rows), *args[3:])
-      with sharding_lib.use_mesh(self.mesh):
-        return jax.device_get(fn(*args))
-    return jax.device_get(fn(*args))
+    return jax.device_get(self._run_fn(fn, *args))
 
   def _prefill_inputs(self, prompts, length: int, batch: int):
     """Left-padded prompt rows [P, length] and their segment ids, and for
@@ -295,13 +293,7 @@ class Sampler:
       row_of, distinct, prefill_batch = list(range(len(prompts))), prompts, batch
     # Dummy rows (batch padding) read prompt 0; their results are dropped.
     row_of = np.asarray(row_of + [0] * (batch - len(prompts)), np.int32)
-    tokens = np.zeros((prefill_batch, length), np.int32)
-    segments = np.zeros((prefill_batch, length), np.int32)
-    for u, p in enumerate(distinct):  # left-pad: generation starts aligned
-      tokens[u, length - len(p):] = p
-      segments[u, length - len(p):] = 1
-    tokens[len(distinct):, -1] = gemma.BOS_ID  # dummy rows
-    segments[len(distinct):, -1] = 1
+    tokens, segments = _left_padded(distinct, length, prefill_batch)
     return tokens, segments, row_of
 
   def _output(self, n: int, arrays, params: SamplingParams,
@@ -436,7 +428,6 @@ class Sampler:
     return (s["tokens"], s["logprobs"], s["sample_lp"], s["lengths"],
             s["finished"], readout_lp)
 
-
   # ---------------------------------------------------------------------------
   # Continuous batching.
   #
@@ -524,6 +515,7 @@ class Sampler:
     return result, steps
 
   def _run_fn(self, fn, *args):
+    """`fn(*args)`, under the sampler's mesh when it has one."""
     if self.mesh is None:
       return fn(*args)
     with sharding_lib.use_mesh(self.mesh):
@@ -540,16 +532,11 @@ class Sampler:
       batch = _round_to(batch, _batch_shards(self.mesh))
       prefill_batch = _round_to(prefill_batch, _batch_shards(self.mesh))
     num_slots = state["pos"].shape[0]
+    tokens, segments = _left_padded([p for _, p in fresh], length,
+                                    prefill_batch)
     # Out-of-range slots and entries mark padding rows: their writes drop.
-    tokens = np.zeros((prefill_batch, length), np.int32)
-    segments = np.zeros((prefill_batch, length), np.int32)
     fresh_entry = np.full(prefill_batch, num_slots, np.int32)
-    for u, (entry, p) in enumerate(fresh):
-      tokens[u, length - len(p):] = p
-      segments[u, length - len(p):] = 1
-      fresh_entry[u] = entry
-    tokens[len(fresh):, -1] = gemma.BOS_ID
-    segments[len(fresh):, -1] = 1
+    fresh_entry[:len(fresh)] = [entry for entry, _ in fresh]
     row_entry = np.zeros(batch, np.int32)
     row_entry[:len(rows)] = entries
     slot_of = np.full(batch, num_slots, np.int32)
@@ -840,8 +827,40 @@ def continuous_batching_default() -> bool:
   step, at batch 64), and a batch of GSM8K rationales decodes 2.04x the
   steps its rows need. Not on a CPU, where a toy model's steps are too
   cheap for the refills to pay: the quickstart's GenRM-CoT scoring took
-  36.3 s with it, 25.5 s without (benchmarks/RESULTS.md)."""
+  37.0 s with it, 27.5 s without (24.6 and 23.3 s once compiled;
+  benchmarks/RESULTS.md)."""
   return jax.default_backend() != "cpu"
+
+
+# `--continuous_batching` of the CLIs that sample (auto: the default above).
+CONTINUOUS_BATCHING_FLAG = {"auto": None, "true": True, "false": False}
+
+
+def call_sizes(batch_size: int, continuous_batching: bool | None = None
+               ) -> tuple[int, int | None]:
+  """How a caller with many rows to sample splits them: (rows per
+  `generate` call, its `batch_size` argument). One sampler batch a call;
+  with continuous batching (None: `continuous_batching_default()`) 8
+  batches' worth a call, streamed through `batch_size` rows, so a call's
+  tail, where slots run dry, is an eighth of it."""
+  if continuous_batching is None:
+    continuous_batching = continuous_batching_default()
+  if continuous_batching:
+    return 8 * batch_size, batch_size
+  return batch_size, None
+
+
+def _left_padded(prompts, length: int, rows: int):
+  """Token and segment-id rows [rows, length] of `prompts`, left-padded so
+  generation starts aligned; rows past them (batch padding) hold one BOS."""
+  tokens = np.zeros((rows, length), np.int32)
+  segments = np.zeros((rows, length), np.int32)
+  for u, p in enumerate(prompts):
+    tokens[u, length - len(p):] = p
+    segments[u, length - len(p):] = 1
+  tokens[len(prompts):, -1] = gemma.BOS_ID
+  segments[len(prompts):, -1] = 1
+  return tokens, segments
 
 
 def _round_to(n: int, multiple: int) -> int:

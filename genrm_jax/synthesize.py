@@ -133,14 +133,11 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
     todo = todo[:max_candidates]
   params = sampling.SamplingParams(max_new_tokens=max_new_tokens,
                                    temperature=temperature)
-  if continuous_batching is None:
-    continuous_batching = sampling.continuous_batching_default()
-  per_call = batch_size * (8 if continuous_batching else 1)
+  per_call, stream = sampling.call_sizes(batch_size, continuous_batching)
 
   def generate(texts, rows):
-    return sampler.generate(
-        texts, params, rng=sampling.row_keys(seed, rows),
-        batch_size=batch_size if continuous_batching else None).texts
+    return sampler.generate(texts, params, rng=sampling.row_keys(seed, rows),
+                            batch_size=stream).texts
 
   counts = collections.Counter()
   start = time.time()
@@ -189,8 +186,8 @@ def main(argv: Iterable[str] | None = None) -> None:
                temperature=args.temperature,
                max_new_tokens=args.max_new_tokens, seed=args.seed,
                batch_size=args.batch_size,
-               continuous_batching={"auto": None, "true": True,
-                                    "false": False}[args.continuous_batching])
+               continuous_batching=sampling.CONTINUOUS_BATCHING_FLAG[
+                   args.continuous_batching])
   print(json.dumps(counts))
 
 

@@ -256,16 +256,14 @@ class _Runner:
         self.sampler, self.scorer, self.tok, cot_prompts, keys, self.sampling_params,
         renormalize=opts['renormalize'], fused_readout=opts['fused_readout'],
         share_prefix=opts['share_prefix'],
-        batch_size=opts['batch_size'] if _streams(opts) else None)
+        batch_size=_cot_call_sizes(opts)[1])
 
 
-def _streams(opts: dict) -> bool:
-  """Whether CoT rationales use continuous batching. Resolved here, where
+def _cot_call_sizes(opts: dict) -> tuple[int, int | None]:
+  """`sampling.call_sizes` of the CoT kinds' options. Resolved here, where
   the models run, not when a spec is made: asking for JAX's backend starts
   it (before `jax.distributed.initialize` on a pod, that would break it)."""
-  if opts['continuous_batching'] is None:
-    return sampling.continuous_batching_default()
-  return bool(opts['continuous_batching'])
+  return sampling.call_sizes(opts['batch_size'], opts['continuous_batching'])
 
 
 _RUNNERS: dict = {}
@@ -346,8 +344,8 @@ def score_store(candidates: str | Sequence[candidates_lib.Candidate], spec: Veri
   # score does not depend on its chunk. CoT chunks are one sampler batch,
   # or with continuous batching 8 batches' worth, streamed through
   # batch_size rows (a chunk's tail waits for its longest rationale).
-  cot_static = spec.kind in COT_KINDS and not _streams(spec.options)
-  chunk = spec.options['batch_size'] * (1 if cot_static else 8)
+  chunk = (_cot_call_sizes(spec.options)[0] if spec.kind in COT_KINDS
+           else spec.options['batch_size'] * 8)
   start, written = time.time(), 0
   for lo in range(0, total, chunk):
     rows = runner(todo[lo:lo + chunk])
