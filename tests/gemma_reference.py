@@ -121,13 +121,15 @@ def apply(config, params, tokens, **kw):
 
 
 @functools.lru_cache
-def _jitted_official_logits(config):
+def _jitted_official_logits(config, position_scale=1.0):
   cfg = official_config(config)
 
   def forward(params, tokens):
     nested = checkpoints.stacked_to_nested(params)
     mask = tokens != 0
     positions = official_transformer.build_positions_from_mask(mask)
+    if position_scale != 1.0:  # RoPE sees positions / scale (global layers)
+      positions = positions / position_scale
     attn_mask = official_transformer.make_causal_attn_mask(mask)
     logits, _ = official_transformer.Transformer(cfg).apply(
         {"params": nested}, tokens, positions, None, attn_mask)
@@ -135,10 +137,13 @@ def _jitted_official_logits(config):
   return jax.jit(forward)
 
 
-def official_logits(config, params, tokens) -> np.ndarray:
-  """Full-sequence logits from the official implementation."""
-  return np.asarray(_jitted_official_logits(config)(params,
-                                                    jnp.asarray(tokens)))
+def official_logits(config, params, tokens,
+                    position_scale: float = 1.0) -> np.ndarray:
+  """Full-sequence logits from the official implementation; with
+  `position_scale`, its RoPE positions divided by it (the 2.0.8 package
+  predates `global_scale_factor`, which is that division)."""
+  return np.asarray(_jitted_official_logits(config, position_scale)(
+      params, jnp.asarray(tokens)))
 
 
 def assert_close(actual, expected, rtol=1e-4):

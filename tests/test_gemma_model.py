@@ -324,7 +324,8 @@ def test_bf16_compute_approximates_fp32_and_hidden_states():
 @pytest.mark.parametrize("name,billions", [
     ("gemma_2b", 2.51), ("gemma_7b", 8.54), ("gemma2_2b", 2.61),
     ("gemma2_9b", 9.24), ("gemma2_27b", 27.2), ("gemma3_270m", 0.268),
-    ("gemma3_1b", 1.0)])
+    ("gemma3_1b", 1.0), ("gemma3_4b", 3.88), ("gemma3_12b", 11.77),
+    ("gemma3_27b", 27.01)])
 def test_preset_sizes(name, billions):
   """Parameter counts of the released models (shapes only, no memory)."""
   params = jax.tree.map(lambda b: b.value, gemma.abstract_params(
@@ -382,6 +383,69 @@ def test_load_params_onto_mesh(tmp_path):
   qkv = loaded["layers"]["attn"]["qkv_einsum"]["w"]
   assert qkv.sharding.spec == jax.sharding.PartitionSpec(
       None, None, "tensor", "fsdp", None)
+  jax.tree.map(np.testing.assert_array_equal, loaded, params)
+
+
+def _with_multimodal_arrays(tree, layout):
+  """`tree` (our params in `layout`) plus what the multimodal Gemma 3
+  releases hold beside the language model: a SigLIP tower and the
+  embedder's projection of its outputs (official names)."""
+  rng = np.random.default_rng(0)
+  extra = lambda *shape: rng.normal(size=shape).astype(np.float32)
+  tree = dict(tree)
+  if layout == "kaggle":
+    tree["SigLiPFromPatches_0/siglip_encoder/embedding"] = {
+        "kernel": extra(14, 14, 3, 8), "bias": extra(8)}
+    tree["SigLiPFromPatches_0/siglip_encoder/Transformer/encoder_norm"] = {
+        "scale": extra(8)}
+    tree["transformer/embedder/mm_input_projection"] = {"w": extra(8, 32)}
+    tree["transformer/embedder/mm_soft_embedding_norm"] = {"scale": extra(8)}
+  else:
+    tree["vision_encoder"] = {"siglip_encoder": {"embedding": {
+        "kernel": extra(14, 14, 3, 8)}}}
+    tree["embedder"] = dict(tree["embedder"], mm_input_projection={
+        "w": extra(8, 32)}, mm_soft_embedding_norm={"scale": extra(8)})
+  return tree
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "nested"])
+def test_load_params_reads_the_language_model_of_a_multimodal_checkpoint(
+    layout, tmp_path):
+  """Gemma 3 4B/12B/27B ship with a vision tower; `load_params` reads the
+  language model alone (official `load_params(text_only=True)`), and a
+  mismatch there is still reported key by key."""
+  import orbax.checkpoint as ocp
+  config = ref.tiny_config("gemma3")
+  params = ref.random_params(config)
+  tree = _with_multimodal_arrays(checkpoints.to_layout(params, layout), layout)
+  ocp.PyTreeCheckpointer().save(str(tmp_path / "c"), tree)
+  stored = checkpoints.read_metadata(tmp_path / "c")
+  text, prefix, left_out = checkpoints.split_language_model(stored)
+  assert prefix == () and checkpoints.detect_layout(text) == layout
+  assert any("SigLiPFromPatches_0" in p or "vision_encoder" in p
+             for p in left_out)
+  assert sum("mm_" in p for p in left_out) == 2
+  loaded = checkpoints.load_params(tmp_path / "c", config)
+  jax.tree.map(np.testing.assert_array_equal, loaded, params)
+  with pytest.raises(checkpoints.CheckpointMismatchError,
+                     match="missing keys.*layer_3") as err:
+    checkpoints.load_params(tmp_path / "c", config.replace(
+        attention_types=("global",) * 4))
+  assert "mm_" not in str(err.value) and "SigLiP" not in str(err.value)
+
+
+def test_load_params_reads_a_kauldron_trainer_checkpoint(tmp_path):
+  """A `kd.train.Trainer` step directory: `default/` holds {params (nested),
+  opt_state, step}; the params are read, the optimizer state is not."""
+  import orbax.checkpoint as ocp
+  config = ref.tiny_config("gemma2")
+  params = ref.random_params(config, seed=4)
+  nested = checkpoints.to_layout(params, "nested")
+  state = {"params": nested, "step": np.int64(7),
+           "opt_state": {"mu": jax.tree.map(np.zeros_like, nested)}}
+  ocp.PyTreeCheckpointer().save(str(tmp_path / "ckpt_7" / "default"), state)
+  (tmp_path / "ckpt_7" / "_CHECKPOINT_METADATA").write_text("{}")
+  loaded = checkpoints.load_params(tmp_path / "ckpt_7", config)
   jax.tree.map(np.testing.assert_array_equal, loaded, params)
 
 

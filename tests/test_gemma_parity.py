@@ -33,6 +33,22 @@ def test_full_sequence_matches_official(family):
   ref.assert_close(ours, ref.official_logits(config, params, tokens))
 
 
+def test_rope_scale_factor_matches_official_with_scaled_positions():
+  """Gemma 3 4B/12B/27B stretch their global layers' RoPE 8x
+  (`global_scale_factor`): positions / 8, as the official `apply_rope`'s
+  `scale_factor` and HF's linear rope scaling do. Global layers only: the
+  official 2.0.8 sliding mask reads the positions too."""
+  config = ref.tiny_config("gemma3", attention_types=("global",) * 2,
+                           global_scale_factor=8.0)
+  params = ref.random_params(config, seed=3)
+  tokens = _tokens(config, seed=3)
+  ours = ref.apply(config, params, tokens).logits
+  ref.assert_close(ours, ref.official_logits(config, params, tokens,
+                                             position_scale=8.0))
+  unscaled = ref.official_logits(config, params, tokens)
+  assert np.max(np.abs(np.asarray(ours) - unscaled)) > 1e-2
+
+
 @pytest.mark.parametrize("cache_left", [False, True])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_kv_cache_decoding_matches_official(family, cache_left):

@@ -16,6 +16,14 @@ Layouts understood (all orbax PyTree checkpoints):
 config (listing missing, unexpected and mis-shaped keys), restores each array
 with its target sharding so it lands directly on the mesh, and stacks the
 layers. `save_params` writes any of the layouts.
+
+Checkpoints that hold more than the language model load too, as the official
+`gm.ckpts.load_params(text_only=True)` does: the multimodal Gemma 3 releases
+(4B/12B/27B: a SigLIP tower `SigLiPFromPatches_0/...` or `vision_encoder`, and
+`mm_*` / `audio_*` projections in the embedder) and Kauldron trainer
+checkpoints (`{params, opt_state, step, ...}`, possibly under a
+`default/` item directory). Those arrays are never read (orbax partial
+restore); the log lists what was left out.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import os
 import re
 from typing import Any, Callable
 
+from absl import logging
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
@@ -35,6 +44,13 @@ from genrm_jax.models import gemma
 LAYOUTS = ("kaggle", "nested", "stacked")
 _LAYER_RE = re.compile(r"^layer_(\d+)$")
 _MLP_LEAVES = ("gating_einsum", "linear")
+# Not part of the language model: multimodal encoders (top-level modules) and
+# the embedder's projections of their outputs (official `_remove_mm_params`).
+_NON_TEXT_MODULES = ("SigLiPFromPatches_0", "vision_encoder", "audio_encoder")
+_NON_TEXT_EMBEDDER_PREFIXES = ("mm_", "audio_")
+# Top-level keys of a Kauldron `kd.train.Trainer` checkpoint (it also has
+# `collections`, which orbax may not record when empty).
+_KAULDRON_KEYS = frozenset({"opt_state", "params", "step"})
 
 
 class CheckpointMismatchError(ValueError):
@@ -130,12 +146,52 @@ def detect_layout(tree: dict[str, Any]) -> str:
       "(stacked).")
 
 
-def _unwrap(tree: dict[str, Any]) -> dict[str, Any]:
-  """Accepts `{'params': ...}` / `{'transformer': ...}` wrappers."""
-  while isinstance(tree, dict) and len(tree) == 1 and next(iter(tree)) in (
-      "params", "transformer"):
-    tree = next(iter(tree.values()))
+def _is_text_path(path: tuple[str, ...]) -> bool:
+  """Whether a stored array belongs to the language model. `path` is its key
+  path; a key may itself hold `/` (the Kaggle layout's module names)."""
+  parts = "/".join(path).split("/")
+  if any(p in _NON_TEXT_MODULES for p in parts):
+    return False
+  return not any(a == "embedder" and b.startswith(_NON_TEXT_EMBEDDER_PREFIXES)
+                 for a, b in zip(parts, parts[1:]))
+
+
+def split_language_model(stored: dict[str, Any]
+                         ) -> tuple[dict[str, Any], tuple[str, ...], list[str]]:
+  """(the language model's subtree, its key path in `stored`, the paths left
+  out) of a stored tree: drops multimodal towers and projections, and takes
+  `params` out of a Kauldron trainer checkpoint."""
+  prefix: tuple[str, ...] = ()
+  left_out = []
+  tree = stored
+  while isinstance(tree, dict):
+    if _KAULDRON_KEYS <= set(tree):
+      left_out += sorted(k for k in tree if k != "params")
+      prefix += ("params",)
+      tree = tree["params"]
+    elif len(tree) == 1 and next(iter(tree)) in ("params", "transformer"):
+      prefix += (next(iter(tree)),)
+      tree = tree[prefix[-1]]
+    else:
+      break
+  flat = traverse_util.flatten_dict(tree)
+  text = {k: v for k, v in flat.items() if _is_text_path(k)}
+  left_out += sorted("/".join(k) for k in flat if k not in text)
+  return traverse_util.unflatten_dict(text), prefix, left_out
+
+
+def _nest_under(prefix: tuple[str, ...], tree: dict[str, Any]) -> dict[str, Any]:
+  for key in reversed(prefix):
+    tree = {key: tree}
   return tree
+
+
+def _summarise(paths: list[str], limit: int = 6) -> str:
+  """'a, b, ... (N in all)': top-level groups of the left-out paths."""
+  groups = sorted({p.split("/")[0] if not p.startswith("transformer/")
+                   else "/".join(p.split("/")[:3]) for p in paths})
+  more = f", ... ({len(groups)} groups)" if len(groups) > limit else ""
+  return ", ".join(groups[:limit]) + more
 
 
 def to_layout(params: dict[str, Any], layout: str) -> dict[str, Any]:
@@ -167,6 +223,15 @@ def _orbax_path(path: str | os.PathLike) -> str:
   return path if "://" in path else os.path.abspath(path)
 
 
+def _item_path(path: str) -> str:
+  """A Kauldron checkpoint step directory keeps its params item in
+  `default/`; other checkpoints are the item itself."""
+  if "://" in path or os.path.exists(os.path.join(path, "_METADATA")):
+    return path
+  default = os.path.join(path, "default")
+  return default if os.path.exists(os.path.join(default, "_METADATA")) else path
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
   """The checkpoint's tree of `jax.ShapeDtypeStruct`s, as stored."""
   path = _orbax_path(path)
@@ -175,7 +240,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         f"No checkpoint at {path}. Official Gemma checkpoints come from "
         "Kaggle (kaggle.com/models/google/gemma); pass the directory that "
         "holds `_METADATA` / `manifest.ocdbt`.")
-  meta = ocp.PyTreeCheckpointer().metadata(path)
+  meta = ocp.PyTreeCheckpointer().metadata(_item_path(path))
   meta = getattr(meta, "item_metadata", meta)
   meta = getattr(meta, "tree", meta)
   return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype),
@@ -217,10 +282,13 @@ def load_params(path: str | os.PathLike, config: gemma.TransformerConfig,
   """
   path = _orbax_path(path)
   dtype = jnp.dtype(dtype or config.param_dtype)
-  stored = read_metadata(path)
-  wrapped = stored
-  stored = _unwrap(stored)
+  stored, prefix, left_out = split_language_model(read_metadata(path))
+  path = _item_path(path)
   layout = detect_layout(stored)
+  if left_out:
+    logging.info("load_params: %s holds more than the language model; not "
+                 "reading %d arrays: %s.", path, len(left_out),
+                 _summarise(left_out))
 
   boxed = gemma.abstract_params(config)
   if mesh is None:
@@ -256,11 +324,13 @@ def load_params(path: str | os.PathLike, config: gemma.TransformerConfig,
   target = jax.tree.map(
       lambda m, s: jax.ShapeDtypeStruct(m.shape, dtype, sharding=s),
       stored, ckpt_shardings)
-  target = _rewrap(wrapped, target)
+  target = _nest_under(prefix, target)
   restore_args = ocp.checkpoint_utils.construct_restore_args(target)
   restored = ocp.PyTreeCheckpointer().restore(
-      path, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args))
-  restored = _unwrap(restored)
+      path, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args,
+                                        partial_restore=bool(left_out)))
+  for key in prefix:
+    restored = restored[key]
 
   if layout == "stacked":
     return restored
@@ -276,13 +346,3 @@ def load_params(path: str | os.PathLike, config: gemma.TransformerConfig,
 def _is_box(x) -> bool:
   from flax import linen as nn  # local: keep the module import light
   return isinstance(x, nn.LogicallyPartitioned)
-
-
-def _rewrap(wrapped: dict[str, Any], inner: dict[str, Any]) -> dict[str, Any]:
-  """Puts `inner` back under the `params` / `transformer` wrappers of
-  `wrapped` (the stored tree)."""
-  if (isinstance(wrapped, dict) and len(wrapped) == 1
-      and next(iter(wrapped)) in ("params", "transformer")):
-    key = next(iter(wrapped))
-    return {key: _rewrap(wrapped[key], inner)}
-  return inner

@@ -240,6 +240,13 @@ _G, _L = GLOBAL, LOCAL_SLIDING
 _GEMMA2_PATTERN = (_L, _G)
 _GEMMA3_PATTERN = (_L, _L, _L, _L, _L, _G)
 
+# Fields Gemma 3 4B, 12B and 27B share (official `gemma3_4b/12b/27b`).
+_GEMMA3_LARGE = dict(
+    use_post_attn_norm=True, use_post_ffw_norm=True, use_qk_norm=True,
+    sliding_window_size=1024, transpose_gating_einsum=True,
+    local_base_frequency=10_000, global_base_frequency=1_000_000,
+    global_scale_factor=8.0)
+
 # Preset: (layer pattern, number of layers, other fields). Values are those of
 # the official releases (gemma v3.0.2 `TransformerConfig.gemma_2b/7b`, v3.3.0
 # `gm.nn.Gemma2_*` / `Gemma3_*`).
@@ -280,6 +287,20 @@ _PRESETS: dict[str, tuple[tuple[str, ...], int, dict[str, Any]]] = {
         use_post_ffw_norm=True, use_qk_norm=True, sliding_window_size=512,
         transpose_gating_einsum=True, local_base_frequency=10_000,
         global_base_frequency=1_000_000)),
+    # Gemma 3 4B/12B/27B: the language model of the released multimodal
+    # checkpoints (`load_params` leaves their SigLIP vision tower behind).
+    # Their global layers stretch RoPE 8x (128K context): positions / 8.
+    "gemma3_4b": (_GEMMA3_PATTERN, 34, dict(
+        num_embed=262144, embed_dim=2560, hidden_dim=2560 * 8 // 2,
+        num_heads=8, head_dim=256, num_kv_heads=4, **_GEMMA3_LARGE)),
+    "gemma3_12b": (_GEMMA3_PATTERN, 48, dict(
+        num_embed=262144, embed_dim=30 * 128, hidden_dim=8 * 30 * 128 // 2,
+        num_heads=16, head_dim=256, num_kv_heads=8, **_GEMMA3_LARGE)),
+    "gemma3_27b": (_GEMMA3_PATTERN, 62, dict(
+        num_embed=262144, embed_dim=5376, hidden_dim=5376 * 8 // 2,
+        num_heads=32, head_dim=128, num_kv_heads=16,
+        query_pre_attn_norm="by_one_over_sqrt_embed_dim_div_num_heads",
+        **_GEMMA3_LARGE)),
     # A CPU-sized model with every Gemma 2/3 feature switched on, for tests
     # and smoke runs (fp32 so tests compare tightly).
     "tiny": ((_L, _G), 2, dict(
