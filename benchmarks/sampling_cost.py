@@ -83,7 +83,8 @@ def compile_sampler(preset: str, batch: int, devices, overrides=()):
       abstract((batch,), jnp.bool_), abstract((batch,), jnp.int32),
       abstract((2,), jnp.uint32),
       abstract((), jnp.float32), abstract((), jnp.float32),
-      abstract((1,), jnp.int32), abstract((0,), jnp.int32)).compile()
+      (abstract((1,), jnp.int32), sampler._watch(())),  # pylint: disable=protected-access
+      abstract((0,), jnp.int32)).compile()
   return compiled, params, cache, sampler.config
 
 
@@ -103,7 +104,8 @@ def compile_stream_decode(preset: str, batch: int, devices, overrides=()):
       greedy=True), donate_argnums=(1,))
   compiled = program.lower(
       params, state, abstract((), jnp.int32), abstract((), jnp.float32),
-      abstract((), jnp.float32), abstract((1,), jnp.int32),
+      abstract((), jnp.float32),
+      (abstract((1,), jnp.int32), sampler._watch(())),  # pylint: disable=protected-access
       abstract((0,), jnp.int32)).compile()
   return compiled, params, state["cache"]
 

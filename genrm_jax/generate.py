@@ -43,28 +43,24 @@ DEFAULT_STOP_STRINGS = ('\n\nQ:',)
 
 def define_flags() -> None:
   """CLI flags (defined only when run as a program)."""
-  flags.DEFINE_string('checkpoint', None, 'Generator model directory (bundle).')
-  flags.DEFINE_string('preset', '', 'Gemma preset of a bare official checkpoint.')
-  flags.DEFINE_string('tokenizer', '', "tokenizer.model path or 'byte' (bare checkpoints).")
-  flags.DEFINE_string('dtype', '', 'Compute dtype override (e.g. float32).')
+  from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  bundle.define_flags('Generator')
   flags.DEFINE_string('task', None, f'One of {", ".join(grading.TASKS)}.')
   flags.DEFINE_string('split', 'test', 'Problem split.')
   flags.DEFINE_string('task_module', 'tasks.sources',
                       'Module with get_problems(task, split) -> [{problem_id, question, '
                       'reference, ...}].')
   flags.DEFINE_integer('num_samples', 16, 'Candidates per problem (N).')
-  flags.DEFINE_float('temperature', 0.7, 'Sampling temperature (0: greedy).')
-  flags.DEFINE_integer('top_k', 0, '0: no top-k truncation.')
-  flags.DEFINE_float('top_p', 1.0, '1: no nucleus truncation.')
-  flags.DEFINE_integer('max_new_tokens', 256, 'Solution length at most.')
+  sampling.define_flags(temperature=0.7, max_new_tokens=256, what='Solution ',
+                        continuous_batching=True)
   flags.DEFINE_integer('batch_size', 64, 'Sampler rows per batch.')
-  flags.DEFINE_enum('continuous_batching', 'auto', ['auto', 'true', 'false'],
-                    'Decode batch_size rows at a time, a finished row taking the next '
-                    "one (auto: on except on a CPU); 'false': each batch waits for its "
-                    'longest row.')
-  flags.DEFINE_integer('seed', 0, 'Sampling seed.')
   flags.DEFINE_integer('limit_problems', 0, 'Only the first K problems (0: all).')
   flags.DEFINE_string('out', None, 'Candidate store to write (appended; resumable).')
+  # --help lists them with this CLI's own flags.
+  flags.adopt_module_key_flags(sampling)
+  flags.adopt_module_key_flags(bundle)
+  flags.mark_flags_as_required(['checkpoint', 'task', 'out'])
 
 
 def load_problems(task: str, split: str, task_module: str = 'tasks.sources') -> list[dict]:
@@ -187,9 +183,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
-  for name in ('checkpoint', 'task', 'out'):
-    if not getattr(f, name):
-      raise app.UsageError(f'--{name} is required.')
   logging.getLogger().setLevel(logging.INFO)
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
@@ -197,8 +190,7 @@ def main(argv):
     problems = load_problems(f.task, f.split, f.task_module)
     if f.limit_problems:
       problems = problems[:f.limit_problems]
-    model = bundle.load_bundle(f.checkpoint, preset=f.preset or None,
-                               tokenizer=f.tokenizer or None, dtype=f.dtype or None)
+    model = bundle.from_flags()
     generate(problems, model, f.out, task=f.task, num_samples=f.num_samples,
              temperature=f.temperature, max_new_tokens=f.max_new_tokens,
              batch_size=f.batch_size, seed=f.seed, top_k=f.top_k, top_p=f.top_p,

@@ -19,16 +19,14 @@ from absl import logging
 
 def define_flags() -> None:
   """CLI flags (defined only when run as a program)."""
-  flags.DEFINE_string('checkpoint', None, 'Model directory (bundle or official checkpoint).')
-  flags.DEFINE_string('preset', '', 'Gemma preset of a bare official checkpoint.')
-  flags.DEFINE_string('tokenizer', '', "tokenizer.model path or 'byte' (bare checkpoints).")
-  flags.DEFINE_string('dtype', '', 'Compute dtype override (e.g. float32).')
+  from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  bundle.define_flags('The')
   flags.DEFINE_string('prompt', None, 'Prompt text (BOS is added).')
-  flags.DEFINE_integer('max_new_tokens', 64, 'New tokens at most.')
-  flags.DEFINE_float('temperature', 0.0, '0: greedy.')
-  flags.DEFINE_integer('top_k', 0, '0: no top-k truncation.')
-  flags.DEFINE_float('top_p', 1.0, '1: no nucleus truncation.')
-  flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+  sampling.define_flags(temperature=0.0, max_new_tokens=64)
+  # --help lists them with this CLI's own flags.
+  flags.adopt_module_key_flags(sampling)
+  flags.adopt_module_key_flags(bundle)
 
 
 def sample(checkpoint: str, prompt: str, max_new_tokens: int, *, temperature: float = 0.0,

@@ -7,8 +7,11 @@
   the last position onto the vocabulary, and each decode step makes one
   [B, V] row of logits.
 * Greedy (temperature 0), temperature, top-k and top-p; stops on EOS / stop
-  tokens (in the loop, which exits as soon as every row is done) and on stop
-  strings (cut on the host after decoding).
+  tokens and on stop strings, in the loop, which exits as soon as every row
+  is done: each row keeps the last bytes of its text (the tokenizer's bytes
+  of each token) and stops once they hold a stop string; the host then cuts
+  the text after the string's first occurrence. A base model prompted with
+  few-shot examples otherwise wrote new questions until `max_new_tokens`.
 * Continuous batching (`generate(..., batch_size=B)` with more than B
   prompts): B decode slots; a row that stops frees its slot for the next
   prompt, so the batch never waits for its longest row (a GSM8K CoT batch
@@ -106,6 +109,76 @@ def _pick(logits, rng, *, temperature, top_p, top_k: int, use_top_p: bool,
   return token.astype(jnp.int32), model_lp, sample_lp
 
 
+# Bytes of a token the stop-string watch keeps: a longer token (1 in 2,000 of
+# Gemma 3's vocabulary) keeps its last ones and clears the bytes before
+# them, so a stop string across it is missed (the host still cuts there),
+# never falsely seen.
+_PIECE_BYTES = 32
+_EMPTY, _ANY = -1, -2  # window byte not yet written; pattern padding
+
+
+def _piece_table(token_bytes: Sequence[bytes], num_embed: int):
+  """Each id's bytes [V, _PIECE_BYTES] (left-aligned), count, and whether it
+  had more; ids past the tokenizer's (padded vocabularies) have none."""
+  size = max(len(token_bytes), num_embed)
+  table = np.zeros((size, _PIECE_BYTES), np.uint8)
+  length = np.zeros(size, np.int32)
+  clear = np.zeros(size, bool)
+  for i, piece in enumerate(token_bytes):
+    tail = piece[-_PIECE_BYTES:]
+    table[i, :len(tail)] = np.frombuffer(tail, np.uint8)
+    length[i], clear[i] = len(tail), len(piece) > _PIECE_BYTES
+  return table, length, clear
+
+
+def _stop_patterns(stop_strings: Sequence[str], tokenizer) -> np.ndarray:
+  """The stop strings' bytes [S, M] (padded with _ANY) the decode loop
+  watches for. None where there is no tokenizer, or for a string that
+  starts with whitespace when `decode` drops the first token's leading
+  space (the loop would see a space the text lacks): those are cut on the
+  host only."""
+  if tokenizer is None or not hasattr(tokenizer, "token_bytes"):
+    return np.zeros((0, 1), np.int16)
+  strips = getattr(tokenizer, "strips_leading_space", False)
+  patterns = [s.encode("utf-8") for s in stop_strings
+              if s and not (strips and s[0].isspace())]
+  out = np.full((len(patterns), max(map(len, patterns), default=1)), _ANY,
+                np.int16)
+  for i, p in enumerate(patterns):
+    out[i, :len(p)] = np.frombuffer(p, np.uint8)
+  return out
+
+
+def _watch_window(watch) -> int:
+  """Bytes a row's window keeps: any stop string the newest token
+  completes lies within them (0: nothing to watch)."""
+  num, longest = watch["stops"].shape
+  return longest + _PIECE_BYTES if num else 0
+
+
+def _watch_step(window, token, emit, watch):
+  """Appends each emitting row's token bytes to its window [B, W]; returns
+  the windows and which rows' windows now hold a stop string."""
+  width = window.shape[1]
+  piece = jnp.take(watch["table"], token, axis=0).astype(jnp.int16)
+  count = jnp.take(watch["length"], token)
+  both = jnp.concatenate([window, piece], axis=1)
+  new = jnp.take_along_axis(
+      both, count[:, None] + jnp.arange(width)[None, :], axis=1)
+  cleared = (jnp.take(watch["clear"], token)[:, None] &
+             (jnp.arange(width)[None, :] < width - count[:, None]))
+  new = jnp.where(cleared, _EMPTY, new)
+  window = jnp.where(emit[:, None], new, window)
+  stops = watch["stops"]
+  longest = stops.shape[1]
+  padded = jnp.pad(window, ((0, 0), (0, longest - 1)),
+                   constant_values=_EMPTY)
+  spans = padded[:, jnp.arange(width)[:, None] + jnp.arange(longest)[None, :]]
+  pattern = stops[None, :, None, :]  # [1, S, 1, M] against [B, 1, W, M]
+  match = (pattern == _ANY) | (spans[:, None] == pattern)
+  return window, emit & jnp.any(jnp.all(match, axis=-1), axis=(1, 2))
+
+
 def _read(logits, readout):
   """log p of the readout ids, [B, len(readout)]."""
   return jnp.take(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1),
@@ -130,7 +203,7 @@ class Sampler:
                unstack_layers: bool = True, cast_params: bool = True,
                per_layer_cache: bool | None = None,
                cache_left_attention: bool | None = None,
-               stream_headroom: int = 64):
+               stream_headroom: int = 64, watch_stop_strings: bool = True):
     if cast_params:
       # Decoding reads every weight once a step: in the compute dtype, not
       # fp32 cast anew at each step (bit-identical outputs).
@@ -179,6 +252,10 @@ class Sampler:
     if stream_headroom < 1:
       raise ValueError(f"stream_headroom must be >= 1, not {stream_headroom}.")
     self.stream_headroom = int(stream_headroom)
+    # Stop strings end rows inside the decode loop (False: only the host's
+    # cut after decoding, as before; same outputs, more decode steps).
+    self.watch_stop_strings = watch_stop_strings
+    self._pieces = None  # the tokenizer's bytes per id, on device (lazily)
     self._model = gemma.Transformer(config)
     self._compiled: dict[tuple, Any] = {}
 
@@ -230,6 +307,7 @@ class Sampler:
         raise ValueError("row_max_new_tokens must be >= 1.")
     stop = np.full((max(len(params.stop_tokens), 1),), -1, np.int32)
     stop[:len(params.stop_tokens)] = params.stop_tokens
+    stop = (stop, self._watch(params.stop_strings))
     readout = np.asarray(readout_ids, np.int32).reshape(-1)
     if batch_size is not None and batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, not {batch_size}.")
@@ -239,13 +317,29 @@ class Sampler:
       arrays, steps = self._stream(prompts, params, keys, limits, stop,
                                    readout, batch_size)
     else:
-      arrays = self._one_batch(prompts, params, rng, per_row, limits, stop,
-                               readout)
-      lengths, finished = arrays[3], arrays[4]
-      steps = int(np.max(lengths[:len(prompts)] + finished[:len(prompts)]))
+      arrays, steps = self._one_batch(prompts, params, rng, per_row, limits,
+                                      stop, readout)
+      steps = int(steps)
     out = self._output(len(prompts), arrays, params, len(readout))
     out.decode_steps = steps
     return out
+
+  def _watch(self, stop_strings) -> dict[str, Any]:
+    """The decode loop's stop-string arguments: the patterns, and the
+    tokenizer's bytes per id (empty stand-ins when there is nothing to
+    watch)."""
+    stops = (_stop_patterns(stop_strings, self.tokenizer)
+             if self.watch_stop_strings else np.zeros((0, 1), np.int16))
+    if not len(stops):
+      return dict(stops=stops, table=np.zeros((1, 1), np.uint8),
+                  length=np.zeros(1, np.int32), clear=np.zeros(1, bool))
+    if self._pieces is None:  # once: on the device (every mesh device)
+      where = None if self.mesh is None else jax.sharding.NamedSharding(
+          self.mesh, jax.sharding.PartitionSpec())
+      self._pieces = dict(zip(("table", "length", "clear"), jax.device_put(
+          _piece_table(self.tokenizer.token_bytes, self.config.num_embed),
+          where)))
+    return dict(self._pieces, stops=stops)
 
   def _one_batch(self, prompts, params, rng, per_row, limits, stop, readout):
     """Every prompt in one batch: prefill, then decode until all stop."""
@@ -349,6 +443,7 @@ class Sampler:
               *, max_new_tokens: int, top_k: int, use_top_p: bool,
               greedy: bool):
     cfg = self.config
+    stop, watch = stop
     batch = row_of.shape[0]
     length = tokens.shape[1]
     cache = gemma.init_cache(cfg, tokens.shape[0], length + max_new_tokens,
@@ -383,6 +478,8 @@ class Sampler:
         # (t = max_new_tokens is filled after the loop).
         readout=jnp.zeros((batch, max_new_tokens + 1, readout.shape[0]),
                           jnp.float32),
+        # The last bytes of each row's text, for its stop strings.
+        window=jnp.full((batch, _watch_window(watch)), _EMPTY, jnp.int16),
         rng=rng,
     )
 
@@ -408,8 +505,11 @@ class Sampler:
       readout_lp = s["readout"]
       if readout.shape[0]:
         readout_lp = readout_lp.at[:, step].set(read(s["logits"]))
-      # Done after a stop token, or after the row's own token limit.
-      done = s["done"] | is_stop | (step + 1 >= row_limit)
+      window, hit = s["window"], jnp.zeros_like(emit)
+      if window.shape[1]:
+        window, hit = _watch_step(window, token, emit, watch)
+      # Done after a stop token or string, or the row's own token limit.
+      done = s["done"] | is_stop | hit | (step + 1 >= row_limit)
       out = self._model.apply(
           {"params": params}, token[:, None], positions=s["pos"][:, None],
           segment_ids=jnp.ones((batch, 1), jnp.int32), cache=s["cache"],
@@ -418,15 +518,16 @@ class Sampler:
       return dict(
           step=step + 1, cache=out.cache, logits=logits, pos=s["pos"] + 1,
           done=done, lengths=s["lengths"] + emit.astype(jnp.int32),
-          finished=s["finished"] | (active & is_stop), tokens=tokens,
-          logprobs=logprobs, sample_lp=slp, readout=readout_lp, rng=rng)
+          finished=s["finished"] | (active & is_stop) | hit, tokens=tokens,
+          logprobs=logprobs, sample_lp=slp, readout=readout_lp,
+          window=window, rng=rng)
 
     s = jax.lax.while_loop(cond, body, state)
     readout_lp = s["readout"]
     if readout.shape[0]:  # after the last step (rows that ran to their limit)
       readout_lp = readout_lp.at[:, s["step"]].set(read(s["logits"]))
     return (s["tokens"], s["logprobs"], s["sample_lp"], s["lengths"],
-            s["finished"], readout_lp)
+            s["finished"], readout_lp), s["step"]
 
   # ---------------------------------------------------------------------------
   # Continuous batching.
@@ -462,7 +563,8 @@ class Sampler:
     length = min(_bucket(most, self.prompt_buckets), _round_to(most, 128))
     columns = length + max_new + self.stream_headroom
     shift = self.stream_headroom
-    state = self._stream_state(slots, columns, length, max_new, len(readout))
+    state = self._stream_state(slots, columns, length, max_new, len(readout),
+                               _watch_window(stop[1]))
     insert, decode, compact = self._stream_fns(params, len(readout), shift)
     scalars = (np.float32(params.temperature), np.float32(params.top_p), stop,
                readout)
@@ -552,7 +654,8 @@ class Sampler:
                         segments, fresh_entry, row_entry, slot_of, new_keys,
                         new_limits, readout)
 
-  def _stream_state(self, slots, columns, length, max_new, num_readout):
+  def _stream_state(self, slots, columns, length, max_new, num_readout,
+                    window: int = 0):
     cfg = self.config
     cache = gemma.init_cache(cfg, slots, columns, self.cache_dtype,
                              per_layer=self.per_layer_cache)
@@ -575,7 +678,8 @@ class Sampler:
         tokens=jnp.zeros((slots, max_new), jnp.int32),
         logprobs=jnp.zeros((slots, max_new), jnp.float32),
         sample_lp=jnp.zeros((slots, max_new), jnp.float32),
-        readout=jnp.zeros((slots, max_new + 1, num_readout), jnp.float32))
+        readout=jnp.zeros((slots, max_new + 1, num_readout), jnp.float32),
+        window=jnp.full((slots, window), _EMPTY, jnp.int16))
     if self.mesh is None:
       return state
     spec = sharding_lib.batch_sharding(self.mesh).spec[0]
@@ -669,7 +773,8 @@ class Sampler:
                limit=fill(state["limit"], new_limits),
                keys=fill(state["keys"], new_keys),
                lengths=fill(state["lengths"], 0),
-               finished=fill(state["finished"], False))
+               finished=fill(state["finished"], False),
+               window=fill(state["window"], _EMPTY))
     if readout.shape[0]:  # log p of the readout ids before any new token
       new["readout"] = state["readout"].at[slot_of, 0].set(
           _read(logits, readout), mode="drop")
@@ -682,6 +787,7 @@ class Sampler:
     cache's columns run out. Row i's step t uses its key folded with t, as
     `_sample` does with per-row keys."""
     cfg = self.config
+    stop, watch = stop
     slots = state["pos"].shape[0]
     columns = state["cache"]["segment_ids"].shape[1]
     rows = jnp.arange(slots)
@@ -713,7 +819,10 @@ class Sampler:
 
       steps = s["steps"] + active.astype(jnp.int32)
       lengths = s["lengths"] + emit.astype(jnp.int32)
-      done = s["done"] | is_stop | (steps >= s["limit"])
+      window, hit = s["window"], jnp.zeros_like(emit)
+      if window.shape[1]:
+        window, hit = _watch_step(window, token, emit, watch)
+      done = s["done"] | is_stop | hit | (steps >= s["limit"])
       out = self._model.apply(
           {"params": params}, token[:, None], positions=s["pos"][:, None],
           segment_ids=jnp.ones((slots, 1), jnp.int32), cache=s["cache"],
@@ -727,8 +836,8 @@ class Sampler:
                                _read(logits, readout)[:, None], readout_lp)
       new = dict(
           s, cache=out.cache, logits=logits, pos=s["pos"] + 1, done=done,
-          steps=steps, lengths=lengths,
-          finished=s["finished"] | (active & is_stop),
+          steps=steps, lengths=lengths, window=window,
+          finished=s["finished"] | (active & is_stop) | hit,
           tokens=put(s["tokens"], token), logprobs=put(s["logprobs"], model_lp),
           sample_lp=put(s["sample_lp"], sample_lp), readout=readout_lp)
       return new, stopped + jnp.sum(done & active).astype(jnp.int32)
@@ -834,6 +943,27 @@ def continuous_batching_default() -> bool:
 
 # `--continuous_batching` of the CLIs that sample (auto: the default above).
 CONTINUOUS_BATCHING_FLAG = {"auto": None, "true": True, "false": False}
+
+
+def define_flags(*, temperature: float, max_new_tokens: int, what: str = "",
+                 continuous_batching: bool = False) -> None:
+  """The sampling flags of the CLIs that sample (`what`: whose, e.g.
+  "Rationale "): --temperature, --top_k, --top_p, --max_new_tokens, --seed,
+  and --continuous_batching (read it with `CONTINUOUS_BATCHING_FLAG`)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_float("temperature", temperature,
+                     f"{what}sampling temperature (0: greedy).")
+  flags.DEFINE_integer("top_k", 0, f"{what}top-k (0: no truncation).")
+  flags.DEFINE_float("top_p", 1.0, f"{what}top-p (1: no truncation).")
+  flags.DEFINE_integer("max_new_tokens", max_new_tokens,
+                       f"{what}length at most, in tokens.")
+  flags.DEFINE_integer("seed", 0, f"{what}sampling seed.")
+  if continuous_batching:
+    flags.DEFINE_enum(
+        "continuous_batching", "auto", list(CONTINUOUS_BATCHING_FLAG),
+        "Decode --batch_size rows at a time, a finished row taking the next "
+        "one (auto: on except on a CPU); 'false': each batch waits for its "
+        "longest row.")
 
 
 def call_sizes(batch_size: int, continuous_batching: bool | None = None

@@ -24,36 +24,33 @@ from genrm_jax import candidates as candidates_lib
 
 def define_flags() -> None:
   """CLI flags (defined only when run as a program)."""
+  from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax import verifiers  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string('candidates', None, 'Candidate store (JSON lines).')
   flags.DEFINE_enum('verifier', None, list(verifiers.KINDS), 'Verifier kind.')
   flags.DEFINE_string('name', '', 'Verifier name in the scores (default: the kind).')
-  flags.DEFINE_string('checkpoint', None, 'Verifier model directory.')
+  bundle.define_flags('Verifier')
   flags.DEFINE_string('reference_checkpoint', '', 'dpo: the reference model directory.')
   flags.DEFINE_string('out', None, 'Scores file (appended; resumable).')
   d = verifiers.DEFAULT_OPTIONS
   flags.DEFINE_integer('batch_size', d['batch_size'], 'Rows per forward pass.')
   flags.DEFINE_integer('num_rationales', d['num_rationales'], 'K (genrm_cot, llm_judge).')
-  flags.DEFINE_float('temperature', d['temperature'], 'Rationale sampling temperature.')
-  flags.DEFINE_integer('top_k', d['top_k'], 'Rationale top-k (0: off).')
-  flags.DEFINE_float('top_p', d['top_p'], 'Rationale top-p (1: off).')
-  flags.DEFINE_integer('max_new_tokens', d['max_new_tokens'], 'Rationale length at most.')
-  flags.DEFINE_integer('seed', d['seed'], 'Rationale sampling seed.')
+  sampling.define_flags(temperature=d['temperature'],
+                        max_new_tokens=d['max_new_tokens'], what='Rationale ')
   flags.DEFINE_float('beta', d['beta'], 'dpo: beta.')
   flags.DEFINE_enum('renormalize', 'default', ['default', 'true', 'false'],
                     'Renormalise p(Yes) over {Yes, No} (default: only for llm_judge).')
-  flags.DEFINE_string('preset', '', 'Gemma preset of a bare official checkpoint.')
-  flags.DEFINE_string('tokenizer', '', "tokenizer.model path or 'byte' (bare checkpoints).")
-  flags.DEFINE_string('dtype', '', 'Compute dtype override (e.g. float32).')
+  # --help lists them with this CLI's own flags.
+  flags.adopt_module_key_flags(sampling)
+  flags.adopt_module_key_flags(bundle)
+  flags.mark_flags_as_required(['candidates', 'verifier', 'checkpoint', 'out'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
-  for name in ('candidates', 'verifier', 'checkpoint', 'out'):
-    if not getattr(f, name):
-      raise app.UsageError(f'--{name} is required.')
   from genrm_jax import verifiers  # pylint: disable=g-import-not-at-top
   options = {k: getattr(f, k) for k in (
       'batch_size', 'num_rationales', 'temperature', 'top_k', 'top_p', 'max_new_tokens',

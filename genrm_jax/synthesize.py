@@ -10,9 +10,13 @@ does *not* show the reference (`verification_data.cot_examples`).
 
   python -m genrm_jax.synthesize --candidates=C.jsonl --checkpoint=DIR \
       --out=R.jsonl --num_rationales=4 --temperature=0.7
+  # a bare official checkpoint as the grader:
+  python -m genrm_jax.synthesize ... --checkpoint=/ckpts/gemma2-27b \
+      --preset=gemma2_27b --tokenizer=/ckpts/tokenizer.model
 
 Rows of R.jsonl: problem_id, candidate_id, k, rationale, verdict (true /
-false / null), agrees (bool). A rerun skips candidates already in R.jsonl,
+false / null), agrees (bool). A rationale ends at its first verdict line:
+sampling stops there (a stop string), not at `--max_new_tokens`. A rerun skips candidates already in R.jsonl,
 and rationale k of a candidate is sampled with the key of (seed, problem,
 candidate, k) alone, so a resumed run writes what an uninterrupted one
 would. Candidates go `--batch_size` rationales per sampler call (with
@@ -27,14 +31,20 @@ from __future__ import annotations
 import collections
 import json
 import os
+import sys
 import time
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
+
+from absl import app
+from absl import flags
 
 from genrm_jax import candidates as candidates_lib
 from genrm_jax import prompts
 from genrm_jax import sampling
 
 REFERENCE_LINE = "Reference solution (correct, for checking only): "
+# A grader's rationale is complete once it has given its verdict.
+VERDICT_STOPS = (prompts.verdict_line(True), prompts.verdict_line(False))
 
 
 def reference_text(candidate: candidates_lib.Candidate) -> str:
@@ -118,7 +128,8 @@ def _done(path: str) -> set[tuple[str, str]]:
 def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
         num_rationales: int = 4, temperature: float = 0.7,
         max_new_tokens: int = 512, seed: int = 0, batch_size: int = 64,
-        continuous_batching: bool | None = None,
+        continuous_batching: bool | None = None, top_k: int = 0,
+        top_p: float = 1.0,
         max_candidates: int | None = None) -> dict[str, int]:
   """Writes rationales for every candidate not yet in `out_path`.
 
@@ -131,8 +142,12 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
           if (c.problem_id, str(c.candidate_id)) not in done]
   if max_candidates is not None:
     todo = todo[:max_candidates]
+  eos = getattr(sampler.tokenizer, "eos_id", 1)
   params = sampling.SamplingParams(max_new_tokens=max_new_tokens,
-                                   temperature=temperature)
+                                   temperature=temperature, top_k=top_k,
+                                   top_p=top_p,
+                                   stop_tokens=tuple(sorted({1, eos})),
+                                   stop_strings=VERDICT_STOPS)
   per_call, stream = sampling.call_sizes(batch_size, continuous_batching)
 
   def generate(texts, rows):
@@ -159,37 +174,44 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
   return dict(counts)
 
 
-def main(argv: Iterable[str] | None = None) -> None:
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--candidates", required=True)
-  parser.add_argument("--checkpoint", required=True,
-                      help="model bundle directory (see genrm_jax.models.bundle)")
-  parser.add_argument("--out", required=True)
-  parser.add_argument("--num_rationales", type=int, default=4)
-  parser.add_argument("--temperature", type=float, default=0.7)
-  parser.add_argument("--max_new_tokens", type=int, default=512)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--batch_size", type=int, default=64,
-                      help="sampler rows")
-  parser.add_argument("--continuous_batching", default="auto",
-                      choices=("auto", "true", "false"),
-                      help="stream rationales through --batch_size rows, a "
-                      "finished row taking the next (auto: on except on a "
-                      "CPU)")
-  args = parser.parse_args(argv)
+def define_flags() -> None:
+  """CLI flags (defined only when run as a program)."""
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
-  config, params, tokenizer, _ = bundle.load_bundle(args.checkpoint)
-  sampler = sampling.Sampler(config, params, tokenizer=tokenizer)
-  counts = run(args.candidates, args.out, sampler,
-               num_rationales=args.num_rationales,
-               temperature=args.temperature,
-               max_new_tokens=args.max_new_tokens, seed=args.seed,
-               batch_size=args.batch_size,
-               continuous_batching=sampling.CONTINUOUS_BATCHING_FLAG[
-                   args.continuous_batching])
+  flags.DEFINE_string("candidates", None, "Candidate store (JSON lines).")
+  bundle.define_flags("Grader")
+  flags.DEFINE_string("out", None, "Rationales file (appended; resumable).")
+  flags.DEFINE_integer("num_rationales", 4, "Rationales per candidate (K).")
+  sampling.define_flags(temperature=0.7, max_new_tokens=512,
+                        what="Rationale ", continuous_batching=True)
+  flags.DEFINE_integer("batch_size", 64, "Sampler rows.")
+  # --help lists them with this CLI's own flags.
+  flags.adopt_module_key_flags(sampling)
+  flags.adopt_module_key_flags(bundle)
+  flags.mark_flags_as_required(["candidates", "checkpoint", "out"])
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  try:
+    model = bundle.from_flags()
+    sampler = sampling.Sampler(model.config, model.params,
+                               tokenizer=model.tokenizer)
+    counts = run(f.candidates, f.out, sampler,
+                 num_rationales=f.num_rationales, temperature=f.temperature,
+                 top_k=f.top_k, top_p=f.top_p,
+                 max_new_tokens=f.max_new_tokens, seed=f.seed,
+                 batch_size=f.batch_size,
+                 continuous_batching=sampling.CONTINUOUS_BATCHING_FLAG[
+                     f.continuous_batching])
+  except (FileNotFoundError, ValueError,
+          candidates_lib.MalformedRowError) as e:
+    sys.exit(f"error: {e}")
   print(json.dumps(counts))
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  app.run(main)

@@ -168,6 +168,16 @@ def test_tokenizer_ids_and_round_trip(tok):
     assert tok.decode(ids) == text, text
   assert tok.encode("<bos>x")[0] != tok.bos_id  # control: never from text
   assert tok.decode([2, 9259, 1902, 1]) == "Hello world"
+  # The bytes the sampler watches for stop strings are decode's, token by
+  # token (byte-fallback pieces, user-defined symbols and control ids too).
+  assert not tok.strips_leading_space
+  pieces = tok.token_bytes
+  rng = np.random.default_rng(0)
+  for ids in [tok.encode(t) for t in texts] + [
+      [2, 105, 9259, 1, 106]] + [rng.integers(0, tok.vocab_size, 30).tolist()
+                                 for _ in range(50)]:
+    joined = b"".join(pieces[i] for i in ids)
+    assert joined.decode("utf-8", errors="replace") == tok.decode(ids)
 
 
 def test_params_are_the_gguf_tensors(gguf_path, params):

@@ -2,6 +2,7 @@
 passes; stop tokens, buckets, log-probs, top-k/top-p and sharding."""
 
 import codecs
+import dataclasses
 
 import numpy as np
 import pytest
@@ -268,6 +269,8 @@ def test_weights_cast_once_to_the_compute_dtype_decode_bit_identically(model):
 class _LetterTokenizer:
   """Each id is one letter: a stop string can end mid-generation."""
 
+  token_bytes = tuple(chr(ord("a") + i % 26).encode() for i in range(128))
+
   def decode(self, ids):
     return "".join(chr(ord("a") + int(i) % 26) for i in ids)
 
@@ -317,6 +320,76 @@ def test_readout_logprobs_are_the_next_token_distribution(model, case):
     logits = ref.apply(config, params, row).logits[0, len(seq) - 1]
     want = jax.nn.log_softmax(logits)[np.asarray(readout)]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["one_batch", "stream", "sharded_stream"])
+def test_stop_strings_end_rows_inside_the_decode_loop(model, path):
+  """A row stops at the step its text first holds a stop string, not at
+  `max_new_tokens` as when only the host cut it: the same texts, tokens,
+  log-probs and readouts, in fewer decode steps."""
+  config, params = model
+  prompts = _varied_prompts(12, seed=2)
+  keys = sampling.row_keys(2, [("p", i) for i in range(len(prompts))])
+  free = sampling.SamplingParams(max_new_tokens=16, temperature=1.0,
+                                 stop_tokens=())
+  kwargs = dict(prompt_buckets=(16,), tokenizer=_LetterTokenizer(),
+                stream_headroom=3)
+  host_only = sampling.Sampler(config, params, watch_stop_strings=False,
+                               **kwargs)
+  texts = host_only.generate(prompts, free, rng=keys).texts
+  # Every row holds one of them by its 7th letter; some span 3 letters.
+  stops = tuple(t[4:6] if i % 2 else t[3:6] for i, t in enumerate(texts))
+  sp = dataclasses.replace(free, stop_strings=stops)
+  extra = dict(batch_size=4) if "stream" in path else {}
+  want = host_only.generate(prompts, sp, rng=keys, readout_ids=(5, 17),
+                            **extra)
+  if path == "sharded_stream":  # 4 slots over a 2x2x2 mesh's data axes
+    kwargs["mesh"] = mesh = sharding.make_mesh((2, 2, 2))
+    params = jax.device_put(params, sharding.logical_shardings(
+        gemma.abstract_params(config), mesh))
+  got = sampling.Sampler(config, params, **kwargs).generate(
+      prompts, sp, rng=keys, readout_ids=(5, 17), **extra)
+  assert all(want.finished) and max(map(len, want.tokens)) <= 6
+  assert got.texts == want.texts and got.tokens == want.tokens
+  assert got.finished == want.finished
+  for a, b in zip(got.logprobs, want.logprobs):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.stack(got.readout_logprobs),
+                             np.stack(want.readout_logprobs), rtol=1e-4,
+                             atol=1e-5)
+  if path == "one_batch":
+    assert (got.decode_steps, want.decode_steps) == (
+        max(map(len, got.tokens)), 16)
+  else:  # 12 rows through 4 slots: 3 rounds of <= 6 steps, not of 16
+    assert got.decode_steps <= 3 * 6 + 3 < 3 * 16 <= want.decode_steps
+
+
+def test_stop_string_watch_never_joins_bytes_a_long_token_separates():
+  """The watch keeps a token's last `_PIECE_BYTES` bytes; a longer token
+  clears the window first, so its kept tail never seems to follow the
+  bytes before it (a stop string is missed there, never falsely seen)."""
+  long_tail = b"z" * 10 + b"c" + b"q" * (sampling._PIECE_BYTES - 1)
+  pieces = [b"", b"ab", b"c", long_tail, b"\n\nQ", b":", "é".encode()]
+  table, length, clear = sampling._piece_table(pieces, len(pieces))
+  watch = dict(table=table, length=length, clear=clear,
+               stops=sampling._stop_patterns(
+                   ["bc", "\n\nQ:", "éé"], _LetterTokenizer()))
+  width = sampling._watch_window(watch)
+
+  def hits(ids):
+    window = jnp.full((1, width), sampling._EMPTY, jnp.int16)
+    seen = []
+    for i in ids:
+      window, hit = sampling._watch_step(window, jnp.asarray([i]),
+                                         jnp.asarray([True]), watch)
+      seen.append(bool(hit[0]))
+    return seen
+
+  assert hits([1, 2]) == [False, True]  # "abc"
+  assert hits([4, 5]) == [False, True]  # "\n\nQ:" over two tokens
+  assert hits([6, 6]) == [False, True]  # multi-byte characters
+  assert hits([1, 3, 2]) == [False, False, False]  # "ab" + 42 bytes + "c"
+  assert hits([1, 0, 2]) == [False, False, True]  # control ids add nothing
 
 
 def _varied_prompts(n, seed=0):

@@ -32,3 +32,20 @@ def test_round_trip_and_special_ids(model_path):
 def test_missing_model_names_the_fix(tmp_path):
   with pytest.raises(FileNotFoundError, match="tokenizer.model"):
     tokenizer_lib.Tokenizer(tmp_path / "missing.model")
+
+
+def test_token_bytes_concatenate_to_the_decoded_text(model_path):
+  """The bytes per id the sampler watches for stop strings: their
+  concatenation is `decode`'s text, but for the leading space a model
+  trained with `add_dummy_prefix` (SentencePiece's default; not Gemma's)
+  drops."""
+  tok = tokenizer_lib.load(model_path)
+  assert tok.strips_leading_space
+  for text in ["The answer is 42.", "Q: Take the last letters A: ok", "é x"]:
+    ids = tok.encode(text)
+    joined = b"".join(tok.token_bytes[i] for i in ids).decode()
+    assert joined.removeprefix(" ") == tok.decode(ids)
+  byte = tokenizer_lib.ByteTokenizer()
+  ids = byte.encode("naïve\n\nQ:", add_bos=True, add_eos=True)
+  assert b"".join(byte.token_bytes[i] for i in ids).decode() == "naïve\n\nQ:"
+  assert not byte.strips_leading_space

@@ -112,6 +112,26 @@ def save_bundle(directory: str, params, model_config: gemma.TransformerConfig,
   return directory
 
 
+def define_flags(what: str) -> None:
+  """The model flags of every CLI that loads one: --checkpoint (a bundle, or
+  a bare official checkpoint with --preset and --tokenizer) and --dtype."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("checkpoint", None,
+                      f"{what} model directory (bundle or official checkpoint).")
+  flags.DEFINE_string("preset", "", "Gemma preset of a bare official checkpoint.")
+  flags.DEFINE_string("tokenizer", "",
+                      "tokenizer.model path or 'byte' (bare checkpoints).")
+  flags.DEFINE_string("dtype", "", "Compute dtype override (e.g. float32).")
+
+
+def from_flags(mesh: jax.sharding.Mesh | None = None) -> Bundle:
+  """`load_bundle` with the flags of `define_flags`."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  return load_bundle(f.checkpoint, mesh, preset=f.preset or None,
+                     tokenizer=f.tokenizer or None, dtype=f.dtype or None)
+
+
 def _params_dir(directory: str) -> str:
   sub = os.path.join(directory, PARAMS)
   return sub if epath.Path(sub).is_dir() else directory

@@ -62,6 +62,32 @@ class Tokenizer:
     ids = [int(i) for i in ids]
     return self._sp.decode(ids)
 
+  @functools.cached_property
+  def strips_leading_space(self) -> bool:
+    """Whether `decode` drops the first piece's leading space (models
+    trained with `add_dummy_prefix`; Gemma's are not)."""
+    piece = self._sp.piece_to_id("\u2581")
+    return piece != self._sp.unk_id() and self._sp.decode([piece]) == ""
+
+  @functools.cached_property
+  def token_bytes(self) -> tuple[bytes, ...]:
+    """The UTF-8 bytes each id contributes to `decode`'s text: the piece with
+    "\u2581" as a space, a byte-fallback piece's byte, nothing for control
+    ids (decode(ids) is their concatenation, but for `strips_leading_space`).
+    The sampler watches for stop strings with them as it decodes."""
+    out = []
+    for i in range(self.vocab_size):
+      if self._sp.is_control(i):
+        out.append(b"")
+      elif self._sp.is_byte(i):
+        out.append(bytes([int(self._sp.id_to_piece(i)[3:5], 16)]))
+      elif self._sp.is_unknown(i):
+        out.append(self._sp.decode([i]).encode("utf-8"))
+      else:
+        out.append(self._sp.id_to_piece(i).replace("\u2581", " ").encode(
+            "utf-8"))
+    return tuple(out)
+
 
 @functools.lru_cache(maxsize=8)
 def load(path: str) -> Tokenizer:
@@ -86,6 +112,9 @@ class ByteTokenizer:
     data = bytes(int(i) - self.offset for i in ids
                  if self.offset <= int(i) < self.vocab_size)
     return data.decode("utf-8", errors="ignore")
+
+  strips_leading_space = False
+  token_bytes = (b"",) * offset + tuple(bytes([b]) for b in range(256))
 
 
 def from_spec(spec: str):
