@@ -118,22 +118,24 @@ _EMPTY, _ANY = -1, -2  # window byte not yet written; pattern padding
 
 
 def _piece_table(token_bytes: Sequence[bytes], num_embed: int):
-  """Each id's bytes [V, _PIECE_BYTES] (left-aligned), count, and whether it
-  had more; ids past the tokenizer's (padded vocabularies) have none."""
+  """Each id's bytes [V, P] (left-aligned; P: the longest token's, at most
+  _PIECE_BYTES), count, and whether it had more; ids past the tokenizer's
+  (padded vocabularies) have none."""
   size = max(len(token_bytes), num_embed)
-  table = np.zeros((size, _PIECE_BYTES), np.uint8)
+  width = max(1, min(_PIECE_BYTES, max(map(len, token_bytes), default=1)))
+  table = np.zeros((size, width), np.uint8)
   length = np.zeros(size, np.int32)
   clear = np.zeros(size, bool)
   for i, piece in enumerate(token_bytes):
-    tail = piece[-_PIECE_BYTES:]
+    tail = piece[-width:]
     table[i, :len(tail)] = np.frombuffer(tail, np.uint8)
-    length[i], clear[i] = len(tail), len(piece) > _PIECE_BYTES
+    length[i], clear[i] = len(tail), len(piece) > width
   return table, length, clear
 
 
 def _stop_patterns(stop_strings: Sequence[str], tokenizer) -> np.ndarray:
-  """The stop strings' bytes [S, M] (padded with _ANY) the decode loop
-  watches for. None where there is no tokenizer, or for a string that
+  """The stop strings' bytes [S, M] (right-aligned, padded with _ANY) the
+  decode loop watches for. None where there is no tokenizer, or for a string that
   starts with whitespace when `decode` drops the first token's leading
   space (the loop would see a space the text lacks): those are cut on the
   host only."""
@@ -145,7 +147,7 @@ def _stop_patterns(stop_strings: Sequence[str], tokenizer) -> np.ndarray:
   out = np.full((len(patterns), max(map(len, patterns), default=1)), _ANY,
                 np.int16)
   for i, p in enumerate(patterns):
-    out[i, :len(p)] = np.frombuffer(p, np.uint8)
+    out[i, out.shape[1] - len(p):] = np.frombuffer(p, np.uint8)
   return out
 
 
@@ -153,7 +155,7 @@ def _watch_window(watch) -> int:
   """Bytes a row's window keeps: any stop string the newest token
   completes lies within them (0: nothing to watch)."""
   num, longest = watch["stops"].shape
-  return longest + _PIECE_BYTES if num else 0
+  return longest + watch["table"].shape[1] if num else 0
 
 
 def _watch_step(window, token, emit, watch):
@@ -169,12 +171,13 @@ def _watch_step(window, token, emit, watch):
              (jnp.arange(width)[None, :] < width - count[:, None]))
   new = jnp.where(cleared, _EMPTY, new)
   window = jnp.where(emit[:, None], new, window)
+  # A string the new token completes ends within its bytes: at one of the
+  # window's last P positions (before them, the row would have stopped).
   stops = watch["stops"]
-  longest = stops.shape[1]
-  padded = jnp.pad(window, ((0, 0), (0, longest - 1)),
-                   constant_values=_EMPTY)
-  spans = padded[:, jnp.arange(width)[:, None] + jnp.arange(longest)[None, :]]
-  pattern = stops[None, :, None, :]  # [1, S, 1, M] against [B, 1, W, M]
+  longest, newest = stops.shape[1], watch["table"].shape[1]
+  ends = width - newest + 1 + jnp.arange(newest)
+  spans = window[:, ends[:, None] - longest + jnp.arange(longest)[None, :]]
+  pattern = stops[None, :, None, :]  # [1, S, 1, M] against [B, 1, P, M]
   match = (pattern == _ANY) | (spans[:, None] == pattern)
   return window, emit & jnp.any(jnp.all(match, axis=-1), axis=(1, 2))
 
