@@ -109,8 +109,8 @@ def _pick(logits, rng, *, temperature, top_p, top_k: int, use_top_p: bool,
   return token.astype(jnp.int32), model_lp, sample_lp
 
 
-# Bytes of a token the stop-string watch keeps: a longer token (1 in 2,000 of
-# Gemma 3's vocabulary) keeps its last ones and clears the bytes before
+# Bytes of a token the stop-string watch keeps: a longer token (379 of Gemma
+# 3's 262,144, e.g. runs of spaces or "=") keeps its last ones and clears the bytes before
 # them, so a stop string across it is missed (the host still cuts there),
 # never falsely seen.
 _PIECE_BYTES = 32
@@ -135,10 +135,10 @@ def _piece_table(token_bytes: Sequence[bytes], num_embed: int):
 
 def _stop_patterns(stop_strings: Sequence[str], tokenizer) -> np.ndarray:
   """The stop strings' bytes [S, M] (right-aligned, padded with _ANY) the
-  decode loop watches for. None where there is no tokenizer, or for a string that
-  starts with whitespace when `decode` drops the first token's leading
-  space (the loop would see a space the text lacks): those are cut on the
-  host only."""
+  decode loop watches for. Empty where there is no tokenizer; a string
+  that starts with whitespace is left out when `decode` drops the first
+  token's leading space (the loop would see a space the text lacks): such
+  strings are cut on the host only."""
   if tokenizer is None or not hasattr(tokenizer, "token_bytes"):
     return np.zeros((0, 1), np.int16)
   strips = getattr(tokenizer, "strips_leading_space", False)
