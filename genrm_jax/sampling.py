@@ -151,6 +151,13 @@ def _stop_patterns(stop_strings: Sequence[str], tokenizer) -> np.ndarray:
   return out
 
 
+def no_watch() -> dict[str, np.ndarray]:
+  """The decode loop's stop-string arguments when it watches for none."""
+  return dict(stops=np.zeros((0, 1), np.int16),
+              table=np.zeros((1, 1), np.uint8), length=np.zeros(1, np.int32),
+              clear=np.zeros(1, bool))
+
+
 def _watch_window(watch) -> int:
   """Bytes a row's window keeps: any stop string the newest token
   completes lies within them (0: nothing to watch)."""
@@ -334,8 +341,7 @@ class Sampler:
     stops = (_stop_patterns(stop_strings, self.tokenizer)
              if self.watch_stop_strings else np.zeros((0, 1), np.int16))
     if not len(stops):
-      return dict(stops=stops, table=np.zeros((1, 1), np.uint8),
-                  length=np.zeros(1, np.int32), clear=np.zeros(1, bool))
+      return no_watch()
     if self._pieces is None:  # once: on the device (every mesh device)
       where = None if self.mesh is None else jax.sharding.NamedSharding(
           self.mesh, jax.sharding.PartitionSpec())

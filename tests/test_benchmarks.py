@@ -126,6 +126,22 @@ def test_sampling_cost_tiny(tmp_path):
     assert 0 < row["roofline_tokens_per_s"] <= row["ideal_tokens_per_s"]
 
 
+def test_sampling_cost_with_a_watched_stop_string(tmp_path):
+  """--watch: each loop again with a stop string watched; the watch adds a
+  [B, 32]-byte gather and a compare a step, a sliver of what the step
+  moves (here the tiny model's, which makes it look large)."""
+  rows, stdout = _run("benchmarks.sampling_cost", "--topology=cpu:1",
+                      "--batches=8", "--continuous", "--watch",
+                      tmp_path=tmp_path)
+  assert [r["impl"] for r in rows] == [
+      "ours_sampler", "ours_sampler+watch", "ours_sampler_continuous",
+      "ours_sampler_continuous+watch"]
+  for plain, watched in (rows[:2], rows[2:]):
+    assert plain["step_bytes"] < watched["step_bytes"] < 1.05 * plain[
+        "step_bytes"]
+  assert "continuous +watch" in stdout
+
+
 _HLO = """HloModule m
 
 %fused_slice (param_0: f32[4,8], param_1: s32[]) -> f32[1,8] {
