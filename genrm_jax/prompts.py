@@ -100,6 +100,32 @@ def cot_verification_prompt(question: str, solution: str, header: str = HEADER) 
   return solution_prompt(question, header) + solution + COT_SUFFIX
 
 
+# Instruction-tuned checkpoints (e.g. Gemma's "-it" releases, as graders or
+# judges) answer inside chat turns: a prompt above becomes the user's turn,
+# and the model's turn ends with the template's end marker (Gemma's
+# tokenizer holds both markers as single ids, matched in text).
+CHAT_TEMPLATES = {
+    'gemma': ('<start_of_turn>user\n', '<end_of_turn>\n<start_of_turn>model\n',
+              '<end_of_turn>'),
+}
+
+
+def as_chat(prompt: str, template: Optional[str]) -> str:
+  """`prompt` as the user's turn of `template` (None: unchanged)."""
+  if not template:
+    return prompt
+  if template not in CHAT_TEMPLATES:
+    raise ValueError(f'chat template {template!r}; known: '
+                     f'{", ".join(sorted(CHAT_TEMPLATES))}.')
+  start, end, _ = CHAT_TEMPLATES[template]
+  return start + prompt + end
+
+
+def chat_stop_strings(template: Optional[str]) -> tuple[str, ...]:
+  """What ends the model's turn in `template` (a stop string)."""
+  return (CHAT_TEMPLATES[template][2],) if template else ()
+
+
 def verdict_line(correct: bool) -> str:
   """The last line of every verification rationale."""
   return f'{VERIFY_QUESTION}{direct_target(correct)}'

@@ -24,6 +24,7 @@ from genrm_jax import candidates as candidates_lib
 
 def define_flags() -> None:
   """CLI flags (defined only when run as a program)."""
+  from genrm_jax import prompts  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax import verifiers  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
@@ -39,6 +40,9 @@ def define_flags() -> None:
   sampling.define_flags(temperature=d['temperature'],
                         max_new_tokens=d['max_new_tokens'], what='Rationale ')
   flags.DEFINE_float('beta', d['beta'], 'dpo: beta.')
+  flags.DEFINE_enum('chat_template', 'none', ['none', *sorted(prompts.CHAT_TEMPLATES)],
+                    "genrm_cot, llm_judge: the prompt as the user's turn of this chat "
+                    'template (an instruction-tuned checkpoint).')
   flags.DEFINE_enum('renormalize', 'default', ['default', 'true', 'false'],
                     'Renormalise p(Yes) over {Yes, No} (default: only for llm_judge).')
   # --help lists them with this CLI's own flags.
@@ -55,6 +59,8 @@ def main(argv):
   options = {k: getattr(f, k) for k in (
       'batch_size', 'num_rationales', 'temperature', 'top_k', 'top_p', 'max_new_tokens',
       'seed', 'beta', 'reference_checkpoint', 'preset', 'tokenizer', 'dtype')}
+  if f.chat_template != 'none':
+    options['chat_template'] = f.chat_template
   if f.renormalize != 'default':
     options['renormalize'] = f.renormalize == 'true'
   try:

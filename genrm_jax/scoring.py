@@ -271,13 +271,15 @@ def score_direct(candidates: Iterable[candidates_lib.Candidate],
       score=float(p)) for c, p in zip(candidates, p_yes)]
 
 
-def cot_stop_params(tokenizer, **kwargs) -> sampling.SamplingParams:
+def cot_stop_params(tokenizer, more_stop_strings=(),
+                    **kwargs) -> sampling.SamplingParams:
   """Sampling settings for GenRM-CoT rationales: they stop at EOS or at
-  the verification question (the string the verdict follows)."""
+  the verification question (the string the verdict follows), or at
+  `more_stop_strings` (e.g. a chat turn's end)."""
   stops = tuple(sorted({gemma.EOS_ID, tokenizer.eos_id}))
-  return sampling.SamplingParams(stop_tokens=stops,
-                                 stop_strings=(prompts.VERIFY_QUESTION,),
-                                 **kwargs)
+  return sampling.SamplingParams(
+      stop_tokens=stops,
+      stop_strings=(prompts.VERIFY_QUESTION, *more_stop_strings), **kwargs)
 
 
 def cot_yes_probabilities(sampler: sampling.Sampler,

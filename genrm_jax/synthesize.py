@@ -70,17 +70,20 @@ def cut_after_verdict(text: str) -> str:
 
 def synthesize(candidates: Sequence[candidates_lib.Candidate],
                generate: Callable[[list[str], list[tuple]], list[str]],
-               num_rationales: int, batch_size: int = 32) -> Iterator[dict]:
+               num_rationales: int, batch_size: int = 32,
+               chat_template: str | None = None) -> Iterator[dict]:
   """Yields one row per (candidate, k), candidate by candidate.
   `generate(prompts, rows)` returns one continuation per prompt, row i
   being (problem_id, str(candidate_id), k): what its sampling key should
   depend on, alone. Whole candidates go `batch_size` rationales a call (at
-  least one candidate)."""
+  least one candidate). `chat_template`: the grading prompt as the user's
+  turn (`prompts.CHAT_TEMPLATES`; an instruction-tuned grader)."""
   per_call = max(1, batch_size // num_rationales)
   for lo in range(0, len(candidates), per_call):
     group = candidates[lo:lo + per_call]
     work = [(c, k) for c in group for k in range(num_rationales)]
-    texts = generate([grading_prompt(c) for c, _ in work],
+    texts = generate([prompts.as_chat(grading_prompt(c), chat_template)
+                      for c, _ in work],
                      [(c.problem_id, str(c.candidate_id), k) for c, k in work])
     for (cand, k), text in zip(work, texts):
       rationale = cut_after_verdict(text)
@@ -129,7 +132,7 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
         num_rationales: int = 4, temperature: float = 0.7,
         max_new_tokens: int = 512, seed: int = 0, batch_size: int = 64,
         continuous_batching: bool | None = None, top_k: int = 0,
-        top_p: float = 1.0,
+        top_p: float = 1.0, chat_template: str | None = None,
         max_candidates: int | None = None) -> dict[str, int]:
   """Writes rationales for every candidate not yet in `out_path`.
 
@@ -147,7 +150,8 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
                                    temperature=temperature, top_k=top_k,
                                    top_p=top_p,
                                    stop_tokens=tuple(sorted({1, eos})),
-                                   stop_strings=VERDICT_STOPS)
+                                   stop_strings=VERDICT_STOPS +
+                                   prompts.chat_stop_strings(chat_template))
   per_call, stream = sampling.call_sizes(batch_size, continuous_batching)
 
   def generate(texts, rows):
@@ -158,7 +162,7 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
   start = time.time()
   with open(out_path, "a") as f:
     for n, row in enumerate(synthesize(todo, generate, num_rationales,
-                                       per_call)):
+                                       per_call, chat_template)):
       f.write(json.dumps(row) + "\n")
       counts["rationales"] += 1
       counts["agree"] += row["agrees"]
@@ -184,6 +188,10 @@ def define_flags() -> None:
   sampling.define_flags(temperature=0.7, max_new_tokens=512,
                         what="Rationale ", continuous_batching=True)
   flags.DEFINE_integer("batch_size", 64, "Sampler rows.")
+  flags.DEFINE_enum("chat_template", "none",
+                    ["none", *sorted(prompts.CHAT_TEMPLATES)],
+                    "An instruction-tuned grader: the grading prompt as the "
+                    "user's turn of this chat template.")
   # --help lists them with this CLI's own flags.
   flags.adopt_module_key_flags(sampling)
   flags.adopt_module_key_flags(bundle)
@@ -204,6 +212,8 @@ def main(argv: Sequence[str]) -> None:
                  top_k=f.top_k, top_p=f.top_p,
                  max_new_tokens=f.max_new_tokens, seed=f.seed,
                  batch_size=f.batch_size,
+                 chat_template=None if f.chat_template == "none"
+                 else f.chat_template,
                  continuous_batching=sampling.CONTINUOUS_BATCHING_FLAG[
                      f.continuous_batching])
   except (FileNotFoundError, ValueError,

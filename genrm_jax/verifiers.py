@@ -11,7 +11,9 @@ Kinds (`VerifierSpec.kind`):
   rationale (`k`) with p(Yes) and the rationale (the evaluator averages them:
   MajV@K).
 * `llm_judge`: `genrm_cot` with an un-fine-tuned checkpoint (renormalised
-  over Yes/No by default: a base model spreads its mass widely).
+  over Yes/No by default: a base model spreads its mass widely; an
+  instruction-tuned one with `chat_template='gemma'`: the CoT prompt as the
+  user's turn).
 * `disc`: sigmoid of the value head at the last token of BOS + solution
   prompt + solution (exactly `losses.value_logits`, as trained).
 * `likelihood`: log p(solution + EOS | solution prompt) (as the DPO and
@@ -69,6 +71,8 @@ DEFAULT_OPTIONS = dict(
                                # one; False: each batch waits for its longest;
                                # None: on except on a CPU
     seed=0,
+    chat_template=None,  # CoT kinds: the prompt as the user's turn of this
+                         # chat template (prompts.CHAT_TEMPLATES; "-it" models)
     beta=0.1,  # dpo
     reference_checkpoint='',  # dpo
     preset='',  # bare official checkpoints: gemma preset ...
@@ -100,6 +104,13 @@ class VerifierSpec:
     if not self.checkpoint:
       raise ValueError(f'verifier {self.name!r}: no checkpoint; set its checkpoint to a '
                        'model directory (e.g. WORKDIR/export of genrm_jax.train).')
+    template = self.options['chat_template']
+    if template and (self.kind not in COT_KINDS or
+                     template not in prompts.CHAT_TEMPLATES):
+      raise ValueError(
+          f'verifier {self.name!r}: chat_template={template!r} applies to the '
+          f'CoT kinds ({", ".join(COT_KINDS)}), with one of '
+          f'{sorted(prompts.CHAT_TEMPLATES)}.')
     if self.kind == 'dpo' and not self.options['reference_checkpoint']:
       raise ValueError(f'verifier {self.name!r}: dpo needs reference_checkpoint (the model '
                        'DPO started from, e.g. the SFT generator).')
@@ -209,7 +220,8 @@ class _Runner:
                                       dedupe_prompts=opts['share_prefix'])
       self.sampling_params = scoring.cot_stop_params(
           self.tok, max_new_tokens=opts['max_new_tokens'], temperature=opts['temperature'],
-          top_k=opts['top_k'], top_p=opts['top_p'])
+          top_k=opts['top_k'], top_p=opts['top_p'],
+          more_stop_strings=prompts.chat_stop_strings(opts['chat_template']))
 
   def _solution_pairs(self, items):
     xs = [self.tok.encode(prompts.solution_prompt(w.candidate.question), add_bos=True)
@@ -247,7 +259,8 @@ class _Runner:
 
   def _cot(self, items):
     opts = self.spec.options
-    cot_prompts = [prompts.cot_verification_prompt(w.candidate.question, w.candidate.solution)
+    cot_prompts = [prompts.as_chat(prompts.cot_verification_prompt(
+        w.candidate.question, w.candidate.solution), opts['chat_template'])
                    for w in items]
     keys = sampling.row_keys(opts['seed'], [(w.candidate.problem_id,
                                              str(w.candidate.candidate_id), w.k)

@@ -178,6 +178,36 @@ def test_verifier_scores_resume_and_match_definitions(bundles, tmp_path):
   assert all(0 < s.score < 1 and isinstance(s.rationale, str) for s in cot)
 
 
+def test_llm_judge_with_a_chat_template(bundles, tmp_path, monkeypatch):
+  """`chat_template='gemma'` (an instruction-tuned judge): each CoT prompt
+  is the user's turn, and a rationale also stops at the turn's end."""
+  policy, _ = bundles
+  cands = _candidates()[:2]
+  spec = verifiers.VerifierSpec("judge", "llm_judge", policy, dict(
+      batch_size=4, num_rationales=1, max_new_tokens=6, temperature=1.0,
+      chat_template="gemma"))
+  seen = []
+  real = scoring.cot_yes_probabilities
+
+  def spy(sampler, scorer, tok, cot_prompts, keys, params, **kw):
+    seen.append((list(cot_prompts), params.stop_strings))
+    return real(sampler, scorer, tok, cot_prompts, keys, params, **kw)
+
+  monkeypatch.setattr(scoring, "cot_yes_probabilities", spy)
+  path = str(tmp_path / "judge.jsonl")
+  assert verifiers.score_store(cands, spec, path) == 2
+  (texts, stops), = seen
+  assert texts == [
+      "<start_of_turn>user\n" + prompts.cot_verification_prompt(
+          c.question, c.solution) + "<end_of_turn>\n<start_of_turn>model\n"
+      for c in cands]
+  assert stops == (prompts.VERIFY_QUESTION, "<end_of_turn>")
+  assert all(0 < r.score < 1 for r in candidates_lib.read_scores(path))
+  for kind, template in (("genrm", "gemma"), ("llm_judge", "chatml")):
+    with pytest.raises(ValueError, match="chat_template"):
+      verifiers.VerifierSpec("x", kind, policy, dict(chat_template=template))
+
+
 def test_seed_mismatch_on_resume_is_an_error(bundles, tmp_path):
   spec = _specs(bundles)[-1]
   path = str(tmp_path / "cot.jsonl")

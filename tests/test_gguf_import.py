@@ -36,6 +36,7 @@ import gguf  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from genrm_jax import prompts  # noqa: E402
 from genrm_jax import sampling  # noqa: E402
 from genrm_jax.models import checkpoints  # noqa: E402
 from genrm_jax.models import gemma  # noqa: E402
@@ -171,6 +172,11 @@ def test_tokenizer_ids_and_round_trip(tok):
   # The bytes the sampler watches for stop strings are decode's, token by
   # token (byte-fallback pieces, user-defined symbols and control ids too).
   assert not tok.strips_leading_space
+  # Gemma's chat turn markers are single ids, whose bytes the sampler sees:
+  # a turn's end stops an instruction-tuned grader (prompts.CHAT_TEMPLATES).
+  turn = tok.encode(prompts.as_chat("Hi", "gemma"))
+  assert turn[0] == 105 and 106 in turn
+  assert tok.token_bytes[106] == prompts.chat_stop_strings("gemma")[0].encode()
   pieces = tok.token_bytes
   rng = np.random.default_rng(0)
   for ids in [tok.encode(t) for t in texts] + [

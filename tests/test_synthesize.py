@@ -64,6 +64,25 @@ def test_rows_keep_only_rationales_agreeing_with_the_label(tmp_path):
     synthesize.read_rationales(str(path))
 
 
+def test_an_instruction_tuned_grader_gets_the_prompt_as_its_turn():
+  texts = []
+
+  def generate(prompts_in, rows):
+    texts.extend(prompts_in)
+    return [prompts.verdict_line(True)] * len(prompts_in)
+
+  rows = list(synthesize.synthesize(_cands()[:1], generate, 2,
+                                    chat_template="gemma"))
+  want = synthesize.grading_prompt(_cands()[0])
+  assert texts == [f"<start_of_turn>user\n{want}<end_of_turn>\n"
+                   "<start_of_turn>model\n"] * 2
+  assert [r["verdict"] for r in rows] == [True, True]
+  assert prompts.chat_stop_strings("gemma") == ("<end_of_turn>",)
+  assert prompts.as_chat("x", None) == "x"
+  with pytest.raises(ValueError, match="known: gemma"):
+    prompts.as_chat("x", "chatml")
+
+
 def test_run_with_a_tiny_model_writes_and_resumes(tmp_path):
   config = ref.tiny_config("gemma2", num_embed=300)
   sampler = sampling.Sampler(config, ref.random_params(config),
