@@ -55,6 +55,9 @@ def define_flags() -> None:
   sampling.define_flags(temperature=0.7, max_new_tokens=256, what='Solution ',
                         continuous_batching=True)
   flags.DEFINE_integer('batch_size', 64, 'Sampler rows per batch.')
+  flags.DEFINE_enum('chat_template', 'none', ['none', *sorted(prompts.CHAT_TEMPLATES)],
+                    "An instruction-tuned generator: the solution prompt as the user's "
+                    'turn of this chat template.')
   flags.DEFINE_integer('limit_problems', 0, 'Only the first K problems (0: all).')
   flags.DEFINE_string('out', None, 'Candidate store to write (appended; resumable).')
   # --help lists them with this CLI's own flags.
@@ -106,7 +109,8 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
              generator: str = '', stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
              log: Callable[[str], None] = logging.info,
              max_problems: Optional[int] = None,
-             continuous_batching: Optional[bool] = None) -> int:
+             continuous_batching: Optional[bool] = None,
+             chat_template: Optional[str] = None) -> int:
   """Samples, grades and appends candidates of every problem not yet complete.
 
   Args:
@@ -115,6 +119,9 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
     model: A `bundle.Bundle` (config, params, tokenizer).
     out_path: The candidate store (appended to; complete problems skipped).
     max_problems: Stop after this many problems (tests: a killed run).
+    chat_template: An instruction-tuned generator: the solution prompt as the
+      user's turn of this template (`prompts.CHAT_TEMPLATES`), the turn's
+      end a stop string too.
     continuous_batching: Stream 8 batches' worth of rows at a time through
       `batch_size` sampler rows, a finished row's slot taking the next row
       (None: `sampling.continuous_batching_default()`); else one sampler
@@ -139,6 +146,7 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
     return 0
   tok = model.tokenizer
   sampler = _sampler(model)
+  stop_strings = tuple(stop_strings) + prompts.chat_stop_strings(chat_template)
   params = sampling.SamplingParams(
       max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
       stop_tokens=tuple(sorted({1, tok.eos_id})), stop_strings=tuple(stop_strings))
@@ -153,7 +161,8 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
     for b in range(0, len(rows), per_call):
       chunk = rows[b:b + per_call]
       out = sampler.generate(
-          [prompts.solution_prompt(p['question']) for p, _ in chunk], params,
+          [prompts.as_chat(prompts.solution_prompt(p['question']), chat_template)
+           for p, _ in chunk], params,
           rng=sampling.row_keys(seed, [(p['problem_id'], i) for p, i in chunk]),
           batch_size=stream)
       texts += out.texts
@@ -196,7 +205,8 @@ def main(argv):
              batch_size=f.batch_size, seed=f.seed, top_k=f.top_k, top_p=f.top_p,
              continuous_batching=sampling.CONTINUOUS_BATCHING_FLAG[
                  f.continuous_batching],
-             generator=os.path.abspath(f.checkpoint), log=print)
+             generator=os.path.abspath(f.checkpoint), log=print,
+             chat_template=None if f.chat_template == 'none' else f.chat_template)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')
 

@@ -178,6 +178,33 @@ def test_verifier_scores_resume_and_match_definitions(bundles, tmp_path):
   assert all(0 < s.score < 1 and isinstance(s.rationale, str) for s in cot)
 
 
+def test_generate_with_a_chat_template(bundles, tmp_path, monkeypatch):
+  """An instruction-tuned generator: the solution prompt as the user's
+  turn; a sample also stops (and is cut) at the turn's end."""
+  _data_dir()
+  problems = generate.load_problems("last_letter", "test")[:1]
+  seen = []
+  real = sampling.Sampler.generate
+
+  def spy(self, prompts_in, params, **kw):
+    seen.append((list(prompts_in), params.stop_strings))
+    out = real(self, prompts_in, params, **kw)
+    out.texts = [" The answer is x.<end_of_turn>"] * len(out.texts)
+    return out
+
+  monkeypatch.setattr(sampling.Sampler, "generate", spy)
+  path = str(tmp_path / "c.jsonl")
+  assert generate.generate(problems, bundle.load_bundle(bundles[0]), path,
+                           task="last_letter", num_samples=2, temperature=1.0,
+                           max_new_tokens=4, chat_template="gemma") == 1
+  (texts, stops), = seen
+  assert texts == [prompts.as_chat(prompts.solution_prompt(
+      problems[0]["question"]), "gemma")] * 2
+  assert stops == (*generate.DEFAULT_STOP_STRINGS, "<end_of_turn>")
+  assert [c.solution for c in candidates_lib.read_candidates(path)] == [
+      "The answer is x."] * 2
+
+
 def test_llm_judge_with_a_chat_template(bundles, tmp_path, monkeypatch):
   """`chat_template='gemma'` (an instruction-tuned judge): each CoT prompt
   is the user's turn, and a rationale also stops at the turn's end."""
