@@ -16,11 +16,12 @@ does *not* show the reference (`verification_data.cot_examples`).
 
 Rows of R.jsonl: problem_id, candidate_id, k, rationale, verdict (true /
 false / null), agrees (bool). A rationale ends at its first verdict line:
-sampling stops there (a stop string), not at `--max_new_tokens`. A rerun skips candidates already in R.jsonl,
-and rationale k of a candidate is sampled with the key of (seed, problem,
-candidate, k) alone, so a resumed run writes what an uninterrupted one
-would. Candidates go `--batch_size` rationales per sampler call (with
-continuous batching on accelerators).
+sampling stops there (a stop string), not at `--max_new_tokens`. A rerun
+skips candidates already in R.jsonl, and rationale k of a candidate is
+sampled with the key of (seed, problem, candidate, k) alone, so a resumed
+run writes what an uninterrupted one would. Candidates go `--batch_size`
+rationales per sampler call (with continuous batching on accelerators).
+An instruction-tuned grader takes `--chat_template=gemma`.
 The reference shown to the grader is the candidate's `reference_solution`
 field when the store has one (e.g. GSM8K/MATH reference solutions), else
 its reference answer.

@@ -187,7 +187,8 @@ def _nest_under(prefix: tuple[str, ...], tree: dict[str, Any]) -> dict[str, Any]
 
 
 def _summarise(paths: list[str], limit: int = 6) -> str:
-  """'a, b, ... (N in all)': top-level groups of the left-out paths."""
+  """The left-out paths' groups (top-level module, or `transformer/` module
+  and its child), the first `limit` of them: 'a, b, ... (N groups)'."""
   groups = sorted({p.split("/")[0] if not p.startswith("transformer/")
                    else "/".join(p.split("/")[:3]) for p in paths})
   more = f", ... ({len(groups)} groups)" if len(groups) > limit else ""
