@@ -5,7 +5,9 @@ r"""Try a model: prints the continuation of a prompt.
 
 Greedy unless --temperature > 0. DIR is a bundle (`WORKDIR/export` of
 genrm_jax.train, or `genrm_jax.models.bundle.save_bundle`), or a bare official
-checkpoint with --preset and --tokenizer.
+checkpoint with --preset and --tokenizer. An instruction-tuned checkpoint
+takes --chat_template=gemma: the prompt is the user's turn, and the reply
+ends at the end of the model's turn (not printed).
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from absl import logging
 
 def define_flags() -> None:
   """CLI flags (defined only when run as a program)."""
+  from genrm_jax import prompts  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
   bundle.define_flags('The')
   flags.DEFINE_string('prompt', None, 'Prompt text (BOS is added).')
   sampling.define_flags(temperature=0.0, max_new_tokens=64)
+  flags.DEFINE_enum('chat_template', 'none', ['none', *sorted(prompts.CHAT_TEMPLATES)],
+                    "An instruction-tuned model: the prompt as the user's turn of this "
+                    'chat template.')
   # --help lists them with this CLI's own flags.
   flags.adopt_module_key_flags(sampling)
   flags.adopt_module_key_flags(bundle)
@@ -31,17 +37,24 @@ def define_flags() -> None:
 
 def sample(checkpoint: str, prompt: str, max_new_tokens: int, *, temperature: float = 0.0,
            top_k: int = 0, top_p: float = 1.0, seed: int = 0, preset: str = '',
-           tokenizer: str = '', dtype: str = '') -> str:
-  """The continuation of `prompt` (stops at EOS or `max_new_tokens`)."""
+           tokenizer: str = '', dtype: str = '', chat_template: str = '') -> str:
+  """The continuation of `prompt` (stops at EOS or `max_new_tokens`; with
+  `chat_template`, the reply to `prompt` as the user's turn, without the
+  turn's end)."""
+  from genrm_jax import prompts  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
   model = bundle.load_bundle(checkpoint, preset=preset or None, tokenizer=tokenizer or None,
                              dtype=dtype or None)
   sampler = sampling.Sampler(model.config, model.params, tokenizer=model.tokenizer)
   stops = tuple(sorted({1, model.tokenizer.eos_id}))
+  ends = prompts.chat_stop_strings(chat_template or None)
   params = sampling.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
-                                   top_k=top_k, top_p=top_p, stop_tokens=stops)
-  return sampler.generate([prompt], params, rng=seed).texts[0]
+                                   top_k=top_k, top_p=top_p, stop_tokens=stops,
+                                   stop_strings=ends)
+  text = sampler.generate([prompts.as_chat(prompt, chat_template or None)], params,
+                          rng=seed).texts[0]
+  return next((text[:-len(e)] for e in ends if text.endswith(e)), text)
 
 
 def main(argv):
@@ -54,7 +67,8 @@ def main(argv):
   try:
     text = sample(f.checkpoint, f.prompt, f.max_new_tokens, temperature=f.temperature,
                   top_k=f.top_k, top_p=f.top_p, seed=f.seed, preset=f.preset,
-                  tokenizer=f.tokenizer, dtype=f.dtype)
+                  tokenizer=f.tokenizer, dtype=f.dtype,
+                  chat_template='' if f.chat_template == 'none' else f.chat_template)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')
   print(text)

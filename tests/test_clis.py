@@ -48,10 +48,28 @@ def _ok(proc):
   return proc.stdout
 
 
-def test_sample_prints_the_continuation(model_dir):
+def test_sample_prints_the_continuation(model_dir, monkeypatch):
   out = _ok(_cli("sample", f"--checkpoint={model_dir}", "--prompt=Q: abc",
                  "--max_new_tokens=6"))
   assert out == sample.sample(model_dir, "Q: abc", 6) + "\n"
+  out = _ok(_cli("sample", f"--checkpoint={model_dir}", "--prompt=Q: abc",
+                 "--max_new_tokens=6", "--chat_template=gemma"))
+  assert out == sample.sample(model_dir, "Q: abc", 6,
+                              chat_template="gemma") + "\n"
+  # The prompt as the user's turn; the reply ends at the turn's end, cut.
+  seen = []
+  real = sampling.Sampler.generate
+
+  def spy(self, prompts_in, params, **kw):
+    seen.append((list(prompts_in), params.stop_strings))
+    out = real(self, prompts_in, params, **kw)
+    out.texts = ["Paris.<end_of_turn>"]
+    return out
+
+  monkeypatch.setattr(sampling.Sampler, "generate", spy)
+  assert sample.sample(model_dir, "Hi", 6, chat_template="gemma") == "Paris."
+  assert seen == [(["<start_of_turn>user\nHi<end_of_turn>\n"
+                    "<start_of_turn>model\n"], ("<end_of_turn>",))]
 
 
 def test_generate_score_synthesize_write_what_their_functions_write(
