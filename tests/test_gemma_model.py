@@ -427,6 +427,11 @@ def test_load_params_reads_the_language_model_of_a_multimodal_checkpoint(
   assert sum("mm_" in p for p in left_out) == 2
   loaded = checkpoints.load_params(tmp_path / "c", config)
   jax.tree.map(np.testing.assert_array_equal, loaded, params)
+  # Straight into its shardings on a mesh (a pod loading Gemma 3 27B).
+  mesh = sharding.make_mesh((2, 2, 2))
+  sharded = checkpoints.load_params(tmp_path / "c", config, mesh=mesh)
+  assert sharded["layers"]["attn"]["q_einsum"]["w"].sharding.mesh == mesh
+  jax.tree.map(np.testing.assert_array_equal, sharded, params)
   with pytest.raises(checkpoints.CheckpointMismatchError,
                      match="missing keys.*layer_3") as err:
     checkpoints.load_params(tmp_path / "c", config.replace(
