@@ -55,14 +55,13 @@ def define_flags() -> None:
   sampling.define_flags(temperature=0.7, max_new_tokens=256, what='Solution ',
                         continuous_batching=True)
   flags.DEFINE_integer('batch_size', 64, 'Sampler rows per batch.')
-  flags.DEFINE_enum('chat_template', 'none', ['none', *sorted(prompts.CHAT_TEMPLATES)],
-                    "An instruction-tuned generator: the solution prompt as the user's "
-                    'turn of this chat template.')
+  prompts.define_chat_template_flag('generator')
   flags.DEFINE_integer('limit_problems', 0, 'Only the first K problems (0: all).')
   flags.DEFINE_string('out', None, 'Candidate store to write (appended; resumable).')
   # --help lists them with this CLI's own flags.
   flags.adopt_module_key_flags(sampling)
   flags.adopt_module_key_flags(bundle)
+  flags.adopt_module_key_flags(prompts)
   flags.mark_flags_as_required(['checkpoint', 'task', 'out'])
 
 
@@ -80,13 +79,6 @@ def _complete_counts(out_path: str) -> dict[str, set]:
   for row in candidates_lib.iter_candidates(out_path, on_error=candidates_lib.SKIP):
     done.setdefault(row.problem_id, set()).add(row.candidate_id)
   return done
-
-
-def _strip_stop(text: str, stops: Sequence[str]) -> str:
-  for stop in stops:
-    if text.endswith(stop):
-      return text[:-len(stop)]
-  return text
 
 
 _SAMPLERS: dict = {}
@@ -149,7 +141,7 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
   stop_strings = tuple(stop_strings) + prompts.chat_stop_strings(chat_template)
   params = sampling.SamplingParams(
       max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-      stop_tokens=tuple(sorted({1, tok.eos_id})), stop_strings=tuple(stop_strings))
+      stop_tokens=sampling.eos_stop_tokens(tok), stop_strings=stop_strings)
   # Rows per sampler call; problems are written (and resume) per call.
   per_call, stream = sampling.call_sizes(batch_size, continuous_batching)
   per_batch = max(1, per_call // num_samples)  # problems per call
@@ -169,7 +161,7 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
       logprobs += [float(sum(lp)) for lp in out.logprobs]
     by_problem: dict[str, list] = {}
     for (p, i), text, lp in zip(rows, texts, logprobs):
-      solution = _strip_stop(text, stop_strings).strip()
+      solution = sampling.without_stop_string(text, stop_strings).strip()
       answer = grading.extract_answer(task, solution)
       correct = answer is not None and grading.is_equivalent(task, answer, p['reference'])
       by_problem.setdefault(p['problem_id'], []).append(candidates_lib.Candidate(
@@ -206,7 +198,7 @@ def main(argv):
              continuous_batching=sampling.CONTINUOUS_BATCHING_FLAG[
                  f.continuous_batching],
              generator=os.path.abspath(f.checkpoint), log=print,
-             chat_template=None if f.chat_template == 'none' else f.chat_template)
+             chat_template=prompts.chat_template_flag())
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')
 

@@ -126,6 +126,22 @@ def chat_stop_strings(template: Optional[str]) -> tuple[str, ...]:
   return (CHAT_TEMPLATES[template][2],) if template else ()
 
 
+def define_chat_template_flag(who: str) -> None:
+  """`--chat_template` of the CLIs that prompt a model (`who`: which one,
+  e.g. "generator"); read it with `chat_template_flag()`."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum('chat_template', 'none', ['none', *sorted(CHAT_TEMPLATES)],
+                    f"An instruction-tuned {who}: the prompt as the user's turn of "
+                    "this chat template, its turn's end a stop string.")
+
+
+def chat_template_flag() -> Optional[str]:
+  """The template `--chat_template` names (None for 'none')."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  template = flags.FLAGS.chat_template
+  return None if template == 'none' else template
+
+
 def verdict_line(correct: bool) -> str:
   """The last line of every verification rationale."""
   return f'{VERIFY_QUESTION}{direct_target(correct)}'

@@ -18,21 +18,21 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from genrm_jax import prompts
+
 
 def define_flags() -> None:
   """CLI flags (defined only when run as a program)."""
-  from genrm_jax import prompts  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
   bundle.define_flags('The')
   flags.DEFINE_string('prompt', None, 'Prompt text (BOS is added).')
   sampling.define_flags(temperature=0.0, max_new_tokens=64)
-  flags.DEFINE_enum('chat_template', 'none', ['none', *sorted(prompts.CHAT_TEMPLATES)],
-                    "An instruction-tuned model: the prompt as the user's turn of this "
-                    'chat template.')
+  prompts.define_chat_template_flag('model')
   # --help lists them with this CLI's own flags.
   flags.adopt_module_key_flags(sampling)
   flags.adopt_module_key_flags(bundle)
+  flags.adopt_module_key_flags(prompts)
 
 
 def sample(checkpoint: str, prompt: str, max_new_tokens: int, *, temperature: float = 0.0,
@@ -41,20 +41,19 @@ def sample(checkpoint: str, prompt: str, max_new_tokens: int, *, temperature: fl
   """The continuation of `prompt` (stops at EOS or `max_new_tokens`; with
   `chat_template`, the reply to `prompt` as the user's turn, without the
   turn's end)."""
-  from genrm_jax import prompts  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
   model = bundle.load_bundle(checkpoint, preset=preset or None, tokenizer=tokenizer or None,
                              dtype=dtype or None)
   sampler = sampling.Sampler(model.config, model.params, tokenizer=model.tokenizer)
-  stops = tuple(sorted({1, model.tokenizer.eos_id}))
   ends = prompts.chat_stop_strings(chat_template or None)
   params = sampling.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
-                                   top_k=top_k, top_p=top_p, stop_tokens=stops,
+                                   top_k=top_k, top_p=top_p,
+                                   stop_tokens=sampling.eos_stop_tokens(model.tokenizer),
                                    stop_strings=ends)
   text = sampler.generate([prompts.as_chat(prompt, chat_template or None)], params,
                           rng=seed).texts[0]
-  return next((text[:-len(e)] for e in ends if text.endswith(e)), text)
+  return sampling.without_stop_string(text, ends)
 
 
 def main(argv):
@@ -68,7 +67,7 @@ def main(argv):
     text = sample(f.checkpoint, f.prompt, f.max_new_tokens, temperature=f.temperature,
                   top_k=f.top_k, top_p=f.top_p, seed=f.seed, preset=f.preset,
                   tokenizer=f.tokenizer, dtype=f.dtype,
-                  chat_template='' if f.chat_template == 'none' else f.chat_template)
+                  chat_template=prompts.chat_template_flag() or '')
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')
   print(text)

@@ -189,6 +189,18 @@ def _watch_step(window, token, emit, watch):
   return window, emit & jnp.any(jnp.all(match, axis=-1), axis=(1, 2))
 
 
+def eos_stop_tokens(tokenizer) -> tuple[int, ...]:
+  """A row's stop tokens: Gemma's EOS and the tokenizer's own."""
+  return tuple(sorted({gemma.EOS_ID, tokenizer.eos_id}))
+
+
+def without_stop_string(text: str, stop_strings: Sequence[str]) -> str:
+  """`text` without the stop string it ends with (the sampler's cut keeps
+  the string; callers that store the text drop it)."""
+  return next((text[:-len(s)] for s in stop_strings if s and text.endswith(s)),
+              text)
+
+
 def _read(logits, readout):
   """log p of the readout ids, [B, len(readout)]."""
   return jnp.take(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1),
@@ -338,8 +350,9 @@ class Sampler:
     """The decode loop's stop-string arguments: the patterns, and the
     tokenizer's bytes per id (empty stand-ins when there is nothing to
     watch)."""
-    stops = (_stop_patterns(stop_strings, self.tokenizer)
-             if self.watch_stop_strings else np.zeros((0, 1), np.int16))
+    if not self.watch_stop_strings:
+      return no_watch()
+    stops = _stop_patterns(stop_strings, self.tokenizer)
     if not len(stops):
       return no_watch()
     if self._pieces is None:  # once: on the device (every mesh device)

@@ -20,11 +20,11 @@ from absl import app
 from absl import flags
 
 from genrm_jax import candidates as candidates_lib
+from genrm_jax import prompts
 
 
 def define_flags() -> None:
   """CLI flags (defined only when run as a program)."""
-  from genrm_jax import prompts  # pylint: disable=g-import-not-at-top
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
   from genrm_jax import verifiers  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
@@ -40,14 +40,13 @@ def define_flags() -> None:
   sampling.define_flags(temperature=d['temperature'],
                         max_new_tokens=d['max_new_tokens'], what='Rationale ')
   flags.DEFINE_float('beta', d['beta'], 'dpo: beta.')
-  flags.DEFINE_enum('chat_template', 'none', ['none', *sorted(prompts.CHAT_TEMPLATES)],
-                    "genrm_cot, llm_judge: the prompt as the user's turn of this chat "
-                    'template (an instruction-tuned checkpoint).')
+  prompts.define_chat_template_flag('verifier (genrm_cot, llm_judge)')
   flags.DEFINE_enum('renormalize', 'default', ['default', 'true', 'false'],
                     'Renormalise p(Yes) over {Yes, No} (default: only for llm_judge).')
   # --help lists them with this CLI's own flags.
   flags.adopt_module_key_flags(sampling)
   flags.adopt_module_key_flags(bundle)
+  flags.adopt_module_key_flags(prompts)
   flags.mark_flags_as_required(['candidates', 'verifier', 'checkpoint', 'out'])
 
 
@@ -59,8 +58,8 @@ def main(argv):
   options = {k: getattr(f, k) for k in (
       'batch_size', 'num_rationales', 'temperature', 'top_k', 'top_p', 'max_new_tokens',
       'seed', 'beta', 'reference_checkpoint', 'preset', 'tokenizer', 'dtype')}
-  if f.chat_template != 'none':
-    options['chat_template'] = f.chat_template
+  if prompts.chat_template_flag():
+    options['chat_template'] = prompts.chat_template_flag()
   if f.renormalize != 'default':
     options['renormalize'] = f.renormalize == 'true'
   try:

@@ -276,9 +276,8 @@ def cot_stop_params(tokenizer, more_stop_strings=(),
   """Sampling settings for GenRM-CoT rationales: they stop at EOS or at
   the verification question (the string the verdict follows), or at
   `more_stop_strings` (e.g. a chat turn's end)."""
-  stops = tuple(sorted({gemma.EOS_ID, tokenizer.eos_id}))
   return sampling.SamplingParams(
-      stop_tokens=stops,
+      stop_tokens=sampling.eos_stop_tokens(tokenizer),
       stop_strings=(prompts.VERIFY_QUESTION, *more_stop_strings), **kwargs)
 
 

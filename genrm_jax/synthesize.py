@@ -146,11 +146,11 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
           if (c.problem_id, str(c.candidate_id)) not in done]
   if max_candidates is not None:
     todo = todo[:max_candidates]
-  eos = getattr(sampler.tokenizer, "eos_id", 1)
   params = sampling.SamplingParams(max_new_tokens=max_new_tokens,
                                    temperature=temperature, top_k=top_k,
                                    top_p=top_p,
-                                   stop_tokens=tuple(sorted({1, eos})),
+                                   stop_tokens=sampling.eos_stop_tokens(
+                                       sampler.tokenizer),
                                    stop_strings=VERDICT_STOPS +
                                    prompts.chat_stop_strings(chat_template))
   per_call, stream = sampling.call_sizes(batch_size, continuous_batching)
@@ -189,13 +189,11 @@ def define_flags() -> None:
   sampling.define_flags(temperature=0.7, max_new_tokens=512,
                         what="Rationale ", continuous_batching=True)
   flags.DEFINE_integer("batch_size", 64, "Sampler rows.")
-  flags.DEFINE_enum("chat_template", "none",
-                    ["none", *sorted(prompts.CHAT_TEMPLATES)],
-                    "An instruction-tuned grader: the grading prompt as the "
-                    "user's turn of this chat template.")
+  prompts.define_chat_template_flag("grader")
   # --help lists them with this CLI's own flags.
   flags.adopt_module_key_flags(sampling)
   flags.adopt_module_key_flags(bundle)
+  flags.adopt_module_key_flags(prompts)
   flags.mark_flags_as_required(["candidates", "checkpoint", "out"])
 
 
@@ -213,8 +211,7 @@ def main(argv: Sequence[str]) -> None:
                  top_k=f.top_k, top_p=f.top_p,
                  max_new_tokens=f.max_new_tokens, seed=f.seed,
                  batch_size=f.batch_size,
-                 chat_template=None if f.chat_template == "none"
-                 else f.chat_template,
+                 chat_template=prompts.chat_template_flag(),
                  continuous_batching=sampling.CONTINUOUS_BATCHING_FLAG[
                      f.continuous_batching])
   except (FileNotFoundError, ValueError,
