@@ -30,6 +30,20 @@ Per problem (N candidates, c of them correct):
   programming over answer groups (pools up to `EXACT_MAJORITY_MAX_N`
   candidates), else by Monte-Carlo over random subsets with a fixed seed.
 
+* Verifier-weighted voting (`weighted_vote`; "weighted Best-of-N" in Snell et
+  al. 2024, "verifier-weighted majority" in Uesato et al. 2022): the answer
+  whose candidates' summed verifier scores is largest wins, so a verifier's
+  scores pool over candidates that agree instead of crowning one. Scores must
+  be non-negative (probabilities, e.g. GenRM's p(Yes)); unanswered candidates
+  never win; a winning answer whose candidates disagree on `correct` counts
+  the fraction correct of its candidates *in the subset* (their scores decide
+  whether it wins, so the pool's fraction would be biased); answers whose
+  totals tie (within a relative 1e-9, so that sums
+  equal in exact arithmetic tie in floating point too) split as in majority
+  voting. No closed form: exact by enumerating every subset for pools up to
+  `EXACT_WEIGHTED_MAX_N` candidates (2^N subsets), else Monte-Carlo as for
+  majority voting.
+
 GenRM-CoT's accuracy vs K (`best_of_n_vs_k`, `vs_k_curves`) is Best-of-n with
 each candidate scored by the mean of its first K rationale scores only.
 `reliability_bins` gives a reliability diagram's data (equal-width bins) and
@@ -43,6 +57,7 @@ another's (each verifier vs majority voting, and each pair of verifiers).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Hashable, Mapping, Optional, Sequence
 
@@ -52,6 +67,11 @@ import numpy as np
 # (cubic in N) and binomials approach float64 range; Monte-Carlo takes over.
 EXACT_MAJORITY_MAX_N = 256
 DEFAULT_MAJORITY_SAMPLES = 4000
+# Weighted voting enumerates all 2^N subsets of a pool: 65,536 at N = 16 (the
+# paper's GSM8K pools), a few milliseconds; beyond, Monte-Carlo.
+EXACT_WEIGHTED_MAX_N = 16
+# Ties between weighted totals: relative tolerance (see the module docstring).
+_TOTALS_RTOL = 1e-9
 
 
 def _log_factorials(n: int) -> np.ndarray:
@@ -223,6 +243,109 @@ def majority_vote(answer_keys: Sequence[Optional[Hashable]], correct: Sequence[b
   return _majority_monte_carlo(gid, frac_correct, n_max, num_samples, rng)
 
 
+def _vote_value(totals: np.ndarray, counts: np.ndarray, num_correct: np.ndarray) -> np.ndarray:
+  """Per subset (row): the winning answers' mean fraction correct (0: no answer).
+
+  totals: float [S, G] summed weights per answer group in the subset; counts,
+  num_correct [S, G]: its candidates in the subset, and how many of them are
+  correct. A present group of zero-score candidates can still win (when every
+  present total is 0). A winning group stands for a random one of *its
+  subset's* candidates: unlike majority voting, which members are drawn
+  changes the totals, so the group's fraction over the whole pool would be
+  biased where the grader splits a voting key.
+  """
+  present = counts > 0
+  top = np.where(present, totals, -np.inf).max(axis=1, initial=-np.inf)
+  tolerance = _TOTALS_RTOL * np.maximum(np.abs(top), 1e-300)
+  winners = present & (totals >= (top - tolerance)[:, None])
+  num_winners = winners.sum(axis=1)
+  fraction = np.where(winners, num_correct / np.maximum(counts, 1), 0.0)
+  return fraction.sum(axis=1) / np.maximum(num_winners, 1)
+
+
+@functools.lru_cache(maxsize=4)
+def _all_subsets(total: int) -> tuple[np.ndarray, np.ndarray]:
+  """Membership float [2^total - 1, total] of every non-empty subset, and sizes."""
+  bits = np.arange(1, 1 << total, dtype=np.int64)
+  member = ((bits[:, None] >> np.arange(total)) & 1).astype(np.float64)
+  return member, member.sum(axis=1).astype(np.int64)
+
+
+def _weighted_exact(gid: np.ndarray, weights: np.ndarray, correct: np.ndarray,
+                    num_groups: int, n_max: int) -> np.ndarray:
+  total = gid.size
+  member, size = _all_subsets(total)
+  keep = size <= n_max
+  member, size = member[keep], size[keep]
+  answered = np.flatnonzero(gid >= 0)
+  onehot = np.zeros((total, num_groups))
+  onehot[answered, gid[answered]] = 1.0
+  value = _vote_value(member @ (onehot * weights[:, None]), member @ onehot,
+                      member @ (onehot * correct[:, None]))
+  return (np.bincount(size, weights=value, minlength=n_max + 1)[1:] /
+          np.bincount(size, minlength=n_max + 1)[1:])
+
+
+def _weighted_monte_carlo(gid: np.ndarray, weights: np.ndarray, correct: np.ndarray,
+                          num_groups: int, n_max: int, num_samples: int,
+                          rng: np.random.Generator) -> np.ndarray:
+  """Weighted vote over random subsets: prefixes of random permutations."""
+  perms = np.argsort(rng.random((num_samples, gid.size)), axis=1)[:, :n_max]
+  column = np.where(gid < 0, num_groups, gid)  # unanswered go to a dummy column
+  totals = np.zeros((num_samples, num_groups + 1))
+  counts = np.zeros_like(totals)
+  num_correct = np.zeros_like(totals)
+  rows = np.arange(num_samples)
+  out = np.zeros(n_max)
+  for j in range(n_max):
+    drawn = perms[:, j]
+    totals[rows, column[drawn]] += weights[drawn]
+    counts[rows, column[drawn]] += 1
+    num_correct[rows, column[drawn]] += correct[drawn]
+    out[j] = _vote_value(totals[:, :num_groups], counts[:, :num_groups],
+                         num_correct[:, :num_groups]).mean()
+  return out
+
+
+def weighted_vote(scores: Sequence[float], answer_keys: Sequence[Optional[Hashable]],
+                  correct: Sequence[bool], n_max: int, *, exact: Optional[bool] = None,
+                  num_samples: int = DEFAULT_MAJORITY_SAMPLES,
+                  rng: Optional[np.random.Generator] = None) -> np.ndarray:
+  """Expected verifier-weighted vote accuracy for n = 1..n_max of one pool.
+
+  Args:
+    scores: Per candidate, its verifier score: the weight of its vote (finite,
+      >= 0).
+    answer_keys: As for `majority_vote`.
+    correct: Per candidate, whether it is correct.
+    n_max: Largest subset size.
+    exact: True: every subset (2^N of them); False: Monte-Carlo; None
+      (default): exact for pools up to `EXACT_WEIGHTED_MAX_N` candidates.
+    num_samples: Monte-Carlo subsets per n.
+    rng: Monte-Carlo generator (default: seeded with 0, reproducible).
+  """
+  correct = _check_pool(correct, n_max)
+  weights = np.asarray(scores, dtype=np.float64)
+  if weights.shape != correct.shape or len(answer_keys) != correct.size:
+    raise ValueError(f'{weights.size} scores and {len(answer_keys)} answer keys for '
+                     f'{correct.size} candidates')
+  if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+    raise ValueError('weighted voting needs finite, non-negative scores (e.g. probabilities)')
+  gid, sizes, _ = _answer_groups(answer_keys, correct)
+  if sizes.size == 0:
+    return np.zeros(n_max)  # nothing to vote for
+  if exact is None:
+    exact = correct.size <= EXACT_WEIGHTED_MAX_N
+  correct = correct.astype(np.float64)
+  if exact:
+    if correct.size > 24:
+      raise ValueError(f'exact weighted voting enumerates 2^{correct.size} subsets; use '
+                       'exact=False (Monte-Carlo) for pools this large')
+    return _weighted_exact(gid, weights, correct, sizes.size, n_max)
+  rng = rng if rng is not None else np.random.default_rng(0)
+  return _weighted_monte_carlo(gid, weights, correct, sizes.size, n_max, num_samples, rng)
+
+
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> Optional[float]:
   """Area under the ROC curve (ties count 1/2); None if only one class is present."""
   scores = np.asarray(scores, dtype=np.float64)
@@ -358,6 +481,13 @@ MAJORITY_VOTE = 'majority_vote'
 PASS_AT_N = 'pass_at_n'
 FIRST_SAMPLE = 'first_sample'
 RESERVED_METHODS = (MAJORITY_VOTE, PASS_AT_N, FIRST_SAMPLE)
+WEIGHTED_VOTE_SUFFIX = ':weighted_vote'
+NEGATIVE_SCORES = 'negative scores (e.g. log-ratios) cannot weight votes'
+
+
+def weighted_vote_method(verifier: str) -> str:
+  """The method name of `verifier`'s weighted vote, e.g. 'genrm:weighted_vote'."""
+  return verifier + WEIGHTED_VOTE_SUFFIX
 
 
 class Pool:
@@ -401,7 +531,8 @@ class Pool:
 def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, *,
                    num_bootstrap: int = 1000, seed: int = 0,
                    majority_exact: Optional[bool] = None,
-                   majority_samples: int = DEFAULT_MAJORITY_SAMPLES) -> dict:
+                   majority_samples: int = DEFAULT_MAJORITY_SAMPLES,
+                   weighted: bool = False, weighted_exact: Optional[bool] = None) -> dict:
   """Best-of-n curves of every verifier, majority vote and pass@n, with CIs.
 
   Pools may differ in size: each problem's expectation uses its whole pool,
@@ -414,10 +545,18 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
     num_bootstrap: Bootstrap resamples for the 95% intervals (0: none).
     seed: Seeds the bootstrap and any Monte-Carlo majority vote.
     majority_exact: See `majority_vote`'s `exact`.
-    majority_samples: Monte-Carlo subsets per n when not exact.
+    majority_samples: Monte-Carlo subsets per n when not exact (also for
+      weighted votes).
+    weighted: Also each verifier's weighted vote (`weighted_vote`), as method
+      `weighted_vote_method(verifier)`, for verifiers whose scores are all
+      non-negative; the others are listed in 'weighted_skipped'.
+    weighted_exact: See `weighted_vote`'s `exact`.
 
   Returns:
-    A dict: 'curves' {method: float [n_max]}, 'ci95' {method: (lo [n_max],
+    A dict: 'methods' (verifiers, their weighted votes, majority vote,
+    pass@n: the table's rows), 'weighted' {verifier: method} and
+    'weighted_skipped' {verifier: why}, 'curves' {method: float [n_max]},
+    'ci95' {method: (lo [n_max],
     hi [n_max])} (empty without bootstrap), 'first_sample' (accuracy, (lo,
     hi) or None), 'auroc' and 'ece' {verifier: float or None},
     'reliability' {verifier: `reliability_bins` of the pooled scores, None
@@ -433,13 +572,25 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
   clash = sorted(set(verifiers) & set(RESERVED_METHODS))
   if clash:
     raise ValueError(f'verifier name(s) {clash} clash with built-in methods {RESERVED_METHODS}')
-  per_problem = {name: np.zeros((len(pools), n_max)) for name in verifiers}
-  per_problem[MAJORITY_VOTE] = np.zeros((len(pools), n_max))
-  per_problem[PASS_AT_N] = np.zeros((len(pools), n_max))
+  weighted_methods, weighted_skipped = {}, {}
+  for name in verifiers if weighted else ():
+    if all(np.all(pool.scores[name] >= 0) for pool in pools):
+      weighted_methods[name] = weighted_vote_method(name)
+    else:
+      weighted_skipped[name] = NEGATIVE_SCORES
+  clash = sorted(set(verifiers) & set(weighted_methods.values()))
+  if clash:
+    raise ValueError(f'verifier name(s) {clash} clash with weighted-vote methods')
+  methods = [*verifiers, *weighted_methods.values(), MAJORITY_VOTE, PASS_AT_N]
+  per_problem = {name: np.zeros((len(pools), n_max)) for name in methods}
   first = np.zeros((len(pools), 1))
   for i, pool in enumerate(pools):
     for name in verifiers:
       per_problem[name][i] = best_of_n(pool.scores[name], pool.correct, n_max)
+    for j, (name, method) in enumerate(weighted_methods.items()):
+      per_problem[method][i] = weighted_vote(
+          pool.scores[name], pool.answer_keys, pool.correct, n_max, exact=weighted_exact,
+          num_samples=majority_samples, rng=np.random.default_rng([seed, i, j + 1]))
     per_problem[MAJORITY_VOTE][i] = majority_vote(
         pool.answer_keys, pool.correct, n_max, exact=majority_exact,
         num_samples=majority_samples,
@@ -455,8 +606,12 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
     ci95 = bootstrap_ci({**per_problem, FIRST_SAMPLE: first}, num_bootstrap, seed)
     lo, hi = ci95.pop(FIRST_SAMPLE)
     first_ci = (float(lo[0]), float(hi[0]))
-  differences = paired_differences(per_problem, comparison_pairs(verifiers),
-                                   num_bootstrap, seed)
+  # A weighted vote against majority voting (what the weights add) and
+  # against its verifier's Best-of-n (what pooling agreeing answers adds).
+  pairs = comparison_pairs(verifiers) + [
+      pair for name, method in weighted_methods.items()
+      for pair in ((method, MAJORITY_VOTE), (method, name))]
+  differences = paired_differences(per_problem, pairs, num_bootstrap, seed)
   correct_all = np.concatenate([pool.correct for pool in pools])
   auc, ece, reliability = {}, {}, {}
   for name in verifiers:
@@ -465,6 +620,9 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
     reliability[name] = reliability_bins(scores_all, correct_all)
     ece[name] = None if reliability[name] is None else reliability[name]['ece']
   return {
+      'methods': methods,
+      'weighted': weighted_methods,
+      'weighted_skipped': weighted_skipped,
       'curves': curves,
       'ci95': ci95,
       'first_sample': (float(first.mean()), first_ci),

@@ -10,6 +10,8 @@ returning an `ml_collections.ConfigDict` with
   out         default output directory ('' = --out required)
   n_max       0 = the smallest pool
   bootstrap   bootstrap resamples
+  weighted_vote  (optional) also each verifier's weighted vote
+              (`evaluate --weighted_vote`)
   verifiers   a list of {name, kind, checkpoint, options: {...}}
               (kinds and options: `genrm_jax.verifiers`)
 

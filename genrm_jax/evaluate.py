@@ -35,6 +35,12 @@ verifier's scores can be compared. Writes:
   scores, and `DIR/reliability.png` (the diagonal, ECE in the legend), for
   verifiers whose scores are probabilities in [0, 1]; the others (dpo,
   likelihood log-ratios, ...) are listed in `reliability_skipped` with why.
+* With `--weighted_vote`, each verifier's weighted vote as one more method,
+  `VERIFIER:weighted_vote` (in `curves`, `ci95`, the CSV, plots and table):
+  the answer with the largest summed score wins (`best_of_n.weighted_vote`),
+  compared with majority voting and with the verifier's own Best-of-n in
+  `differences`; verifiers with negative scores are listed in
+  `weighted_vote_skipped`.
 and prints a table (methods x n = 1, 2, 4, ..., N).
 
 Statistics are exact expectations over random size-n subsets of each pool
@@ -80,6 +86,7 @@ def define_flags() -> None:
   """Defines the CLI flags (only when run as a program: importing this
   module next to other absl programs, e.g. in tests, must not clash)."""
   global _CANDIDATES, _SCORES, _OUT, _N_MAX, _BOOTSTRAP, _SEED, _ALLOW_MISSING, _TASK, _CONFIG
+  global _WEIGHTED_VOTE
   _CANDIDATES = flags.DEFINE_string('candidates', None, 'Candidate store (JSON lines).')
   _SCORES = flags.DEFINE_list('scores', [], 'Verifier-score files (JSON lines), comma-separated.')
   _OUT = flags.DEFINE_string('out', None, 'Output directory.')
@@ -90,6 +97,9 @@ def define_flags() -> None:
   _ALLOW_MISSING = flags.DEFINE_bool(
       'allow_missing', False, 'Skip scores of unknown candidates and drop problems '
       'some verifier did not fully score, instead of failing.')
+  _WEIGHTED_VOTE = flags.DEFINE_bool(
+      'weighted_vote', False, 'Also each verifier\'s weighted vote (VERIFIER:weighted_vote): '
+      'the answer whose candidates\' summed scores is largest wins.')
   _TASK = flags.DEFINE_string(
       'task', None, f'Grading task ({", ".join(grading.TASKS)}) for normalizing answers '
       'of candidates without a "task" field.')
@@ -255,7 +265,7 @@ def _by_n(values) -> dict:
 
 
 def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: dict) -> dict:
-  methods = list(verifiers) + [best_of_n.MAJORITY_VOTE, best_of_n.PASS_AT_N]
+  methods = stats['methods']
   sizes = [pool.size for pool in pools]
   first_acc, first_ci = stats['first_sample']
   results = {
@@ -274,6 +284,8 @@ def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: 
       **_reliability_json(stats['reliability']),
       'verifiers': list(verifiers),
       'methods': methods,
+      **({'weighted_vote': stats['weighted'], 'weighted_vote_skipped': stats['weighted_skipped']}
+         if args.get('weighted_vote') else {}),
       **notes,
       'args': args,
   }
@@ -394,11 +406,17 @@ def _plot(path: str, results: dict) -> None:
   fig, ax = plt.subplots(figsize=(7, 4.5))
   styles = {best_of_n.PASS_AT_N: dict(color='0.35', linestyle='--'),
             best_of_n.MAJORITY_VOTE: dict(color='black')}
+  colors = {}
   for method in results['methods']:
     n = np.array([int(k) for k in results['curves'][method]])
     acc = np.array(list(results['curves'][method].values())) * 100
+    style = styles.get(method, {})
+    verifier = method[:-len(best_of_n.WEIGHTED_VOTE_SUFFIX)]
+    if method.endswith(best_of_n.WEIGHTED_VOTE_SUFFIX) and verifier in colors:
+      style = dict(color=colors[verifier], linestyle='-.')  # beside its verifier
     line, = ax.plot(n, acc, marker='o', markersize=3, markevery=[t - 1 for t in ticks],
-                    label=method, **styles.get(method, {}))
+                    label=method, **style)
+    colors[method] = line.get_color()
     if method in results['ci95']:
       lo, hi = np.array(list(results['ci95'][method].values())).T * 100
       ax.fill_between(n, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
@@ -528,7 +546,7 @@ def format_table(results: dict) -> str:
 def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
         n_max: Optional[int] = None, num_bootstrap: int = 1000, seed: int = 0,
         allow_missing: bool = False, task: Optional[str] = None,
-        verbose: bool = True) -> dict:
+        weighted_vote: bool = False, verbose: bool = True) -> dict:
   """The file-only evaluation: reads, computes, writes `out_dir`; returns results."""
   start = time.time()
   pools, verifiers, notes = load_pools(candidates_path, score_paths, task=task,
@@ -552,12 +570,15 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
   if not verifiers:
     logging.warning('No verifier scores given: only majority vote and pass@n.')
   stats = best_of_n.evaluate_pools(pools, verifiers, n_max, num_bootstrap=num_bootstrap,
-                                   seed=seed)
+                                   seed=seed, weighted=weighted_vote)
   args = {'candidates': candidates_path, 'scores': list(score_paths), 'n_max': n_max,
           'bootstrap': num_bootstrap, 'seed': seed, 'allow_missing': allow_missing,
           'task': task,
           'majority_vote': ('exact' if max(sizes) <= best_of_n.EXACT_MAJORITY_MAX_N else
                             f'monte_carlo_{best_of_n.DEFAULT_MAJORITY_SAMPLES}')}
+  if weighted_vote:
+    args['weighted_vote'] = ('exact' if max(sizes) <= best_of_n.EXACT_WEIGHTED_MAX_N else
+                             f'monte_carlo_{best_of_n.DEFAULT_MAJORITY_SAMPLES}')
   results = _results_json(stats, pools, verifiers, n_max, notes, args)
   breakdown = _breakdown(candidates_path, pools, stats['per_problem'])
   if breakdown:
@@ -588,6 +609,8 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
           f'K={k} {curve[str(n_max)] * 100:.1f}' for k, curve in curves.items()))
     for name in results['reliability_skipped']:
       print(f'{name}: no reliability plot (scores are not probabilities)')
+    for name in results.get('weighted_vote_skipped', {}):
+      print(f'{name}: no weighted vote (negative scores cannot weight votes)')
     print(f'Wrote {out_dir}/{", ".join(written)} ({time.time() - start:.1f}s)')
   return results
 
@@ -608,7 +631,7 @@ def score_with_config(config_path: str, candidates_path: Optional[str],
     if isinstance(e, (InputError, candidates_lib.MalformedRowError)):
       raise
     raise InputError(f'{config_path}: {e}') from None
-  settings = {k: config.get(k) for k in ('task', 'n_max', 'bootstrap')}
+  settings = {k: config.get(k) for k in ('task', 'n_max', 'bootstrap', 'weighted_vote')}
   return candidates_path, paths, settings
 
 
@@ -623,6 +646,7 @@ def main(argv):
     candidates = _CANDIDATES.value
     score_paths = list(_SCORES.value)
     task, n_max, num_bootstrap = _TASK.value, _N_MAX.value, _BOOTSTRAP.value
+    weighted = _WEIGHTED_VOTE.value
     if _CONFIG.value:
       candidates, paths, settings = score_with_config(_CONFIG.value, candidates, _OUT.value)
       score_paths += paths
@@ -630,9 +654,10 @@ def main(argv):
       n_max = n_max or settings['n_max'] or None
       if settings['bootstrap'] is not None and not _flag_present('bootstrap'):
         num_bootstrap = settings['bootstrap']
+      weighted = weighted or bool(settings['weighted_vote'])
     run(candidates, score_paths, _OUT.value, n_max=n_max,
         num_bootstrap=num_bootstrap, seed=_SEED.value,
-        allow_missing=_ALLOW_MISSING.value, task=task)
+        allow_missing=_ALLOW_MISSING.value, task=task, weighted_vote=weighted)
   except (InputError, candidates_lib.MalformedRowError) as e:
     # The message names the file and line; a traceback would bury it.
     sys.exit(f'error: {e}')

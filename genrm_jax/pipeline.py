@@ -420,7 +420,8 @@ def stage_evaluation(config, workdir: str, eval_candidates: str, verifiers: list
   paths = eval_config.run_scorers({'verifiers': verifiers}, eval_candidates, out, log=log)
   return evaluate.run(eval_candidates, paths, out, n_max=config.eval.n_max or None,
                       num_bootstrap=config.eval.bootstrap, seed=config.seed,
-                      task=config.task)
+                      task=config.task,
+                      weighted_vote=bool(config.eval.get('weighted_vote', False)))
 
 
 def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -> dict[str, Any]:

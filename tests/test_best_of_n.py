@@ -40,21 +40,26 @@ def _brute_best(scores, correct, n):
   return np.mean(values)
 
 
-def _brute_majority(keys, correct, n):
+def _brute_weighted(scores, keys, correct, n):
+  """The answer with the largest summed score wins (ties: a random one), then
+  a random candidate of the subset giving it."""
   values = []
   for s in _subsets(len(correct), n):
-    votes = {}
+    totals = {}
     for i in s:
       if keys[i] is not None:
-        votes.setdefault(keys[i], []).append(i)
-    if not votes:
+        totals.setdefault(keys[i], []).append(i)
+    if not totals:
       values.append(0.0)
       continue
-    top = max(len(v) for v in votes.values())
-    winners = [v for v in votes.values() if len(v) == top]
-    # A random winning answer, then a random candidate of the subset giving it.
+    top = max(sum(scores[i] for i in v) for v in totals.values())
+    winners = [v for v in totals.values() if sum(scores[i] for i in v) == top]
     values.append(np.mean([np.mean([correct[i] for i in v]) for v in winners]))
   return np.mean(values)
+
+
+def _brute_majority(keys, correct, n):
+  return _brute_weighted([1] * len(keys), keys, correct, n)  # a vote each
 
 
 def _random_pool(rng, total, num_answers, none_rate=0.2, score_levels=4):
@@ -119,6 +124,89 @@ def test_majority_vote_monte_carlo_is_close_to_exact():
   again = best_of_n.majority_vote(keys, correct, 14, exact=False, num_samples=4000,
                                   rng=np.random.default_rng(0))
   np.testing.assert_array_equal(sampled, again)  # seeded: reproducible
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_weighted_vote_equals_brute_force(seed):
+  rng = np.random.default_rng(300 + seed)
+  total = int(rng.integers(1, 11))
+  # Quarters: sums are exact in floating point, so ties are real ties.
+  keys, correct, scores = _random_pool(rng, total, int(rng.integers(1, 5)), none_rate=0.3)
+  got = best_of_n.weighted_vote(scores, keys, correct, total, exact=True)
+  want = [_brute_weighted(scores, keys, correct, n) for n in range(1, total + 1)]
+  np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_weighted_vote_by_hand():
+  keys, correct = ['a', 'a', 'b'], [True, True, False]
+  # One confident wrong candidate outweighs two unsure right ones; n = 2:
+  # {0,1} a, {0,2} b, {1,2} b.
+  np.testing.assert_allclose(best_of_n.weighted_vote([0.2, 0.2, 0.5], keys, correct, 3),
+                             [2 / 3, 1 / 3, 0.0], atol=1e-12)
+  # Two agreeing candidates pool their scores: 0.8 > 0.5 wins where Best-of-3
+  # picks the single top score (wrong).
+  np.testing.assert_allclose(best_of_n.weighted_vote([0.4, 0.4, 0.5], keys, correct, 3),
+                             [2 / 3, 1 / 3, 1.0], atol=1e-12)
+  assert best_of_n.best_of_n([0.4, 0.4, 0.5], correct, 3)[2] == 0.0
+  # 0.1 + 0.2 != 0.3 in floating point, yet the totals tie: a coin flip.
+  assert best_of_n.weighted_vote([0.1, 0.2, 0.3], keys, correct, 3)[2] == pytest.approx(0.5)
+  # Zero weights: every answer present ties; unanswered candidates never win.
+  np.testing.assert_allclose(
+      best_of_n.weighted_vote([0, 0, 0, 0.9], ['a', 'a', 'b', None], [1, 1, 0, 0], 4)[3], 0.5)
+  np.testing.assert_array_equal(best_of_n.weighted_vote([1, 1], [None, None], [0, 0], 2), 0)
+  with pytest.raises(ValueError, match='non-negative'):
+    best_of_n.weighted_vote([0.5, -0.1, 0.2], keys, correct, 3)
+
+
+def test_weighted_vote_with_equal_weights_is_majority_vote():
+  rng = np.random.default_rng(11)
+  for _ in range(10):
+    total = int(rng.integers(1, 15))
+    keys, correct, _ = _random_pool(rng, total, int(rng.integers(1, 5)))
+    np.testing.assert_allclose(
+        best_of_n.weighted_vote(np.full(total, 0.7), keys, correct, total),
+        best_of_n.majority_vote(keys, correct, total, exact=True), atol=1e-12)
+
+
+def test_weighted_vote_monte_carlo_is_close_to_exact():
+  rng = np.random.default_rng(8)
+  keys, correct, _ = _random_pool(rng, 14, 4)
+  scores = rng.random(14)
+  exact = best_of_n.weighted_vote(scores, keys, correct, 14, exact=True)
+  sampled = [best_of_n.weighted_vote(scores, keys, correct, 14, exact=False,
+                                     rng=np.random.default_rng(0)) for _ in range(2)]
+  np.testing.assert_allclose(sampled[0], exact, atol=0.03)
+  np.testing.assert_array_equal(sampled[0], sampled[1])  # seeded: reproducible
+  # Past EXACT_WEIGHTED_MAX_N the default is Monte-Carlo.
+  big = 40
+  keys, correct, _ = _random_pool(rng, big, 4)
+  curve = best_of_n.weighted_vote(rng.random(big), keys, correct, 8, num_samples=500)
+  assert curve.shape == (8,) and curve[0] == pytest.approx(
+      np.mean([c and k is not None for c, k in zip(correct, keys)]), abs=0.06)
+
+
+def test_evaluate_pools_weighted_methods():
+  pools = _GOLDEN_POOLS + [best_of_n.Pool('p4', [1, 1, 0, 0], ['5', '5', '7', '7'],
+                                          {'v': [0.4, 0.4, 0.5, 0.1]})]
+  for pool, dpo in zip(pools, ([1.0, -2.0, 0.5, 0.0], [0.0] * 4, [1.0] * 4, [2.0] * 4)):
+    pool.scores['dpo'] = np.array(dpo)
+  stats = best_of_n.evaluate_pools(pools, ['v', 'dpo'], 4, num_bootstrap=100, weighted=True)
+  assert stats['methods'] == ['v', 'dpo', 'v:weighted_vote', 'majority_vote', 'pass_at_n']
+  assert stats['weighted'] == {'v': 'v:weighted_vote'}
+  assert 'negative' in stats['weighted_skipped']['dpo']
+  want = np.mean([best_of_n.weighted_vote(p.scores['v'], p.answer_keys, p.correct, 4)
+                  for p in pools], axis=0)
+  np.testing.assert_allclose(stats['curves']['v:weighted_vote'], want, atol=1e-12)
+  # p4 at n = 4: answer 5 totals 0.8 > 0.6, right where Best-of-4 is wrong.
+  assert stats['per_problem']['v:weighted_vote'][3, 3] == 1.0
+  assert stats['per_problem']['v'][3, 3] == 0.0
+  assert ('v:weighted_vote', 'majority_vote') in stats['differences']
+  assert ('v:weighted_vote', 'v') in stats['differences']
+  lo, hi = stats['ci95']['v:weighted_vote']
+  assert np.all(lo <= want + 1e-12) and np.all(want <= hi + 1e-12)
+  # Off by default: the table is the one it always was.
+  assert best_of_n.evaluate_pools(pools, ['v'], 4, num_bootstrap=0)['methods'] == [
+      'v', 'majority_vote', 'pass_at_n']
 
 
 def test_perfect_verifier_equals_pass_at_n():
@@ -350,6 +438,31 @@ def test_cli_end_to_end(tmp_path):
        'print(sorted(m for m in ("jax", "tensorflow", "flax") if m in sys.modules))'],
       cwd=_REPO, capture_output=True, text=True, timeout=60)
   assert probe.stdout.strip() == '[]', probe.stdout + probe.stderr
+
+
+def test_cli_weighted_vote(tmp_path):
+  cand, s1, s2 = _write_inputs(str(tmp_path))
+  out = tmp_path / 'out'
+  proc = _cli(f'--candidates={cand}', f'--scores={s1},{s2}', f'--out={out}',
+              '--bootstrap=50', '--weighted_vote')
+  assert proc.returncode == 0, proc.stderr
+  results = json.loads((out / 'results.json').read_text())
+  # disc's scores are logits (negative too): skipped, saying why.
+  assert results['methods'] == ['genrm_cot', 'disc', 'genrm_cot:weighted_vote',
+                                'majority_vote', 'pass_at_n']
+  assert results['weighted_vote'] == {'genrm_cot': 'genrm_cot:weighted_vote'}
+  assert set(results['weighted_vote_skipped']) == {'disc'}
+  assert results['args']['weighted_vote'] == 'exact'
+  pools, _, _ = evaluate.load_pools(cand, [s1, s2])
+  want = np.mean([best_of_n.weighted_vote(p.scores['genrm_cot'], p.answer_keys, p.correct, 8)
+                  for p in pools], axis=0)
+  np.testing.assert_allclose(list(results['curves']['genrm_cot:weighted_vote'].values()),
+                             want, atol=1e-12)
+  assert {'genrm_cot:weighted_vote - majority_vote',
+          'genrm_cot:weighted_vote - genrm_cot'} <= set(results['differences'])
+  assert 'genrm_cot:weighted_vote' in proc.stdout
+  assert 'disc: no weighted vote' in proc.stdout
+  assert 'genrm_cot:weighted_vote,8,' in (out / 'curves.csv').read_text()
 
 
 def test_cli_errors_name_file_and_line(tmp_path):

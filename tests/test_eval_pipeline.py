@@ -301,6 +301,7 @@ def test_end_to_end_generate_score_evaluate(bundles, tmp_path):
                          task=settings["task"], verbose=False)
   assert set(results["curves"]) == {"genrm", "disc", "majority_vote", "pass_at_n"}
   assert set(results["curves"]["genrm"]) == {"1", "2", "3", "4"}
+  assert settings["weighted_vote"] is None  # not in this config: off
   assert results["n_problems"] == 3 and results["n_candidates"] == 12
   assert os.path.getsize(os.path.join(out, "best_of_n.png")) > 1000
   # Rerunning the config redoes nothing.
@@ -315,6 +316,8 @@ def test_eval_configs_load():
     specs = eval_config.verifier_specs(config)
     assert specs and all(s.checkpoint.startswith("/r/") or s.kind == "llm_judge"
                          for s in specs)
+    assert config.weighted_vote is False
+    assert eval_config.load(f"configs/eval/{name}.py:root=/r,weighted_vote=true").weighted_vote
 
 
 def test_missing_checkpoints_are_named_before_anything_is_scored(bundles, tmp_path):

@@ -18,7 +18,8 @@ from tests.test_train_cli import _env
 
 def _run(workdir):
   cmd = [sys.executable, '-m', 'genrm_jax.pipeline',
-         '--config=configs/pipeline/quickstart.py:smoke', f'--workdir={workdir}']
+         '--config=configs/pipeline/quickstart.py:smoke', f'--workdir={workdir}',
+         '--config.eval.weighted_vote=True']
   proc = subprocess.run(cmd, cwd=tu.REPO, env=_env(), capture_output=True, text=True,
                         timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -47,7 +48,8 @@ def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
     assert method in out, method
   assert 'best_of_n.png' in out and 'results.json' in out
   results = json.load(open(os.path.join(workdir, 'eval', 'results.json')))
-  assert set(results['methods']) >= {'genrm_cot', 'genrm', 'disc', 'dpo', 'majority_vote'}
+  assert set(results['methods']) >= {'genrm_cot', 'genrm', 'disc', 'dpo', 'majority_vote',
+                                     'genrm:weighted_vote', 'genrm_cot:weighted_vote'}
   assert results['n_max'] == 4 and results['n_problems'] == 4
   for name in ('best_of_n.png', 'curves.csv', 'scores/genrm_cot.jsonl'):
     assert os.path.exists(os.path.join(workdir, 'eval', name)), name

@@ -2,7 +2,8 @@
 
 Arguments after the file name are `key=value` pairs separated by commas:
 `root=DIR` (where the training runs' exported bundles live, default `runs`),
-`candidates=C.jsonl`, `only=genrm+disc` (keep those verifiers), and config
+`candidates=C.jsonl`, `only=genrm+disc` (keep those verifiers),
+`weighted_vote=true` (also each verifier's weighted vote), and config
 specific ones such as `base=DIR`.
 """
 
@@ -40,6 +41,8 @@ def make_config(task, candidates, verifiers, args):
   c.out = ''
   c.n_max = 0  # 0: the smallest pool
   c.bootstrap = 1000
+  # `:weighted_vote=true`: also each verifier's weighted vote (evaluate --weighted_vote).
+  c.weighted_vote = args.get('weighted_vote', 'false').lower() in ('1', 'true', 'yes')
   only = [v for v in args.get('only', '').split('+') if v]
   c.verifiers = [v for v in verifiers if not only or v['name'] in only]
   return c

@@ -135,8 +135,10 @@ def get_config(arg=None):
   common.add_cot_variants(c, unified=args.unified, greedy=args.greedy)
 
   # released_max_problems: Best-of-N on the first K questions of the released
-  # store only (0 = all).
-  c.eval = mlc.ConfigDict(dict(n_max=0, bootstrap=1000, released_max_problems=0))
+  # store only (0 = all). weighted_vote: also each verifier's weighted vote
+  # (summed scores per answer), the other common way to use a verifier.
+  c.eval = mlc.ConfigDict(dict(n_max=0, bootstrap=1000, released_max_problems=0,
+                               weighted_vote=True))
 
   if args.smoke:
     # The wiring end to end, minutes per stage on 2 CPU cores; the numbers

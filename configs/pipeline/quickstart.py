@@ -137,7 +137,9 @@ def get_config(arg=None):
   # solution SFT on the correct candidates) and greedy GenRM-CoT.
   common.add_cot_variants(c, unified=args.unified, greedy=args.greedy)
 
-  c.eval = mlc.ConfigDict(dict(n_max=16, bootstrap=1000))
+  # weighted_vote: also each verifier's weighted vote (README, "Candidates,
+  # scores, evaluation"; off here: it helped none of these verifiers).
+  c.eval = mlc.ConfigDict(dict(n_max=16, bootstrap=1000, weighted_vote=False))
 
   if args.smoke:
     common.shrink_for_smoke(c, rationale_tokens=48)
