@@ -41,6 +41,16 @@ verifier's scores can be compared. Writes:
   compared with majority voting and with the verifier's own Best-of-n in
   `differences`; verifiers with negative scores are listed in
   `weighted_vote_skipped`.
+* Compute-matched (`genrm_jax.compute_matched`), for verifiers scored
+  rationale by rationale: `compute_matched` {verification_cost (one
+  rationale in solutions: measured from the stored rationale and solution
+  texts, or `--verification_cost`), points[method] = [{n, k, cost,
+  accuracy}] with cost n (1 + cost x K) for the rationale verifiers and n for
+  the others, frontier[method], budgets[str(C)][method] (the best point
+  costing <= C solutions)}, `DIR/compute_matched.png` and a table: is a
+  budget better spent on more solutions or on more rationales? Without
+  rationale texts or a given cost, `compute_matched_skipped` says so.
+  `mean_chars` {solution, rationale[verifier]}: the texts' mean lengths.
 and prints a table (methods x n = 1, 2, 4, ..., N).
 
 Statistics are exact expectations over random size-n subsets of each pool
@@ -79,6 +89,7 @@ import numpy as np
 
 from genrm_jax import best_of_n
 from genrm_jax import candidates as candidates_lib
+from genrm_jax import compute_matched
 from genrm_jax import grading
 
 
@@ -86,7 +97,7 @@ def define_flags() -> None:
   """Defines the CLI flags (only when run as a program: importing this
   module next to other absl programs, e.g. in tests, must not clash)."""
   global _CANDIDATES, _SCORES, _OUT, _N_MAX, _BOOTSTRAP, _SEED, _ALLOW_MISSING, _TASK, _CONFIG
-  global _WEIGHTED_VOTE
+  global _WEIGHTED_VOTE, _VERIFICATION_COST
   _CANDIDATES = flags.DEFINE_string('candidates', None, 'Candidate store (JSON lines).')
   _SCORES = flags.DEFINE_list('scores', [], 'Verifier-score files (JSON lines), comma-separated.')
   _OUT = flags.DEFINE_string('out', None, 'Output directory.')
@@ -100,6 +111,10 @@ def define_flags() -> None:
   _WEIGHTED_VOTE = flags.DEFINE_bool(
       'weighted_vote', False, 'Also each verifier\'s weighted vote (VERIFIER:weighted_vote): '
       'the answer whose candidates\' summed scores is largest wins.')
+  _VERIFICATION_COST = flags.DEFINE_list(
+      'verification_cost', [], 'Compute-matched curves: the cost of one rationale in '
+      'solutions, NAME=X per verifier or X for all (default: measured from the stored '
+      'rationale and solution texts).')
   _TASK = flags.DEFINE_string(
       'task', None, f'Grading task ({", ".join(grading.TASKS)}) for normalizing answers '
       'of candidates without a "task" field.')
@@ -166,7 +181,12 @@ def load_pools(candidates_path: str, score_paths: Sequence[str], *,
     raise InputError(f'--task={task!r} is not one of {", ".join(grading.TASKS)}')
   problems: dict[str, list[candidates_lib.Candidate]] = {}
   where: dict[tuple[str, str], int] = {}  # (problem, candidate) -> line
+  # Characters of the decoded texts (compute_matched's cost model): the
+  # solutions, and each verifier's rationales where rows carry them.
+  solution_chars, rationale_chars = [0, 0], {}
   for line, cand in _read_rows(candidates_path, candidates_lib.Candidate.from_dict):
+    solution_chars[0] += len(cand.solution)
+    solution_chars[1] += 1
     key = (cand.problem_id, str(cand.candidate_id))
     if key in where:
       raise InputError(f'{candidates_path}:{line}: candidate {cand.candidate_id!r} of problem '
@@ -203,6 +223,10 @@ def load_pools(candidates_path: str, score_paths: Sequence[str], *,
               f'{first_path}:{first_line} says {score}')
         continue  # the same row again (a resumed writer): harmless
       per_k[row.k] = (row.score, path, line)
+      if row.rationale is not None:
+        total = rationale_chars.setdefault(row.verifier, [0, 0])
+        total[0] += len(row.rationale)
+        total[1] += 1
   verifiers = list(scores)
 
   # Problems some verifier did not fully score.
@@ -245,7 +269,10 @@ def load_pools(candidates_path: str, score_paths: Sequence[str], *,
     logging.warning('Unknown task(s) %s: majority vote groups their answers by text.',
                     sorted(unknown_tasks))
   notes = {'skipped_score_rows': unknown_rows, 'dropped_problems': len(unscored),
-           'dropped_problem_ids': list(unscored)[:_MAX_LISTED]}
+           'dropped_problem_ids': list(unscored)[:_MAX_LISTED],
+           'mean_chars': {'solution': solution_chars[0] / max(solution_chars[1], 1),
+                          'rationale': {name: chars / count
+                                        for name, (chars, count) in rationale_chars.items()}}}
   return pools, verifiers, notes
 
 
@@ -386,6 +413,57 @@ def _breakdown(candidates_path: str, pools, per_problem: dict) -> dict:
   return out
 
 
+def parse_verification_costs(entries: Sequence[str]) -> dict[str, float]:
+  """`--verification_cost` entries, NAME=X or X (every verifier: key '*')."""
+  out = {}
+  for entry in entries:
+    name, _, value = entry.rpartition('=')
+    try:
+      cost = float(value)
+    except ValueError:
+      cost = -1.0
+    if not cost >= 0:
+      raise InputError(f'--verification_cost entry {entry!r}: expected NAME=X or X, X a '
+                       'non-negative number (one rationale\'s cost in solutions)')
+    out[name or '*'] = cost
+  return out
+
+
+def _compute_matched_json(stats: dict, pools, mean_chars: dict,
+                          given: dict[str, float]) -> dict:
+  """`compute_matched` (and `compute_matched_skipped`) for `results.json`."""
+  rationale_verifiers = list(stats['vs_k'])
+  unknown = sorted(set(given) - set(rationale_verifiers) - {'*'})
+  if unknown:
+    raise InputError(f'--verification_cost names {unknown}, not verifiers scored rationale '
+                     f'by rationale ({rationale_verifiers or "none here"})')
+  costs, sources, skipped = {}, {}, {}
+  for name in rationale_verifiers:
+    if name in given or '*' in given:
+      costs[name], sources[name] = given.get(name, given.get('*')), 'given'
+    elif name in mean_chars['rationale'] and mean_chars['solution'] > 0:
+      costs[name] = compute_matched.verification_cost(mean_chars['rationale'][name],
+                                                      mean_chars['solution'])
+      sources[name] = 'measured'
+    else:
+      skipped[name] = ('its score rows carry no rationale text: give '
+                       f'--verification_cost={name}=X')
+  out = {'compute_matched_skipped': skipped} if skipped else {}
+  if not costs:
+    return out
+  mean_rationales = {name: float(np.mean([r.size for pool in pools
+                                          for r in pool.rationale_scores[name]]))
+                     for name in costs}
+  out['compute_matched'] = {
+      'unit': f'one solution (mean {mean_chars["solution"]:.0f} characters)',
+      'verification_cost': costs,
+      'verification_cost_source': sources,
+      'mean_rationales': mean_rationales,
+      **compute_matched.compute_matched(stats, costs, mean_rationales),
+  }
+  return out
+
+
 def _write_csv(path: str, results: dict) -> None:
   with open(path, 'w', newline='') as f:
     writer = csv.writer(f)
@@ -512,6 +590,40 @@ def _plot_reliability(path: str, results: dict) -> None:
   plt.close(fig)
 
 
+def _plot_compute_matched(path: str, results: dict) -> None:
+  """Accuracy vs decoded compute (solutions): per rationale verifier, its
+  (n, K) points, one thin line per K and the frontier; the others' curves."""
+  plt = _pyplot()
+  matched = results['compute_matched']
+  fig, ax = plt.subplots(figsize=(7.5, 4.8))
+  styles = {best_of_n.PASS_AT_N: dict(color='0.35', linestyle='--'),
+            best_of_n.MAJORITY_VOTE: dict(color='black')}
+  for method, points in matched['points'].items():
+    if any(p['k'] is not None for p in points):
+      cost = matched['verification_cost'][method]
+      line, = ax.plot([p['cost'] for p in matched['frontier'][method]],
+                      [p['accuracy'] * 100 for p in matched['frontier'][method]],
+                      linewidth=2.2,
+                      label=f'{method}: best over n, K (a rationale = {cost:.2f} solutions)')
+      for k in sorted({p['k'] for p in points}):
+        along = [p for p in points if p['k'] == k]
+        ax.plot([p['cost'] for p in along], [p['accuracy'] * 100 for p in along],
+                color=line.get_color(), linewidth=0.7, alpha=0.5, marker='.', markersize=3)
+      continue
+    ax.plot([p['cost'] for p in points], [p['accuracy'] * 100 for p in points],
+            label=method, **styles.get(method, {}))
+  ax.set_xscale('log', base=2)
+  ax.set_xlabel('decoded compute per problem (solutions: n (1 + cost of a rationale x K))')
+  ax.set_ylabel('accuracy (%)')
+  ax.set_title(f'Accuracy at matched compute, {results["n_problems"]} problems '
+               '(thin lines: one K each)', fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, loc='lower right')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def format_table(results: dict) -> str:
   """Methods x n = 1, 2, 4, ..., N: accuracy (%) [95% CI], and AUROC."""
   columns = best_of_n.log2_grid(results['n_max'])
@@ -546,8 +658,12 @@ def format_table(results: dict) -> str:
 def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
         n_max: Optional[int] = None, num_bootstrap: int = 1000, seed: int = 0,
         allow_missing: bool = False, task: Optional[str] = None,
-        weighted_vote: bool = False, verbose: bool = True) -> dict:
-  """The file-only evaluation: reads, computes, writes `out_dir`; returns results."""
+        weighted_vote: bool = False, verification_costs: Optional[dict] = None,
+        verbose: bool = True) -> dict:
+  """The file-only evaluation: reads, computes, writes `out_dir`; returns results.
+
+  `verification_costs`: see `parse_verification_costs` (default: measured).
+  """
   start = time.time()
   pools, verifiers, notes = load_pools(candidates_path, score_paths, task=task,
                                        allow_missing=allow_missing)
@@ -583,6 +699,8 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
   breakdown = _breakdown(candidates_path, pools, stats['per_problem'])
   if breakdown:
     results['breakdown'] = breakdown
+  results.update(_compute_matched_json(stats, pools, notes['mean_chars'],
+                                       dict(verification_costs or {})))
 
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, 'results.json'), 'w') as f:
@@ -596,6 +714,9 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
   if results['reliability']:
     written.append('reliability.png')
     _plot_reliability(os.path.join(out_dir, written[-1]), results)
+  if 'compute_matched' in results:
+    written.append('compute_matched.png')
+    _plot_compute_matched(os.path.join(out_dir, written[-1]), results)
   if verbose:
     print(f'{len(pools)} problems, {results["n_candidates"]} candidates '
           f'({smallest}-{max(sizes)} per problem), n = 1..{n_max}; accuracy %' +
@@ -611,6 +732,10 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
       print(f'{name}: no reliability plot (scores are not probabilities)')
     for name in results.get('weighted_vote_skipped', {}):
       print(f'{name}: no weighted vote (negative scores cannot weight votes)')
+    if 'compute_matched' in results:
+      print(compute_matched.format_budgets(results['compute_matched']))
+    for name, why in results.get('compute_matched_skipped', {}).items():
+      print(f'{name}: not in the compute-matched table ({why})')
     print(f'Wrote {out_dir}/{", ".join(written)} ({time.time() - start:.1f}s)')
   return results
 
@@ -647,6 +772,7 @@ def main(argv):
     score_paths = list(_SCORES.value)
     task, n_max, num_bootstrap = _TASK.value, _N_MAX.value, _BOOTSTRAP.value
     weighted = _WEIGHTED_VOTE.value
+    verification_costs = parse_verification_costs(_VERIFICATION_COST.value)
     if _CONFIG.value:
       candidates, paths, settings = score_with_config(_CONFIG.value, candidates, _OUT.value)
       score_paths += paths
@@ -657,7 +783,8 @@ def main(argv):
       weighted = weighted or bool(settings['weighted_vote'])
     run(candidates, score_paths, _OUT.value, n_max=n_max,
         num_bootstrap=num_bootstrap, seed=_SEED.value,
-        allow_missing=_ALLOW_MISSING.value, task=task, weighted_vote=weighted)
+        allow_missing=_ALLOW_MISSING.value, task=task, weighted_vote=weighted,
+        verification_costs=verification_costs)
   except (InputError, candidates_lib.MalformedRowError) as e:
     # The message names the file and line; a traceback would bury it.
     sys.exit(f'error: {e}')

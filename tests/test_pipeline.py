@@ -51,7 +51,9 @@ def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
   assert set(results['methods']) >= {'genrm_cot', 'genrm', 'disc', 'dpo', 'majority_vote',
                                      'genrm:weighted_vote', 'genrm_cot:weighted_vote'}
   assert results['n_max'] == 4 and results['n_problems'] == 4
-  for name in ('best_of_n.png', 'curves.csv', 'scores/genrm_cot.jsonl'):
+  # GenRM-CoT's rows carry their rationales: the compute-matched comparison.
+  assert results['compute_matched']['verification_cost_source'] == {'genrm_cot': 'measured'}
+  for name in ('best_of_n.png', 'curves.csv', 'scores/genrm_cot.jsonl', 'compute_matched.png'):
     assert os.path.exists(os.path.join(workdir, 'eval', name)), name
   assert os.path.exists(os.path.join(workdir, 'vocab', 'tokenizer.model'))
   for run in ('generator', 'verifiers/genrm', 'verifiers/genrm_cot', 'verifiers/disc',
