@@ -399,6 +399,37 @@ def reliability_bins(scores: Sequence[float], labels: Sequence[bool],
   }
 
 
+def score_histogram(scores: Sequence[float], labels: Sequence[bool],
+                    num_bins: int = 20) -> Optional[dict]:
+  """Counts of correct and of incorrect candidates' scores over shared bins.
+
+  How far apart the two distributions sit is what ranking needs, whatever
+  the scale: equal-width bins of [0, 1] for probabilities, of [min, max]
+  otherwise (a score equal to the top edge joins the last bin).
+
+  Returns:
+    None without scores; else 'edges' float [num_bins + 1], 'correct' and
+    'incorrect' int [num_bins], and each class's 'mean' score (None if empty).
+  """
+  scores = np.asarray(scores, dtype=np.float64)
+  labels = np.asarray(labels, dtype=bool)
+  if scores.size == 0:
+    return None
+  low, high = ((0.0, 1.0) if scores.min() >= 0.0 and scores.max() <= 1.0 else
+               (float(scores.min()), float(scores.max())))
+  if high <= low:
+    high = low + 1.0
+  edges = np.linspace(low, high, num_bins + 1)
+  bins = np.clip(((scores - low) / (high - low) * num_bins).astype(np.int64), 0, num_bins - 1)
+  mean = lambda values: float(values.mean()) if values.size else None
+  return {
+      'edges': edges,
+      'correct': np.bincount(bins[labels], minlength=num_bins),
+      'incorrect': np.bincount(bins[~labels], minlength=num_bins),
+      'mean': {'correct': mean(scores[labels]), 'incorrect': mean(scores[~labels])},
+  }
+
+
 def expected_calibration_error(scores: Sequence[float], labels: Sequence[bool],
                                num_bins: int = 10) -> Optional[float]:
   """ECE over equal-width bins; None unless all scores are probabilities in [0, 1]."""
@@ -558,7 +589,8 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
     'weighted_skipped' {verifier: why}, 'curves' {method: float [n_max]},
     'ci95' {method: (lo [n_max],
     hi [n_max])} (empty without bootstrap), 'first_sample' (accuracy, (lo,
-    hi) or None), 'auroc' and 'ece' {verifier: float or None},
+    hi) or None), 'auroc' and 'ece' {verifier: float or None}, 'histograms'
+    {verifier: `score_histogram` of the pooled scores},
     'reliability' {verifier: `reliability_bins` of the pooled scores, None
     for scores that are not probabilities}, 'vs_k' (`vs_k_curves`),
     'differences' (`paired_differences` of `comparison_pairs`), and
@@ -613,10 +645,11 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
       for pair in ((method, MAJORITY_VOTE), (method, name))]
   differences = paired_differences(per_problem, pairs, num_bootstrap, seed)
   correct_all = np.concatenate([pool.correct for pool in pools])
-  auc, ece, reliability = {}, {}, {}
+  auc, ece, reliability, histograms = {}, {}, {}, {}
   for name in verifiers:
     scores_all = np.concatenate([pool.scores[name] for pool in pools])
     auc[name] = auroc(scores_all, correct_all)
+    histograms[name] = score_histogram(scores_all, correct_all)
     reliability[name] = reliability_bins(scores_all, correct_all)
     ece[name] = None if reliability[name] is None else reliability[name]['ece']
   return {
@@ -629,6 +662,7 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
       'auroc': auc,
       'ece': ece,
       'reliability': reliability,
+      'histograms': histograms,
       'vs_k': vs_k_curves(pools, verifiers, n_max, num_bootstrap=num_bootstrap, seed=seed),
       'differences': differences,
       'per_problem': per_problem,

@@ -41,6 +41,9 @@ verifier's scores can be compared. Writes:
   compared with majority voting and with the verifier's own Best-of-n in
   `differences`; verifiers with negative scores are listed in
   `weighted_vote_skipped`.
+* `score_histograms[verifier]` {edges, correct, incorrect, mean}: the
+  scores of correct and of incorrect candidates over 20 shared bins ([0, 1]
+  for probabilities, [min, max] otherwise), and `DIR/score_histograms.png`.
 * Compute-matched (`genrm_jax.compute_matched`), for verifiers scored
   rationale by rationale: `compute_matched` {verification_cost (one
   rationale in solutions: measured from the stored rationale and solution
@@ -309,6 +312,8 @@ def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: 
       **_vs_k_json(stats['vs_k'], n_max),
       'differences': _differences_json(stats['differences']),
       **_reliability_json(stats['reliability']),
+      'score_histograms': {name: _histogram_json(h) for name, h in stats['histograms'].items()
+                           if h is not None},
       'verifiers': list(verifiers),
       'methods': methods,
       **({'weighted_vote': stats['weighted'], 'weighted_vote_skipped': stats['weighted_skipped']}
@@ -383,6 +388,13 @@ def _reliability_json(reliability: dict) -> dict:
                  'accuracy': nan_to_none(bins['accuracy']),
                  'ece': bins['ece']}
   return {'reliability': out, 'reliability_skipped': skipped}
+
+
+def _histogram_json(histogram: dict) -> dict:
+  return {'edges': [float(e) for e in histogram['edges']],
+          'correct': [int(c) for c in histogram['correct']],
+          'incorrect': [int(c) for c in histogram['incorrect']],
+          'mean': histogram['mean']}
 
 
 BREAKDOWN_FIELDS = ('level', 'subject')
@@ -590,6 +602,38 @@ def _plot_reliability(path: str, results: dict) -> None:
   plt.close(fig)
 
 
+def _plot_histograms(path: str, results: dict) -> None:
+  """Per verifier: its scores of correct and of incorrect candidates (each
+  class normalized to sum to 1; the counts are in the legend)."""
+  plt = _pyplot()
+  names = list(results['score_histograms'])
+  cols = min(len(names), 3)
+  rows = -(-len(names) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+  for ax, name in zip(axes.ravel(), names):
+    hist = results['score_histograms'][name]
+    edges = np.array(hist['edges'])
+    for label, color in (('correct', 'tab:green'), ('incorrect', 'tab:red')):
+      mean = hist['mean'][label]
+      counts = np.array(hist[label], dtype=np.float64)
+      # Each class as fractions of itself: incorrect candidates often
+      # outnumber correct ones several times.
+      ax.stairs(counts / max(counts.sum(), 1.0), edges, color=color, fill=True, alpha=0.35,
+                label=f'{label} ({sum(hist[label])}' +
+                ('' if mean is None else f', mean {mean:.3g}') + ')')
+    auc = results['auroc'].get(name)
+    ax.set_title(name + ('' if auc is None else f' (AUROC {auc:.3f})'), fontsize=9)
+    ax.set_xlabel('score', fontsize=8)
+    ax.set_ylabel('fraction of its class', fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+  for ax in axes.ravel()[len(names):]:
+    ax.axis('off')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def _plot_compute_matched(path: str, results: dict) -> None:
   """Accuracy vs decoded compute (solutions): per rationale verifier, its
   (n, K) points, one thin line per K and the frontier; the others' curves."""
@@ -714,6 +758,9 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
   if results['reliability']:
     written.append('reliability.png')
     _plot_reliability(os.path.join(out_dir, written[-1]), results)
+  if results['score_histograms']:
+    written.append('score_histograms.png')
+    _plot_histograms(os.path.join(out_dir, written[-1]), results)
   if 'compute_matched' in results:
     written.append('compute_matched.png')
     _plot_compute_matched(os.path.join(out_dir, written[-1]), results)

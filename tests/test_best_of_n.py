@@ -254,6 +254,22 @@ def test_auroc_and_ece():
   assert best_of_n.expected_calibration_error([-3.0, 2.0], [0, 1]) is None  # not probabilities
 
 
+def test_score_histogram():
+  # Probabilities: bins of [0, 1]; 1.0 joins the last bin.
+  hist = best_of_n.score_histogram([0.0, 0.1, 0.55, 1.0, 0.95], [0, 0, 1, 1, 0], num_bins=4)
+  np.testing.assert_allclose(hist['edges'], [0, 0.25, 0.5, 0.75, 1])
+  assert list(hist['correct']) == [0, 0, 1, 1] and list(hist['incorrect']) == [2, 0, 0, 1]
+  assert hist['mean'] == {'correct': pytest.approx(0.775), 'incorrect': pytest.approx(0.35)}
+  # Log-ratios: bins of [min, max]; one class empty.
+  hist = best_of_n.score_histogram([-3.0, -1.0, 1.0], [0, 0, 0], num_bins=2)
+  np.testing.assert_allclose(hist['edges'], [-3, -1, 1])
+  assert list(hist['incorrect']) == [1, 2] and list(hist['correct']) == [0, 0]
+  assert hist['mean']['correct'] is None
+  # All equal outside [0, 1]: one bin's worth of width, nothing lost.
+  assert best_of_n.score_histogram([5.0, 5.0], [1, 0], num_bins=3)['correct'].sum() == 1
+  assert best_of_n.score_histogram([], []) is None
+
+
 def test_reliability_bins_hand_made():
   scores = [0.05, 0.15, 0.12, 0.95, 1.0, 0.55]
   labels = [0, 1, 0, 1, 1, 0]
@@ -400,7 +416,11 @@ def test_cli_end_to_end(tmp_path):
   assert results['n_max'] == 8
   assert set(results['auroc']) == {'genrm_cot', 'disc'}
   assert results['ece']['disc'] is None  # not probabilities
-  for name in ('best_of_n.png', 'best_of_n_vs_k.png', 'reliability.png'):
+  # Score histograms of every verifier, logits included.
+  assert set(results['score_histograms']) == {'genrm_cot', 'disc'}
+  for hist in results['score_histograms'].values():
+    assert sum(hist['correct']) + sum(hist['incorrect']) == 96
+  for name in ('best_of_n.png', 'best_of_n_vs_k.png', 'reliability.png', 'score_histograms.png'):
     png = (out / name).read_bytes()
     assert png.startswith(b'\x89PNG') and len(png) > 1000, name
   # Accuracy vs K for the CoT verifier (rows with k = 0, 1), n = 1, 2, 4, 8.
