@@ -66,9 +66,12 @@ Statistics are exact expectations over random size-n subsets of each pool
   scores the candidate by their mean (the paper's MajV@K average of p(Yes)).
   A repeated (candidate, verifier, k) row is ignored if its score is equal (a
   resumed writer) and an error otherwise.
-* Majority voting groups answers by `grading.normalize_answer` of the
-  candidate's `task` (or `--task`); without a known task, by the answer text
-  with whitespace collapsed.
+* Majority voting (and weighted voting) groups answers by
+  `grading.normalize_answer` of the candidate's `task` (or `--task`), then
+  (`--vote_by=equivalence`, the default) merges a problem's keys that are
+  equivalent (`grading.merge_equivalent`: MATH's `0.5`, `\\frac{1}{2}` and
+  `2^{-1}` vote together; `merged_answer_keys` counts the merges); without a
+  known task, by the answer text with whitespace collapsed.
 * Errors name the file and line: malformed rows, a score for a candidate the
   store does not have, duplicate candidates. Candidates a verifier did not
   score are an error listing some. `--allow_missing` instead skips unknown
@@ -100,7 +103,7 @@ def define_flags() -> None:
   """Defines the CLI flags (only when run as a program: importing this
   module next to other absl programs, e.g. in tests, must not clash)."""
   global _CANDIDATES, _SCORES, _OUT, _N_MAX, _BOOTSTRAP, _SEED, _ALLOW_MISSING, _TASK, _CONFIG
-  global _WEIGHTED_VOTE, _VERIFICATION_COST
+  global _WEIGHTED_VOTE, _VERIFICATION_COST, _VOTE_BY
   _CANDIDATES = flags.DEFINE_string('candidates', None, 'Candidate store (JSON lines).')
   _SCORES = flags.DEFINE_list('scores', [], 'Verifier-score files (JSON lines), comma-separated.')
   _OUT = flags.DEFINE_string('out', None, 'Output directory.')
@@ -118,6 +121,10 @@ def define_flags() -> None:
       'verification_cost', [], 'Compute-matched curves: the cost of one rationale in '
       'solutions, NAME=X per verifier or X for all (default: measured from the stored '
       'rationale and solution texts).')
+  _VOTE_BY = flags.DEFINE_enum(
+      'vote_by', 'equivalence', VOTE_BY, 'Votes (majority, weighted) group a problem\'s '
+      'answers by equivalence (MATH: 0.5 and \\frac{1}{2} vote together; bounded-time '
+      'symbolic checks) or by canonical string only.')
   _TASK = flags.DEFINE_string(
       'task', None, f'Grading task ({", ".join(grading.TASKS)}) for normalizing answers '
       'of candidates without a "task" field.')
@@ -172,9 +179,17 @@ def _answer_key(candidate: candidates_lib.Candidate, default_task: Optional[str]
   return ' '.join(candidate.answer.split()) or None
 
 
+VOTE_BY = ('equivalence', 'string')
+
+
 def load_pools(candidates_path: str, score_paths: Sequence[str], *,
-               task: Optional[str] = None, allow_missing: bool = False):
+               task: Optional[str] = None, allow_missing: bool = False,
+               vote_by: str = 'equivalence'):
   """Reads and checks the inputs.
+
+  `vote_by`: 'equivalence' (default) gives a problem's equivalent answers
+  one voting key (`grading.merge_equivalent`: MATH's `0.5` and
+  `\\frac{1}{2}`); 'string' votes on canonical strings alone.
 
   Returns:
     (pools, verifiers, notes): `best_of_n.Pool`s in store order, verifier
@@ -182,6 +197,8 @@ def load_pools(candidates_path: str, score_paths: Sequence[str], *,
   """
   if task is not None and task not in grading.TASKS:
     raise InputError(f'--task={task!r} is not one of {", ".join(grading.TASKS)}')
+  if vote_by not in VOTE_BY:
+    raise InputError(f'--vote_by={vote_by!r} is not one of {", ".join(VOTE_BY)}')
   problems: dict[str, list[candidates_lib.Candidate]] = {}
   where: dict[tuple[str, str], int] = {}  # (problem, candidate) -> line
   # Characters of the decoded texts (compute_matched's cost model): the
@@ -252,9 +269,16 @@ def load_pools(candidates_path: str, score_paths: Sequence[str], *,
                    if all(None not in per_k for per_k in scores[name].values())]
   unknown_tasks: set = set()
   pools = []
+  merged_answers = 0
   for problem_id, cands in problems.items():
     if problem_id in unscored:
       continue
+    answer_keys = [_answer_key(c, task, unknown_tasks) for c in cands]
+    vote_task = cands[0].task or task
+    if vote_by == 'equivalence' and vote_task in grading.TASKS and all(
+        (c.task or task) == vote_task for c in cands):
+      answer_keys, merged = grading.merge_equivalent(vote_task, answer_keys)
+      merged_answers += merged
     pool_scores, pool_rationales = {}, {}
     for name in verifiers:
       ordered = [_in_k_order(scores[name][(problem_id, str(c.candidate_id))]) for c in cands]
@@ -264,8 +288,7 @@ def load_pools(candidates_path: str, score_paths: Sequence[str], *,
       if name in per_rationale:
         pool_rationales[name] = ordered
     pools.append(best_of_n.Pool(
-        problem_id, [c.correct for c in cands],
-        [_answer_key(c, task, unknown_tasks) for c in cands], pool_scores, pool_rationales))
+        problem_id, [c.correct for c in cands], answer_keys, pool_scores, pool_rationales))
   if not pools:
     raise InputError('no problem is scored by every verifier; nothing to evaluate')
   if unknown_tasks:
@@ -273,6 +296,7 @@ def load_pools(candidates_path: str, score_paths: Sequence[str], *,
                     sorted(unknown_tasks))
   notes = {'skipped_score_rows': unknown_rows, 'dropped_problems': len(unscored),
            'dropped_problem_ids': list(unscored)[:_MAX_LISTED],
+           'vote_by': vote_by, 'merged_answer_keys': merged_answers,
            'mean_chars': {'solution': solution_chars[0] / max(solution_chars[1], 1),
                           'rationale': {name: chars / count
                                         for name, (chars, count) in rationale_chars.items()}}}
@@ -703,14 +727,14 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
         n_max: Optional[int] = None, num_bootstrap: int = 1000, seed: int = 0,
         allow_missing: bool = False, task: Optional[str] = None,
         weighted_vote: bool = False, verification_costs: Optional[dict] = None,
-        verbose: bool = True) -> dict:
+        vote_by: str = 'equivalence', verbose: bool = True) -> dict:
   """The file-only evaluation: reads, computes, writes `out_dir`; returns results.
 
   `verification_costs`: see `parse_verification_costs` (default: measured).
   """
   start = time.time()
   pools, verifiers, notes = load_pools(candidates_path, score_paths, task=task,
-                                       allow_missing=allow_missing)
+                                       allow_missing=allow_missing, vote_by=vote_by)
   sizes = [pool.size for pool in pools]
   smallest = min(sizes)
   if min(sizes) != max(sizes):
@@ -831,7 +855,7 @@ def main(argv):
     run(candidates, score_paths, _OUT.value, n_max=n_max,
         num_bootstrap=num_bootstrap, seed=_SEED.value,
         allow_missing=_ALLOW_MISSING.value, task=task, weighted_vote=weighted,
-        verification_costs=verification_costs)
+        verification_costs=verification_costs, vote_by=_VOTE_BY.value)
   except (InputError, candidates_lib.MalformedRowError) as e:
     # The message names the file and line; a traceback would bury it.
     sys.exit(f'error: {e}')

@@ -640,3 +640,24 @@ def test_best_of_n_vs_k_pool_level():
         row, best_of_n.best_of_n([r[:k].mean() for r in rationales], correct, 7), atol=0)
   with pytest.raises(ValueError, match='must be in .1, 4.'):
     best_of_n.best_of_n_vs_k(rationales, correct, 7, [8])
+
+
+def test_math_votes_group_equivalent_answers(tmp_path):
+  """0.5, \\frac{1}{2} and 1/2 are one answer: 3 votes beat 3's 2."""
+  answers = ['\\frac{1}{2}', '0.5', '1/2', '3', '3']
+  path = tmp_path / 'c.jsonl'
+  with open(path, 'w') as f:
+    for c, answer in enumerate(answers):
+      f.write(json.dumps(dict(problem_id='p', candidate_id=c, question='Q?', solution='...',
+                              answer=answer, reference='\\frac12', correct=c < 3,
+                              task='math')) + '\n')
+  by_class = evaluate.run(str(path), [], str(tmp_path / 'a'), num_bootstrap=0, verbose=False)
+  assert by_class['curves']['majority_vote']['5'] == 1.0
+  assert by_class['merged_answer_keys'] == 1 and by_class['vote_by'] == 'equivalence'
+  # By canonical string: \frac{1}{2} (twice, with 1/2) ties 3: a coin flip.
+  by_string = evaluate.run(str(path), [], str(tmp_path / 'b'), num_bootstrap=0,
+                           verbose=False, vote_by='string')
+  assert by_string['curves']['majority_vote']['5'] == 0.5
+  assert by_string['merged_answer_keys'] == 0
+  with pytest.raises(evaluate.InputError, match='vote_by'):
+    evaluate.run(str(path), [], str(tmp_path / 'c'), vote_by='exact')

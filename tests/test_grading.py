@@ -497,3 +497,21 @@ def test_last_letters_references(data_dir):
     assert reference == example['answer'].strip()
     assert grading.grade('last_letter', f'The answer is {reference.upper()}.', reference)
     assert not grading.grade('last_letter', f'The answer is {reference}x.', reference)
+
+
+def test_merge_equivalent_gives_math_answers_one_key_per_class():
+  keys = [grading.normalize_answer('math', a) for a in
+          ['\\frac{1}{2}', '0.5', None, '3', '2^{-1}', '3.0', 'x+1', '1+x', '1/2', '7']]
+  merged, count = grading.merge_equivalent('math', keys)
+  half = keys[0]
+  assert merged == [half, half, None, '3', half, '3', 'x+1', 'x+1', half, '7']
+  assert count == 4  # 0.5, 2^{-1}, 3.0, 1+x ('1/2' normalizes to \frac{1}{2} already)
+  # Adversarial answers stay apart, in bounded time.
+  hard = ['10^{10^{10}}', '(1,2)', '\\{1,2\\}', '2^{3^{4^5}}', '\\text{even}']
+  merged, count = _timed(grading.merge_equivalent, 'math', hard)
+  assert merged == hard and count == 0
+  # Canonical strings decide the other tasks: nothing is compared.
+  for task, keys in (('gsm8k', ['42', '42', '7', None]), ('last_letter', ['ab', 'ba'])):
+    assert grading.merge_equivalent(task, keys) == (keys, 0)
+  with pytest.raises(ValueError, match='known tasks'):
+    grading.merge_equivalent('chess', ['e4'])

@@ -8,12 +8,13 @@ Public contract (see DESIGN.md, "Contracts" -> "Grading"); task names are
   grade(task, solution, reference) -> bool          # extract, then compare
   extract_reference(task, raw_reference) -> str | None
   normalize_answer(task, answer) -> str | None      # canonical form for voting
+  merge_equivalent(task, keys) -> (keys, merged)    # one key per equivalence class
 
 Only an unknown task name raises (ValueError listing the known names).
 """
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from genrm_jax.grading import algorithmic
 from genrm_jax.grading import gsm8k
@@ -26,6 +27,9 @@ class _TaskGrader:
   extract_reference: Callable[[Optional[str]], Optional[str]]
   is_equivalent: Callable[[Optional[str], Optional[str]], bool]
   normalize_answer: Callable[[Optional[str]], Optional[str]]
+  # Equal canonical strings <=> equivalent answers. MATH's are not: `0.5`
+  # and `\frac{1}{2}` normalize apart, so voting must also compare them.
+  normalization_is_complete: bool = True
 
 
 def _normalized_or_none(text: Optional[str]) -> Optional[str]:
@@ -68,7 +72,8 @@ _GRADERS = {
         extract_answer=math_grader.extract_answer,
         extract_reference=math_grader.extract_reference,
         is_equivalent=math_grader.is_equivalent,
-        normalize_answer=math_grader.normalize_answer),
+        normalize_answer=math_grader.normalize_answer,
+        normalization_is_complete=False),
 }
 
 TASKS = tuple(_GRADERS)
@@ -129,3 +134,38 @@ def normalize_answer(task: str, answer: Optional[str]) -> Optional[str]:
     return grader.normalize_answer(answer)
   except Exception:  # pylint: disable=broad-except
     return None
+
+
+def merge_equivalent(task: str, keys: Sequence[Optional[str]]
+                     ) -> tuple[list[Optional[str]], int]:
+  """One key per class of equivalent answers, e.g. for one problem's votes.
+
+  Where canonical strings already decide equivalence (every task but MATH)
+  the keys come back as they are. For MATH each distinct key is compared
+  (`is_equivalent`, bounded time) with the first key of every class found so
+  far and joins the first that matches, so `0.5`, `\frac{1}{2}` and `2^{-1}`
+  vote together; the class takes its first key. (Symbolic equality with
+  numeric tolerance need not be transitive: first match wins.)
+
+  Args:
+    task: The grading task.
+    keys: Canonical answers (`normalize_answer`), None for no answer.
+
+  Returns:
+    (keys with every member of a class replaced by its first key, the
+    number of distinct keys merged into an earlier class).
+  """
+  grader = _grader(task)
+  if grader.normalization_is_complete:
+    return list(keys), 0
+  representative: dict[str, str] = {}
+  classes: list[str] = []
+  for key in keys:
+    if key is None or key in representative:
+      continue
+    match = next((first for first in classes if is_equivalent(task, key, first)), None)
+    if match is None:
+      classes.append(key)
+    representative[key] = match or key
+  merged = sum(1 for key, first in representative.items() if key != first)
+  return [None if key is None else representative[key] for key in keys], merged
