@@ -376,8 +376,9 @@ def reliability_bins(scores: Sequence[float], labels: Sequence[bool],
   Returns:
     None unless every score is a probability in [0, 1]; else a dict: 'edges'
     float [num_bins + 1], 'count' int [num_bins], 'mean_score' and 'accuracy'
-    float [num_bins] (NaN in empty bins), and 'ece' (the count-weighted mean
-    |accuracy - mean_score|).
+    float [num_bins] (NaN in empty bins), 'ece' (the count-weighted mean
+    |accuracy - mean_score|) and 'brier' (the mean squared error of the
+    scores as probabilities, which unlike the ECE also rewards sharpness).
   """
   scores = np.asarray(scores, dtype=np.float64)
   labels = np.asarray(labels, dtype=np.float64)
@@ -396,6 +397,7 @@ def reliability_bins(scores: Sequence[float], labels: Sequence[bool],
       'mean_score': mean_score,
       'accuracy': accuracy,
       'ece': float(np.abs(label_sum - score_sum).sum() / scores.size),
+      'brier': float(np.mean((scores - labels)**2)),
   }
 
 
@@ -589,7 +591,7 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
     'weighted_skipped' {verifier: why}, 'curves' {method: float [n_max]},
     'ci95' {method: (lo [n_max],
     hi [n_max])} (empty without bootstrap), 'first_sample' (accuracy, (lo,
-    hi) or None), 'auroc' and 'ece' {verifier: float or None}, 'histograms'
+    hi) or None), 'auroc', 'ece' and 'brier' {verifier: float or None}, 'histograms'
     {verifier: `score_histogram` of the pooled scores},
     'reliability' {verifier: `reliability_bins` of the pooled scores, None
     for scores that are not probabilities}, 'vs_k' (`vs_k_curves`),
@@ -645,13 +647,14 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
       for pair in ((method, MAJORITY_VOTE), (method, name))]
   differences = paired_differences(per_problem, pairs, num_bootstrap, seed)
   correct_all = np.concatenate([pool.correct for pool in pools])
-  auc, ece, reliability, histograms = {}, {}, {}, {}
+  auc, ece, brier, reliability, histograms = {}, {}, {}, {}, {}
   for name in verifiers:
     scores_all = np.concatenate([pool.scores[name] for pool in pools])
     auc[name] = auroc(scores_all, correct_all)
     histograms[name] = score_histogram(scores_all, correct_all)
     reliability[name] = reliability_bins(scores_all, correct_all)
     ece[name] = None if reliability[name] is None else reliability[name]['ece']
+    brier[name] = None if reliability[name] is None else reliability[name]['brier']
   return {
       'methods': methods,
       'weighted': weighted_methods,
@@ -661,6 +664,7 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
       'first_sample': (float(first.mean()), first_ci),
       'auroc': auc,
       'ece': ece,
+      'brier': brier,
       'reliability': reliability,
       'histograms': histograms,
       'vs_k': vs_k_curves(pools, verifiers, n_max, num_bootstrap=num_bootstrap, seed=seed),

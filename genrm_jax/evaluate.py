@@ -13,7 +13,7 @@ verifier's scores can be compared. Writes:
   `n_max` (N); `candidates_per_problem` {min, max}; `first_sample` {accuracy,
   ci95} (each problem's first candidate in store order, e.g. a greedy sample
   written first; one *random* sample's expected accuracy is n = 1 of any
-  curve); `auroc` (pooled over problems) and `ece` (scores in [0, 1] only)
+  curve); `auroc` (pooled over problems), `ece` and `brier` (scores in [0, 1] only)
   per verifier; and the arguments.
 * `DIR/curves.csv`: one row per (method, n): accuracy, ci95_lo, ci95_hi.
 * `DIR/best_of_n.png`: accuracy vs n (log2 axis), 95% bands, first-sample
@@ -31,7 +31,7 @@ verifier's scores can be compared. Writes:
   own intervals overlap when they share hard problems, even if one wins on
   nearly all of them); the table is followed by these at n = N.
 * Calibration: `reliability[verifier]` {num_bins, edges, count, mean_score,
-  accuracy (null in empty bins), ece} over 10 equal-width bins of the pooled
+  accuracy (null in empty bins), ece, brier} over 10 equal-width bins of the pooled
   scores, and `DIR/reliability.png` (the diagonal, ECE in the legend), for
   verifiers whose scores are probabilities in [0, 1]; the others (dpo,
   likelihood log-ratios, ...) are listed in `reliability_skipped` with why.
@@ -333,6 +333,7 @@ def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: 
       'first_sample': {'accuracy': first_acc, 'ci95': list(first_ci) if first_ci else None},
       'auroc': stats['auroc'],
       'ece': stats['ece'],
+      'brier': stats['brier'],
       **_vs_k_json(stats['vs_k'], n_max),
       'differences': _differences_json(stats['differences']),
       **_reliability_json(stats['reliability']),
@@ -410,7 +411,8 @@ def _reliability_json(reliability: dict) -> dict:
                  'count': [int(c) for c in bins['count']],
                  'mean_score': nan_to_none(bins['mean_score']),
                  'accuracy': nan_to_none(bins['accuracy']),
-                 'ece': bins['ece']}
+                 'ece': bins['ece'],
+                 'brier': bins['brier']}
   return {'reliability': out, 'reliability_skipped': skipped}
 
 
@@ -607,7 +609,7 @@ def _plot_reliability(path: str, results: dict) -> None:
     bins = results['reliability'][name]
     filled = [j for j, c in enumerate(bins['count']) if c > 0]
     line, = ax.plot([bins['mean_score'][j] for j in filled], [bins['accuracy'][j] for j in filled],
-                    marker='o', label=f'{name} (ECE {bins["ece"]:.3f})')
+                    marker='o', label=f'{name} (ECE {bins["ece"]:.3f}, Brier {bins["brier"]:.3f})')
     left = np.array(bins['edges'][:-1])
     ax_count.bar(left + i * width, bins['count'], width=width, align='edge',
                  color=line.get_color())

@@ -283,6 +283,8 @@ def test_reliability_bins_hand_made():
   # (1 * 0.05 + 2 * 0.365 + 1 * 0.55 + 2 * 0.025) / 6
   assert bins['ece'] == pytest.approx(0.23)
   assert best_of_n.expected_calibration_error(scores, labels) == pytest.approx(0.23)
+  # (0.05^2 + 0.85^2 + 0.12^2 + 0.05^2 + 0 + 0.55^2) / 6
+  assert bins['brier'] == pytest.approx((0.0025 + 0.7225 + 0.0144 + 0.0025 + 0.3025) / 6)
   assert best_of_n.reliability_bins([0.5, 1.5], [0, 1]) is None  # not probabilities
   assert best_of_n.reliability_bins([-0.1, 0.5], [0, 1]) is None
 
@@ -416,6 +418,7 @@ def test_cli_end_to_end(tmp_path):
   assert results['n_max'] == 8
   assert set(results['auroc']) == {'genrm_cot', 'disc'}
   assert results['ece']['disc'] is None  # not probabilities
+  assert results['brier']['disc'] is None and 0 < results['brier']['genrm_cot'] < 1
   # Score histograms of every verifier, logits included.
   assert set(results['score_histograms']) == {'genrm_cot', 'disc'}
   for hist in results['score_histograms'].values():
