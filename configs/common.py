@@ -103,6 +103,12 @@ def get_config(task: str, method: str, arg: str | None = None
   c.model.attention_impl = "einsum"
   c.model.scan_unroll = 1
   c.model.num_layers = mlc.config_dict.placeholder(int)
+  # LoRA: > 0 trains rank-`lora_rank` adapters (scale lora_alpha / lora_rank)
+  # on `lora_targets` ('all', 'attention', 'mlp' or a comma list of
+  # gemma.LORA_TARGETS) with the rest frozen; the export folds them in.
+  c.model.lora_rank = 0
+  c.model.lora_alpha = 16.0
+  c.model.lora_targets = "all"
   # An official Gemma checkpoint (Kaggle/orbax layout) to start from; params
   # only. Used when the workdir has no checkpoint yet. '' = random init.
   c.init_from = ""

@@ -514,9 +514,11 @@ def _compile_train_step(config, devices: list[jax.Device]):
                                               method)
   state = checkpointing.abstract_like(state_shapes, state_shardings)
   batch = abstract_batch(config, mesh)
-  if method == "dpo" and not dpo_reference.enabled(config):
+  if (method == "dpo" and not dpo_reference.enabled(config) and
+      not step_kw["lora_reference"]):
     # The frozen reference: model params, same shardings. (Precomputed, the
-    # batch carries its log-probs instead.)
+    # batch carries its log-probs instead; under LoRA it is the state's own
+    # weights with the adapters zeroed.)
     ref_shardings = state_shardings["params"]["model"]
     ref = checkpointing.abstract_like(state_shapes["params"]["model"],
                                       ref_shardings)

@@ -57,6 +57,7 @@ import optax
 from genrm_jax import checkpointing
 from genrm_jax import data_synthetic
 from genrm_jax import dpo_reference
+from genrm_jax import lora
 from genrm_jax import losses
 from genrm_jax import metric_writers
 from genrm_jax import optimizer as optimizer_lib
@@ -199,6 +200,8 @@ def model_config(config, platform: str | None = None
   compile check passes the platform it compiles for)."""
   fields = config.model.to_dict()
   preset = fields.pop("preset")
+  if isinstance(fields.get("lora_targets"), str):
+    fields["lora_targets"] = lora.parse_targets(fields["lora_targets"])
   mcfg = gemma.get_config(preset, **{k: v for k, v in fields.items()
                                      if v is not None})
   platform = platform or jax.default_backend()
@@ -211,11 +214,17 @@ def model_config(config, platform: str | None = None
   return mcfg
 
 
+def trainable_params(params, mcfg):
+  """The params the optimizer updates: all of them, or under LoRA
+  (`mcfg.lora_rank`) the adapters and the value head (`lora.partition`)."""
+  return lora.partition(params)[0] if mcfg.lora_rank else params
+
+
 def _state_from_model_params(model_params, mcfg, tx, method):
   params = {"model": model_params}
   if method == "disc":
     params["value_head"] = losses.init_value_head(mcfg.embed_dim)
-  return {"params": params, "opt_state": tx.init(params),
+  return {"params": params, "opt_state": tx.init(trainable_params(params, mcfg)),
           "step": jnp.zeros((), jnp.int32)}
 
 
@@ -242,7 +251,16 @@ def step_kwargs(config, model, yes_id, no_id) -> dict[str, Any]:
   return dict(model=model, method=config.method, beta=float(config.dpo.beta),
               yes_id=yes_id, no_id=no_id,
               loss_chunk_size=int(config.get("loss_chunk_size", 0)),
-              cast_params_once=bool(config.get("cast_params_once", False)))
+              cast_params_once=bool(config.get("cast_params_once", False)),
+              lora_reference=lora_reference(config, model.config))
+
+
+def lora_reference(config, mcfg) -> bool:
+  """DPO under LoRA: the reference is the frozen base, i.e. the model with
+  its adapters zeroed, so it needs no copy of its own (unless its log-probs
+  are precomputed: `dpo.precompute_reference`)."""
+  return (config.method == "dpo" and bool(mcfg.lora_rank) and
+          not dpo_reference.enabled(config))
 
 
 def _compute_params(params, model, cast_params_once: bool):
@@ -259,14 +277,25 @@ def _compute_params(params, model, cast_params_once: bool):
 
 def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
                beta, yes_id, no_id, accum_steps, loss_chunk_size=0,
-               cast_params_once=False):
+               cast_params_once=False, lora_reference=False):
   """One optimizer update. Returns (new state, metrics)."""
   step = state["step"]
+  if lora_reference:
+    ref_params = lora.zero_adapters(state["params"])["model"]
   # Gemma fine-tuning uses no dropout; the key is there for stochastic
   # extensions and is a pure function of the step, so resume is exact.
   del rng  # = jax.random.fold_in(rng, step) when needed
 
+  # Under LoRA only the adapters (and value head) are differentiated: the
+  # frozen weights enter the loss as constants, so no weight-sized gradient,
+  # moment or update exists for them.
+  params, frozen = state["params"], None
+  if model.config.lora_rank:
+    params, frozen = lora.partition(params)
+
   def loss_fn(params, mb):
+    if frozen is not None:
+      params = lora.combine(params, frozen)
     params = _compute_params(params, model, cast_params_once)
     loss_sum, count, sums = losses.compute_loss(
         method, model, params, mb, ref_params=ref_params, beta=beta,
@@ -274,7 +303,6 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
     return loss_sum, (count, sums)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  params = state["params"]
   if accum_steps == 1:
     (loss_sum, (count, sums)), grads = grad_fn(params, batch)
   else:
@@ -307,12 +335,17 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
       "input_tokens": _input_tokens(batch),
       **losses.finalize(sums),
   }
+  if frozen is not None:
+    new_params = lora.combine(new_params, frozen)
   new_state = {"params": new_params, "opt_state": opt_state, "step": step + 1}
   return new_state, metrics
 
 
 def eval_step(params, batch, ref_params, *, model, method, beta, yes_id,
-              no_id, loss_chunk_size=0, cast_params_once=False):
+              no_id, loss_chunk_size=0, cast_params_once=False,
+              lora_reference=False):
+  if lora_reference:
+    ref_params = lora.zero_adapters(params)["model"]
   loss_sum, count, sums, outputs = losses.compute_loss(
       method, model, _compute_params(params, model, cast_params_once), batch,
       ref_params=ref_params, beta=beta, yes_id=yes_id, no_id=no_id,
@@ -364,7 +397,8 @@ def state_shardings_for(state_shapes, mcfg, tx, mesh, method):
     param_shardings["value_head"] = jax.tree.map(
         lambda _: replicated, state_shapes["params"]["value_head"])
   opt_shardings = optax.tree_map_params(
-      tx, lambda _, s: s, state_shapes["opt_state"], param_shardings,
+      tx, lambda _, s: s, state_shapes["opt_state"],
+      trainable_params(param_shardings, mcfg),
       transform_non_params=lambda _: replicated,
       is_leaf=lambda x: isinstance(x, NamedSharding))
   return {"params": param_shardings, "opt_state": opt_shardings,
@@ -458,6 +492,11 @@ def train_and_evaluate(config, workdir: str, *,
                  for x in jax.tree.leaves(state_shapes["params"]))
   _log("Model %s: %.1fM params; method %s.", config.model.preset,
        n_params / 1e6, method)
+  if mcfg.lora_rank:
+    n_train, _ = lora.count(state_shapes["params"])
+    _log("LoRA rank %d (alpha %g) on %s: %.2fM trainable params (%.2f%%), the "
+         "rest frozen.", mcfg.lora_rank, mcfg.lora_alpha,
+         ", ".join(mcfg.lora_targets), n_train / 1e6, 100 * n_train / n_params)
 
   # ---------------------------------------------------------------------------
   # Checkpoints and restore: workdir latest -> init_from -> scratch.
@@ -469,6 +508,13 @@ def train_and_evaluate(config, workdir: str, *,
 
   def initial_model_params():
     """The model params training starts from (also DPO's reference)."""
+    if config.init_from and mcfg.lora_rank:
+      # A checkpoint holds the base model: fresh adapters (B = 0) beside it.
+      base = model_checkpoints.load_params(config.init_from,
+                                           lora.base_config(mcfg), mesh=mesh)
+      fresh = lora.init_adapters(mcfg, rng_init,
+                                 lora.adapters(model_shardings))
+      return lora.combine(fresh, base)
     if config.init_from:
       return model_checkpoints.load_params(config.init_from, mcfg, mesh=mesh)
     return jax.jit(init_model_params, out_shardings=model_shardings)(rng_init)
@@ -500,7 +546,7 @@ def train_and_evaluate(config, workdir: str, *,
         reference_params=initial_model_params,
         loss_chunk_size=step_kw["loss_chunk_size"],
         log=lambda m: _log("%s", m))
-  elif needs_ref:
+  elif needs_ref and not step_kw["lora_reference"]:
     ref_params = initial_model_params()
     ref_shardings = model_shardings
 
@@ -587,8 +633,9 @@ def train_and_evaluate(config, workdir: str, *,
         m["steps_per_sec"] = steps_per_s
         m["tokens_per_sec"] = float(m["input_tokens"]) * steps_per_s
         if config.peak_tflops_per_device > 0:
-          # 6 * params * tokens: weights only, attention FLOPs not counted.
-          m["mfu"] = (6 * n_params * m["tokens_per_sec"] /
+          # 6 * params * tokens: weights only, attention FLOPs not counted;
+          # 4 under LoRA (no weight gradients for the frozen weights).
+          m["mfu"] = ((4 if mcfg.lora_rank else 6) * n_params * m["tokens_per_sec"] /
                       (config.peak_tflops_per_device * 1e12 * mesh.devices.size))
         eta = (total - step) / steps_per_s if steps_per_s > 0 else math.inf
         _log("step %d/%d | loss %.4f | lr %.3g | %.2f steps/s%s | ETA %s",
@@ -627,8 +674,14 @@ def train_and_evaluate(config, workdir: str, *,
   final_step = int(jax.device_get(state["step"]))
   if config.export_params and final_step >= total:
     export_dir = os.path.join(workdir, "export")
-    checkpointing.export_params(state["params"]["model"],
-                                os.path.join(export_dir, "params"))
+    export_cfg = model_config(config)
+    model_params = state["params"]["model"]
+    if mcfg.lora_rank:  # an ordinary bundle: the adapters folded in
+      model_params = jax.jit(functools.partial(lora.merge, mcfg),
+                             out_shardings=lora.without_adapters(model_shardings)
+                             )(model_params)
+      export_cfg = lora.base_config(export_cfg)
+    checkpointing.export_params(model_params, os.path.join(export_dir, "params"))
     if method == "disc" and jax.process_index() == 0:
       head = jax.device_get(state["params"]["value_head"])
       buf = io.BytesIO()
@@ -636,7 +689,7 @@ def train_and_evaluate(config, workdir: str, *,
       paths.write_atomic(os.path.join(export_dir, bundle.VALUE_HEAD),
                          buf.getvalue())
     if jax.process_index() == 0:  # model.json: loadable from its path alone
-      bundle.write_model_json(export_dir, model_config(config),
+      bundle.write_model_json(export_dir, export_cfg,
                               config.data.vocabulary or None,
                               has_value_head=method == "disc")
     _log("Exported params to %s.", export_dir)

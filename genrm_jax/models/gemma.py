@@ -29,6 +29,7 @@ number, tanh GELU.
 from __future__ import annotations
 
 import dataclasses
+import math
 import functools
 from typing import Any, Sequence
 
@@ -68,6 +69,27 @@ REMAT_POLICIES = {
 
 # How attention runs without a KV cache (`TransformerConfig.attention_impl`).
 ATTENTION_IMPLS = ("einsum", "xla", "cudnn")
+
+# The projections LoRA can adapt (`TransformerConfig.lora_targets`), by
+# parameter name, with the einsum each computes (the weight is its right
+# operand). `lora.merge` folds an adapter into its weight with the same
+# equation, so the two cannot drift apart.
+LORA_EQUATIONS = {
+    "qkv_einsum": "BTD,SNDH->SBTNH",
+    "q_einsum": "BTD,NDH->BTNH",
+    "kv_einsum": "BSD,CKDH->CBSKH",
+    "attn_vec_einsum": "BTNH,NHD->BTD",
+    "gating_einsum": "MD,CDF->CMF",  # "MD,CFD->CMF" if transpose_gating_einsum
+    "linear": "MF,FD->MD",
+}
+LORA_TARGETS = tuple(LORA_EQUATIONS)
+
+
+def lora_equation(config: "TransformerConfig", name: str) -> str:
+  """The einsum of projection `name` (LORA_EQUATIONS) in this model."""
+  if name == "gating_einsum" and config.transpose_gating_einsum:
+    return "MD,CFD->CMF"
+  return LORA_EQUATIONS[name]
 
 PAD_ID = 0
 EOS_ID = 1
@@ -146,6 +168,15 @@ class TransformerConfig:
   cache_left_attention: bool = False
   # SentencePiece `tokenizer.model` that goes with the weights (or None).
   tokenizer: str | None = None
+  # LoRA (Hu et al. 2021): beside each projection named in `lora_targets`, a
+  # rank-`lora_rank` update (lora_alpha / lora_rank) * x A B, B zero at
+  # initialisation (the model starts as the base one). The trainer then
+  # trains only the adapters (and a value head), with no optimizer state for
+  # the frozen weights, and exports them folded into the weights
+  # (`genrm_jax/lora.py`). 0: no adapters.
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_targets: tuple[str, ...] = LORA_TARGETS
 
   def __post_init__(self):
     object.__setattr__(self, "attention_types", tuple(self.attention_types))
@@ -183,6 +214,14 @@ class TransformerConfig:
         jnp.dtype(getattr(self, name))
       except TypeError as e:
         raise ValueError(f"{name}={getattr(self, name)!r} is no dtype") from e
+    object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+    if self.lora_rank < 0:
+      raise ValueError(f"lora_rank={self.lora_rank} must be >= 0 (0: no LoRA).")
+    unknown = sorted(set(self.lora_targets) - set(LORA_TARGETS))
+    if unknown or (self.lora_rank and not self.lora_targets):
+      raise ValueError(
+          f"lora_targets={self.lora_targets}: expected a non-empty subset of"
+          f" {LORA_TARGETS}.")
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(
           f"attention_impl={self.attention_impl!r}; expected one of"
@@ -213,6 +252,14 @@ class TransformerConfig:
   @property
   def params_dtype(self) -> jnp.dtype:
     return jnp.dtype(self.param_dtype)
+
+  @property
+  def lora_scale(self) -> float:
+    return self.lora_alpha / self.lora_rank if self.lora_rank else 0.0
+
+  def adapts(self, name: str) -> bool:
+    """Whether projection `name` has a LoRA adapter."""
+    return bool(self.lora_rank) and name in self.lora_targets
 
   def query_pre_attn_scalar(self) -> float:
     if self.query_pre_attn_norm == "by_embed_dim_div_num_heads":
@@ -440,13 +487,49 @@ class Einsum(nn.Module):
   param_dtype: Any = jnp.float32
   dtype: Any = jnp.float32
   batched: bool = False  # TransformerConfig.batched_projections
+  config: TransformerConfig | None = None  # for its LoRA adapter, if any
 
   @nn.compact
   def __call__(self, eqn: str, x: jax.Array) -> jax.Array:
     w = _param(self, self.weight_name, nn.initializers.normal(), self.shape,
                self.axis_names, self.param_dtype)
     einsum = batched_einsum if self.batched else jnp.einsum
-    return einsum(eqn, x, w.astype(self.dtype))
+    y = einsum(eqn, x, w.astype(self.dtype))
+    if self.config is not None and self.config.adapts(self.name):
+      y = y + lora_update(self, "", eqn, x, self.shape, self.axis_names,
+                          self.config)
+    return y
+
+
+def lora_update(module: nn.Module, prefix: str, eqn: str, x: jax.Array,
+                shape: Sequence[int], names: Sequence[str | None],
+                config: TransformerConfig) -> jax.Array:
+  """`scale * (x A) B`, the LoRA update of the weight `eqn` multiplies `x` by.
+
+  A [contracted axes of the weight, rank] (named `{prefix}lora_a`, normal
+  with variance 1 / fan-in), B [rank, its other axes] (`{prefix}lora_b`,
+  zeros), both float32; their logical axis names follow the weight's, the
+  rank axis is replicated. Two thin einsums: the weight-sized update is never formed.
+  """
+  lhs, rest = eqn.split(",")
+  rhs, out = rest.split("->")
+  contracted = "".join(a for a in rhs if a in lhs)
+  free = "".join(a for a in rhs if a not in lhs)
+  kept = "".join(a for a in lhs if a not in rhs)
+  dims, axis = dict(zip(rhs, shape)), dict(zip(rhs, names))
+  # fp32 whatever `param_dtype` is: a bf16 base (to save memory) still
+  # trains its small adapters in full precision.
+  rank, pdt, dt = config.lora_rank, jnp.float32, x.dtype
+  fan_in = math.prod(dims[c] for c in contracted)
+  a = _param(module, prefix + "lora_a", nn.initializers.normal(fan_in**-0.5),
+             tuple(dims[c] for c in contracted) + (rank,),
+             tuple(axis[c] for c in contracted) + ("lora_rank",), pdt)
+  b = _param(module, prefix + "lora_b", nn.initializers.zeros_init(),
+             (rank,) + tuple(dims[f] for f in free),
+             ("lora_rank",) + tuple(axis[f] for f in free), pdt)
+  xa = jnp.einsum(f"{lhs},{contracted}z->{kept}z", x, a.astype(dt))
+  update = jnp.einsum(f"{kept}z,z{free}->{out}", xa, b.astype(dt))
+  return update * jnp.asarray(config.lora_scale, dt)
 
 
 def batched_einsum(eqn: str, x: jax.Array, w: jax.Array) -> jax.Array:
@@ -508,7 +591,7 @@ class Attention(nn.Module):
     dt, pdt = cfg.compute_dtype, cfg.params_dtype
     n, k, h, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.embed_dim
     einsum = functools.partial(Einsum, param_dtype=pdt, dtype=dt,
-                               batched=cfg.batched_projections)
+                               batched=cfg.batched_projections, config=cfg)
     if n == k:  # official: one fused qkv projection when kv heads == heads
       q, key, value = einsum(
           (3, n, d, h), (None, "heads", "embed", "head_dim"),
@@ -638,13 +721,14 @@ class FeedForward(nn.Module):
     dt, pdt = cfg.compute_dtype, cfg.params_dtype
     d, f = cfg.embed_dim, cfg.hidden_dim
     if cfg.transpose_gating_einsum:
-      w_gate = _param(self, "gating_einsum", nn.initializers.normal(),
-                      (2, f, d), (None, "mlp", "embed"), pdt)
-      eqn, batched_eqn = "MD,FD->MF", "MD,CFD->CMF"
+      gate_shape, gate_names = (2, f, d), (None, "mlp", "embed")
+      eqn = "MD,FD->MF"
     else:
-      w_gate = _param(self, "gating_einsum", nn.initializers.normal(),
-                      (2, d, f), (None, "embed", "mlp"), pdt)
-      eqn, batched_eqn = "MD,DF->MF", "MD,CDF->CMF"
+      gate_shape, gate_names = (2, d, f), (None, "embed", "mlp")
+      eqn = "MD,DF->MF"
+    batched_eqn = lora_equation(cfg, "gating_einsum")
+    w_gate = _param(self, "gating_einsum", nn.initializers.normal(),
+                    gate_shape, gate_names, pdt)
     # Never one plain einsum over both halves ('...D,CDF->...CF'): XLA lays
     # the weight out as [D, 2, F] first, a copy of every layer's gating
     # weights (4.8 GB of a Gemma-2B decode step's 11.9 on an H100,
@@ -659,11 +743,19 @@ class FeedForward(nn.Module):
       gate, up = batched_einsum(batched_eqn, rows, w_gate)
     else:  # two matmuls over the halves
       gate, up = jnp.einsum(eqn, rows, w_gate[0]), jnp.einsum(eqn, rows, w_gate[1])
+    if cfg.adapts("gating_einsum"):
+      delta = lora_update(self, "gating_einsum_", batched_eqn, rows, gate_shape,
+                          gate_names, cfg)
+      gate, up = gate + delta[0], up + delta[1]
     hidden = (nn.gelu(gate) * up).reshape(x.shape[:-1] + (f,))
     hidden = nn.with_logical_constraint(hidden, ("batch", "length", "act_mlp"))
     w_out = _param(self, "linear", nn.initializers.normal(), (f, d),
                    ("mlp", "embed"), pdt)
-    out = jnp.einsum("MF,FD->MD", hidden.reshape(-1, f), w_out.astype(dt))
+    hidden_rows = hidden.reshape(-1, f)
+    out = jnp.einsum("MF,FD->MD", hidden_rows, w_out.astype(dt))
+    if cfg.adapts("linear"):
+      out = out + lora_update(self, "linear_", "MF,FD->MD", hidden_rows, (f, d),
+                              ("mlp", "embed"), cfg)
     return out.reshape(x.shape)
 
 
