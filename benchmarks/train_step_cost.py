@@ -25,6 +25,7 @@ Variants (`--variants`, a comma list):
   ours_remat_full   ... remat 'full';  ours_remat_none: no remat
   ours_mu_bf16      ... AdamW's first moment in bf16
   ours_cast_each_use  ... weights cast to bf16 at each use, not once a step
+  ours_lora         ... LoRA rank 16 on every projection, the rest frozen
   official          the official gemma Transformer's fwd + bwd (no
                     optimizer), bf16 params, as train_step.py times it
 
@@ -53,6 +54,7 @@ OURS = {
     "ours_remat_none": {"model.remat_policy": "none"},
     "ours_mu_bf16": {"optimizer.mu_dtype": "bfloat16"},
     "ours_cast_each_use": {"cast_params_once": False},
+    "ours_lora": {"model.lora_rank": 16},
 }
 VARIANTS = (*OURS, "official")
 DEFAULT = ("ours,ours_cudnn,ours_cast_each_use,ours_remat_full,ours_remat_none,"

@@ -501,32 +501,45 @@ class Einsum(nn.Module):
     return y
 
 
-def lora_update(module: nn.Module, prefix: str, eqn: str, x: jax.Array,
-                shape: Sequence[int], names: Sequence[str | None],
-                config: TransformerConfig) -> jax.Array:
-  """`scale * (x A) B`, the LoRA update of the weight `eqn` multiplies `x` by.
+def lora_factors(module: nn.Module, prefix: str, eqn: str, shape: Sequence[int],
+                 names: Sequence[str | None], config: TransformerConfig
+                 ) -> tuple[jax.Array, jax.Array]:
+  """The LoRA factors of the weight `eqn` multiplies its input by.
 
   A [contracted axes of the weight, rank] (named `{prefix}lora_a`, normal
   with variance 1 / fan-in), B [rank, its other axes] (`{prefix}lora_b`,
-  zeros), both float32; their logical axis names follow the weight's, the
-  rank axis is replicated. Two thin einsums: the weight-sized update is never formed.
+  zeros), both float32 whatever `param_dtype` is (a bf16 base, to save
+  memory, still trains its small adapters in full precision); their logical
+  axis names follow the weight's, the rank axis is replicated.
   """
   lhs, rest = eqn.split(",")
-  rhs, out = rest.split("->")
-  contracted = "".join(a for a in rhs if a in lhs)
-  free = "".join(a for a in rhs if a not in lhs)
-  kept = "".join(a for a in lhs if a not in rhs)
+  rhs = rest.split("->")[0]
   dims, axis = dict(zip(rhs, shape)), dict(zip(rhs, names))
-  # fp32 whatever `param_dtype` is: a bf16 base (to save memory) still
-  # trains its small adapters in full precision.
-  rank, pdt, dt = config.lora_rank, jnp.float32, x.dtype
+  contracted = [c for c in rhs if c in lhs]
+  free = [f for f in rhs if f not in lhs]
+  rank = config.lora_rank
   fan_in = math.prod(dims[c] for c in contracted)
   a = _param(module, prefix + "lora_a", nn.initializers.normal(fan_in**-0.5),
              tuple(dims[c] for c in contracted) + (rank,),
-             tuple(axis[c] for c in contracted) + ("lora_rank",), pdt)
+             tuple(axis[c] for c in contracted) + ("lora_rank",), jnp.float32)
   b = _param(module, prefix + "lora_b", nn.initializers.zeros_init(),
              (rank,) + tuple(dims[f] for f in free),
-             ("lora_rank",) + tuple(axis[f] for f in free), pdt)
+             ("lora_rank",) + tuple(axis[f] for f in free), jnp.float32)
+  return a, b
+
+
+def lora_update(module: nn.Module, prefix: str, eqn: str, x: jax.Array,
+                shape: Sequence[int], names: Sequence[str | None],
+                config: TransformerConfig) -> jax.Array:
+  """`scale * (x A) B` (`lora_factors`): two thin einsums, the weight-sized
+  update never formed."""
+  a, b = lora_factors(module, prefix, eqn, shape, names, config)
+  lhs, rest = eqn.split(",")
+  rhs, out = rest.split("->")
+  contracted = "".join(c for c in rhs if c in lhs)
+  free = "".join(f for f in rhs if f not in lhs)
+  kept = "".join(k for k in lhs if k not in rhs)
+  dt = x.dtype
   xa = jnp.einsum(f"{lhs},{contracted}z->{kept}z", x, a.astype(dt))
   update = jnp.einsum(f"{kept}z,z{free}->{out}", xa, b.astype(dt))
   return update * jnp.asarray(config.lora_scale, dt)
@@ -744,9 +757,16 @@ class FeedForward(nn.Module):
     else:  # two matmuls over the halves
       gate, up = jnp.einsum(eqn, rows, w_gate[0]), jnp.einsum(eqn, rows, w_gate[1])
     if cfg.adapts("gating_einsum"):
-      delta = lora_update(self, "gating_einsum_", batched_eqn, rows, gate_shape,
+      # One A for both halves, B [rank, 2, F] read a half at a time: an
+      # update laid out [2, M, F] cost slices and transposes of
+      # activation-sized arrays (88 of a Gemma-2B LoRA step's 504 GB on an
+      # H100, by XLA's cost model; benchmarks/RESULTS.md).
+      a, b = lora_factors(self, "gating_einsum_", batched_eqn, gate_shape,
                           gate_names, cfg)
-      gate, up = gate + delta[0], up + delta[1]
+      xa = jnp.einsum("MD,Dz->Mz", rows, a.astype(dt))
+      scale = jnp.asarray(cfg.lora_scale, dt)
+      gate = gate + jnp.einsum("Mz,zF->MF", xa, b[:, 0].astype(dt)) * scale
+      up = up + jnp.einsum("Mz,zF->MF", xa, b[:, 1].astype(dt)) * scale
     hidden = (nn.gelu(gate) * up).reshape(x.shape[:-1] + (f,))
     hidden = nn.with_logical_constraint(hidden, ("batch", "length", "act_mlp"))
     w_out = _param(self, "linear", nn.initializers.normal(), (f, d),
