@@ -138,6 +138,10 @@ def get_config(task: str, method: str, arg: str | None = None
   # this fraction of the examples (a sample of 2,000, tokenised;
   # data_python.check_example_lengths): a cut CoT target loses its verdict.
   c.data.max_truncated_fraction = 0.01
+  # > 0: train on the verification examples of this many training problems
+  # only (a seeded subset; smaller subsets nested in larger ones), for
+  # data-scaling curves like the paper's. 0: all.
+  c.data.train_problems = 0
   c.data.max_correct = 16  # per problem, as in the paper
   c.data.max_incorrect = 16
   # Keep as many correct as incorrect candidates within each group, so that

@@ -50,12 +50,34 @@ def released_candidates(split: str) -> tuple[candidates_lib.Candidate, ...]:
   return tuple(out)
 
 
+def keep_problems(items, problem_of, num_problems: int, seed: int = 0) -> list:
+  """Items of the first `num_problems` problems in a seeded random order
+  (0: all). The order does not depend on `num_problems`, so smaller subsets
+  are nested in larger ones: a data-scaling curve adds problems, it does
+  not redraw them."""
+  items = list(items)
+  if num_problems <= 0:
+    return items
+  problems = sorted({problem_of(item) for item in items})
+  if num_problems > len(problems):
+    raise ValueError(f"data.train_problems={num_problems}, but the training data "
+                     f"has {len(problems)} problems.")
+  random.Random(seed).shuffle(problems)
+  kept = set(problems[:num_problems])
+  return [item for item in items if problem_of(item) in kept]
+
+
 @functools.lru_cache(maxsize=None)
 def verification_examples(kind: str, family: str, stores: tuple,
                            max_correct: int, max_incorrect: int, seed: int,
                            split: str, rationales: tuple = (),
-                           balance_by: str = "") -> list[dict]:
-  """Examples of `kind` for `split` from the store paths (or released data)."""
+                           balance_by: str = "", train_problems: int = 0) -> list[dict]:
+  """Examples of `kind` for `split` from the store paths (or released data).
+
+  `train_problems` > 0 keeps the training split's examples of that many
+  problems (`keep_problems`, seeded by `seed`): data-scaling experiments.
+  """
+  subset = train_problems if split == "train" else 0
   stores = dict(stores)
   if stores:
     if split not in stores:
@@ -69,10 +91,12 @@ def verification_examples(kind: str, family: str, stores: tuple,
           "config.data.candidates = {'train': C.jsonl, 'validation': ...} "
           "(from python -m genrm_jax.generate).")
     if kind == "genrm_cot":
-      rows = vd.released_cot_examples(split)
+      rows = keep_problems(vd.released_cot_examples(split),
+                           lambda r: f"gsm8k/{r['question_id']}", subset, seed)
       return mixed([{"inputs": r["inputs"], "targets": r["targets"]}
                      for r in rows], split)
     pool = released_candidates(split)
+  pool = keep_problems(pool, lambda c: c.problem_id, subset, seed)
   caps = dict(max_correct=max_correct, max_incorrect=max_incorrect, seed=seed)
   if kind in ("genrm", "genrm_cot", "disc"):
     caps["balance_by"] = balance_by  # DPO pairs are balanced per problem anyway

@@ -124,8 +124,8 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
                                 unified_lambda: float = 1.0,
                                 max_correct: int = vd.DEFAULT_MAX_CORRECT,
                                 max_incorrect: int = vd.DEFAULT_MAX_INCORRECT,
-                                seed: int = 0, balance_by: str = ""
-                                ) -> list[str]:
+                                seed: int = 0, balance_by: str = "",
+                                train_problems: int = 0) -> list[str]:
   """Registers `<family>_{genrm,genrm_cot,disc,dpo,solve}` and the unified
   mixtures from candidate stores (`{split: path}`), or released GSM8K data."""
   stores = tuple(sorted((k, v) for k, v in stores.items() if v))
@@ -141,7 +141,7 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
     def build(split, kind=kind):
       return examples_lib.verification_examples(kind, family, stores, max_correct,
                                     max_incorrect, seed, split, rationales,
-                                    balance_by)
+                                    balance_by, train_problems)
 
     _add_task(name, _string_source(build, splits,
                                    fields.get(kind, _GENERATIVE_FIELDS)),
@@ -181,7 +181,8 @@ def register(data_config=None) -> list[str]:
           max_correct=int(get("max_correct", vd.DEFAULT_MAX_CORRECT)),
           max_incorrect=int(get("max_incorrect", vd.DEFAULT_MAX_INCORRECT)),
           seed=int(get("seed", 0)),
-          balance_by=str(get("balance_by", "") or ""))
+          balance_by=str(get("balance_by", "") or ""),
+          train_problems=int(get("train_problems", 0) or 0))
   return names
 
 

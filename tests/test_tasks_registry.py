@@ -248,3 +248,34 @@ def test_sentencepiece_vocabulary(tmp_path):
   assert prompt == prompts.solution_prompt(question)  # golden, newlines kept
   yes, no = ip.verdict_ids(vocab)
   assert yes != no and vocab.decode([yes]).strip() in ("Yes", "Y")
+
+
+def test_keep_problems_is_a_nested_seeded_subset():
+  items = [(f"p{i % 20}", i) for i in range(60)]
+  problem = lambda item: item[0]
+  five = examples.keep_problems(items, problem, 5, seed=0)
+  ten = examples.keep_problems(items, problem, 10, seed=0)
+  assert len({problem(i) for i in five}) == 5 and len(five) == 15  # 3 items each
+  assert set(five) <= set(ten)  # nested: a scaling curve adds problems
+  assert examples.keep_problems(items, problem, 5, seed=1) != five
+  assert examples.keep_problems(items, problem, 0) == items
+  with pytest.raises(ValueError, match="train_problems=21.*20 problems"):
+    examples.keep_problems(items, problem, 21)
+
+
+@needs_data
+def test_train_problems_subsets_the_training_split_only(last_letter_store):
+  stores = tuple(sorted(last_letter_store.items()))
+  build = lambda split, n: examples.verification_examples(
+      "genrm", "last_letter", stores, 16, 16, 0, split, (), "", n)
+  assert len({e["problem_id"] for e in build("train", 0)}) == 10
+  assert len({e["problem_id"] for e in build("train", 4)}) == 4
+  assert build("validation", 4) == build("validation", 0)
+  # Through the config, seqio and plain-Python sources alike.
+  config = _config("last_letter_genrm", candidates=last_letter_store, train_problems=3)
+  rows = _segments(_first_batch(config))
+  assert rows and len({p for p, _ in rows}) <= 3 * 2  # 3 problems x 2 solutions
+  # The released GSM8K data (no candidate store): direct rows by question.
+  direct = examples.verification_examples("genrm", "gsm8k", (), 16, 16, 0, "train",
+                                              (), "", 25)
+  assert len({e["problem_id"] for e in direct}) == 25
