@@ -519,10 +519,23 @@ def train_and_evaluate(config, workdir: str, *,
       return model_checkpoints.load_params(config.init_from, mcfg, mesh=mesh)
     return jax.jit(init_model_params, out_shardings=model_shardings)(rng_init)
 
+  def saved(state):
+    """What a checkpoint holds: the state, or under LoRA all of it but the
+    frozen weights (PEFT's adapter-only checkpoints: a 27B base would be 54
+    GB a save). Those are `initial_model_params()`'s, rebuilt on resume as
+    DPO's reference is."""
+    if not mcfg.lora_rank:
+      return state
+    return dict(state, params=lora.partition(state["params"])[0])
+
   latest = ckpt.latest_step()
   if latest is not None:
-    abstract = checkpointing.abstract_like(state_shapes, state_shardings)
+    abstract = checkpointing.abstract_like(saved(state_shapes),
+                                           saved(state_shardings))
     state = ckpt.restore(latest, abstract)
+    if mcfg.lora_rank:
+      _, frozen = lora.partition({"model": initial_model_params()})
+      state = dict(state, params=lora.combine(state["params"], frozen))
     _log("Resumed from %s at step %d.", ckpt.directory, latest)
   elif config.init_from:
     _log("Initialising from %s.", config.init_from)
@@ -646,7 +659,7 @@ def train_and_evaluate(config, workdir: str, *,
         last_metrics = m
 
       if save_now:
-        ckpt.save(step, state)
+        ckpt.save(step, saved(state))
 
       if eval_enabled and (step % config.eval_every == 0 or step == total):
         em = run_eval(state)
