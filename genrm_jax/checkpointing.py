@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from absl import logging
@@ -35,6 +36,66 @@ def abstract_like(shapes: Any, shardings: Any) -> Any:
   return jax.tree.map(
       lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
       shapes, shardings)
+
+
+def _plain(tree: Any) -> Any:
+  """The containers as orbax stores them: named tuples (optax's states) as
+  dicts of their fields, other tuples as lists."""
+  if isinstance(tree, dict):
+    return {k: _plain(v) for k, v in tree.items()}
+  if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+    return {k: _plain(getattr(tree, k)) for k in tree._fields}
+  if isinstance(tree, (list, tuple)):
+    return [_plain(v) for v in tree]
+  return tree
+
+
+def _leaf_shapes(tree: Any) -> dict[str, tuple]:
+  def name(path):
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+  leaves = jax.tree_util.tree_flatten_with_path(_plain(tree))[0]
+  return {name(path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+_MAX_LISTED = 8
+
+
+def check_matches(item_dir: str, abstract_state: Any) -> None:
+  """Raises ValueError listing what differs (missing, unexpected, other
+  shapes) when the checkpoint in `item_dir` is not of `abstract_state`'s
+  structure: a workdir resumed with other model, method, optimizer or LoRA
+  settings than the run that wrote it. (Orbax's own error buries that under
+  every array's sharding.) Silent when the metadata cannot be read."""
+  try:
+    metadata = ocp.StandardCheckpointer().metadata(item_dir)
+  except Exception:  # pylint: disable=broad-except
+    return
+  stored = _leaf_shapes(getattr(metadata, "item_metadata", metadata))
+  wanted = _leaf_shapes(abstract_state)
+  order = lambda k: (not k.startswith("params/"), k)  # params first
+  missing = sorted(set(wanted) - set(stored), key=order)
+  unexpected = sorted(set(stored) - set(wanted), key=order)
+  shapes = sorted((k for k in set(wanted) & set(stored) if wanted[k] != stored[k]),
+                  key=order)
+  if not (missing or unexpected or shapes):
+    return
+  listed = lambda keys, fmt=str: "; ".join(fmt(k) for k in keys[:_MAX_LISTED]) + (
+      f"; ... ({len(keys)} in all)" if len(keys) > _MAX_LISTED else "")
+  parts = []
+  if missing:
+    parts.append(f"this run needs {len(missing)} arrays the checkpoint lacks: "
+                 f"{listed(missing)}")
+  if unexpected:
+    parts.append(f"the checkpoint has {len(unexpected)} arrays this run does not: "
+                 f"{listed(unexpected)}")
+  if shapes:
+    parts.append(f"{len(shapes)} arrays differ in shape (checkpoint vs this run): "
+                 + listed(shapes, lambda k: f"{k} {stored[k]} vs {wanted[k]}"))
+  raise ValueError(
+      f"The checkpoint {item_dir} does not fit this run's state: "
+      + "; ".join(parts) + ". It was written with other model, method, optimizer "
+      "or LoRA settings: resume with the settings that wrote it, or start a new "
+      "--workdir.")
 
 
 class Checkpointer:
@@ -76,6 +137,8 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state: Any) -> Any:
     logging.info("Restoring step %d from %s", step, self.directory)
+    check_matches(os.path.join(self.directory, str(step), "default"),
+                  abstract_state)
     return self._manager.restore(
         step, args=ocp.args.StandardRestore(abstract_state))
 

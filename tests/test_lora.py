@@ -194,3 +194,15 @@ def test_dpo_lora_reference_is_the_frozen_base(tmp_path):
   # (Warmup: step 1's learning rate is 0.) The adapters moved the policy
   # away from the reference, which did not move.
   assert abs(records[-1]['loss'] - np.log(2)) > 1e-4
+
+
+def test_resuming_with_other_lora_settings_lists_what_differs(tmp_path):
+  workdir = tmp_path / 'run'
+  tu.run(_lora_config(total_steps=1), workdir)
+  with pytest.raises(ValueError, match=r"does not fit this run's state: .*arrays differ in "
+                     r"shape.*params/model/layers/attn/kv_einsum/lora_a \(2, 64, 4\) vs "
+                     r"\(2, 64, 2\).*start a new --workdir"):
+    tu.run(_lora_config(total_steps=2, model__lora_rank=2), workdir)
+  with pytest.raises(ValueError, match=r"this run needs .* arrays the checkpoint lacks: "
+                     r"params/model/embedder/input_embedding"):
+    tu.run(_lora_config(total_steps=2, model__lora_rank=0), workdir)
