@@ -246,7 +246,8 @@ def get_config(task: str, method: str, arg: str | None = None
   return c
 
 
-def add_cot_variants(c: mlc.ConfigDict, *, unified: bool, greedy: bool) -> None:
+def add_cot_variants(c: mlc.ConfigDict, *, unified: bool, greedy: bool,
+                     transfer: bool = False) -> None:
   """Pipeline configs (configs/pipeline/): the paper's GenRM-CoT variants
   beside `c.verifiers.genrm_cot` and its run `c.runs.cot`.
 
@@ -254,15 +255,27 @@ def add_cot_variants(c: mlc.ConfigDict, *, unified: bool, greedy: bool) -> None:
   mixed in); `unified` adds its verifier, `genrm_cot_unified`, scored like
   GenRM-CoT; `greedy` adds `genrm_cot_greedy`, the paper's "GenRM-CoT
   (Greedy)": GenRM-CoT's model (`run_of`, no training) scored by one
-  rationale at temperature 0.
+  rationale at temperature 0. `transfer` (the paper's transfer to
+  generation: does verification data make a better solver?) adds the
+  unified verifier if missing and `c.runs.solve_correct`, the control: the
+  unified run's schedule on its solution data alone (`<task>_solve`, the
+  verifier-train problems' correct candidates); the pipeline then samples
+  the evaluation problems with both models (`c.generation_transfer`).
   """
   # Deep copies (`to_dict`): a nested ConfigDict assigned as is stays one
   # object, and an override of one verifier's options or one run's
   # optimizer would then change the other's too.
   cot_run, cot = c.runs.cot.to_dict(), c.verifiers.genrm_cot.to_dict()
   c.runs.unified = dict(cot_run, data=dict(cot_run["data"], unified_lambda=1.0))
-  if unified:
+  if unified or transfer:
     c.verifiers.genrm_cot_unified = dict(cot, method="unified")
+  c.generation_transfer = bool(transfer)
+  if transfer:
+    solve_data = c.runs.solve.data.to_dict()
+    c.runs.solve_correct = dict(
+        {k: v for k, v in cot_run.items() if k != "data"},
+        data=dict(task=f"{c.task}_solve", seq_len=solve_data["seq_len"],
+                  inputs_len=solve_data.get("inputs_len", 0)))
   if greedy:
     c.verifiers.genrm_cot_greedy = dict(
         cot, run_of="genrm_cot",

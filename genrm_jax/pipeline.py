@@ -84,9 +84,10 @@ def _apply(target: mlc.ConfigDict, overrides, prefix: str = '') -> None:
 
 
 def train_config(config, method: str, *, vocabulary: str, init_from: str,
-                 candidates: dict | None = None) -> mlc.ConfigDict:
+                 candidates: dict | None = None, run: str | None = None) -> mlc.ConfigDict:
   """`configs/<task>_<method>.py`'s config, with the pipeline's model, data
-  and schedule (`config.train` for every run, then `config.runs[method]`)."""
+  and schedule (`config.train` for every run, then `config.runs[run or
+  method]`)."""
   from configs import common  # pylint: disable=g-import-not-at-top
   c = common.get_config(config.task, method)
   c.data.source = config.get('data_source', 'seqio')  # 'python': no TensorFlow
@@ -101,7 +102,7 @@ def train_config(config, method: str, *, vocabulary: str, init_from: str,
     c.data.candidates.train = candidates.get('train', '')
     c.data.candidates.validation = candidates.get('validation', '')
   _apply(c, config.train)
-  _apply(c, config.runs[method])
+  _apply(c, config.runs[run or method])
   return c
 
 
@@ -249,10 +250,12 @@ def stage_generator(config, workdir: str, vocabulary: str, log: Log) -> str:
   return _train(c, os.path.join(workdir, 'generator'), log)
 
 
-def stage_candidates(config, workdir: str, generator: str, which: str, log: Log) -> str:
+def stage_candidates(config, workdir: str, generator: str, which: str, log: Log,
+                     name: str = '') -> str:
+  """`which` problems' samples from `generator` -> candidates/<which>[_<name>].jsonl."""
   from genrm_jax import generate  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
-  out = os.path.join(workdir, 'candidates', f'{which}.jsonl')
+  out = os.path.join(workdir, 'candidates', f'{which}{"_" + name if name else ""}.jsonl')
   os.makedirs(os.path.dirname(out), exist_ok=True)
   probs = problems(config, which)
   s = config.sampling
@@ -399,6 +402,41 @@ def stage_verifiers(config, workdir: str, vocabulary: str, generator: str,
   return exports
 
 
+def stage_generation_transfer(config, workdir: str, vocabulary: str, generator: str,
+                              train_candidates: str, exports: dict[str, str],
+                              eval_candidates: str, log: Log) -> dict:
+  """Solve accuracy of the generator, the unified GenRM-CoT model and the
+  control trained on its solution data alone, on the evaluation problems
+  (`genrm_jax.transfer`): WORKDIR/eval/generation.json."""
+  from genrm_jax import transfer  # pylint: disable=g-import-not-at-top
+  unified = next((n for n in config.verifiers if config.verifiers[n].method == 'unified'),
+                 None)
+  if unified is None or not train_candidates:
+    raise ValueError('generation_transfer needs the unified verifier (method unified) '
+                     'and sampled verifier-train candidates (not the released ones).')
+  c = train_config(config, 'solve', vocabulary=vocabulary,
+                   init_from=os.path.join(generator, 'params'),
+                   candidates={'train': train_candidates}, run='solve_correct')
+  log(f'[solve_correct] {c.data.task}: {c.total_steps} steps of batch {c.batch_size} x '
+      f'{c.data.seq_len} tokens, from the generator (the control: {unified}\'s solution '
+      'data without its verification data)')
+  control = _train(c, os.path.join(workdir, 'transfer', 'solve_correct'), log)
+  stores = {'generator': eval_candidates}
+  for name, model in (('solve_correct', control), (unified, exports[unified])):
+    stores[name] = stage_candidates(config, workdir, model, 'eval', log, name=name)
+  result = transfer.report(stores, task=config.task, num_bootstrap=config.eval.bootstrap,
+                           seed=config.seed,
+                           pairs=[(unified, 'generator'), (unified, 'solve_correct'),
+                                  ('solve_correct', 'generator')])
+  out = os.path.join(workdir, 'eval', 'generation.json')
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  with open(out, 'w') as f:
+    json.dump(dict(result, stores=stores), f, indent=1)
+  log(transfer.format_report(result))
+  log(f'Wrote {out}')
+  return result
+
+
 def verifier_list(config, exports: dict[str, str], generator: str) -> list[dict]:
   """The trained verifiers as an eval config's `verifiers` (eval_config.py)."""
   verifiers = []
@@ -491,6 +529,10 @@ def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -
   _stage(log, '5/5 Best-of-N evaluation')
   results = timed('evaluation', stage_evaluation, config, workdir, eval_cands,
                   verifier_list(config, exports, generator), log)
+  if config.get('generation_transfer', False):
+    _stage(log, 'Transfer to generation: the unified model as a solver')
+    timed('generation_transfer', stage_generation_transfer, config, workdir, vocabulary,
+          generator, train_cands, exports, eval_cands, log)
   save_timings()
   log('')
   log(f'Done in {timings["total"]:.0f}s (this invocation): ' +

@@ -26,6 +26,10 @@
 #                          `unified` option: one more CoT-sized run)
 #   --greedy               also GenRM-CoT scored by one greedy rationale
 #                          (the config's `greedy` option; no training)
+#   --transfer             also transfer to generation (the config's `transfer`
+#                          option; implies --unified): the unified model and a
+#                          solution-only control sample the evaluation problems
+#                          (eval/generation.json; algorithmic tasks)
 #   --smoke                the config's `smoke` option: a few steps, problems
 #                          and samples, to check the wiring end to end (runs
 #                          on CPU with JAX_PLATFORMS=cpu); its numbers mean
@@ -37,7 +41,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/launch/_common.sh"
 
-task=last_letter base=runs/gemma3_270m workdir="" results="" python="" smoke="" unified="" greedy="" extra=()
+task=last_letter base=runs/gemma3_270m workdir="" results="" python="" smoke="" unified="" greedy="" transfer="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --task=*) task="${1#*=}" ;;
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
     --smoke) smoke=1 ;;
     --unified) unified=1 ;;
     --greedy) greedy=1 ;;
+    --transfer) transfer=1 ;;
     --config.*) extra+=("$1") ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown flag $1 (see --help)" ;;
@@ -83,10 +88,11 @@ fi
 
 # --- 3. the pipeline -----------------------------------------------------------
 run "$python" -m genrm_jax.pipeline \
-  --config="configs/pipeline/paper_270m.py:task=$task,base=$base${smoke:+,smoke}${unified:+,unified}${greedy:+,greedy}" \
+  --config="configs/pipeline/paper_270m.py:task=$task,base=$base${smoke:+,smoke}${unified:+,unified}${greedy:+,greedy}${transfer:+,transfer}" \
   --workdir="$workdir" "${extra[@]+"${extra[@]}"}"
 
 # --- 4. results to commit ------------------------------------------------------
 run mkdir -p "$results"
-run cp "$workdir/eval/results.json" "$workdir/eval/curves.csv" "$workdir/pipeline.json" "$results/"
+run cp "$workdir/eval/results.json" "$workdir/eval/curves.csv" "$workdir/pipeline.json" \
+  ${transfer:+"$workdir/eval/generation.json"} "$results/"
 run sh -c "cp $(q_word "$workdir")/eval/*.png $(q_word "$results")/"

@@ -18,7 +18,7 @@ from tests.test_train_cli import _env
 
 def _run(workdir):
   cmd = [sys.executable, '-m', 'genrm_jax.pipeline',
-         '--config=configs/pipeline/quickstart.py:smoke', f'--workdir={workdir}',
+         '--config=configs/pipeline/quickstart.py:smoke,transfer', f'--workdir={workdir}',
          '--config.eval.weighted_vote=True']
   proc = subprocess.run(cmd, cwd=tu.REPO, env=_env(), capture_output=True, text=True,
                         timeout=600)
@@ -27,7 +27,7 @@ def _run(workdir):
 
 
 def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
-  config = quickstart.get_config('smoke')
+  config = quickstart.get_config('smoke,transfer')
   workdir = str(tmp_path / 'run')
   out = _run(workdir)
   for stage in ('1/5 Vocabulary', '2/5 Generator', '3/5 Candidates', '4/5 Verifiers',
@@ -52,21 +52,31 @@ def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
                                      'genrm:weighted_vote', 'genrm_cot:weighted_vote'}
   assert results['n_max'] == 4 and results['n_problems'] == 4
   # GenRM-CoT's rows carry their rationales: the compute-matched comparison.
-  assert results['compute_matched']['verification_cost_source'] == {'genrm_cot': 'measured'}
+  assert results['compute_matched']['verification_cost_source'] == {
+      'genrm_cot': 'measured', 'genrm_cot_unified': 'measured'}
+  # `transfer`: the generator, the unified model and its solution-only
+  # control, each sampling the evaluation problems.
+  generation = json.load(open(os.path.join(workdir, 'eval', 'generation.json')))
+  assert list(generation['models']) == ['generator', 'solve_correct', 'genrm_cot_unified']
+  assert generation['n_problems'] == 4 and 'genrm_cot_unified - solve_correct' in generation[
+      'differences']
+  assert 'Solving the 4 evaluation problems' in out
   for name in ('best_of_n.png', 'curves.csv', 'scores/genrm_cot.jsonl', 'compute_matched.png'):
     assert os.path.exists(os.path.join(workdir, 'eval', name)), name
   assert os.path.exists(os.path.join(workdir, 'vocab', 'tokenizer.model'))
   for run in ('generator', 'verifiers/genrm', 'verifiers/genrm_cot', 'verifiers/disc',
-              'verifiers/dpo'):
+              'verifiers/dpo', 'verifiers/genrm_cot_unified', 'transfer/solve_correct'):
     assert os.path.exists(os.path.join(workdir, run, 'export', 'model.json')), run
   # CoT rows: K = 2 rationales per candidate.
   assert sum(1 for _ in open(os.path.join(workdir, 'eval', 'scores', 'genrm_cot.jsonl'))) == 4 * 4 * 2
   timings = json.load(open(os.path.join(workdir, 'pipeline.json')))['timings_s']
-  assert set(timings) >= {'vocabulary', 'generator', 'verifiers', 'evaluation', 'total'}
+  assert set(timings) >= {'vocabulary', 'generator', 'verifiers', 'evaluation',
+                          'generation_transfer', 'total'}
 
   # Rerun: nothing is trained, sampled or scored again; the same results.
   again = _run(workdir)
-  assert again.count('exists.') == 6  # vocabulary, generator, 4 verifiers
+  # Vocabulary, generator, 5 verifiers (unified too), the transfer control.
+  assert again.count('exists.') == 8
   assert len(candidates_lib.read_candidates(
       os.path.join(workdir, 'candidates', 'verifier_train.jsonl'))) == len(train)
   assert '0 to sample' in again and 'all 32 rows already in' in again

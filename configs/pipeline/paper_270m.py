@@ -12,7 +12,10 @@ bundle directory), `smoke` (a few steps and problems: checks the wiring),
 `unified` (adds the paper's unified GenRM-CoT, `genrm_cot_unified`: the CoT
 run with lambda = 1 solution SFT mixed in; one more CoT-sized training run
 and K=8 scoring), `greedy` (adds the paper's "GenRM-CoT (Greedy)": the
-GenRM-CoT model scored by one greedy rationale, `genrm_cot_greedy`).
+GenRM-CoT model scored by one greedy rationale, `genrm_cot_greedy`),
+`transfer` (the paper's transfer to generation, algorithmic tasks: the
+unified model and a control trained on its solution data alone sample the
+evaluation problems; eval/generation.json).
 
 * last_letter / word_sort: the generator is fine-tuned on the default train
   lengths (2-4 words); verifiers train on its candidates for 2,000 4-5-word
@@ -56,9 +59,13 @@ COT_INPUTS_LEN = {'last_letter': 0, 'word_sort': 320, 'gsm8k': 0}
 
 def get_config(arg=None):
   args = common.parse_arg(arg, task='last_letter', base='runs/gemma3_270m', smoke=False,
-                          unified=False, greedy=False)
+                          unified=False, greedy=False, transfer=False)
   if args.task not in TASKS:
     raise ValueError(f'task={args.task!r}; expected one of {TASKS}.')
+  if args.transfer and args.task == 'gsm8k':
+    raise ValueError('transfer: gsm8k verifiers train on the released data, so no '
+                     'sampled verifier-train solutions exist to train the control on; '
+                     'use last_letter or word_sort.')
   task = args.task
   c = mlc.ConfigDict()
   c.task = task
@@ -132,7 +139,8 @@ def get_config(arg=None):
   c.verifiers.genrm = dict(method='genrm', kind='genrm', options=dict(batch_size=64))
   c.verifiers.disc = dict(method='disc', kind='disc', options=dict(batch_size=64))
   c.verifiers.dpo = dict(method='dpo', kind='dpo', options=dict(batch_size=64, beta=0.1))
-  common.add_cot_variants(c, unified=args.unified, greedy=args.greedy)
+  common.add_cot_variants(c, unified=args.unified, greedy=args.greedy,
+                          transfer=args.transfer)
 
   # released_max_problems: Best-of-N on the first K questions of the released
   # store only (0 = all). weighted_vote: also each verifier's weighted vote

@@ -52,8 +52,11 @@ def get_config(arg=None):
   `:unified` adds the paper's unified GenRM-CoT (`genrm_cot_unified`:
   verification + lambda x solution SFT on the correct candidates);
   `:greedy` adds the paper's "GenRM-CoT (Greedy)": the same GenRM-CoT model
-  scored by one greedy rationale (`genrm_cot_greedy`, no training)."""
-  args = common.parse_arg(arg, smoke=False, unified=False, greedy=False)
+  scored by one greedy rationale (`genrm_cot_greedy`, no training);
+  `:transfer` asks whether the unified model is also a better solver: a
+  control trained on its solution data alone, and both models' samples of
+  the evaluation problems (WORKDIR/eval/generation.json)."""
+  args = common.parse_arg(arg, smoke=False, unified=False, greedy=False, transfer=False)
   c = mlc.ConfigDict()
   c.task = 'last_letter'
   c.seed = 0
@@ -135,7 +138,8 @@ def get_config(arg=None):
 
   # Unified GenRM-CoT (its run: the CoT run's settings, half of its rows
   # solution SFT on the correct candidates) and greedy GenRM-CoT.
-  common.add_cot_variants(c, unified=args.unified, greedy=args.greedy)
+  common.add_cot_variants(c, unified=args.unified, greedy=args.greedy,
+                          transfer=args.transfer)
 
   # weighted_vote: also each verifier's weighted vote (README, "Candidates,
   # scores, evaluation"; off here: it helped none of these verifiers).
@@ -152,9 +156,10 @@ def get_config(arg=None):
     c.train.checkpoint_every = 5
     c.train.log_every = 5
     c.runs.solve.total_steps = 10
-    for method in ('genrm', 'cot', 'unified', 'disc', 'dpo'):
-      c.runs[method].total_steps = 4
-      c.runs[method].batch_size = 4
+    for method in ('genrm', 'cot', 'unified', 'disc', 'dpo', 'solve_correct'):
+      if method in c.runs:
+        c.runs[method].total_steps = 4
+        c.runs[method].batch_size = 4
     c.sampling.num_samples = 4
     c.sampling.max_new_tokens = 48
     c.eval.n_max = 4
