@@ -50,11 +50,18 @@ def _needed_norms(config: gemma.TransformerConfig) -> list[str]:
   return norms
 
 
-def _stack(layers: list[Any], dtype: Any) -> Any:
-  first = layers[0]
-  if isinstance(first, dict):
-    return {key: _stack([l[key] for l in layers], dtype) for key in first}
-  return np.ascontiguousarray(np.stack(layers).astype(dtype))
+def _fill(stacked: dict[str, Any], layer: dict[str, Any], index: int, num_layers: int,
+          dtype: Any) -> None:
+  """Writes one layer's arrays into `stacked` ([layers, ...] arrays, made
+  on the first layer): the model is held once, in `dtype`, not as a list of
+  float32 layers and then a stacked copy (a 9B import at home)."""
+  for key, value in layer.items():
+    if isinstance(value, dict):
+      _fill(stacked.setdefault(key, {}), value, index, num_layers, dtype)
+    else:
+      if key not in stacked:
+        stacked[key] = np.empty((num_layers,) + value.shape, dtype)
+      stacked[key][index] = value
 
 
 def build_params(tensors: Mapping[str, np.ndarray], config: gemma.TransformerConfig,
@@ -97,7 +104,7 @@ def build_params(tensors: Mapping[str, np.ndarray], config: gemma.TransformerCon
   def proj_in(w: np.ndarray, heads: int) -> np.ndarray:  # [heads*H, D]
     return w.reshape(heads, h, d).transpose(0, 2, 1)  # -> [heads, D, H]
 
-  layers = []
+  stacked: dict[str, Any] = {}
   for i in range(config.num_layers):
     name = lambda what: layer_name(i, what)  # pylint: disable=cell-var-from-loop
     q = proj_in(get(name("q"), (n * h, d)), n)
@@ -120,14 +127,14 @@ def build_params(tensors: Mapping[str, np.ndarray], config: gemma.TransformerCon
       for key in parents:
         node = node.setdefault(key, {})
       node[leaf] = scale
-    layers.append(layer)
+    _fill(stacked, layer, i, config.num_layers, dtype)
 
   params = {
       "embedder": {"input_embedding":
                    get(embed_name, (config.num_embed, d)).astype(dtype)},
       "final_norm": {"scale": (get(final_norm_name, (d,)) -
                                np.float32(norm_offset)).astype(dtype)},
-      "layers": _stack(layers, dtype),
+      "layers": stacked,
   }
   unused = sorted(name for name in set(tensors) - used if not ignored(name))
   if unused:
