@@ -12,7 +12,10 @@ model, and a control trained the same way on the solution data alone):
 * `pass_at_n`: a correct sample among the N,
 
 each with a 95% bootstrap interval over problems, and the paired
-differences between models (the same resamples). Pure numpy, from files.
+differences between models (the same resamples). Pure numpy, from files:
+
+  python -m genrm_jax.transfer --candidates=generator=C0.jsonl,unified=C1.jsonl \
+      [--out=DIR] [--task=last_letter]
 """
 
 from __future__ import annotations
@@ -110,3 +113,52 @@ def format_report(result: dict) -> str:
           f' [{d["ci95"][0] * 100:+.1f}, {d["ci95"][1] * 100:+.1f}]' if d['ci95'] else ''))
     lines.append(f'  {pair}: ' + '; '.join(parts))
   return '\n'.join(lines)
+
+
+def define_flags() -> None:
+  """CLI flags (defined only when run as a program)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  global _STORES, _OUT, _TASK, _BOOTSTRAP, _SEED
+  _STORES = flags.DEFINE_list(
+      'candidates', [], 'NAME=STORE.jsonl per model, the same problems sampled by each '
+      '(differences: each later model minus the first).')
+  _OUT = flags.DEFINE_string('out', None, 'Where generation.json goes (a directory).')
+  _TASK = flags.DEFINE_string('task', None, 'Grading task for majority-vote keys of '
+                              'candidates without a "task" field.')
+  _BOOTSTRAP = flags.DEFINE_integer('bootstrap', 1000, 'Bootstrap resamples (0: none).')
+  _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the resamples.')
+
+
+def main(argv) -> None:
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from genrm_jax import candidates as candidates_lib  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    sys.exit(f'error: unexpected arguments {argv[1:]}')
+  stores = {}
+  for entry in _STORES.value:
+    name, sep, path = entry.partition('=')
+    if not sep or not name or not path:
+      sys.exit(f'error: --candidates entry {entry!r}: expected NAME=STORE.jsonl')
+    stores[name] = path
+  if len(stores) < 2:
+    sys.exit('error: --candidates needs two or more NAME=STORE.jsonl entries to compare')
+  try:
+    result = report(stores, task=_TASK.value, num_bootstrap=_BOOTSTRAP.value,
+                    seed=_SEED.value)
+  except (ValueError, FileNotFoundError, candidates_lib.MalformedRowError) as e:
+    sys.exit(f'error: {e}')
+  print(format_report(result))
+  if _OUT.value:
+    os.makedirs(_OUT.value, exist_ok=True)
+    path = os.path.join(_OUT.value, 'generation.json')
+    with open(path, 'w') as f:
+      json.dump(dict(result, stores=stores), f, indent=1)
+    print(f'Wrote {path}')
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  define_flags()
+  app.run(main)

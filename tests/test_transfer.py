@@ -73,3 +73,23 @@ def test_transfer_configs():
     paper_270m.get_config('task=gsm8k,transfer')
   smoke = quickstart.get_config('smoke,transfer')
   assert smoke.runs.solve_correct.total_steps == 4
+
+
+def test_cli(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  a = _store(tmp_path / 'a.jsonl', [[1, 0], [0, 0]], [['ab', 'x'], ['x', 'x']])
+  b = _store(tmp_path / 'b.jsonl', [[1, 1], [0, 1]], [['ab', 'ab'], ['x', 'ab']])
+  run = lambda *args: subprocess.run([sys.executable, '-m', 'genrm_jax.transfer', *args],
+                                     cwd=repo, capture_output=True, text=True, timeout=120)
+  proc = run(f'--candidates=base={a},tuned={b}', f'--out={tmp_path / "out"}',
+             '--bootstrap=50')
+  assert proc.returncode == 0, proc.stderr
+  assert 'tuned - base: accuracy +50.0' in proc.stdout
+  saved = json.load(open(tmp_path / 'out' / 'generation.json'))
+  assert saved['stores'] == {'base': a, 'tuned': b}
+  assert saved['models']['tuned']['accuracy']['value'] == pytest.approx(0.75)
+  proc = run(f'--candidates=base={a}')
+  assert proc.returncode == 1 and 'two or more' in proc.stderr
