@@ -275,9 +275,9 @@ def test_paper_270m_lengths_fit_the_gemma_tokenizer(model_dir):
 
 def test_hf_checkpoint_of_the_real_weights_imports_back_exactly(model_dir, params, tmp_path):
   """The real 270M written as HF transformers would store it (Gemma 3's
-  names and `[out, in]` matrices, safetensors, config.json), then read by
-  `python -m genrm_jax.models.import_hf`: the preset is found from
-  config.json and every parameter comes back bit for bit."""
+  names and `[out, in]` matrices, by hand here): `export_hf` writes the
+  same tensors and the release's config.json, and `import_hf` reads them
+  back, the preset found from config.json, every parameter bit for bit."""
   safetensors_numpy = pytest.importorskip("safetensors.numpy")
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
@@ -307,6 +307,33 @@ def test_hf_checkpoint_of_the_real_weights_imports_back_exactly(model_dir, param
     }
     out.update({f"model.layers.{i}.{name}.weight": np.ascontiguousarray(value)
                 for name, value in names.items()})
+  # The exporter writes exactly these tensors (this test's layout was
+  # written by hand), and the config.json of the public release.
+  exported = tmp_path / "exported"
+  proc = subprocess.run(
+      [sys.executable, "-m", "genrm_jax.models.export_hf", f"--checkpoint={model_dir}",
+       f"--out={exported}", "--dtype=float32"], capture_output=True, text=True, timeout=600,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  written = safetensors_numpy.load_file(str(exported / "model.safetensors"))
+  assert written.keys() == out.keys()
+  for name, value in out.items():
+    np.testing.assert_array_equal(written[name], value, err_msg=name)
+  del written
+  hf_json = json.loads((exported / "config.json").read_text())
+  # google/gemma-3-270m's config.json, as released.
+  release = {"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
+             "vocab_size": 262144, "hidden_size": 640, "intermediate_size": 2048,
+             "num_hidden_layers": 18, "num_attention_heads": 4, "num_key_value_heads": 1,
+             "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 512,
+             "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "rope_scaling": None,
+             "final_logit_softcapping": None, "attn_logit_softcapping": None,
+             "rms_norm_eps": 1e-06, "hidden_activation": "gelu_pytorch_tanh"}
+  assert {k: hf_json[k] for k in release} == release
+  assert hf_json["layer_types"] == (["sliding_attention"] * 5 + ["full_attention"]) * 3
+  assert (exported / "tokenizer.model").read_bytes() == open(
+      os.path.join(model_dir, "tokenizer.model"), "rb").read()
+  shutil.rmtree(exported)
   hf_dir = tmp_path / "hf"
   hf_dir.mkdir()
   safetensors_numpy.save_file(out, str(hf_dir / "model.safetensors"))

@@ -169,3 +169,44 @@ def test_vocabulary_rows_are_fitted_to_the_preset():
   assert table.shape == (spec["vocab"] + 32, spec["d"]) and not table[spec["vocab"]:].any()
   np.testing.assert_allclose(_logits(config, params)[:, :, :8], ref.GOLDEN["mqa"],
                              atol=2e-5, rtol=1e-5)
+
+
+def _assert_round_trip(weights, config):
+  """Import, then export: the same tensors."""
+  from genrm_jax.models import export_hf  # pylint: disable=g-import-not-at-top
+  params, _ = import_hf.hf_to_params(weights, config)
+  back = export_hf.params_to_hf(params, config)
+  assert back.keys() == weights.keys()
+  for key, value in weights.items():
+    np.testing.assert_array_equal(back[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("name", list(ref.SPECS))
+def test_export_gives_back_the_hf_weights(name):
+  """Import, then export: the very tensors HF's Flax Gemma was checked
+  against, and a config.json with their shapes."""
+  from genrm_jax.models import export_hf  # pylint: disable=g-import-not-at-top
+  spec = ref.SPECS[name]
+  weights = ref.hf_weights(spec)
+  config = _config(spec)
+  _assert_round_trip(weights, config)
+  written = export_hf.hf_config(config, "float32")
+  for key in ("model_type", "vocab_size", "hidden_size", "intermediate_size",
+              "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+              "hidden_act", "rms_norm_eps", "rope_theta"):
+    assert written[key] == ref.hf_config(spec)[key], key
+
+
+def test_export_of_gemma3_names():
+  from genrm_jax.models import export_hf  # pylint: disable=g-import-not-at-top
+  config = gemma.get_config("gemma3_270m", num_layers=2, num_embed=64, dtype="float32")
+  _assert_round_trip(_gemma3_weights(config), config)
+  # Gemma 2's query scale from the 27B's embed_dim / num_heads; Gemma 1 has
+  # none of the newer fields.
+  assert export_hf.hf_config(gemma.get_config("gemma2_27b"), "bfloat16")[
+      "query_pre_attn_scalar"] == 144
+  assert export_hf.family(gemma.get_config("gemma_7b")) == "gemma"
+  assert "sliding_window" not in export_hf.hf_config(gemma.get_config("gemma_7b"), "float32")
+  four_b = export_hf.hf_config(gemma.get_config("gemma3_4b"), "bfloat16")
+  assert four_b["rope_scaling"] == {"rope_type": "linear", "factor": 8.0}
+  assert four_b["sliding_window"] == 1024 and four_b["sliding_window_pattern"] == 6

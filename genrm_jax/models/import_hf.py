@@ -46,7 +46,7 @@ import numpy as np
 from genrm_jax.models import gemma
 from genrm_jax.models import linear_layout
 
-_INSTALL_HINT = "Install the optional extra: pip install -e '.[hf]' (safetensors)."
+INSTALL_HINT = "Install the optional extra: pip install -e '.[hf]' (safetensors)."
 MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "gemma3")
 
 # HF config.json field -> TransformerConfig field (the shapes a preset must match).
@@ -59,7 +59,7 @@ _SHAPE_FIELDS = {
     "head_dim": "head_dim",
 }
 
-_HF_NAMES = {
+HF_NAMES = {
     "q": "self_attn.q_proj.weight", "k": "self_attn.k_proj.weight",
     "v": "self_attn.v_proj.weight", "o": "self_attn.o_proj.weight",
     "gate": "mlp.gate_proj.weight", "up": "mlp.up_proj.weight",
@@ -68,13 +68,19 @@ _HF_NAMES = {
     "q_norm": "self_attn.q_norm.weight", "k_norm": "self_attn.k_norm.weight",
 }
 # Gemma 2 and 3 (post-norms present).
-_HF_NORMS_2 = {
+HF_NORMS_2 = {
     "post_attn_norm": "post_attention_layernorm.weight",
     "pre_ffw_norm": "pre_feedforward_layernorm.weight",
     "post_ffw_norm": "post_feedforward_layernorm.weight",
 }
 # Gemma 1: one norm before the MLP, named after the attention.
-_HF_NORMS_1 = {"pre_ffw_norm": "post_attention_layernorm.weight"}
+HF_NORMS_1 = {"pre_ffw_norm": "post_attention_layernorm.weight"}
+
+
+def layer_names(config: gemma.TransformerConfig) -> dict[str, str]:
+  """Semantic names (`linear_layout`) -> HF's per-layer names, for this
+  model's generation of Gemma."""
+  return dict(HF_NAMES, **(HF_NORMS_2 if config.use_post_ffw_norm else HF_NORMS_1))
 
 
 def text_config(hf_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,7 +140,7 @@ class SafetensorsDir(Mapping[str, np.ndarray]):
     try:
       from safetensors import safe_open  # pylint: disable=g-import-not-at-top
     except ImportError as e:
-      raise ImportError(f"`safetensors` is not installed. {_INSTALL_HINT}") from e
+      raise ImportError(f"`safetensors` is not installed. {INSTALL_HINT}") from e
     files = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
     if not files:
       raise FileNotFoundError(f"{directory}: no *.safetensors files (an HF checkpoint "
@@ -201,7 +207,7 @@ def hf_to_params(tensors: Mapping[str, np.ndarray], config: gemma.TransformerCon
   if head is not None and not np.array_equal(tensors[head], tensors[embed]):
     raise ValueError(f"{source}: {head} differs from {embed}; Gemma ties them.")
   model = _LanguageModel(tensors, prefix, config.num_embed)
-  names = dict(_HF_NAMES, **(_HF_NORMS_2 if config.use_post_ffw_norm else _HF_NORMS_1))
+  names = layer_names(config)
   params = linear_layout.build_params(
       model, config, lambda i, what: f"{prefix}layers.{i}.{names[what]}",
       embed, prefix + "norm.weight", norm_offset=0.0, source=source, dtype=dtype)

@@ -144,6 +144,42 @@ def build_params(tensors: Mapping[str, np.ndarray], config: gemma.TransformerCon
   return params
 
 
+def to_linear(params: dict[str, Any], config: gemma.TransformerConfig,
+              layer_name: Callable[[int, str], str], embed_name: str,
+              final_norm_name: str, *, norm_offset: float,
+              dtype: Any = np.float32) -> dict[str, np.ndarray]:
+  """The inverse of `build_params`: our stacked params (numpy or jax
+  arrays) -> linear-layout tensors under the given names, in `dtype`."""
+  n, k, h = config.num_heads, config.num_kv_heads, config.head_dim
+  d = config.embed_dim
+  layers = params["layers"]
+  attn, mlp = layers["attn"], layers["mlp"]
+  as_np = lambda x: np.asarray(x, dtype=np.float32)
+  rows = lambda w, heads: w.transpose(0, 2, 1).reshape(heads * h, d)  # [heads, D, H]
+  out = {embed_name: as_np(params["embedder"]["input_embedding"]),
+         final_norm_name: as_np(params["final_norm"]["scale"]) + np.float32(norm_offset)}
+  for i in range(config.num_layers):
+    if n == k:
+      q, kk, v = as_np(attn["qkv_einsum"]["w"][i])
+    else:
+      q = as_np(attn["q_einsum"]["w"][i])
+      kk, v = as_np(attn["kv_einsum"]["w"][i])
+    gating = as_np(mlp["gating_einsum"][i])
+    if not config.transpose_gating_einsum:
+      gating = gating.transpose(0, 2, 1)  # [2, D, F] -> [2, F, D]
+    tensors = {"q": rows(q, n), "k": rows(kk, k), "v": rows(v, k),
+               "o": as_np(attn["attn_vec_einsum"]["w"][i]).reshape(n * h, d).T,
+               "gate": gating[0], "up": gating[1],
+               "down": as_np(mlp["linear"][i]).T}
+    for norm in _needed_norms(config):
+      node = layers
+      for key in NORM_PATHS[norm].split("/"):
+        node = node[key]
+      tensors[norm] = as_np(node[i]) + np.float32(norm_offset)
+    out.update({layer_name(i, what): value for what, value in tensors.items()})
+  return {name: np.ascontiguousarray(value.astype(dtype)) for name, value in out.items()}
+
+
 def check_params(params: dict[str, Any], config: gemma.TransformerConfig,
                  source: str) -> None:
   """Checks keys and shapes against the model (lists any mismatch)."""
