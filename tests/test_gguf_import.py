@@ -351,6 +351,13 @@ def test_hf_checkpoint_of_the_real_weights_imports_back_exactly(model_dir, param
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "as preset gemma3_270m" in proc.stderr
+  # The CLIs and the trainer take the HF directory as it is, too.
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  direct = bundle.load_bundle(str(hf_dir), dtype="float32")
+  assert direct.config.num_layers == cfg.num_layers and direct.tokenizer.vocab_size > 0
+  np.testing.assert_array_equal(np.asarray(direct.params["layers"]["mlp"]["linear"]),
+                                p["layers"]["mlp"]["linear"])
+  del direct
   shutil.rmtree(hf_dir)
   back = checkpoints.load_params(str(bundle_dir / "params"), cfg.replace(dtype="float32"))
   flat_a = jax.tree_util.tree_flatten_with_path(p)[0]

@@ -210,3 +210,35 @@ def test_export_of_gemma3_names():
   four_b = export_hf.hf_config(gemma.get_config("gemma3_4b"), "bfloat16")
   assert four_b["rope_scaling"] == {"rope_type": "linear", "factor": 8.0}
   assert four_b["sliding_window"] == 1024 and four_b["sliding_window_pattern"] == 6
+
+
+def test_load_params_and_training_read_an_hf_directory(tmp_path):
+  """`checkpoints.load_params` (and so `--config.init_from`) takes an HF
+  checkpoint directory as it is, converted in memory, sharded on a mesh."""
+  from genrm_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from genrm_jax import sharding  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import export_hf  # pylint: disable=g-import-not-at-top
+  from tests import train_utils as tu  # pylint: disable=g-import-not-at-top
+  train = tu.tiny_config("last_letter_genrm", total_steps=1)
+  config = gemma.get_config(train.model.preset, **{
+      k: v for k, v in train.model.to_dict().items()
+      if k not in ("preset", "lora_targets") and v is not None})
+  base = gemma.init_params(config, 5)
+  hf_dir = _write_checkpoint(tmp_path / "hf", export_hf.params_to_hf(base, config),
+                             export_hf.hf_config(config, "float32"), shards=1)
+  mesh = sharding.make_mesh((2, 2, 2))
+  loaded = checkpoints.load_params(hf_dir, config, mesh=mesh)
+  flat = traverse_util.flatten_dict
+  for key, value in flat(base).items():
+    np.testing.assert_array_equal(np.asarray(flat(loaded)[key]), np.asarray(value),
+                                  err_msg=str(key))
+  assert len(flat(loaded)[("embedder", "input_embedding")].sharding.device_set) == 8
+  # Training from it: the same first loss as from the orbax checkpoint.
+  orbax_dir = str(tmp_path / "orbax")
+  checkpointing.export_params(base, orbax_dir)
+  from_hf = tu.run(tu.tiny_config("last_letter_genrm", total_steps=1, init_from=hf_dir),
+                   tmp_path / "a")
+  from_orbax = tu.run(tu.tiny_config("last_letter_genrm", total_steps=1, init_from=orbax_dir),
+                      tmp_path / "b")
+  assert from_hf["loss"] == from_orbax["loss"]

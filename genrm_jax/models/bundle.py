@@ -151,8 +151,10 @@ def load_bundle(directory: str, mesh: jax.sharding.Mesh | None = None, *,
   """Loads (config, params, tokenizer, value_head | None) from a directory.
 
   Args:
-    directory: A bundle (with model.json), or a bare official checkpoint
-      directory (then `preset` and `tokenizer` are required).
+    directory: A bundle (with model.json), an HF transformers checkpoint
+      directory (config.json, *.safetensors, tokenizer.model: converted in
+      memory), or a bare official checkpoint directory (then `preset` and
+      `tokenizer` are required).
     mesh: Shard the params onto this mesh (default: one device).
     preset: A `gemma.get_config` preset; overrides model.json's config.
     tokenizer: 'byte' or a tokenizer.model path; overrides model.json's.
@@ -163,8 +165,15 @@ def load_bundle(directory: str, mesh: jax.sharding.Mesh | None = None, *,
     raise FileNotFoundError(f"No checkpoint directory {directory}.")
   meta_path = os.path.join(directory, MODEL_JSON)
   vocab = None
+  from genrm_jax.models import import_hf  # pylint: disable=g-import-not-at-top
+  hf = not epath.Path(meta_path).is_file() and import_hf.is_hf_dir(directory)
   if preset:
     config = gemma.get_config(preset)
+  elif hf:  # an HF transformers checkpoint: its config.json names the preset
+    _, config = import_hf.model_config(import_hf.text_config(json.loads(
+        epath.Path(os.path.join(directory, "config.json")).read_text())))
+    if epath.Path(os.path.join(directory, TOKENIZER_FILE)).is_file():
+      vocab = os.path.join(directory, TOKENIZER_FILE)
   elif epath.Path(meta_path).is_file():
     meta = json.loads(epath.Path(meta_path).read_text())
     config = config_from_dict(meta["config"])
@@ -189,7 +198,8 @@ def load_bundle(directory: str, mesh: jax.sharding.Mesh | None = None, *,
     raise ValueError(f"Tokenizer {vocab!r} has {tok.vocab_size} ids but the "
                      f"model embeds {config.num_embed}: wrong --tokenizer or "
                      "--preset?")
-  params = checkpoints.load_params(_params_dir(directory), config, mesh=mesh)
+  params = checkpoints.load_params(directory if hf else _params_dir(directory), config,
+                                   mesh=mesh)
   head = None
   head_path = os.path.join(directory, VALUE_HEAD)
   if epath.Path(head_path).is_file():

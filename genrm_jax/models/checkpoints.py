@@ -280,7 +280,14 @@ def load_params(path: str | os.PathLike, config: gemma.TransformerConfig,
 
   Returns:
     The parameter tree `gemma.Transformer(config)` expects.
+
+  An HF transformers checkpoint directory (config.json and *.safetensors)
+  is read too (`import_hf`), converted in memory.
   """
+  from genrm_jax.models import import_hf  # pylint: disable=g-import-not-at-top
+  if import_hf.is_hf_dir(path):
+    return import_hf.load_params(os.fspath(path), config, mesh=mesh, rules=rules,
+                                 dtype=dtype)
   path = _orbax_path(path)
   dtype = jnp.dtype(dtype or config.param_dtype)
   stored, prefix, left_out = split_language_model(read_metadata(path))

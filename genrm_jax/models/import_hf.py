@@ -214,6 +214,35 @@ def hf_to_params(tensors: Mapping[str, np.ndarray], config: gemma.TransformerCon
   return params, [n for n in model.others if n != head]
 
 
+def is_hf_dir(path) -> bool:
+  """An HF checkpoint directory: config.json beside *.safetensors files."""
+  path = os.fspath(path)
+  return (os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")) and
+          bool(glob.glob(os.path.join(path, "*.safetensors"))))
+
+
+def load_params(hf_dir: str, config: gemma.TransformerConfig, mesh=None, rules=None,
+                dtype: Any = None) -> dict[str, Any]:
+  """`checkpoints.load_params` for an HF directory: converted in memory and
+  placed in `config`'s shardings on `mesh` (one host's memory holds it
+  once, in `dtype`, default `config.param_dtype`)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import ml_dtypes  # pylint: disable=g-import-not-at-top
+  from genrm_jax import sharding as sharding_lib  # pylint: disable=g-import-not-at-top
+  dtype = jnp.dtype(dtype or config.param_dtype)
+  np_dtype = ml_dtypes.bfloat16 if dtype == jnp.bfloat16 else np.dtype(dtype)
+  params, left_out = hf_to_params(SafetensorsDir(hf_dir), config, np_dtype, source=hf_dir)
+  if left_out:
+    _log(f"{hf_dir}: left out {len(left_out)} tensors of other towers")
+  linear_layout.check_params(params, config, hf_dir)
+  if mesh is None:
+    return jax.device_put(params)
+  shardings = sharding_lib.logical_shardings(gemma.abstract_params(config), mesh,
+                                             rules or sharding_lib.DEFAULT_RULES)
+  return jax.device_put(params, shardings)
+
+
 def _log(msg: str) -> None:
   print(f"[import_hf] {msg}", file=sys.stderr, flush=True)
 
