@@ -72,11 +72,8 @@ def check_matches(item_dir: str, abstract_state: Any) -> None:
     return
   stored = _leaf_shapes(getattr(metadata, "item_metadata", metadata))
   wanted = _leaf_shapes(abstract_state)
-  order = lambda k: (not k.startswith("params/"), k)  # params first
-  missing = sorted(set(wanted) - set(stored), key=order)
-  unexpected = sorted(set(stored) - set(wanted), key=order)
-  shapes = sorted((k for k in set(wanted) & set(stored) if wanted[k] != stored[k]),
-                  key=order)
+  missing, unexpected, shapes = model_checkpoints.shape_differences(
+      stored, wanted, key=lambda k: (not k.startswith("params/"), k))  # params first
   if not (missing or unexpected or shapes):
     return
   listed = lambda keys, fmt=str: "; ".join(fmt(k) for k in keys[:_MAX_LISTED]) + (
@@ -90,7 +87,7 @@ def check_matches(item_dir: str, abstract_state: Any) -> None:
                  f"{listed(unexpected)}")
   if shapes:
     parts.append(f"{len(shapes)} arrays differ in shape (checkpoint vs this run): "
-                 + listed(shapes, lambda k: f"{k} {stored[k]} vs {wanted[k]}"))
+                 + listed(shapes, lambda d: f"{d[0]} {d[1]} vs {d[2]}"))
   raise ValueError(
       f"The checkpoint {item_dir} does not fit this run's state: "
       + "; ".join(parts) + ". It was written with other model, method, optimizer "

@@ -91,15 +91,13 @@ def merge(config: gemma.TransformerConfig, model_params: dict[str, Any]
       weight_path = path[:-1] + ("w",)
     a, b = flat[path], flat[path[:-1] + (prefix + "lora_b",)]
     w = flat[weight_path]
-    lhs, rest = gemma.lora_equation(config, name).split(",")
-    rhs = rest.split("->")[0]
-    contracted = "".join(x for x in rhs if x in lhs)
-    free = "".join(x for x in rhs if x not in lhs)
-    lead = "Y" if w.ndim == len(rhs) + 1 else ""  # the layers axis
-    if w.ndim != len(rhs) + len(lead):
+    eqn = gemma.lora_equation(config, name)
+    axes = gemma.lora_axes(eqn)
+    lead = "Y" if w.ndim == len(axes.rhs) + 1 else ""  # the layers axis
+    if w.ndim != len(axes.rhs) + len(lead):
       raise ValueError(f"{'/'.join(weight_path)}: shape {w.shape} does not fit "
-                       f"the einsum {lhs},{rest}")
-    delta = jnp.einsum(f"{lead}{contracted}z,{lead}z{free}->{lead}{rhs}",
+                       f"the einsum {eqn}")
+    delta = jnp.einsum(f"{lead}{axes.contracted}z,{lead}z{axes.free}->{lead}{axes.rhs}",
                        a.astype(jnp.float32), b.astype(jnp.float32))
     out[weight_path] = (w.astype(jnp.float32) +
                         config.lora_scale * delta).astype(w.dtype)

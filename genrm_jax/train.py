@@ -524,9 +524,7 @@ def train_and_evaluate(config, workdir: str, *,
     frozen weights (PEFT's adapter-only checkpoints: a 27B base would be 54
     GB a save). Those are `initial_model_params()`'s, rebuilt on resume as
     DPO's reference is."""
-    if not mcfg.lora_rank:
-      return state
-    return dict(state, params=lora.partition(state["params"])[0])
+    return dict(state, params=trainable_params(state["params"], mcfg))
 
   latest = ckpt.latest_step()
   if latest is not None:

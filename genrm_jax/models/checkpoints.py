@@ -253,14 +253,23 @@ def _flat_shapes(tree) -> dict[str, tuple[int, ...]]:
   return {k: tuple(v.shape) for k, v in flat.items()}
 
 
+def shape_differences(got: dict[str, tuple], want: dict[str, tuple], key=None
+                      ) -> tuple[list[str], list[str], list[tuple[str, tuple, tuple]]]:
+  """(missing, unexpected, mis-shaped (key, got, want)) between two
+  {key: shape} maps, each sorted by `key` (default: the key itself)."""
+  key = key or (lambda k: k)
+  missing = sorted(set(want) - set(got), key=key)
+  unexpected = sorted(set(got) - set(want), key=key)
+  mis_shaped = [(k, got[k], want[k]) for k in sorted(set(got) & set(want), key=key)
+                if got[k] != want[k]]
+  return missing, unexpected, mis_shaped
+
+
 def check_structure(stored: dict[str, Any], expected: dict[str, Any],
                     path: str, layout: str) -> None:
   """Raises CheckpointMismatchError unless keys and shapes agree."""
-  got, want = _flat_shapes(stored), _flat_shapes(expected)
-  missing = sorted(set(want) - set(got))
-  unexpected = sorted(set(got) - set(want))
-  mis_shaped = sorted((k, got[k], want[k]) for k in set(got) & set(want)
-                      if got[k] != want[k])
+  missing, unexpected, mis_shaped = shape_differences(_flat_shapes(stored),
+                                                      _flat_shapes(expected))
   if missing or unexpected or mis_shaped:
     raise CheckpointMismatchError(path, missing, unexpected, mis_shaped, layout)
 

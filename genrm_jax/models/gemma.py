@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import functools
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import flax
 from flax import linen as nn
@@ -501,6 +501,24 @@ class Einsum(nn.Module):
     return y
 
 
+class LoraAxes(NamedTuple):
+  """The axes of a projection's einsum 'lhs,rhs->out' (rhs: the weight)."""
+  lhs: str
+  rhs: str
+  out: str
+  contracted: str  # weight axes summed with the input's: A's leading axes
+  free: str  # the weight's other axes: B's trailing axes
+  kept: str  # the input's axes the weight lacks (batch, length)
+
+
+def lora_axes(eqn: str) -> LoraAxes:
+  lhs, rest = eqn.split(",")
+  rhs, out = rest.split("->")
+  return LoraAxes(lhs, rhs, out, "".join(a for a in rhs if a in lhs),
+                  "".join(a for a in rhs if a not in lhs),
+                  "".join(a for a in lhs if a not in rhs))
+
+
 def lora_factors(module: nn.Module, prefix: str, eqn: str, shape: Sequence[int],
                  names: Sequence[str | None], config: TransformerConfig
                  ) -> tuple[jax.Array, jax.Array]:
@@ -512,11 +530,9 @@ def lora_factors(module: nn.Module, prefix: str, eqn: str, shape: Sequence[int],
   memory, still trains its small adapters in full precision); their logical
   axis names follow the weight's, the rank axis is replicated.
   """
-  lhs, rest = eqn.split(",")
-  rhs = rest.split("->")[0]
-  dims, axis = dict(zip(rhs, shape)), dict(zip(rhs, names))
-  contracted = [c for c in rhs if c in lhs]
-  free = [f for f in rhs if f not in lhs]
+  axes = lora_axes(eqn)
+  dims, axis = dict(zip(axes.rhs, shape)), dict(zip(axes.rhs, names))
+  contracted, free = axes.contracted, axes.free
   rank = config.lora_rank
   fan_in = math.prod(dims[c] for c in contracted)
   a = _param(module, prefix + "lora_a", nn.initializers.normal(fan_in**-0.5),
@@ -534,14 +550,10 @@ def lora_update(module: nn.Module, prefix: str, eqn: str, x: jax.Array,
   """`scale * (x A) B` (`lora_factors`): two thin einsums, the weight-sized
   update never formed."""
   a, b = lora_factors(module, prefix, eqn, shape, names, config)
-  lhs, rest = eqn.split(",")
-  rhs, out = rest.split("->")
-  contracted = "".join(c for c in rhs if c in lhs)
-  free = "".join(f for f in rhs if f not in lhs)
-  kept = "".join(k for k in lhs if k not in rhs)
+  axes = lora_axes(eqn)
   dt = x.dtype
-  xa = jnp.einsum(f"{lhs},{contracted}z->{kept}z", x, a.astype(dt))
-  update = jnp.einsum(f"{kept}z,z{free}->{out}", xa, b.astype(dt))
+  xa = jnp.einsum(f"{axes.lhs},{axes.contracted}z->{axes.kept}z", x, a.astype(dt))
+  update = jnp.einsum(f"{axes.kept}z,z{axes.free}->{axes.out}", xa, b.astype(dt))
   return update * jnp.asarray(config.lora_scale, dt)
 
 

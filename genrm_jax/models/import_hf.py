@@ -50,7 +50,7 @@ INSTALL_HINT = "Install the optional extra: pip install -e '.[hf]' (safetensors)
 MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "gemma3")
 
 # HF config.json field -> TransformerConfig field (the shapes a preset must match).
-_SHAPE_FIELDS = {
+SHAPE_FIELDS = {
     "num_hidden_layers": "num_layers",
     "hidden_size": "embed_dim",
     "intermediate_size": "hidden_dim",
@@ -101,7 +101,7 @@ def matching_presets(text: Mapping[str, Any]) -> list[str]:
     if name == "tiny":
       continue
     config = gemma.get_config(name)
-    if all(text.get(hf) == getattr(config, ours) for hf, ours in _SHAPE_FIELDS.items()
+    if all(text.get(hf) == getattr(config, ours) for hf, ours in SHAPE_FIELDS.items()
            if hf in text):
       family = "gemma3" if name.startswith("gemma3") else (
           "gemma2" if name.startswith("gemma2") else "gemma")
@@ -116,7 +116,7 @@ def model_config(text: Mapping[str, Any], preset: str | None = None
   if preset is None:
     found = matching_presets(text)
     if len(found) != 1:
-      shapes = {hf: text.get(hf) for hf in _SHAPE_FIELDS}
+      shapes = {hf: text.get(hf) for hf in SHAPE_FIELDS}
       raise ValueError(
           f"config.json ({text['model_type']}, {shapes}, vocab {text.get('vocab_size')}) "
           + (f"matches presets {found}: choose with --preset." if found else
@@ -124,7 +124,7 @@ def model_config(text: Mapping[str, Any], preset: str | None = None
              "pass --preset=NAME with the shapes it has."))
     preset = found[0]
   config = gemma.get_config(preset)
-  wrong = {hf: (text[hf], getattr(config, ours)) for hf, ours in _SHAPE_FIELDS.items()
+  wrong = {hf: (text[hf], getattr(config, ours)) for hf, ours in SHAPE_FIELDS.items()
            if hf in text and text[hf] != getattr(config, ours)}
   if wrong:
     raise ValueError(f"--preset={preset} does not fit config.json: "
