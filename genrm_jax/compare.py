@@ -32,6 +32,8 @@ from typing import Optional, Sequence
 from absl import app
 from absl import flags
 
+from genrm_jax import text_table
+
 
 class InputError(ValueError):
   """Inputs that cannot be compared; the message says why."""
@@ -115,12 +117,8 @@ def format_table(table: dict) -> str:
       cells.append(f'{value * 100:.1f}' + (f' [{ci[0] * 100:.1f},{ci[1] * 100:.1f}]'
                                            if ci else ''))
     rows.append(cells)
-  widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-  fmt = lambda r: '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
-                            for i, (c, w) in enumerate(zip(r, widths)))
   return '\n'.join([f'Best-of-{table["n"]} accuracy % [95% CI] (runs: label (problems)):',
-                    fmt(header), '  '.join('-' * w for w in widths)] +
-                   [fmt(r) for r in rows])
+                    *text_table.lines(header, rows)])
 
 
 def _plot(path: str, table: dict, x_label: str) -> None:

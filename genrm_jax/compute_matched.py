@@ -32,6 +32,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from genrm_jax import best_of_n
+from genrm_jax import text_table
 
 
 def verification_cost(mean_rationale_chars: float, mean_solution_chars: float) -> float:
@@ -140,12 +141,8 @@ def format_budgets(matched: dict) -> str:
                     f'{point["accuracy"] * 100:.1f}@{point["n"]}' +
                     (f'x{point["k"]}' if point['k'] is not None else ''))
     rows.append(cells)
-  widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-  fmt = lambda r: '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
-                            for i, (c, w) in enumerate(zip(r, widths)))
   costs = ', '.join(f'a {name} rationale = {cost:.2f}'
                     for name, cost in matched['verification_cost'].items())
-  lines = [f'Compute-matched accuracy %, budget in solutions decoded per problem ({costs}); '
-           '@n candidates, xK rationales each:', fmt(header),
-           '  '.join('-' * w for w in widths)] + [fmt(r) for r in rows]
-  return '\n'.join(lines)
+  return '\n'.join([f'Compute-matched accuracy %, budget in solutions decoded per problem '
+                    f'({costs}); @n candidates, xK rationales each:',
+                    *text_table.lines(header, rows)])

@@ -97,6 +97,7 @@ from genrm_jax import best_of_n
 from genrm_jax import candidates as candidates_lib
 from genrm_jax import compute_matched
 from genrm_jax import grading
+from genrm_jax import text_table
 
 
 def define_flags() -> None:
@@ -713,11 +714,7 @@ def format_table(results: dict) -> str:
   rows.append([best_of_n.FIRST_SAMPLE, f'{first["accuracy"] * 100:.1f}' +
                (f' [{ci[0] * 100:.1f},{ci[1] * 100:.1f}]' if ci else '')] +
               [''] * (len(columns) - 1) + [''])
-  widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-  fmt = lambda r: '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
-                            for i, (c, w) in enumerate(zip(r, widths)))
-  lines = [fmt(header), '  '.join('-' * w for w in widths)] + [fmt(r) for r in rows]
-  return '\n'.join(lines)
+  return '\n'.join(text_table.lines(header, rows))
 
 
 # -----------------------------------------------------------------------------

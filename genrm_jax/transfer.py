@@ -25,6 +25,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from genrm_jax import best_of_n
+from genrm_jax import text_table
 
 METRICS = ('accuracy', 'majority_at_n', 'pass_at_n')
 
@@ -100,11 +101,8 @@ def format_report(result: dict) -> str:
   header = ['model', 'accuracy (pass@1)', f'majority@{n}', f'pass@{n}']
   rows = [[name] + [cell(values[m]) for m in METRICS]
           for name, values in result['models'].items()]
-  widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-  fmt = lambda r: '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
-                            for i, (c, w) in enumerate(zip(r, widths)))
   lines = [f'Solving the {result["n_problems"]} evaluation problems (% [95% CI]):',
-           fmt(header), '  '.join('-' * w for w in widths)] + [fmt(r) for r in rows]
+           *text_table.lines(header, rows)]
   for pair, metrics in result['differences'].items():
     parts = []
     for metric in METRICS:
