@@ -1,5 +1,6 @@
-"""HF transformers checkpoints (safetensors) -> bundles: golden logits against
-HF's own Gemma, Gemma 2/3 names, multimodal prefixes, and errors."""
+"""HF transformers checkpoints (safetensors) -> bundles, and back: golden
+logits against HF's own Gemma (Flax) and Gemma 2/3 (PyTorch), multimodal
+prefixes, the exported config.json, and errors."""
 
 import json
 import os
@@ -58,30 +59,35 @@ def test_golden_logits_against_hf_flax_gemma(name, tmp_path):
                              atol=2e-5, rtol=1e-5)
 
 
-def _gemma3_weights(config, seed=0, prefix="model."):
-  """Random weights with Gemma 2/3 names (post-norms, q/k norms)."""
-  rng = np.random.default_rng(seed)
-  normal = lambda *shape: rng.normal(size=shape).astype(np.float32) * 0.2
-  n, k, h, d, f = (config.num_heads, config.num_kv_heads, config.head_dim,
-                   config.embed_dim, config.hidden_dim)
-  out = {prefix + "embed_tokens.weight": normal(config.num_embed, d),
-         prefix + "norm.weight": normal(d)}
-  for i in range(config.num_layers):
-    p = f"{prefix}layers.{i}."
-    out.update({p + name: normal(*shape) for name, shape in {
-        "input_layernorm.weight": (d,), "post_attention_layernorm.weight": (d,),
-        "pre_feedforward_layernorm.weight": (d,), "post_feedforward_layernorm.weight": (d,),
-        "self_attn.q_norm.weight": (h,), "self_attn.k_norm.weight": (h,),
-        "self_attn.q_proj.weight": (n * h, d), "self_attn.k_proj.weight": (k * h, d),
-        "self_attn.v_proj.weight": (k * h, d), "self_attn.o_proj.weight": (d, n * h),
-        "mlp.gate_proj.weight": (f, d), "mlp.up_proj.weight": (f, d),
-        "mlp.down_proj.weight": (d, f)}.items()})
-  return out
+@pytest.mark.parametrize("name", list(ref.V23_CONFIGS))
+def test_golden_logits_against_hf_torch_gemma2_and_gemma3(name, tmp_path):
+  """Gemma 2 (soft caps, sliding windows, the 27B's query scale) and Gemma 3
+  (QK-norm, local/global RoPE bases, the 4B+'s stretched global RoPE):
+  the logits of HF's PyTorch Gemma2ForCausalLM / Gemma3ForCausalLM on the
+  same weights, read from sharded safetensors files."""
+  config = ref.v23_config(name)
+  directory = _write_checkpoint(tmp_path / "hf", ref.hf_weights_v23(config),
+                                ref.HF_CONFIGS_V23[name])
+  params, left_out = import_hf.hf_to_params(import_hf.SafetensorsDir(directory), config)
+  assert left_out == []
+  np.testing.assert_allclose(_logits(config, params)[:, :, :8], ref.GOLDEN_V23[name],
+                             atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(ref.V23_CONFIGS))
+def test_export_writes_the_config_and_tensors_hf_loaded(name):
+  """Export gives back the tensors, and the config.json, with which HF's
+  PyTorch Gemma 2/3 computed GOLDEN_V23 (`from_pretrained`, no key missing
+  or unexpected): a change to either must be checked against HF again."""
+  from genrm_jax.models import export_hf  # pylint: disable=g-import-not-at-top
+  config = ref.v23_config(name)
+  _assert_round_trip(ref.hf_weights_v23(config), config)
+  assert export_hf.hf_config(config, "float32") == ref.HF_CONFIGS_V23[name]
 
 
 def test_gemma3_names_multimodal_prefix_and_image_rows():
   config = gemma.get_config("gemma3_270m", num_layers=2, num_embed=64, dtype="float32")
-  plain = _gemma3_weights(config)
+  plain = ref.hf_weights_v23(config)
   params, _ = import_hf.hf_to_params(plain, config)
   layers = params["layers"]
   # Where each HF tensor went: post-attention norm after attention, the
@@ -197,10 +203,8 @@ def test_export_gives_back_the_hf_weights(name):
     assert written[key] == ref.hf_config(spec)[key], key
 
 
-def test_export_of_gemma3_names():
+def test_export_config_of_the_presets():
   from genrm_jax.models import export_hf  # pylint: disable=g-import-not-at-top
-  config = gemma.get_config("gemma3_270m", num_layers=2, num_embed=64, dtype="float32")
-  _assert_round_trip(_gemma3_weights(config), config)
   # Gemma 2's query scale from the 27B's embed_dim / num_heads; Gemma 1 has
   # none of the newer fields.
   assert export_hf.hf_config(gemma.get_config("gemma2_27b"), "bfloat16")[

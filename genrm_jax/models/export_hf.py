@@ -9,7 +9,9 @@ writes `DIR/model.safetensors`, `DIR/config.json` (`GemmaForCausalLM`,
 and servers built on it (vLLM, TGI) load, e.g. to serve a GenRM verifier
 next to its generator. The inverse of `import_hf` (tested: export, then
 import, gives every parameter back bit for bit; a Gemma 1 export gives
-back the weights HF's own Flax Gemma was checked against). A value head
+back the weights HF's own Flax Gemma was checked against; Gemma 2 and 3
+exports, tensors and config.json, are what HF's PyTorch
+`from_pretrained` loaded to compute `tests/hf_reference.GOLDEN_V23`). A value head
 (discriminative verifiers) has no place in these architectures and is left
 out, with a warning. The embedding keeps the bundle's rows (`vocab_size`
 = them).
