@@ -211,6 +211,9 @@ def get_config(task: str, method: str, arg: str | None = None
   c.async_checkpointing = True
   c.export_params = True  # WORKDIR/export/params at the end (Kaggle layout)
   c.peak_tflops_per_device = 0.0  # > 0: log MFU (6 * params * tokens / s)
+  # Trace steps start_step .. start_step + num_steps - 1 into WORKDIR/profile
+  # (genrm_jax/profiling.py); 0 = off.
+  c.profile = mlc.ConfigDict({"start_step": 0, "num_steps": 5})
 
   if args.tiny:
     # A few seconds of steps after compilation on a 2-core CPU; the loss

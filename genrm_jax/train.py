@@ -62,6 +62,7 @@ from genrm_jax import losses
 from genrm_jax import metric_writers
 from genrm_jax import optimizer as optimizer_lib
 from genrm_jax import paths
+from genrm_jax import profiling
 from genrm_jax import sharding as sharding_lib
 from genrm_jax.models import bundle
 from genrm_jax.models import checkpoints as model_checkpoints
@@ -611,14 +612,21 @@ def train_and_evaluate(config, workdir: str, *,
   first_log = True
   if start_step >= total:
     _log("Nothing to do: step %d >= total_steps %d.", start_step, total)
+  profile = config.get("profile") or {"start_step": 0, "num_steps": 0}
+  profiler = profiling.StepProfiler(
+      os.path.join(workdir, "profile"), int(profile["start_step"]),
+      int(profile["num_steps"]), first_step=start_step + 1, total_steps=total,
+      log=lambda m: _log("%s", m))
 
   with sharding_lib.use_mesh(mesh):
     for step in range(start_step + 1, total + 1):
       batch = next(train_iter)  # the batch of update number `step`
       if update_fn is None:
         update_fn = compile_update(batch)
+      profiler.before(step)
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
         state, metrics = update_fn(state, batch, ref_params, rng_loop)
+      profiler.after(step, metrics)
 
       log_now = step % config.log_every == 0 or step == total
       preempted = ckpt.reached_preemption(step)
@@ -681,6 +689,7 @@ def train_and_evaluate(config, workdir: str, *,
         _log("Preemption at step %d: checkpoint saved, exiting.", step)
         break
 
+  profiler.finish(state)
   ckpt.wait_until_finished()
   final_step = int(jax.device_get(state["step"]))
   if config.export_params and final_step >= total:

@@ -1,5 +1,6 @@
 """End-to-end trainer tests on the tiny model (CPU, 8 fake devices)."""
 
+import json
 import os
 
 import jax
@@ -247,3 +248,34 @@ def test_cast_params_once_gradients_are_as_precise():
   per_use, once = error(grads(cfg)), error(grads(cfg, cast_once=True))
   assert 1e-4 < per_use < 0.05  # bf16 compute: visibly not exact
   assert once < 1.1 * per_use, (once, per_use)
+
+
+def test_profile_traces_the_chosen_steps(tmp_path):
+  """`profile.start_step=2, num_steps=2`: WORKDIR/profile holds a trace
+  (TensorBoard's xplane and Perfetto's JSON) of the train steps 2 and 3
+  only, their device work inside it."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import gzip  # pylint: disable=g-import-not-at-top
+  from benchmarks import trace_summary  # pylint: disable=g-import-not-at-top
+  config = tu.tiny_config(total_steps=4, checkpoint_every=0)
+  config.profile.start_step, config.profile.num_steps = 2, 2
+  tu.run(config, tmp_path)
+  profile = str(tmp_path / "profile")
+  assert glob.glob(f"{profile}/plugins/profile/*/*.xplane.pb")
+  with gzip.open(trace_summary.newest_trace(profile)) as f:
+    events = json.load(f)["traceEvents"]
+  steps = sorted({int(e["args"]["step_num"]) for e in events
+                  if e.get("name") == "train" and "step_num" in e.get("args", {})})
+  assert steps == [2, 3]
+  assert trace_summary.summarize(profile, 5)["ops"]
+
+
+def test_profile_window_checked(tmp_path):
+  from genrm_jax import profiling  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="num_steps >= 1"):
+    profiling.StepProfiler(str(tmp_path), 3, 0, first_step=1, total_steps=9)
+  logged = []
+  resumed = profiling.StepProfiler(str(tmp_path), 3, 2, first_step=5, total_steps=9,
+                                   log=logged.append)
+  resumed.before(5)
+  assert not resumed.active and "outside this run's steps 5..9" in logged[0]
