@@ -27,12 +27,16 @@ finished work; a candidate's score depends only on itself (teacher-forced
 passes run in programs fixed by the row's own length bucket; rationale
 sampling uses a key per (seed, problem, candidate, k)), not on batch
 neighbours. Rows are appended per batch, each line flushed and fsync'ed.
+
+`Verifier(kind, checkpoint, **options)` is the same in memory: a verifier
+as a Python function of (question, solutions), e.g. a reward.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -320,6 +324,18 @@ def _fmt_eta(seconds: float) -> str:
   return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s'
 
 
+def _chunk_size(spec: VerifierSpec) -> int:
+  """Rows given to the runner at a time. Teacher-forced kinds take several
+  batches' worth, so rows of one length bucket fill whole batches and a
+  problem's candidates share one prefill; a row's score does not depend on
+  its chunk. CoT chunks are one sampler batch, or with continuous batching
+  8 batches' worth, streamed through batch_size rows (a chunk's tail waits
+  for its longest rationale)."""
+  if spec.kind in COT_KINDS:
+    return _cot_call_sizes(spec.options)[0]
+  return spec.options['batch_size'] * 8
+
+
 def score_store(candidates: str | Sequence[candidates_lib.Candidate], spec: VerifierSpec,
                 out_path: str, *, log: Callable[[str], None] = logging.info,
                 max_items: Optional[int] = None) -> int:
@@ -351,14 +367,8 @@ def score_store(candidates: str | Sequence[candidates_lib.Candidate], spec: Veri
   log(f'{spec.name} ({spec.kind}): {total} rows to score ({len(done)} already in '
       f'{out_path}).')
   runner = _runner(spec)
-  # Rows go to the runner (and the file) `chunk` at a time. Teacher-forced
-  # kinds take several batches' worth, so rows of one length bucket fill
-  # whole batches and a problem's candidates share one prefill; a row's
-  # score does not depend on its chunk. CoT chunks are one sampler batch,
-  # or with continuous batching 8 batches' worth, streamed through
-  # batch_size rows (a chunk's tail waits for its longest rationale).
-  chunk = (_cot_call_sizes(spec.options)[0] if spec.kind in COT_KINDS
-           else spec.options['batch_size'] * 8)
+  # Rows go to the runner, and the file, a chunk at a time.
+  chunk = _chunk_size(spec)
   start, written = time.time(), 0
   for lo in range(0, total, chunk):
     rows = runner(todo[lo:lo + chunk])
@@ -368,3 +378,77 @@ def score_store(candidates: str | Sequence[candidates_lib.Candidate], spec: Veri
     log(f'{spec.name}: {written}/{total} rows, {rate:.2f} rows/s, '
         f'ETA {_fmt_eta((total - written) / max(rate, 1e-9))}')
   return written
+
+
+# -----------------------------------------------------------------------------
+# In memory: a verifier as a Python function.
+# -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+  """One (question, solution)'s verification: its score and, for the CoT
+  kinds, the K rationales with each one's p(Yes) (`score` is their mean,
+  the evaluator's MajV@K)."""
+
+  score: float
+  rationales: tuple[str, ...] = ()
+  rationale_scores: tuple[float, ...] = ()
+
+
+def _text_id(text: str) -> str:
+  return hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]
+
+
+class Verifier:
+  """A trained verifier as a function, e.g. the reward of rejection
+  sampling, RL or a search, on the models and programs `score_store` uses:
+
+    verifier = verifiers.Verifier('genrm', 'WORKDIR/export')
+    verifier.score('Q: ...', ['solution A', 'solution B'])   # array [2]
+    verifier.verify(questions, solutions)                     # Verdicts
+
+  `kind` and `options` are those of `VerifierSpec` (K, temperature,
+  batch_size, ...). A pair's score depends only on the pair and `seed`:
+  rationales are sampled with a key per (seed, question, solution, k), and
+  teacher-forced passes do not depend on batch neighbours, so a pair scores
+  the same alone, in any order or beside any others.
+  """
+
+  def __init__(self, kind: str, checkpoint: str, **options):
+    self.spec = VerifierSpec(kind, kind, checkpoint, options)
+    self._runner = _runner(self.spec)  # loads now: a bad checkpoint fails here
+
+  def verify(self, questions: str | Sequence[str],
+             solutions: Sequence[str]) -> list[Verdict]:
+    """`questions`: one question for every solution, or one per solution."""
+    if isinstance(solutions, str):
+      raise TypeError('solutions: a list of solution texts, not one string.')
+    if isinstance(questions, str):
+      questions = [questions] * len(solutions)
+    if len(questions) != len(solutions):
+      raise ValueError(f'{len(questions)} questions for {len(solutions)} solutions: '
+                       'give one question, or one per solution.')
+    cot = self.spec.kind in COT_KINDS
+    ks = list(range(self.spec.options['num_rationales'])) if cot else [None]
+    work = [_Work(candidates_lib.Candidate(
+        problem_id=_text_id(q), candidate_id=_text_id(s), question=q, solution=s,
+        answer=None, reference='', correct=False), k)
+            for q, s in zip(questions, solutions) for k in ks]
+    chunk = _chunk_size(self.spec)
+    rows = [row for lo in range(0, len(work), chunk)
+            for row in self._runner(work[lo:lo + chunk])]
+    out = []
+    for i in range(len(solutions)):
+      mine = rows[i * len(ks):(i + 1) * len(ks)]
+      scores = [row.score for row in mine]
+      out.append(Verdict(float(np.mean(scores)),
+                         tuple(row.rationale for row in mine) if cot else (),
+                         tuple(scores) if cot else ()))
+    return out
+
+  def score(self, questions: str | Sequence[str], solutions: Sequence[str]) -> np.ndarray:
+    """The scores [len(solutions)] (float64): p(Yes) for genrm, mean p(Yes)
+    over K rationales for the CoT kinds, sigmoid(value) for disc, the
+    log-likelihood or DPO's implicit reward."""
+    return np.array([v.score for v in self.verify(questions, solutions)], np.float64)

@@ -178,6 +178,41 @@ def test_verifier_scores_resume_and_match_definitions(bundles, tmp_path):
   assert all(0 < s.score < 1 and isinstance(s.rationale, str) for s in cot)
 
 
+def test_verifier_in_memory_scores_as_the_store(bundles, tmp_path):
+  """`Verifier`: every kind scores (question, solution) pairs as
+  `score_store` does; a pair's CoT verdict is the same alone, reordered or
+  beside others, its score the mean of its rationales' p(Yes)."""
+  cands = _candidates()
+  questions, solutions = [c.question for c in cands], [c.solution for c in cands]
+  for spec in _specs(bundles):
+    verifier = verifiers.Verifier(spec.kind, spec.checkpoint, **spec.options)
+    verdicts = verifier.verify(questions, solutions)
+    if spec.kind != "genrm_cot":
+      path = str(tmp_path / f"{spec.name}.jsonl")
+      verifiers.score_store(cands, spec, path)
+      stored = {(r.problem_id, r.candidate_id): r.score
+                for r in candidates_lib.read_scores(path)}
+      np.testing.assert_allclose(
+          verifier.score(questions, solutions),
+          [stored[(c.problem_id, c.candidate_id)] for c in cands], rtol=1e-6)
+      assert all(v.rationales == () for v in verdicts)
+      continue
+    assert all(len(v.rationales) == len(v.rationale_scores) == 2 for v in verdicts)
+    for v in verdicts:
+      assert v.score == pytest.approx(np.mean(v.rationale_scores))
+      assert all(isinstance(r, str) and 0 < p < 1
+                 for r, p in zip(v.rationales, v.rationale_scores))
+    assert verifier.verify(questions[::-1], solutions[::-1]) == verdicts[::-1]
+    assert verifier.verify(questions[4], solutions[4:5]) == verdicts[4:5]
+    # Another seed samples other rationales.
+    other = verifiers.Verifier(spec.kind, spec.checkpoint, **dict(spec.options, seed=1))
+    assert other.verify(questions, solutions) != verdicts
+  with pytest.raises(ValueError, match="2 questions for 3 solutions"):
+    verifier.score(["a", "b"], ["x", "y", "z"])
+  with pytest.raises(TypeError, match="a list of solution texts"):
+    verifier.score("a", "x")
+
+
 def test_generate_with_a_chat_template(bundles, tmp_path, monkeypatch):
   """An instruction-tuned generator: the solution prompt as the user's
   turn; a sample also stops (and is cut) at the turn's end."""
