@@ -116,9 +116,13 @@ def peak_tflops(device: str) -> float | None:
 
 
 def train_flops_per_token(num_params: int, num_layers: int, num_heads: int,
-                          head_dim: int, seq_len: int) -> float:
-  """PaLM's formula: 6N + 12 L H Q T (fwd + bwd, attention included)."""
-  return 6.0 * num_params + 12.0 * num_layers * num_heads * head_dim * seq_len
+                          head_dim: int, seq_len: int, weight_grads: bool = True
+                          ) -> float:
+  """PaLM's formula: 6N + 12 L H Q T (fwd + bwd, attention included).
+  `weight_grads=False` (LoRA: frozen weights get no gradient, activations
+  still do): 4N + 12 L H Q T, the adapters' own FLOPs left out."""
+  return ((6.0 if weight_grads else 4.0) * num_params +
+          12.0 * num_layers * num_heads * head_dim * seq_len)
 
 
 def time_it(fn: Callable[[], Any], sync: Callable[[Any], Any], warmup: int,

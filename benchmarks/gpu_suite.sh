@@ -8,8 +8,9 @@
 # trace can never cost a measurement.
 #
 #   bash benchmarks/gpu_suite.sh                 # train, infer, then profile
-#   bash benchmarks/gpu_suite.sh --part=train    # train step only (~5-8 min: the
-#                                                # unrolled row last, under 10)
+#   bash benchmarks/gpu_suite.sh --part=train    # train step only (~6-9 min: the
+#                                                # unrolled and LoRA rows last,
+#                                                # under 10)
 #   bash benchmarks/gpu_suite.sh --part=infer    # sampling + scoring (~8 min)
 #   bash benchmarks/gpu_suite.sh --part=profile  # top device ops of ours and
 #                                                # official's train step and of
@@ -71,6 +72,10 @@ if [ "$part" = all ] || [ "$part" = train ]; then
   # moves 17% more bytes (benchmarks/RESULTS.md); untimed so far.
   run 170 -m benchmarks.train_step --impls=ours --attention="$fused" --scan_unroll=all \
     --loss_chunk=0 --steps=5 --timeout=160
+  # LoRA (rank 16, bf16 base): the one-GPU recipe's step; only a cost-model
+  # row so far (train_step_cost --variants=ours_lora).
+  run 90 -m benchmarks.train_step --impls=ours --attention="$fused" --lora_rank=16 \
+    --loss_chunk=0 --steps=5 --timeout=85
 fi
 if [ "$part" = all ] || [ "$part" = infer ]; then
   run 200 -m benchmarks.sampling --impls=ours,ours_scan,hf --batches=16,64 --timeout=90

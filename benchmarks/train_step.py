@@ -13,7 +13,10 @@ Each implementation runs in its own process (JAX preallocates GPU memory):
   (comma list) picks `TransformerConfig.attention_impl`: einsum (fp32
   scores), cudnn (fused flash attention, NVIDIA GPUs), xla (its portable
   reference); `--scan_unroll=N` (comma list) unrolls the layer scan N
-  layers an iteration, `all` every layer (no loop);
+  layers an iteration, `all` every layer (no loop); `--lora_rank=R` (comma
+  list, 0 = full fine-tuning) trains rank-R adapters on every projection
+  beside a frozen bf16 base, the README's one-GPU recipe (MFU from 4N, not
+  6N: the frozen weights get no gradient);
 * official: the official `gemma` package's Transformer (legacy modules),
   forward + backward of the same CE loss (no optimizer), bf16 params;
 * hf: transformers' GemmaForCausalLM (sdpa), forward + backward, bf16.
@@ -52,10 +55,12 @@ def _packed_batch(np, shape, vocab: int, seed: int = 0):
 
 def run_ours(shape: common.Shape, steps: int, remat: str,
              loss_chunk: int = 0, attention: str = "einsum",
-             profile_dir: str = "", scan_unroll: str = "1") -> dict:
+             profile_dir: str = "", scan_unroll: str = "1",
+             lora_rank: int = 0) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import common as configs  # pylint: disable=g-import-not-at-top
+  from genrm_jax import lora  # pylint: disable=g-import-not-at-top
   from genrm_jax import optimizer as optimizer_lib  # pylint: disable=g-import-not-at-top
   from genrm_jax import train  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
@@ -72,6 +77,8 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
                                          attention_impl=attention)
   mcfg = mcfg.replace(scan_unroll=mcfg.num_layers if scan_unroll == "all"
                       else int(scan_unroll))
+  if lora_rank:  # adapters fp32 whatever param_dtype is (genrm_jax/lora.py)
+    mcfg = mcfg.replace(lora_rank=lora_rank, param_dtype="bfloat16")
   model = gemma.Transformer(mcfg)
   tx, schedule = optimizer_lib.make_optimizer(cfg)
   state = jax.jit(lambda r: train._state_from_model_params(  # pylint: disable=protected-access
@@ -91,13 +98,17 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
 
   first, secs = common.time_it(one, jax.block_until_ready, 2, steps)
   profile = common.profile_row(
-      profile_dir, f"ours_{attention}_chunk{loss_chunk}_unroll{scan_unroll}",
+      profile_dir, f"ours_{attention}_chunk{loss_chunk}_unroll{scan_unroll}"
+      f"_lora{lora_rank}",
       one, jax.block_until_ready)
   # The loss of one more step (every step trains on the same batch): equal,
   # up to rounding, with and without --loss_chunk.
   return _result("ours", shape, mcfg, first, secs, common.device_info(),
                  remat=remat, loss_chunk=loss_chunk, attention=attention,
-                 scan_unroll=scan_unroll,
+                 scan_unroll=scan_unroll, lora_rank=lora_rank,
+                 trainable_params=lora.count(holder["state"]["params"])[0]
+                 if lora_rank else None,
+                 param_dtype=mcfg.param_dtype,
                  loss=float(one()),
                  peak_bytes=common.peak_device_bytes(), **profile)
 
@@ -192,18 +203,21 @@ def run_hf(shape: common.Shape, steps: int) -> dict:
 def _result(impl, shape, mcfg, first, secs, info, **extra) -> dict:
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  params = jax.tree.map(lambda b: b.value, gemma.abstract_params(mcfg),
+  from genrm_jax import lora  # pylint: disable=g-import-not-at-top
+  base = lora.base_config(mcfg)
+  params = jax.tree.map(lambda b: b.value, gemma.abstract_params(base),
                         is_leaf=lambda x: hasattr(x, "names"))
-  n = gemma.count_params(params)
+  n = gemma.count_params(params)  # the model's weights, adapters left out
   tokens = shape.batch * shape.seq_len
   tok_s = tokens / secs
   flops = common.train_flops_per_token(n, mcfg.num_layers, mcfg.num_heads,
-                                       mcfg.head_dim, shape.seq_len)
+                                       mcfg.head_dim, shape.seq_len,
+                                       weight_grads=not mcfg.lora_rank)
   peak = common.peak_tflops(str(info.get("device", "")))
   return dict(benchmark="train_step", impl=impl, preset=shape.preset,
               batch=shape.batch, seq_len=shape.seq_len, params=n,
               step_s=secs, first_call_s=first, tokens_per_s=tok_s,
-              tflops=tok_s * flops / 1e12,
+              flops_per_token=flops, tflops=tok_s * flops / 1e12,
               mfu=(tok_s * flops / 1e12 / peak) if peak else None, **info,
               **extra)
 
@@ -227,6 +241,9 @@ def main() -> None:
   parser.add_argument("--scan_unroll", default="1",
                       help="ours: layers per scan iteration, a comma list "
                       "(one 'ours' row each); 'all': no loop")
+  parser.add_argument("--lora_rank", default="0",
+                      help="ours: LoRA rank, a comma list (one 'ours' row "
+                      "each); 0 = full fine-tuning")
   common.add_run_args(parser, timeout=300)
   args = parser.parse_args()
   shape = common.TINY if args.tiny else common.FULL
@@ -234,13 +251,15 @@ def main() -> None:
   chunks = [int(c) for c in args.loss_chunk.split(",")]
   attentions = args.attention.split(",")
   unrolls = args.scan_unroll.split(",")
+  ranks = [int(r) for r in args.lora_rank.split(",")]
 
   if args.worker:  # one implementation, in this process
     fn = {"ours": functools.partial(run_ours, remat=args.remat,
                                     loss_chunk=chunks[0],
                                     attention=attentions[0],
                                     profile_dir=args.profile_dir,
-                                    scan_unroll=unrolls[0]),
+                                    scan_unroll=unrolls[0],
+                                    lora_rank=ranks[0]),
           "official": functools.partial(run_official,
                                         profile_dir=args.profile_dir),
           "hf": run_hf}[args.worker]
@@ -249,14 +268,15 @@ def main() -> None:
 
   rows = []
   for impl in args.impls.split(","):
-    variants = [(c, a, u) for a in attentions for u in unrolls for c in chunks]
-    for chunk, attention, unroll in (variants if impl == "ours"
-                                     else [(0, "", "1")]):
+    variants = [(c, a, u, r) for r in ranks for a in attentions for u in unrolls
+                for c in chunks]
+    for chunk, attention, unroll, rank in (variants if impl == "ours"
+                                           else [(0, "", "1", 0)]):
       cmd = ["-m", "benchmarks.train_step", f"--worker={impl}",
              f"--steps={args.steps}", f"--remat={args.remat}",
              f"--loss_chunk={chunk}", f"--attention={attention or 'einsum'}",
-             f"--profile_dir={args.profile_dir}", f"--scan_unroll={unroll}"
-             ] + (["--tiny"] if args.tiny else [])
+             f"--profile_dir={args.profile_dir}", f"--scan_unroll={unroll}",
+             f"--lora_rank={rank}"] + (["--tiny"] if args.tiny else [])
       row = common.not_installed(impl) or common.run_subprocess(cmd, args.timeout)
       row.setdefault("impl", impl)
       row.setdefault("benchmark", "train_step")
@@ -264,10 +284,11 @@ def main() -> None:
         row.setdefault("loss_chunk", chunk)
         row.setdefault("attention", attention)
         row.setdefault("scan_unroll", unroll)
+        row.setdefault("lora_rank", rank)
       rows.append(row)
       common.record(args.out, row)
-  # The speed-ups are those of the first "ours" row (the first --loss_chunk
-  # , --attention and --scan_unroll).
+  # The speed-ups are those of the first "ours" row (the first --loss_chunk,
+  # --attention, --scan_unroll and --lora_rank).
   ours = next((r for r in rows if r["impl"] == "ours" and "tokens_per_s" in r),
               None)
   for r in rows:
@@ -278,7 +299,8 @@ def main() -> None:
   common.print_table(
       f"train step, {shape.preset} batch {shape.batch} x {shape.seq_len} "
       f"({rows[0].get('device', '?')})", rows,
-      ["impl", "attention", "scan_unroll", "loss_chunk", "tokens_per_s", "mfu", "step_s", "first_call_s",
+      ["impl", "attention", "scan_unroll", "loss_chunk", "lora_rank", "tokens_per_s", "mfu",
+       "step_s", "first_call_s",
        "peak_gib", "ours_speedup", "error"])
   for r in rows:
     if "error" in r:

@@ -40,12 +40,14 @@ def test_train_step_benchmark_tiny(tmp_path):
   # With a profile of each JAX row.
   # Both with the layers unrolled (no loop; the layer scan is what
   # tests/test_train.py runs).
+  # And LoRA beside full fine-tuning.
   rows, stdout = _run("benchmarks.train_step", "--impls=ours,official",
                       "--steps=2", "--loss_chunk=16", "--attention=einsum,xla",
-                      "--scan_unroll=all",
+                      "--scan_unroll=all", "--lora_rank=0,4",
                       f"--profile_dir={tmp_path / 'traces'}", tmp_path=tmp_path)
-  assert [r["impl"] for r in rows] == ["ours", "ours", "official"]
-  assert [r.get("attention") for r in rows] == ["einsum", "xla", None]
+  assert [r["impl"] for r in rows] == ["ours", "ours", "ours", "ours", "official"]
+  assert [r.get("attention") for r in rows] == ["einsum", "xla", "einsum", "xla", None]
+  assert [r.get("lora_rank") for r in rows] == [0, 0, 4, 4, None]
   assert rows[0]["loss_chunk"] == 16
   assert rows[0]["scan_unroll"] == "all"
   for r in rows:
@@ -53,6 +55,13 @@ def test_train_step_benchmark_tiny(tmp_path):
     assert r["tokens_per_s"] > 0 and r["params"] > 0 and r["device"]
   # The same training on the same batch, whichever attention call.
   assert rows[1]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-2)
+  # LoRA: the same model, a few trainable params, a bf16 base, and 4N for
+  # the weights' FLOPs where full fine-tuning has 6N.
+  full, low_rank = rows[0], rows[2]
+  assert low_rank["params"] == full["params"]
+  assert 0 < low_rank["trainable_params"] < full["params"] / 5
+  assert (full["param_dtype"], low_rank["param_dtype"]) == ("float32", "bfloat16")
+  assert full["flops_per_token"] - low_rank["flops_per_token"] == 2 * full["params"]
   assert "ours_speedup" in stdout
   for r in rows:
     profile = r["profile"]
@@ -296,15 +305,16 @@ def test_gpu_suite_dry_run_lists_each_benchmark():
   lines = [l for l in proc.stdout.splitlines() if l.startswith("+ timeout")]
   modules = [l.split(" -m ")[1].split()[0] for l in lines]
   assert modules == ["benchmarks.train_step", "benchmarks.train_step",
-                     "benchmarks.sampling", "benchmarks.scoring",
+                     "benchmarks.train_step", "benchmarks.sampling", "benchmarks.scoring",
                      "benchmarks.scoring", "benchmarks.scoring",
                      "benchmarks.train_step", "benchmarks.sampling"]
   assert "--attention=einsum,cudnn" in lines[0]
   assert "--attention=cudnn --scan_unroll=all" in lines[1]
+  assert "--attention=cudnn --lora_rank=16" in lines[2]
   # Only the last part traces: a profile never costs a measurement.
-  assert "--cot_readout=fused --cot_batching=static,continuous" in lines[4]
-  assert "--cot_readout=pass --cot_batching=continuous" in lines[5]
-  assert ["--profile_dir" in l for l in lines] == [False] * 6 + [True] * 2
+  assert "--cot_readout=fused --cot_batching=static,continuous" in lines[5]
+  assert "--cot_readout=pass --cot_batching=continuous" in lines[6]
+  assert ["--profile_dir" in l for l in lines] == [False] * 7 + [True] * 2
   proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--dry_run",
                          "--part=infer", "--tiny"], cwd=root,
                         capture_output=True, text=True, timeout=60)
