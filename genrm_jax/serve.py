@@ -1,0 +1,249 @@
+r"""A verifier behind HTTP: the reward model of an RL loop or of any program
+outside this process (`genrm_jax.reward_client` calls it, with verl's and
+TRL's reward-function signatures).
+
+  python -m genrm_jax.serve --verifier=genrm --checkpoint=WORKDIR/export --port=8000
+  python -m genrm_jax.serve --verifier=genrm_cot --checkpoint=DIR --num_rationales=8
+
+  POST /score  {"question": "Q", "solutions": ["S1", "S2"]}           one question for all
+               {"questions": ["Q1", "Q2"], "solutions": ["S1", "S2"]}  one each
+               optional "rationales": true (CoT kinds: each pair's rationales, p(Yes))
+          ->   {"scores": [0.93, 0.12]}  (+ "rationales", "rationale_scores")
+  GET  /health ->  {"status": "ok", "verifier": KIND, "checkpoint": DIR, "options": {...}}
+
+The options are `genrm_jax.score`'s (the same flags). Requests that arrive
+together are scored together: one thread owns the model and takes what is
+queued, up to `--max_batch` pairs, waiting at most `--max_wait_ms` after the
+first for more. A pair's score does not depend on what it is batched with
+(`verifiers.Verifier`), so batching changes the speed, never the scores. A
+malformed request gets HTTP 400 and a message naming the fix; the server
+goes on serving.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import queue
+import sys
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+from absl import app
+from absl import flags
+
+# (questions, solutions) -> one verdict per solution (`verifiers.Verdict`).
+VerifyFn = Callable[[list[str], list[str]], Sequence[Any]]
+
+
+_CLOSE = object()  # queued by `Batcher.close`
+
+
+class _Request:
+  """One request's pairs, waiting for their verdicts."""
+
+  def __init__(self, questions: list[str], solutions: list[str]):
+    self.questions, self.solutions = questions, solutions
+    self.done = threading.Event()
+    self.verdicts: Sequence[Any] = ()
+    self.error: BaseException | None = None
+
+
+class Batcher:
+  """Scores concurrent requests together on one worker thread (the model's
+  only caller: JAX programs run one at a time there)."""
+
+  def __init__(self, verify: VerifyFn, max_batch: int = 64, max_wait_s: float = 0.005):
+    self._verify, self.max_batch, self.max_wait_s = verify, max_batch, max_wait_s
+    self._queue: queue.Queue = queue.Queue()
+    self._carry: Any = None  # taken from the queue, for the next group
+    self._closed = False
+    self._thread = threading.Thread(target=self._loop, name="verifier", daemon=True)
+    self._thread.start()
+
+  def submit(self, questions: list[str], solutions: list[str]) -> Sequence[Any]:
+    """The verdicts of these pairs (blocks until they are scored)."""
+    if self._closed:
+      raise RuntimeError("the verifier is shut down")
+    request = _Request(questions, solutions)
+    self._queue.put(request)
+    request.done.wait()
+    if request.error is not None:
+      raise request.error
+    return request.verdicts
+
+  def _take(self) -> list[_Request] | None:
+    """The next group: what is queued, up to max_batch pairs (a bigger
+    request goes alone), waiting at most max_wait_s after the first request
+    for more (None: closed)."""
+    first, self._carry = self._carry or self._queue.get(), None
+    if first is _CLOSE:
+      return None
+    group, pairs = [first], len(first.solutions)
+    deadline = time.monotonic() + self.max_wait_s
+    while pairs < self.max_batch:
+      try:
+        nxt = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+      except queue.Empty:
+        break
+      if nxt is _CLOSE or pairs + len(nxt.solutions) > self.max_batch:
+        self._carry = nxt  # the next group's first (or the close, after this group)
+        break
+      group.append(nxt)
+      pairs += len(nxt.solutions)
+    return group
+
+  def _loop(self) -> None:
+    while (group := self._take()) is not None:
+      try:
+        verdicts = self._verify([q for r in group for q in r.questions],
+                                [s for r in group for s in r.solutions])
+        start = 0
+        for r in group:
+          r.verdicts = verdicts[start:start + len(r.solutions)]
+          start += len(r.solutions)
+      except Exception as e:  # pylint: disable=broad-except
+        for r in group:  # each caller gets the error; the server goes on
+          r.error = e
+      for r in group:
+        r.done.set()
+
+  def close(self) -> None:
+    self._closed = True
+    self._queue.put(_CLOSE)
+    self._thread.join()
+
+
+def parse_request(body: bytes) -> tuple[list[str], list[str], bool]:
+  """(questions, solutions, rationales?) of a /score body, or ValueError
+  naming what is wrong."""
+  try:
+    data = json.loads(body)
+  except ValueError as e:
+    raise ValueError(f"the body is not JSON ({e}): send "
+                     '{"question": "...", "solutions": ["...", ...]}') from None
+  if not isinstance(data, dict):
+    raise ValueError('the body must be a JSON object: {"question": "...", "solutions": [...]}')
+  unknown = sorted(set(data) - {"question", "questions", "solutions", "rationales"})
+  if unknown:
+    raise ValueError(f"unknown field(s) {unknown}; known: question, questions, solutions, "
+                     "rationales")
+  solutions = data.get("solutions")
+  if not isinstance(solutions, list) or not all(isinstance(s, str) for s in solutions):
+    raise ValueError('"solutions" must be a list of strings.')
+  if ("question" in data) == ("questions" in data):
+    raise ValueError('give "question" (one for every solution) or "questions" (one per '
+                     'solution), not both or neither.')
+  if "question" in data:
+    if not isinstance(data["question"], str):
+      raise ValueError('"question" must be a string.')
+    questions = [data["question"]] * len(solutions)
+  else:
+    questions = data["questions"]
+    if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
+      raise ValueError('"questions" must be a list of strings.')
+    if len(questions) != len(solutions):
+      raise ValueError(f"{len(questions)} questions for {len(solutions)} solutions: give "
+                       "one question per solution, or one \"question\" for all.")
+  rationales = data.get("rationales", False)
+  if not isinstance(rationales, bool):
+    raise ValueError('"rationales" must be true or false.')
+  return questions, solutions, rationales
+
+
+def make_server(batcher: Batcher, info: dict[str, Any], host: str = "127.0.0.1",
+                port: int = 8000) -> http.server.ThreadingHTTPServer:
+  """An HTTP server for `batcher` (port 0: any free port, see
+  `server.server_address`); `info` is what /health reports."""
+
+  class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, code: int, payload: dict[str, Any]) -> None:
+      body = json.dumps(payload).encode("utf-8")
+      self.send_response(code)
+      self.send_header("Content-Type", "application/json")
+      self.send_header("Content-Length", str(len(body)))
+      self.end_headers()
+      self.wfile.write(body)
+
+    def do_GET(self):  # pylint: disable=invalid-name
+      if self.path.rstrip("/") == "/health":
+        self._send(200, dict(info, status="ok"))
+      else:
+        self._send(404, {"error": f"no {self.path}: POST /score, GET /health"})
+
+    def do_POST(self):  # pylint: disable=invalid-name
+      length = int(self.headers.get("Content-Length") or 0)
+      body = self.rfile.read(length)
+      if self.path.rstrip("/") != "/score":
+        self._send(404, {"error": f"no {self.path}: POST /score, GET /health"})
+        return
+      try:
+        questions, solutions, rationales = parse_request(body)
+      except ValueError as e:
+        self._send(400, {"error": str(e)})
+        return
+      try:
+        verdicts = batcher.submit(questions, solutions)
+      except Exception as e:  # pylint: disable=broad-except
+        self._send(500, {"error": f"{type(e).__name__}: {e}"})
+        return
+      out: dict[str, Any] = {"scores": [v.score for v in verdicts]}
+      if rationales:
+        out["rationales"] = [list(v.rationales) for v in verdicts]
+        out["rationale_scores"] = [list(v.rationale_scores) for v in verdicts]
+      self._send(200, out)
+
+    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+      del format, args  # one line per request would drown the log
+
+  return http.server.ThreadingHTTPServer((host, port), Handler)
+
+
+def define_flags() -> None:
+  """CLI flags: `genrm_jax.score`'s verifier flags and the server's own."""
+  from genrm_jax import score  # pylint: disable=g-import-not-at-top
+  score.define_verifier_flags()
+  flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (0.0.0.0: every interface).')
+  flags.DEFINE_integer('port', 8000, 'Port (0: any free one).')
+  flags.DEFINE_integer('max_batch', 64, 'Pairs scored together at most.')
+  flags.DEFINE_float('max_wait_ms', 5.0, 'How long the first queued request waits for '
+                     'others to batch with.')
+  flags.adopt_module_key_flags(score)  # --help lists the verifier's flags too
+  flags.mark_flags_as_required(['verifier', 'checkpoint'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  from genrm_jax import score  # pylint: disable=g-import-not-at-top
+  from genrm_jax import verifiers  # pylint: disable=g-import-not-at-top
+  try:
+    spec = score.spec_from_flags()
+    verifier = verifiers.Verifier(spec.kind, spec.checkpoint, **spec.options)
+  except (FileNotFoundError, ValueError) as e:
+    sys.exit(f'error: {e}')
+  batcher = Batcher(verifier.verify, f.max_batch, f.max_wait_ms / 1000)
+  info = {"verifier": spec.kind, "checkpoint": spec.checkpoint,
+          "options": {k: v for k, v in spec.options.items()
+                      if isinstance(v, (str, int, float, bool, type(None)))}}
+  server = make_server(batcher, info, f.host, f.port)
+  host, port = server.server_address[:2]
+  print(f'Serving {spec.kind} ({spec.checkpoint}) on http://{host}:{port} '
+        f'(POST /score, GET /health); export GENRM_VERIFIER_URL=http://{host}:{port}',
+        flush=True)
+  try:
+    server.serve_forever()
+  except KeyboardInterrupt:
+    pass
+  finally:
+    server.server_close()
+    batcher.close()
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
