@@ -7,8 +7,9 @@ JAX in the caller's process).
   reward_client.score("Q: ...", ["solution A", "solution B"])   # [0.93, 0.12]
 
 * verl: `custom_reward_function.path=genrm_jax/reward_client.py
-  custom_reward_function.name=compute_score`. verl passes each response as
-  `solution_str`; the question comes from the row's `extra_info["question"]`
+  custom_reward_function.name=compute_score`, one request a response, or
+  `compute_score_batch` with `reward_model.reward_manager=batch`, one a
+  batch. The question comes from each row's `extra_info["question"]`
   (verl's GSM8K preprocessing writes it).
 * TRL: `GRPOTrainer(reward_funcs=reward_client.grpo_reward, ...)`. The
   question is the dataset's `question` column when it has one, else the
@@ -73,12 +74,26 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any,
   for the question in `extra_info["question"]` (`ground_truth` unused: the
   verifier judges without the reference, as at test time)."""
   del data_source, ground_truth
+  return score(_question(extra_info), [solution_str], url=kwargs.get("url"))[0]
+
+
+def compute_score_batch(data_sources: Sequence[str], solution_strs: Sequence[str],
+                        ground_truths: Sequence[Any], extra_infos: Sequence[dict | None],
+                        **kwargs) -> list[float]:
+  """verl's batch reward function (`reward_model.reward_manager=batch`):
+  the whole batch in one request."""
+  del data_sources, ground_truths
+  return score([_question(info) for info in extra_infos], list(solution_strs),
+               url=kwargs.get("url"))
+
+
+def _question(extra_info: dict | None) -> str:
   question = (extra_info or {}).get("question")
   if not isinstance(question, str):
     raise ValueError("extra_info has no 'question': write each row's question into "
                      "extra_info['question'] when preparing the parquet data (verl's "
                      "GSM8K preprocessing does).")
-  return score(question, [solution_str], url=kwargs.get("url"))[0]
+  return question
 
 
 def _text(message: Any, role: str) -> str:

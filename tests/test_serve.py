@@ -172,6 +172,11 @@ def test_verl_and_trl_reward_functions(monkeypatch):
     assert seen[-1] == (["Q1"], ["abcd"])
     with pytest.raises(ValueError, match=r"extra_info\['question'\]"):
       reward_client.compute_score("openai/gsm8k", "abcd", "42", extra_info={"index": 3})
+    # verl's batch reward manager: one request for the batch.
+    assert reward_client.compute_score_batch(
+        ["gsm8k"] * 2, ["a", "abc"], ["1", "2"],
+        [{"question": "Q1"}, {"question": "Q2"}]) == [0.25, 0.75]
+    assert seen[-1] == (["Q1", "Q2"], ["a", "abc"])
     # Standard format, questions from the prompts.
     assert reward_client.grpo_reward(["Q1", "Q2"], ["ab", "abc"]) == [0.5, 0.75]
     assert seen[-1] == (["Q1", "Q2"], ["ab", "abc"])
