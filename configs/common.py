@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ml_collections as mlc
 
-TASKS = ("last_letter", "word_sort", "gsm8k")
+TASKS = ("last_letter", "word_sort", "gsm8k", "math")
 # File-name method -> `config.method`.
 METHODS = {"genrm": "genrm", "cot": "genrm_cot", "unified": "unified",
            "disc": "disc", "dpo": "dpo", "solve": "solve"}
@@ -23,12 +23,15 @@ TASK_SUFFIX = {"genrm": "genrm", "genrm_cot": "genrm_cot",
                "solve": "solve"}
 
 # Paper: Gemma-2B for the algorithmic tasks; Gemma 2B/7B and Gemma-2 9B for
-# GSM8K, the headline verifier being Gemma-2 9B.
+# GSM8K, the headline verifier being Gemma-2 9B (MATH: as GSM8K).
 MODEL_PRESETS = {"last_letter": "gemma_2b", "word_sort": "gemma_2b",
-                 "gsm8k": "gemma2_9b"}
+                 "gsm8k": "gemma2_9b", "math": "gemma2_9b"}
 # Not given in the paper: long enough for the prompt, solution and (CoT)
-# verification rationale of each task.
-SEQ_LEN = {"last_letter": 512, "word_sort": 512, "gsm8k": 1024}
+# verification rationale of each task. MATH's question + reference solution
+# is 2,777 characters at the 99th percentile of its training set (GSM8K's
+# whole example fits 1024 tokens), so twice GSM8K's; `train` checks the cut
+# fraction before it starts.
+SEQ_LEN = {"last_letter": 512, "word_sort": 512, "gsm8k": 1024, "math": 2048}
 
 
 def parse_arg(arg: str | None, lazy: bool = False, **spec) -> mlc.ConfigDict:
@@ -155,6 +158,11 @@ def get_config(task: str, method: str, arg: str | None = None
       "train_size": 0, "validation_size": 0, "test_size": 0, "seed": 0})
   c.data.eval_task = ""  # '' = the same task's eval split
   c.data.eval_split = "validation"  # '' = no periodic eval
+  if task == "math":
+    # MATH has no validation split (train / test / math500): periodic eval
+    # needs a store of held-out train problems (data.candidates.validation
+    # and eval_split=validation); never score test / MATH-500 problems here.
+    c.data.eval_split = ""
   c.data.seq_len = SEQ_LEN[task]
   c.data.pack = c.method not in ("disc", "dpo")
   # Unified GenRM: solution-SFT examples per verification example (the
@@ -231,6 +239,7 @@ def get_config(task: str, method: str, arg: str | None = None
     # --config.data.source=seqio (with data.vocabulary=byte and candidate
     # stores) for the real tasks.
     c.data.source = "synthetic"
+    c.data.eval_split = "validation"  # the synthetic task has one (MATH aside)
     c.model.remat_policy = "none"
     c.data.seq_len = 64
     c.data.synthetic_min_digits = 1

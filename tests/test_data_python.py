@@ -126,3 +126,42 @@ def test_no_tensorflow_imported(tmp_path):
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run([sys.executable, "-c", code], check=True, cwd=repo)
 
+
+
+def _math_store(path):
+  """MATH training problems: the reference solution, and one ending in
+  another boxed answer (graded wrong)."""
+  rows = []
+  for p in sources.get_problems("math", "train")[:8]:
+    wrong = p["solution"] + " So the answer is $\\boxed{" + p["reference"] + "0}$."
+    for i, (solution, ok) in enumerate([(p["solution"], True), (wrong, False)]):
+      rows.append(candidates_lib.Candidate(
+          problem_id=p["problem_id"], candidate_id=i, question=p["question"],
+          solution=solution, answer=None, reference=p["reference"], correct=ok,
+          task="math"))
+  candidates_lib.write_candidates(path, rows)
+  return path
+
+
+@pytest.mark.parametrize("method", ["genrm", "disc", "dpo"])
+def test_math_configs_train_on_a_math_store(tmp_path, method):
+  """configs/math_<method>.py: MATH verification tasks from a store, the same
+  batches with and without seqio, both labels present."""
+  from tests import train_utils as tu  # pylint: disable=g-import-not-at-top
+  store = _math_store(str(tmp_path / "c.jsonl"))
+  config = tu.load_config(f"math_{method}.py")
+  assert config.data.task == f"math_{common.TASK_SUFFIX[config.method]}"
+  assert config.data.eval_split == ""  # MATH has no validation split
+  config.batch_size = 4
+  config.data.vocabulary = "byte"
+  config.data.seq_len = 1024
+  # Held-out problems for eval, as the config's docstring says to add them.
+  config.data.candidates.train = config.data.candidates.validation = store
+  config.data.eval_split = "validation"
+  want, got = _both(config, steps=4)
+  for w, g in zip(want, got):
+    assert set(g) == set(w)
+    for key in w:
+      np.testing.assert_array_equal(g[key], w[key], err_msg=key)
+  if method == "disc":
+    assert set(np.concatenate([b["label"] for b in want])) == {0.0, 1.0}

@@ -346,13 +346,19 @@ def test_end_to_end_generate_score_evaluate(bundles, tmp_path):
 
 
 def test_eval_configs_load():
-  for name in ("last_letter", "word_sort", "gsm8k", "math500_transfer"):
+  for name in ("last_letter", "word_sort", "gsm8k", "math", "math500_transfer"):
     config = eval_config.load(f"configs/eval/{name}.py:root=/r")
     specs = eval_config.verifier_specs(config)
     assert specs and all(s.checkpoint.startswith("/r/") or s.kind == "llm_judge"
                          for s in specs)
     assert config.weighted_vote is False
     assert eval_config.load(f"configs/eval/{name}.py:root=/r,weighted_vote=true").weighted_vote
+  # MATH-trained verifiers, DPO's reference the MATH generator.
+  specs = {s.name: s for s in eval_config.verifier_specs(
+      eval_config.load("configs/eval/math.py:root=/r"))}
+  assert specs["genrm_cot"].checkpoint == "/r/math_cot/export"
+  assert specs["dpo"].options["reference_checkpoint"] == "/r/math_solve/export"
+  assert specs["genrm_cot"].options["max_new_tokens"] == 1024
 
 
 def test_missing_checkpoints_are_named_before_anything_is_scored(bundles, tmp_path):
