@@ -16,10 +16,10 @@ import ml_collections as mlc
 TASKS = ("last_letter", "word_sort", "gsm8k", "math")
 # File-name method -> `config.method`.
 METHODS = {"genrm": "genrm", "cot": "genrm_cot", "unified": "unified",
-           "disc": "disc", "dpo": "dpo", "solve": "solve"}
+           "disc": "disc", "bt": "bt", "dpo": "dpo", "solve": "solve"}
 # `config.method` -> seqio task / mixture suffix (tasks/registry.py).
 TASK_SUFFIX = {"genrm": "genrm", "genrm_cot": "genrm_cot",
-               "unified": "genrm_cot_unified", "disc": "disc", "dpo": "dpo",
+               "unified": "genrm_cot_unified", "disc": "disc", "bt": "bt", "dpo": "dpo",
                "solve": "solve"}
 
 # Paper: Gemma-2B for the algorithmic tasks; Gemma 2B/7B and Gemma-2 9B for
@@ -164,7 +164,7 @@ def get_config(task: str, method: str, arg: str | None = None
     # and eval_split=validation); never score test / MATH-500 problems here.
     c.data.eval_split = ""
   c.data.seq_len = SEQ_LEN[task]
-  c.data.pack = c.method not in ("disc", "dpo")
+  c.data.pack = c.method not in ("disc", "bt", "dpo")
   # Unified GenRM: solution-SFT examples per verification example (the
   # paper's lambda, realised as a mixing rate lambda / (1 + lambda)).
   c.data.unified_lambda = 1.0
@@ -248,7 +248,7 @@ def get_config(task: str, method: str, arg: str | None = None
     c.optimizer.decay_steps = 1000
     c.mesh = (-1, 1, 1)
     c.export_params = False
-    if c.method == "disc":
+    if c.method in ("disc", "bt"):
       # The value head must learn a comparison (is the candidate the reversed
       # problem?); the 2-layer model learns it within 100 steps only on
       # one-digit problems.

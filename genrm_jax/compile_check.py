@@ -441,6 +441,9 @@ def batch_spec(config) -> dict[str, tuple[tuple[int, ...], Any]]:
   if kind == "disc":
     return {"tokens": ((b, l), np.int32), "segment_ids": ((b, l), np.int32),
             "label": ((b,), np.float32)}
+  if kind == "pairwise":
+    return {f"{prefix}_{field}": ((b, l), np.int32) for prefix in ("chosen", "rejected")
+            for field in ("tokens", "segment_ids")}
   spec = {}
   for prefix in ("chosen", "rejected"):
     spec[f"{prefix}_tokens"] = ((b, l), np.int32)

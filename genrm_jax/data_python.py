@@ -25,7 +25,7 @@ from genrm_jax import input_pipeline as ip
 from genrm_jax.models import tokenizer as tokenizer_lib
 
 _SUFFIXES = ("genrm_cot_unified", "genrm_unified", "genrm_cot", "genrm",
-             "disc", "dpo", "solve", "sft")
+             "disc", "bt", "dpo", "solve", "sft")
 
 
 def _parse(name: str) -> tuple[str, str]:
@@ -68,7 +68,7 @@ def task_examples(data, name: str, split: str) -> list[list[dict]]:
 
 
 def _kind(suffix: str) -> str:
-  return {"disc": ip.DISC, "dpo": ip.DPO}.get(suffix, ip.GENERATIVE)
+  return {"disc": ip.DISC, "bt": ip.PAIRWISE, "dpo": ip.DPO}.get(suffix, ip.GENERATIVE)
 
 
 class _Encoder:
@@ -80,6 +80,8 @@ class _Encoder:
   def untrimmed(self, ex: dict) -> dict:
     """BOS + prompt, and each completion + EOS, at their full lengths."""
     tok = self.tok
+    if self.kind == ip.PAIRWISE:
+      return {k: [ip.BOS_ID] + tok.encode(ex[k]) for k in ("chosen", "rejected")}
     inputs = [ip.BOS_ID] + tok.encode(ex["inputs"])
     if self.kind == ip.DISC:
       return {"inputs": inputs, "label": int(ex["label"])}
@@ -89,7 +91,7 @@ class _Encoder:
 
   def __call__(self, ex: dict) -> dict:
     encoded = self.untrimmed(ex)
-    if self.kind != ip.GENERATIVE:  # disc / DPO rows are cut in _to_batch
+    if self.kind != ip.GENERATIVE:  # disc / pairwise / DPO rows are cut in _to_batch
       return encoded
     inputs, targets = encoded["inputs"], encoded["targets"]
     limit = self.lengths["inputs"]
@@ -235,7 +237,7 @@ def _part_lengths(encoded: dict, kind: str) -> dict[str, int]:
   if kind == ip.DPO:  # prompt + completion share one row
     return {f"inputs + {k}": len(encoded["inputs"]) + len(encoded[k])
             for k in ("chosen", "rejected")}
-  return {k: len(encoded[k]) for k in ("inputs", "targets") if k in encoded}
+  return {k: len(v) for k, v in encoded.items() if k != "label"}
 
 
 def _part_limits(kind: str, lengths: dict[str, int]) -> dict[str, int]:
@@ -256,7 +258,8 @@ def length_report(config, split: str = "train", max_examples: int = 2000,
   {part: n cut}, 'longest': {part: tokens}, 'limits': {part: tokens},
   'lengths' (the feature lengths)}. Parts: inputs (trimmed from the left,
   so the prompt's start goes), targets (cut at the end, so a rationale loses
-  its verdict); DPO: inputs + chosen / rejected (one row, cut at the end).
+  its verdict); DPO: inputs + chosen / rejected (one row, cut at the end);
+  bt: chosen, rejected (each a row, trimmed from the left as disc's).
   """
   data = config.data
   _, suffix = _parse(data.task)

@@ -12,7 +12,8 @@ correct or has one digit changed. From it we build
     unified:   genrm_cot, or solve with probability lambda / (1 + lambda)
   (`|` separates the prompt from the target tokens that carry loss weight);
 * disc batches: BOS q SEP cand, label = candidate is correct;
-* dpo batches: the correct answer (chosen) vs a corrupted one (rejected).
+* dpo batches: the correct answer (chosen) vs a corrupted one (rejected);
+* bt batches: the same pair, each a whole disc-style row.
 
 Every row of every batch is a pure function of (seed, split, step, row), so
 a run restarted at step s reads exactly the batches an uninterrupted run
@@ -120,6 +121,17 @@ class SyntheticSource:
     return {"tokens": tokens, "segment_ids": (tokens != PAD).astype(np.int32),
             "label": np.float32(label)}
 
+  def _bt_row(self, rng):
+    q, answer, corrupted = _problem(rng, self.min_digits, self.max_digits)
+    row = {}
+    for name, answer_tokens in (("chosen", answer), ("rejected", corrupted)):
+      seq = [BOS, *q, SEP, *answer_tokens]
+      tokens = np.zeros(self.seq_len, np.int32)
+      tokens[:len(seq)] = seq
+      row[f"{name}_tokens"] = tokens
+      row[f"{name}_segment_ids"] = (tokens != PAD).astype(np.int32)
+    return row
+
   def _dpo_row(self, rng):
     q, answer, corrupted = _problem(rng, self.min_digits, self.max_digits)
     prompt = [BOS, *q, SEP]
@@ -146,7 +158,7 @@ class SyntheticSource:
                        f"the {process_count} processes.")
     per_host = global_batch_size // process_count
     first = process_index * per_host
-    kind = {"disc": self._disc_row, "dpo": self._dpo_row}.get(
+    kind = {"disc": self._disc_row, "bt": self._bt_row, "dpo": self._dpo_row}.get(
         self.method, self._generative_row)
     rows = [kind(_row_rng(self.seed, split, step, r))
             for r in range(first, first + per_host)]

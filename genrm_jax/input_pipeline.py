@@ -33,6 +33,7 @@ import numpy as np
 BOS_ID = 2  # Gemma's BOS; in seqio's ByteVocabulary 2 is an unused UNK id
 
 GENERATIVE, DISC, DPO = "generative", "disc", "dpo"
+PAIRWISE = "pairwise"  # Bradley-Terry: two disc-style rows, chosen and rejected
 
 
 def _tf():
@@ -150,6 +151,23 @@ def disc_features(vocabulary):
                                  add_eos=False, dtype=tf.int32, rank=0)}
 
 
+def pairwise_features(vocabulary):
+  seqio = _seqio()
+  return {"chosen": seqio.Feature(vocabulary, add_eos=False),
+          "rejected": seqio.Feature(vocabulary, add_eos=False)}
+
+
+def pairwise_preprocessors():
+  """Tokenise, then BOS before each row (each is a whole disc-style row)."""
+  seqio = _seqio()
+
+  def bos_both(dataset, output_features, sequence_length=None):
+    for key in ("chosen", "rejected"):
+      dataset = prepend_bos(dataset, output_features, sequence_length, key=key)
+    return dataset
+  return [seqio.preprocessors.tokenize, bos_both]
+
+
 def dpo_features(vocabulary):
   seqio = _seqio()
   return {"inputs": seqio.Feature(vocabulary, add_eos=False),
@@ -162,7 +180,7 @@ def batch_kind(task_or_mixture) -> str:
   if "label" in features:
     return DISC
   if "chosen" in features:
-    return DPO
+    return DPO if "inputs" in features else PAIRWISE
   return GENERATIVE
 
 
@@ -194,6 +212,8 @@ def feature_lengths(data_config, kind: str) -> dict[str, int]:
                 or default_inputs_len(data_config))
   if kind == DISC:
     return {"inputs": seq_len}
+  if kind == PAIRWISE:
+    return {"chosen": seq_len, "rejected": seq_len}
   if not 0 < inputs_len < seq_len:
     raise ValueError(f"data.inputs_len={inputs_len} must be in (0, "
                      f"seq_len={seq_len}).")
@@ -231,17 +251,27 @@ def _pair_example(ex, length: int, prefix: str, inputs_len: int):
   return tokens, weights[:length]
 
 
+def _value_rows(rows: list, limit: int) -> np.ndarray:
+  """Disc-style rows padded to `limit`; an over-long one keeps BOS and its
+  end, where the value head reads."""
+  rows = [np.asarray(r) for r in rows]
+  return _pad([r if len(r) <= limit else np.concatenate([r[:1], r[1 - limit:]])
+               for r in rows], limit)
+
+
 def _to_batch(examples: list[dict], kind: str, lengths: dict[str, int]):
-  """Pads tokenised disc / dpo examples into a numpy batch."""
+  """Pads tokenised disc / pairwise / dpo examples into a numpy batch."""
   if kind == DISC:
-    limit = lengths["inputs"]
-    # Over-long: keep BOS and the end, where the value head reads.
-    rows = [np.asarray(e["inputs"]) for e in examples]
-    rows = [r if len(r) <= limit else np.concatenate([r[:1], r[1 - limit:]])
-            for r in rows]
-    tokens = _pad(rows, limit)
+    tokens = _value_rows([e["inputs"] for e in examples], lengths["inputs"])
     return {"tokens": tokens, "segment_ids": (tokens != 0).astype(np.int32),
             "label": np.asarray([e["label"] for e in examples], np.float32)}
+  if kind == PAIRWISE:
+    batch = {}
+    for prefix in ("chosen", "rejected"):
+      tokens = _value_rows([e[prefix] for e in examples], lengths[prefix])
+      batch[f"{prefix}_tokens"] = tokens
+      batch[f"{prefix}_segment_ids"] = (tokens != 0).astype(np.int32)
+    return batch
   total = lengths["inputs"] + lengths["chosen"]
   batch = {}
   for prefix in ("chosen", "rejected"):

@@ -9,6 +9,9 @@
   the verdict after the rationale).
 * Discriminative (`disc`): a value head (a Dense layer) on the final hidden
   state at each example's last valid token, trained with sigmoid BCE.
+* Pairwise reward model (`bt`, Bradley-Terry, TRL's `RewardTrainer`): the
+  same value head read on a correct (chosen) and an incorrect (rejected)
+  solution of one problem, -log sigmoid(r_chosen - r_rejected).
 * DPO (`dpo`): -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))) on
   sequence log-probs summed over target tokens; the reference is the frozen
   initial model, run in the same step, unless the batch carries precomputed
@@ -45,7 +48,9 @@ from genrm_jax.models import gemma
 
 
 GENERATIVE_METHODS = ("genrm", "genrm_cot", "unified", "solve")
-METHODS = GENERATIVE_METHODS + ("disc", "dpo")
+METHODS = GENERATIVE_METHODS + ("disc", "bt", "dpo")
+# Methods whose model has a value head (scored by `verifiers` kind 'disc').
+VALUE_HEAD_METHODS = ("disc", "bt")
 # Yes/No verdict accuracy is meaningful where the targets contain a verdict.
 VERDICT_METHODS = ("genrm", "genrm_cot", "unified")
 
@@ -53,11 +58,14 @@ Sums = dict[str, tuple[jax.Array, jax.Array]]
 
 
 def batch_kind(method: str) -> str:
-  """'generative' | 'disc' | 'dpo': which batch fields a method consumes."""
+  """'generative' | 'disc' | 'pairwise' | 'dpo': which batch fields a
+  method consumes."""
   if method in GENERATIVE_METHODS:
     return "generative"
   if method in ("disc", "dpo"):
     return method
+  if method == "bt":
+    return "pairwise"
   raise ValueError(f"method={method!r}; expected one of {METHODS}.")
 
 
@@ -312,6 +320,28 @@ def disc_loss(model, params, batch, *, with_eval_outputs=False):
   return jnp.sum(losses), n, sums
 
 
+def bt_loss(model, params, batch, *, with_eval_outputs=False):
+  """Bradley-Terry: chosen and rejected rows (each BOS + solution prompt +
+  solution, as `disc` reads them) in one forward pass over [2B, L]."""
+  cat = lambda a, b: jnp.concatenate([a, b], axis=0)
+  rewards = value_logits(model, params,
+                         cat(batch["chosen_tokens"], batch["rejected_tokens"]),
+                         cat(batch["chosen_segment_ids"], batch["rejected_segment_ids"]))
+  b = batch["chosen_tokens"].shape[0]
+  reward_c, reward_r = rewards[:b], rewards[b:]
+  margin = reward_c - reward_r
+  losses = -jax.nn.log_sigmoid(margin)
+  n = jnp.asarray(b, jnp.float32)
+  sums = {"accuracy": (jnp.sum((margin > 0).astype(jnp.float32)), n),
+          "margin": (jnp.sum(margin), n),
+          "reward_chosen": (jnp.sum(reward_c), n),
+          "reward_rejected": (jnp.sum(reward_r), n)}
+  if with_eval_outputs:  # AUROC of every row's reward: chosen 1, rejected 0
+    labels = cat(jnp.ones((b,), bool), jnp.zeros((b,), bool))
+    return jnp.sum(losses), n, sums, {"score": rewards, "label": labels}
+  return jnp.sum(losses), n, sums
+
+
 # -----------------------------------------------------------------------------
 # DPO.
 # -----------------------------------------------------------------------------
@@ -395,7 +425,7 @@ def compute_loss(method: str, model, params, batch, *, ref_params=None,
                  with_eval_outputs: bool = False, loss_chunk_size: int = 0):
   """The loss of `method`. `loss_chunk_size > 0`: generative and DPO
   log-probs from sequence chunks of that many positions (no [B, L, V]
-  logits; `chunked_token_stats`); `disc` never builds logits."""
+  logits; `chunked_token_stats`); `disc` and `bt` never build logits."""
   kind = batch_kind(method)
   if kind == "generative":
     use_verdict = method in VERDICT_METHODS
@@ -407,6 +437,8 @@ def compute_loss(method: str, model, params, batch, *, ref_params=None,
   if kind == "disc":
     return disc_loss(model, params, batch,
                      with_eval_outputs=with_eval_outputs)
+  if kind == "pairwise":
+    return bt_loss(model, params, batch, with_eval_outputs=with_eval_outputs)
   return dpo_loss(model, params, batch, ref_params=ref_params, beta=beta,
                   with_eval_outputs=with_eval_outputs,
                   loss_chunk_size=loss_chunk_size)

@@ -223,7 +223,7 @@ def trainable_params(params, mcfg):
 
 def _state_from_model_params(model_params, mcfg, tx, method):
   params = {"model": model_params}
-  if method == "disc":
+  if method in losses.VALUE_HEAD_METHODS:
     params["value_head"] = losses.init_value_head(mcfg.embed_dim)
   return {"params": params, "opt_state": tx.init(trainable_params(params, mcfg)),
           "step": jnp.zeros((), jnp.int32)}
@@ -366,7 +366,7 @@ def _summarize_eval(method, all_sums, all_outputs) -> dict[str, float]:
   out = {f"eval/{k}": s / max(c, 1e-9) for k, (s, c) in total.items()}
   cat = lambda key: np.concatenate(
       [np.asarray(o[key]).ravel() for o in all_outputs])
-  if method == "disc":
+  if method in losses.VALUE_HEAD_METHODS:
     out["eval/auroc"] = losses.auroc(cat("score"), cat("label"))
   elif all_outputs and "mask" in all_outputs[0]:
     mask = cat("mask")
@@ -394,7 +394,7 @@ def state_shardings_for(state_shapes, mcfg, tx, mesh, method):
   replicated = NamedSharding(mesh, P())
   param_shardings = {"model": sharding_lib.logical_shardings(
       gemma.abstract_params(mcfg), mesh)}
-  if method == "disc":
+  if method in losses.VALUE_HEAD_METHODS:
     param_shardings["value_head"] = jax.tree.map(
         lambda _: replicated, state_shapes["params"]["value_head"])
   opt_shardings = optax.tree_map_params(
@@ -702,7 +702,7 @@ def train_and_evaluate(config, workdir: str, *,
                              )(model_params)
       export_cfg = lora.base_config(export_cfg)
     checkpointing.export_params(model_params, os.path.join(export_dir, "params"))
-    if method == "disc" and jax.process_index() == 0:
+    if method in losses.VALUE_HEAD_METHODS and jax.process_index() == 0:
       head = jax.device_get(state["params"]["value_head"])
       buf = io.BytesIO()
       np.savez(buf, **head)
@@ -711,7 +711,7 @@ def train_and_evaluate(config, workdir: str, *,
     if jax.process_index() == 0:  # model.json: loadable from its path alone
       bundle.write_model_json(export_dir, export_cfg,
                               config.data.vocabulary or None,
-                              has_value_head=method == "disc")
+                              has_value_head=method in losses.VALUE_HEAD_METHODS)
     _log("Exported params to %s.", export_dir)
   ckpt.close()
   if best is not None:

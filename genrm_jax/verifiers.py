@@ -15,7 +15,8 @@ Kinds (`VerifierSpec.kind`):
   instruction-tuned one with `chat_template='gemma'`: the CoT prompt as the
   user's turn).
 * `disc`: sigmoid of the value head at the last token of BOS + solution
-  prompt + solution (exactly `losses.value_logits`, as trained).
+  prompt + solution (exactly `losses.value_logits`, as trained; the same
+  for a Bradley-Terry model, method `bt`).
 * `likelihood`: log p(solution + EOS | solution prompt) (as the DPO and
   solution-SFT data tokenise it: prompt and solution encoded separately).
 * `dpo`: beta * (log p_theta(y|x) - log p_ref(y|x)), with
@@ -212,7 +213,7 @@ class _Runner:
       if self.model.value_head is None:
         raise ValueError(f'verifier {spec.name!r}: {spec.checkpoint} has no '
                          f'{bundle_lib.VALUE_HEAD}; disc needs a checkpoint exported by a '
-                         'disc training run (method=disc).')
+                         'value-head training run (method=disc or bt).')
       self.value = ValueScorer(self.model.config, self.model.params, self.model.value_head,
                                batch_size=opts['batch_size'])
     if spec.kind == 'dpo':

@@ -120,6 +120,10 @@ def verification_examples(kind: str, family: str, stores: tuple,
     examples = vd.disc_examples(pool, **caps)
   elif kind == "dpo":
     examples = [dict(p, inputs=p["prompt"]) for p in vd.dpo_pairs(pool, **caps)]
+  elif kind == "bt":  # DPO's pairs, each side a whole disc-style row
+    examples = [dict(p, chosen=p["prompt"] + p["chosen"],
+                     rejected=p["prompt"] + p["rejected"])
+                for p in vd.dpo_pairs(pool, **caps)]
   else:
     examples = vd.solve_examples(pool, max_correct=caps["max_correct"],
                                  seed=caps["seed"])

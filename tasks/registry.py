@@ -10,6 +10,7 @@ word_sort, gsm8k, math:
   <task>_genrm               direct GenRM: ... (Yes/No)? -> " Yes"/" No"
   <task>_genrm_cot           GenRM-CoT: ... verify step by step. -> rationale
   <task>_disc                discriminative: prompt + solution -> label
+  <task>_bt                  Bradley-Terry pairs: chosen / rejected prompt + solution
   <task>_dpo                 DPO pairs: prompt -> chosen / rejected
   <task>_solve               correct candidate solutions (solution SFT)
   <task>_genrm_unified       mixture: <task>_genrm + lambda * <task>_solve
@@ -37,7 +38,7 @@ from tasks import examples as examples_lib
 from tasks import sources
 
 FAMILIES = sources.TASKS
-VERIFICATION_TASKS = ("genrm", "genrm_cot", "disc", "dpo", "solve")
+VERIFICATION_TASKS = ("genrm", "genrm_cot", "disc", "bt", "dpo", "solve")
 
 _tf = ip._tf()  # pylint: disable=protected-access
 
@@ -71,6 +72,9 @@ def _add_task(name: str, source, kind: str, vocabulary) -> None:
   elif kind == ip.DISC:
     features = ip.disc_features(vocabulary)
     preprocessors = [seqio.preprocessors.tokenize, ip.prepend_bos]
+  elif kind == ip.PAIRWISE:
+    features = ip.pairwise_features(vocabulary)
+    preprocessors = ip.pairwise_preprocessors()
   else:
     features = ip.dpo_features(vocabulary)
     preprocessors = [seqio.preprocessors.tokenize, ip.prepend_bos,
@@ -88,6 +92,7 @@ def _add_mixture(name: str, tasks_and_rates) -> None:
 _GENERATIVE_FIELDS = {"inputs": "string", "targets": "string"}
 _DISC_FIELDS = {"inputs": "string", "label": "int"}
 _DPO_FIELDS = {"inputs": "string", "chosen": "string", "rejected": "string"}
+_PAIRWISE_FIELDS = {"chosen": "string", "rejected": "string"}
 
 
 # -----------------------------------------------------------------------------
@@ -126,14 +131,14 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
                                 max_incorrect: int = vd.DEFAULT_MAX_INCORRECT,
                                 seed: int = 0, balance_by: str = "",
                                 train_problems: int = 0) -> list[str]:
-  """Registers `<family>_{genrm,genrm_cot,disc,dpo,solve}` and the unified
+  """Registers `<family>_{genrm,genrm_cot,disc,bt,dpo,solve}` and the unified
   mixtures from candidate stores (`{split: path}`), or released GSM8K data."""
   stores = tuple(sorted((k, v) for k, v in stores.items() if v))
   rationales = tuple(sorted((k, v) for k, v in (rationales or {}).items()
                             if v))
   splits = [k for k, _ in stores] or list(vd.RELEASED_SPLITS)
-  fields = {"disc": _DISC_FIELDS, "dpo": _DPO_FIELDS}
-  kinds = {"disc": ip.DISC, "dpo": ip.DPO}
+  fields = {"disc": _DISC_FIELDS, "bt": _PAIRWISE_FIELDS, "dpo": _DPO_FIELDS}
+  kinds = {"disc": ip.DISC, "bt": ip.PAIRWISE, "dpo": ip.DPO}
   names = []
   for kind in VERIFICATION_TASKS:
     name = f"{family}_{kind}"

@@ -67,7 +67,7 @@ def test_unpacked_rows_equal_seqio(tmp_path, method, task):
                                   want["decoder_positions"][real])
 
 
-@pytest.mark.parametrize("method", ["disc", "dpo"])
+@pytest.mark.parametrize("method", ["disc", "bt", "dpo"])
 def test_disc_and_dpo_batches_equal_seqio(tmp_path, method):
   config = _config(method, f"last_letter_{method}", _store(str(tmp_path / "c.jsonl")))
   for want, got in zip(*_both(config)):
@@ -143,7 +143,7 @@ def _math_store(path):
   return path
 
 
-@pytest.mark.parametrize("method", ["genrm", "disc", "dpo"])
+@pytest.mark.parametrize("method", ["genrm", "disc", "bt", "dpo"])
 def test_math_configs_train_on_a_math_store(tmp_path, method):
   """configs/math_<method>.py: MATH verification tasks from a store, the same
   batches with and without seqio, both labels present."""
@@ -165,3 +165,23 @@ def test_math_configs_train_on_a_math_store(tmp_path, method):
       np.testing.assert_array_equal(g[key], w[key], err_msg=key)
   if method == "disc":
     assert set(np.concatenate([b["label"] for b in want])) == {0.0, 1.0}
+
+
+def test_bt_rows_are_what_the_disc_scorer_reads(tmp_path):
+  """A Bradley-Terry row is the very token sequence `verifiers` scores with
+  kind 'disc' (BOS + solution prompt + solution): the value head is trained
+  where it is read."""
+  from genrm_jax import prompts  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  store = _store(str(tmp_path / "c.jsonl"))
+  config = _config("bt", "last_letter_bt", store, seq_len=1024)  # nothing cut
+  tok = tokenizer_lib.from_spec("byte")
+  scored = {label: [tok.encode(prompts.solution_prompt(c.question) + c.solution, add_bos=True)
+                    for c in candidates_lib.read_candidates(store) if c.correct == label]
+            for label in (True, False)}
+  rows = list(data_python.local_example_rows(config, split="validation"))
+  assert len(rows) == 24  # two pairs for each of the 12 problems
+  for row in rows:
+    for prefix, label in (("chosen", True), ("rejected", False)):
+      tokens = row[f"{prefix}_tokens"][row[f"{prefix}_segment_ids"] != 0].tolist()
+      assert tokens in scored[label]

@@ -174,6 +174,34 @@ def test_disc_value_head_at_last_token(tiny):
   np.testing.assert_allclose(float(loss_sum), expect, rtol=1e-5)
 
 
+def test_bradley_terry_by_hand(tiny):
+  """bt: the disc value head on the chosen and the rejected row (each at its
+  own last token), -log sigmoid(r_c - r_r); AUROC labels chosen 1."""
+  config, model, params = tiny
+  params = dict(params, value_head={
+      "kernel": jax.random.normal(jax.random.PRNGKey(4), (config.embed_dim, 1)),
+      "bias": jnp.array([-0.5])})
+  chosen = np.array([[2, 7, 8, 9, 0, 0], [2, 3, 4, 5, 6, 7]], np.int32)
+  rejected = np.array([[2, 7, 8, 10, 11, 0], [2, 3, 4, 0, 0, 0]], np.int32)
+  batch = {"chosen_tokens": chosen, "chosen_segment_ids": (chosen != 0).astype(np.int32),
+           "rejected_tokens": rejected,
+           "rejected_segment_ids": (rejected != 0).astype(np.int32)}
+  loss_sum, n, sums, out = jax.jit(lambda p, b: losses.compute_loss(
+      "bt", model, p, b, with_eval_outputs=True))(params, batch)
+  value = lambda tokens: np.asarray(jax.jit(lambda p, t: losses.value_logits(
+      model, p, t, (t != 0).astype(np.int32)))(params, tokens))
+  r_c, r_r = value(chosen), value(rejected)
+  margin = r_c - r_r
+  assert float(n) == 2
+  np.testing.assert_allclose(float(loss_sum), np.sum(np.log1p(np.exp(-margin))), rtol=1e-5)
+  np.testing.assert_allclose(float(sums["margin"][0]), margin.sum(), rtol=1e-5)
+  assert float(sums["accuracy"][0]) == np.sum(margin > 0)
+  np.testing.assert_allclose(np.asarray(out["score"]), np.concatenate([r_c, r_r]),
+                             rtol=1e-5)
+  assert np.asarray(out["label"]).tolist() == [True, True, False, False]
+  assert losses.batch_kind("bt") == "pairwise"
+
+
 def test_dpo_loss_by_hand():
   pi_c, pi_r = jnp.array([-5.0, -2.0]), jnp.array([-6.0, -1.0])
   ref_c, ref_r = jnp.array([-5.5, -2.5]), jnp.array([-5.0, -1.5])

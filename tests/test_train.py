@@ -18,10 +18,10 @@ RESUME_RTOL = 1e-5
 
 @pytest.mark.parametrize("name", [
     "last_letter_genrm", "word_sort_cot", "gsm8k_unified", "last_letter_solve",
-    "word_sort_disc", "gsm8k_dpo"])
+    "word_sort_disc", "last_letter_bt", "gsm8k_dpo"])
 def test_tiny_run_loss_falls(name, tmp_path):
   config = tu.tiny_config(name, checkpoint_every=1000)
-  if config.method not in ("disc", "dpo"):
+  if config.method not in ("disc", "bt", "dpo"):
     config.total_steps = 60  # generative losses fall fastest
   tu.run(config, tmp_path)
   losses = [r["loss"] for r in tu.train_records(str(tmp_path))]
@@ -279,3 +279,19 @@ def test_profile_window_checked(tmp_path):
                                    log=logged.append)
   resumed.before(5)
   assert not resumed.active and "outside this run's steps 5..9" in logged[0]
+
+
+def test_bradley_terry_exports_a_value_head_for_the_disc_scorer(tmp_path):
+  """method=bt: WORKDIR/export carries the value head, and the bundle loads
+  as a disc verifier (the sigmoid of the same value)."""
+  from genrm_jax import verifiers  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  config = tu.tiny_config("last_letter_bt", total_steps=3, checkpoint_every=0,
+                          export_params=True)
+  tu.run(config, tmp_path)
+  export = str(tmp_path / "export")
+  model = bundle.load_bundle(export, tokenizer="byte")
+  assert model.value_head is not None and model.value_head["kernel"].shape == (64, 1)
+  assert np.any(model.value_head["kernel"])  # trained away from its zero init
+  score = verifiers.Verifier("disc", export, tokenizer="byte").score("Q: 12", ["21"])
+  assert 0 < score[0] < 1

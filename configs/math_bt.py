@@ -1,0 +1,34 @@
+r"""math: pairwise (Bradley-Terry) reward model, TRL's RewardTrainer loss.
+
+Not one of the paper's verifiers: the value head of `math_disc` trained on
+pairs (a correct and an incorrect solution of one problem, DPO's pairs),
+-log sigmoid(r_chosen - r_rejected). Score it as a disc verifier
+(`genrm_jax.score --verifier=disc`: the sigmoid of the same value).
+
+MATH has no released verification data: train on a candidate store of your
+generator's graded solutions to MATH training problems:
+  python -m genrm_jax.generate --checkpoint=$GEN --task=math --split=train \
+      --num_samples=16 --temperature=0.7 --max_new_tokens=1024 --out=$OUT/train.jsonl
+  python -m genrm_jax.train --config=configs/math_bt.py --workdir=/tmp/math_bt \
+      --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model \
+      --config.data.candidates.train=$OUT/train.jsonl
+Periodic eval needs held-out *training* problems (MATH has no validation
+split; test and MATH-500 are for Best-of-N): add
+`--config.data.candidates.validation=V.jsonl --config.data.eval_split=validation`.
+Evaluate on MATH-500: configs/eval/math.py.
+Smoke test on a CPU (tiny model, about a minute):
+  python -m genrm_jax.train --config=configs/math_bt.py:tiny \
+      --workdir=/tmp/math_bt_tiny
+"""
+
+try:
+  from configs import common
+except ImportError:  # run from outside the repository root
+  import os, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from configs import common
+
+
+def get_config(arg=None):
+  return common.get_config("math", "bt", arg)

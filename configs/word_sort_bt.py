@@ -1,0 +1,25 @@
+r"""word_sort: pairwise (Bradley-Terry) reward model, TRL's RewardTrainer loss.
+
+Not one of the paper's verifiers: the value head of `word_sort_disc` trained on
+pairs (a correct and an incorrect solution of one problem, DPO's pairs),
+-log sigmoid(r_chosen - r_rejected). Score it as a disc verifier
+(`genrm_jax.score --verifier=disc`: the sigmoid of the same value).
+
+Train (the paper's optimizer settings):
+  python -m genrm_jax.train --config=configs/word_sort_bt.py \
+      --workdir=/tmp/word_sort_bt --config.init_from=/ckpts/<gemma checkpoint>
+Smoke test on a CPU (tiny model, about a minute):
+  python -m genrm_jax.train --config=configs/word_sort_bt.py:tiny \
+      --workdir=/tmp/word_sort_bt_tiny
+"""
+
+try:
+  from configs import common
+except ImportError:  # run from outside the repository root
+  import os, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from configs import common
+
+
+def get_config(arg=None):
+  return common.get_config("word_sort", "bt", arg)
