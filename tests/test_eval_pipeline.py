@@ -353,6 +353,11 @@ def test_eval_configs_load():
                          for s in specs)
     assert config.weighted_vote is False
     assert eval_config.load(f"configs/eval/{name}.py:root=/r,weighted_vote=true").weighted_vote
+    # `:bt=true` adds the Bradley-Terry model, scored as a disc verifier.
+    with_bt = {s.name: s for s in eval_config.verifier_specs(
+        eval_config.load(f"configs/eval/{name}.py:root=/r,bt=true"))}
+    assert "bt" not in {s.name for s in specs}
+    assert with_bt["bt"].kind == "disc" and with_bt["bt"].checkpoint.endswith("_bt/export")
   # MATH-trained verifiers, DPO's reference the MATH generator.
   specs = {s.name: s for s in eval_config.verifier_specs(
       eval_config.load("configs/eval/math.py:root=/r"))}

@@ -3,8 +3,9 @@
 Arguments after the file name are `key=value` pairs separated by commas:
 `root=DIR` (where the training runs' exported bundles live, default `runs`),
 `candidates=C.jsonl`, `only=genrm+disc` (keep those verifiers),
-`weighted_vote=true` (also each verifier's weighted vote), and config
-specific ones such as `base=DIR`.
+`weighted_vote=true` (also each verifier's weighted vote), `bt=true` (also
+the Bradley-Terry reward model of `configs/<task>_bt.py`, scored as a disc
+verifier), and config specific ones such as `base=DIR`.
 """
 
 import ml_collections as mlc
@@ -15,9 +16,15 @@ def parse_args(arg):
               if '=' in item)
 
 
-def trained_verifiers(checkpoint, cot_max_new_tokens, with_dpo=True):
-  """GenRM, GenRM-CoT (MajV@8), discriminative and (optionally) DPO, from
-  `checkpoint(run)` -> the bundle of `configs/<task>_<run>.py`."""
+def flag(args, key):
+  """A `key=true` argument (1 / yes too); false when absent."""
+  return args.get(key, 'false').lower() in ('1', 'true', 'yes')
+
+
+def trained_verifiers(checkpoint, cot_max_new_tokens, with_dpo=True, with_bt=False):
+  """GenRM, GenRM-CoT (MajV@8), discriminative, (optionally) DPO and
+  (optionally) the Bradley-Terry RM, from `checkpoint(run)` -> the bundle of
+  `configs/<task>_<run>.py`."""
   verifiers = [
       dict(name='genrm', kind='genrm', checkpoint=checkpoint('genrm'),
            options={}),
@@ -27,6 +34,9 @@ def trained_verifiers(checkpoint, cot_max_new_tokens, with_dpo=True):
       dict(name='disc', kind='disc', checkpoint=checkpoint('disc'),
            options={}),
   ]
+  if with_bt:  # its value head reads what disc's does (scored as disc)
+    verifiers.append(dict(name='bt', kind='disc', checkpoint=checkpoint('bt'),
+                          options={}))
   if with_dpo:  # DPO's reference is the generator it started from
     verifiers.append(dict(
         name='dpo', kind='dpo', checkpoint=checkpoint('dpo'),
@@ -42,7 +52,7 @@ def make_config(task, candidates, verifiers, args):
   c.n_max = 0  # 0: the smallest pool
   c.bootstrap = 1000
   # `:weighted_vote=true`: also each verifier's weighted vote (evaluate --weighted_vote).
-  c.weighted_vote = args.get('weighted_vote', 'false').lower() in ('1', 'true', 'yes')
+  c.weighted_vote = flag(args, 'weighted_vote')
   only = [v for v in args.get('only', '').split('+') if v]
   c.verifiers = [v for v in verifiers if not only or v['name'] in only]
   return c
@@ -54,6 +64,7 @@ def generated_task_config(task, arg, cot_max_new_tokens):
   args = parse_args(arg)
   root = args.get('root', 'runs')
   verifiers = trained_verifiers(lambda run: f'{root}/{task}_{run}/export',
-                                cot_max_new_tokens=cot_max_new_tokens)
+                                cot_max_new_tokens=cot_max_new_tokens,
+                                with_bt=flag(args, 'bt'))
   return make_config(task, f'{root}/{task}_test_candidates.jsonl', verifiers,
                      args)

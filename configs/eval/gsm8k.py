@@ -34,7 +34,8 @@ def get_config(arg=None):
   args = common.parse_args(arg)
   root = args.get('root', 'runs')
   verifiers = common.trained_verifiers(
-      lambda run: f'{root}/{TASK}_{run}/export', cot_max_new_tokens=512)
+      lambda run: f'{root}/{TASK}_{run}/export', cot_max_new_tokens=512,
+      with_bt=common.flag(args, 'bt'))
   verifiers.append(dict(  # LLM-as-a-judge: the un-fine-tuned base model
       name='llm_judge', kind='llm_judge',
       checkpoint=args.get('base', 'checkpoints/gemma2_9b'),

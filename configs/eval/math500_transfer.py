@@ -29,6 +29,6 @@ def get_config(arg=None):
   root = args.get('root', 'runs')
   verifiers = common.trained_verifiers(
       lambda run: f'{root}/gsm8k_{run}/export', cot_max_new_tokens=1024,
-      with_dpo=False)
+      with_dpo=False, with_bt=common.flag(args, 'bt'))
   return common.make_config('math', f'{root}/math500_candidates.jsonl',
                             verifiers, args)
