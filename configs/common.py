@@ -294,6 +294,15 @@ def add_cot_variants(c: mlc.ConfigDict, *, unified: bool, greedy: bool,
         options=dict(cot["options"], num_rationales=1, temperature=0.0))
 
 
+def add_bradley_terry(c: mlc.ConfigDict) -> None:
+  """Pipeline configs' `bt`: the Bradley-Terry reward model (method `bt`,
+  not one of the paper's verifiers) beside the discriminative one, trained
+  with its run's settings (a batch of pairs: twice its rows) and scored as
+  a disc verifier (the same value head and tokens)."""
+  c.runs.bt = c.runs.disc.to_dict()  # a copy: overrides of one stay its own
+  c.verifiers.bt = dict(c.verifiers.disc.to_dict(), method="bt")
+
+
 def shrink_for_smoke(c: mlc.ConfigDict, *, rationale_tokens: int) -> None:
   """What both pipeline configs' `smoke` (a wiring check; its numbers mean
   nothing) sets alike: no length checks (short samples on purpose), the

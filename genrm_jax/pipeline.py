@@ -327,7 +327,7 @@ def summarize_candidates(path: str, log: Log) -> dict:
 def require_both_kinds(path: str, config) -> None:
   """Fails before any verifier trains when the generator's verifier-train
   pool cannot teach one: no correct (or no incorrect) candidate, or, for
-  DPO, no problem with both. The pool stays on disk."""
+  DPO and bt, no problem with both. The pool stays on disk."""
   by_problem = _labels_by_problem(path)
   labels = [v for vs in by_problem.values() for v in vs]
   mixed = _mixed(by_problem)
@@ -337,8 +337,9 @@ def require_both_kinds(path: str, config) -> None:
     problem = 'none of its candidates is correct'
   elif all(labels):
     problem = 'every candidate is correct'
-  elif 'dpo' in methods and not mixed:
-    problem = 'no problem has both a correct and an incorrect candidate (DPO pairs them)'
+  elif methods & {'dpo', 'bt'} and not mixed:
+    problem = ('no problem has both a correct and an incorrect candidate (DPO and the '
+               'Bradley-Terry model pair them)')
   if problem:
     lengths = config.problems.verifier_train.get('train_lengths', None)
     raise ValueError(

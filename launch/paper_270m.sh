@@ -30,6 +30,8 @@
 #                          option; implies --unified): the unified model and a
 #                          solution-only control sample the evaluation problems
 #                          (eval/generation.json; algorithmic tasks)
+#   --bt                   also a Bradley-Terry reward model (the config's `bt`
+#                          option; TRL's pairwise loss, not the paper's)
 #   --smoke                the config's `smoke` option: a few steps, problems
 #                          and samples, to check the wiring end to end (runs
 #                          on CPU with JAX_PLATFORMS=cpu); its numbers mean
@@ -41,7 +43,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/launch/_common.sh"
 
-task=last_letter base=runs/gemma3_270m workdir="" results="" python="" smoke="" unified="" greedy="" transfer="" extra=()
+task=last_letter base=runs/gemma3_270m workdir="" results="" python="" smoke="" unified="" greedy="" transfer="" bt="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --task=*) task="${1#*=}" ;;
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
     --unified) unified=1 ;;
     --greedy) greedy=1 ;;
     --transfer) transfer=1 ;;
+    --bt) bt=1 ;;
     --config.*) extra+=("$1") ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown flag $1 (see --help)" ;;
@@ -88,7 +91,7 @@ fi
 
 # --- 3. the pipeline -----------------------------------------------------------
 run "$python" -m genrm_jax.pipeline \
-  --config="configs/pipeline/paper_270m.py:task=$task,base=$base${smoke:+,smoke}${unified:+,unified}${greedy:+,greedy}${transfer:+,transfer}" \
+  --config="configs/pipeline/paper_270m.py:task=$task,base=$base${smoke:+,smoke}${unified:+,unified}${greedy:+,greedy}${transfer:+,transfer}${bt:+,bt}" \
   --workdir="$workdir" "${extra[@]+"${extra[@]}"}"
 
 # --- 4. results to commit ------------------------------------------------------

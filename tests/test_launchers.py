@@ -349,20 +349,20 @@ def test_paper_270m_smoke_dry_run(bare_path):
   """--smoke passes the config's `smoke` option and keeps its workdir and
   results away from the real run's."""
   lines, _ = dry_run("paper_270m.sh", "--dry_run", "--smoke", "--task=last_letter",
-                     "--python=py", "--unified", bare_path=bare_path)
+                     "--python=py", "--unified", "--bt", bare_path=bare_path)
   cmds = commands(lines)
   pipeline = [c for c in cmds if c[:3] == ["py", "-m", "genrm_jax.pipeline"]]
   assert pipeline == [[
       "py", "-m", "genrm_jax.pipeline",
       "--config=configs/pipeline/paper_270m.py:task=last_letter,base=runs/gemma3_270m,"
-      "smoke,unified", "--workdir=runs/paper_270m_smoke_last_letter"]]
+      "smoke,unified,bt", "--workdir=runs/paper_270m_smoke_last_letter"]]
   assert ["mkdir", "-p", "results/paper_270m_smoke/last_letter"] in cmds
   assert not any("results/paper_270m/" in " ".join(c) for c in cmds)
   # The argument is one the config accepts.
   from configs.pipeline import paper_270m  # pylint: disable=g-import-not-at-top
   arg = pipeline[0][3].split(":", 1)[1]
   assert paper_270m.get_config(arg).train.batch_size == 2
-  assert "genrm_cot_unified" in paper_270m.get_config(arg).verifiers
+  assert {"genrm_cot_unified", "bt"} <= set(paper_270m.get_config(arg).verifiers)
 
 
 def test_paper_270m_rejects_unknown_task(bare_path):

@@ -18,7 +18,7 @@ from tests.test_train_cli import _env
 
 def _run(workdir):
   cmd = [sys.executable, '-m', 'genrm_jax.pipeline',
-         '--config=configs/pipeline/quickstart.py:smoke,transfer', f'--workdir={workdir}',
+         '--config=configs/pipeline/quickstart.py:smoke,transfer,bt', f'--workdir={workdir}',
          '--config.eval.weighted_vote=True']
   proc = subprocess.run(cmd, cwd=tu.REPO, env=_env(), capture_output=True, text=True,
                         timeout=600)
@@ -27,7 +27,7 @@ def _run(workdir):
 
 
 def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
-  config = quickstart.get_config('smoke,transfer')
+  config = quickstart.get_config('smoke,transfer,bt')
   workdir = str(tmp_path / 'run')
   out = _run(workdir)
   for stage in ('1/5 Vocabulary', '2/5 Generator', '3/5 Candidates', '4/5 Verifiers',
@@ -44,11 +44,11 @@ def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
   assert len(train) == n * (config.sampling.num_samples + 1)
   assert any(not c.correct for c in train)
   # The table (every verifier, majority vote, pass@n) and where the files are.
-  for method in ('genrm_cot', 'genrm', 'disc', 'dpo', 'majority_vote', 'pass_at_n'):
+  for method in ('genrm_cot', 'genrm', 'disc', 'bt', 'dpo', 'majority_vote', 'pass_at_n'):
     assert method in out, method
   assert 'best_of_n.png' in out and 'results.json' in out
   results = json.load(open(os.path.join(workdir, 'eval', 'results.json')))
-  assert set(results['methods']) >= {'genrm_cot', 'genrm', 'disc', 'dpo', 'majority_vote',
+  assert set(results['methods']) >= {'genrm_cot', 'genrm', 'disc', 'bt', 'dpo', 'majority_vote',
                                      'genrm:weighted_vote', 'genrm_cot:weighted_vote'}
   assert results['n_max'] == 4 and results['n_problems'] == 4
   # GenRM-CoT's rows carry their rationales: the compute-matched comparison.
@@ -75,8 +75,9 @@ def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
 
   # Rerun: nothing is trained, sampled or scored again; the same results.
   again = _run(workdir)
-  # Vocabulary, generator, 5 verifiers (unified too), the transfer control.
-  assert again.count('exists.') == 8
+  # Vocabulary, generator, 6 verifiers (unified and bt too), the transfer
+  # control.
+  assert again.count('exists.') == 9
   assert len(candidates_lib.read_candidates(
       os.path.join(workdir, 'candidates', 'verifier_train.jsonl'))) == len(train)
   assert '0 to sample' in again and 'all 32 rows already in' in again
@@ -108,6 +109,22 @@ def test_quickstart_unified_adds_the_papers_unified_verifier():
               'data.balance_by'):
     get = lambda c, k=key: c.data[k[5:]] if k.startswith('data.') else c[k]
     assert get(unified) == get(cot), key
+
+
+def test_bradley_terry_variant_trains_as_disc_and_scores_as_disc():
+  """`:bt` (both pipeline configs): a run with the discriminative run's
+  settings, method bt, scored as a disc verifier; a copy, not the same
+  object."""
+  for config in (quickstart.get_config('bt'),
+                 paper_270m.get_config('task=word_sort,base=/w/gemma3_270m,bt')):
+    assert 'bt' not in quickstart.get_config().verifiers
+    assert config.runs.bt.to_dict() == config.runs.disc.to_dict()
+    assert (config.verifiers.bt.method, config.verifiers.bt.kind) == ('bt', 'disc')
+    c = pipeline.train_config(config, 'bt', vocabulary='byte', init_from='/g/params')
+    assert (c.method, c.data.task) == ('bt', f'{config.task}_bt')
+    assert c.total_steps == config.runs.disc.total_steps
+    config.runs.bt.total_steps = 7
+    assert config.runs.disc.total_steps != 7
 
 
 def test_cot_variants_are_copies_an_override_of_one_leaves_the_others():
@@ -285,9 +302,13 @@ def test_a_verifier_train_pool_without_both_kinds_stops_before_training(tmp_path
     pipeline.require_both_kinds(store('all', [[True], [True, True]]), config)
   # Both kinds, but never within one problem: DPO has no pair.
   split = store('split', [[True, True], [False]])
-  with pytest.raises(ValueError, match='DPO pairs them'):
+  with pytest.raises(ValueError, match='DPO and the Bradley-Terry model pair them'):
     pipeline.require_both_kinds(split, config)
   del config.verifiers['dpo']
   pipeline.require_both_kinds(split, config)  # the others can learn
+  bt = paper_270m.get_config('task=last_letter,base=/w/gemma3_270m,bt')
+  del bt.verifiers['dpo']
+  with pytest.raises(ValueError, match='Bradley-Terry model pair them'):
+    pipeline.require_both_kinds(split, bt)
   pipeline.require_both_kinds(store('ok', [[True, False], [False]]),
                               paper_270m.get_config('task=last_letter'))

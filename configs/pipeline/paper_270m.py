@@ -15,7 +15,9 @@ and K=8 scoring), `greedy` (adds the paper's "GenRM-CoT (Greedy)": the
 GenRM-CoT model scored by one greedy rationale, `genrm_cot_greedy`),
 `transfer` (the paper's transfer to generation, algorithmic tasks: the
 unified model and a control trained on its solution data alone sample the
-evaluation problems; eval/generation.json).
+evaluation problems; eval/generation.json), `bt` (adds a Bradley-Terry
+reward model, TRL's pairwise loss, not one of the paper's verifiers: trained
+as the discriminative one, scored like it).
 
 * last_letter / word_sort: the generator is fine-tuned on the default train
   lengths (2-4 words); verifiers train on its candidates for 2,000 4-5-word
@@ -59,7 +61,7 @@ COT_INPUTS_LEN = {'last_letter': 0, 'word_sort': 320, 'gsm8k': 0}
 
 def get_config(arg=None):
   args = common.parse_arg(arg, task='last_letter', base='runs/gemma3_270m', smoke=False,
-                          unified=False, greedy=False, transfer=False)
+                          unified=False, greedy=False, transfer=False, bt=False)
   if args.task not in TASKS:
     raise ValueError(f'task={args.task!r}; expected one of {TASKS}.')
   if args.transfer and args.task == 'gsm8k':
@@ -141,6 +143,8 @@ def get_config(arg=None):
   c.verifiers.dpo = dict(method='dpo', kind='dpo', options=dict(batch_size=64, beta=0.1))
   common.add_cot_variants(c, unified=args.unified, greedy=args.greedy,
                           transfer=args.transfer)
+  if args.bt:
+    common.add_bradley_terry(c)
 
   # released_max_problems: Best-of-N on the first K questions of the released
   # store only (0 = all). weighted_vote: also each verifier's weighted vote

@@ -55,8 +55,11 @@ def get_config(arg=None):
   scored by one greedy rationale (`genrm_cot_greedy`, no training);
   `:transfer` asks whether the unified model is also a better solver: a
   control trained on its solution data alone, and both models' samples of
-  the evaluation problems (WORKDIR/eval/generation.json)."""
-  args = common.parse_arg(arg, smoke=False, unified=False, greedy=False, transfer=False)
+  the evaluation problems (WORKDIR/eval/generation.json); `:bt` adds a
+  Bradley-Terry reward model (TRL's pairwise loss, not the paper's), trained
+  as the discriminative one and scored like it."""
+  args = common.parse_arg(arg, smoke=False, unified=False, greedy=False, transfer=False,
+                          bt=False)
   c = mlc.ConfigDict()
   c.task = 'last_letter'
   c.seed = 0
@@ -140,6 +143,8 @@ def get_config(arg=None):
   # solution SFT on the correct candidates) and greedy GenRM-CoT.
   common.add_cot_variants(c, unified=args.unified, greedy=args.greedy,
                           transfer=args.transfer)
+  if args.bt:
+    common.add_bradley_terry(c)
 
   # weighted_vote: also each verifier's weighted vote (README, "Candidates,
   # scores, evaluation"; off here: it helped none of these verifiers).
@@ -156,7 +161,7 @@ def get_config(arg=None):
     c.train.checkpoint_every = 5
     c.train.log_every = 5
     c.runs.solve.total_steps = 10
-    for method in ('genrm', 'cot', 'unified', 'disc', 'dpo', 'solve_correct'):
+    for method in ('genrm', 'cot', 'unified', 'disc', 'bt', 'dpo', 'solve_correct'):
       if method in c.runs:
         c.runs[method].total_steps = 4
         c.runs[method].batch_size = 4
