@@ -78,7 +78,8 @@ class _Encoder:
     self.tok, self.kind, self.lengths = tok, kind, lengths
 
   def untrimmed(self, ex: dict) -> dict:
-    """BOS + prompt, and each completion + EOS, at their full lengths."""
+    """BOS + prompt, and each completion + EOS, at their full lengths (a
+    Bradley-Terry pair: BOS + each whole row)."""
     tok = self.tok
     if self.kind == ip.PAIRWISE:
       return {k: [ip.BOS_ID] + tok.encode(ex[k]) for k in ("chosen", "rejected")}
