@@ -194,6 +194,10 @@ def get_config(task: str, method: str, arg: str | None = None
   # device and each step drops the reference forward pass, about a quarter
   # of a DPO step's compute. False: the reference runs in every step.
   c.dpo.precompute_reference = False
+  c.bt = mlc.ConfigDict()
+  # > 0: + coefficient * (r_chosen + r_rejected)^2, TRL's
+  # center_rewards_coefficient (off there by default; its docs recommend 0.01).
+  c.bt.center_rewards_coefficient = 0.0
 
   # --- optimizer (paper defaults) -------------------------------------------
   c.optimizer = mlc.ConfigDict()

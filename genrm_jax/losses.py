@@ -320,9 +320,12 @@ def disc_loss(model, params, batch, *, with_eval_outputs=False):
   return jnp.sum(losses), n, sums
 
 
-def bt_loss(model, params, batch, *, with_eval_outputs=False):
+def bt_loss(model, params, batch, *, with_eval_outputs=False, center_rewards=0.0):
   """Bradley-Terry: chosen and rejected rows (each BOS + solution prompt +
-  solution, as `disc` reads them) in one forward pass over [2B, L]."""
+  solution, as `disc` reads them) in one forward pass over [2B, L].
+  `center_rewards` > 0 adds that times (r_c + r_r)^2 (TRL's
+  `center_rewards_coefficient`, Eisenstein et al. 2023): rewards centred
+  on 0, which the pairwise loss alone leaves free."""
   cat = lambda a, b: jnp.concatenate([a, b], axis=0)
   rewards = value_logits(model, params,
                          cat(batch["chosen_tokens"], batch["rejected_tokens"]),
@@ -331,6 +334,8 @@ def bt_loss(model, params, batch, *, with_eval_outputs=False):
   reward_c, reward_r = rewards[:b], rewards[b:]
   margin = reward_c - reward_r
   losses = -jax.nn.log_sigmoid(margin)
+  if center_rewards:
+    losses = losses + center_rewards * (reward_c + reward_r) ** 2
   n = jnp.asarray(b, jnp.float32)
   sums = {"accuracy": (jnp.sum((margin > 0).astype(jnp.float32)), n),
           "margin": (jnp.sum(margin), n),
@@ -422,7 +427,8 @@ def dpo_loss(model, params, batch, *, ref_params=None, beta=0.1,
 
 def compute_loss(method: str, model, params, batch, *, ref_params=None,
                  beta: float = 0.1, yes_id=None, no_id=None,
-                 with_eval_outputs: bool = False, loss_chunk_size: int = 0):
+                 with_eval_outputs: bool = False, loss_chunk_size: int = 0,
+                 center_rewards: float = 0.0):
   """The loss of `method`. `loss_chunk_size > 0`: generative and DPO
   log-probs from sequence chunks of that many positions (no [B, L, V]
   logits; `chunked_token_stats`); `disc` and `bt` never build logits."""
@@ -438,7 +444,8 @@ def compute_loss(method: str, model, params, batch, *, ref_params=None,
     return disc_loss(model, params, batch,
                      with_eval_outputs=with_eval_outputs)
   if kind == "pairwise":
-    return bt_loss(model, params, batch, with_eval_outputs=with_eval_outputs)
+    return bt_loss(model, params, batch, with_eval_outputs=with_eval_outputs,
+                   center_rewards=center_rewards)
   return dpo_loss(model, params, batch, ref_params=ref_params, beta=beta,
                   with_eval_outputs=with_eval_outputs,
                   loss_chunk_size=loss_chunk_size)

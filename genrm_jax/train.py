@@ -250,6 +250,8 @@ def step_kwargs(config, model, yes_id, no_id) -> dict[str, Any]:
   """What `train_step` and `eval_step` take from `config` besides the model
   and the verdict ids (the trainer and the compile check build it alike)."""
   return dict(model=model, method=config.method, beta=float(config.dpo.beta),
+              center_rewards=float(config.get("bt", {}).get("center_rewards_coefficient",
+                                                            0.0)),
               yes_id=yes_id, no_id=no_id,
               loss_chunk_size=int(config.get("loss_chunk_size", 0)),
               cast_params_once=bool(config.get("cast_params_once", False)),
@@ -278,7 +280,7 @@ def _compute_params(params, model, cast_params_once: bool):
 
 def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
                beta, yes_id, no_id, accum_steps, loss_chunk_size=0,
-               cast_params_once=False, lora_reference=False):
+               cast_params_once=False, lora_reference=False, center_rewards=0.0):
   """One optimizer update. Returns (new state, metrics)."""
   step = state["step"]
   if lora_reference:
@@ -300,7 +302,8 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
     params = _compute_params(params, model, cast_params_once)
     loss_sum, count, sums = losses.compute_loss(
         method, model, params, mb, ref_params=ref_params, beta=beta,
-        yes_id=yes_id, no_id=no_id, loss_chunk_size=loss_chunk_size)
+        yes_id=yes_id, no_id=no_id, loss_chunk_size=loss_chunk_size,
+        center_rewards=center_rewards)
     return loss_sum, (count, sums)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -344,12 +347,13 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
 
 def eval_step(params, batch, ref_params, *, model, method, beta, yes_id,
               no_id, loss_chunk_size=0, cast_params_once=False,
-              lora_reference=False):
+              lora_reference=False, center_rewards=0.0):
   if lora_reference:
     ref_params = lora.zero_adapters(params)["model"]
   loss_sum, count, sums, outputs = losses.compute_loss(
       method, model, _compute_params(params, model, cast_params_once), batch,
       ref_params=ref_params, beta=beta, yes_id=yes_id, no_id=no_id,
+      center_rewards=center_rewards,
       with_eval_outputs=True,
       loss_chunk_size=loss_chunk_size)
   sums = dict(sums, loss=(loss_sum, count))

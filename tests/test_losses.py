@@ -200,6 +200,11 @@ def test_bradley_terry_by_hand(tiny):
                              rtol=1e-5)
   assert np.asarray(out["label"]).tolist() == [True, True, False, False]
   assert losses.batch_kind("bt") == "pairwise"
+  # TRL's center_rewards_coefficient: + c * (r_c + r_r)^2 per pair.
+  centred, _, _ = jax.jit(lambda p, b: losses.compute_loss(
+      "bt", model, p, b, center_rewards=0.01))(params, batch)
+  np.testing.assert_allclose(float(centred) - float(loss_sum),
+                             0.01 * np.sum((r_c + r_r) ** 2), rtol=1e-4)
 
 
 def test_dpo_loss_by_hand():

@@ -295,3 +295,15 @@ def test_bradley_terry_exports_a_value_head_for_the_disc_scorer(tmp_path):
   assert np.any(model.value_head["kernel"])  # trained away from its zero init
   score = verifiers.Verifier("disc", export, tokenizer="byte").score("Q: 12", ["21"])
   assert 0 < score[0] < 1
+
+
+def test_bradley_terry_center_rewards_reaches_the_step(tmp_path):
+  """bt.center_rewards_coefficient changes training from the second step on
+  (the value head starts at zero, so step 1 has r = 0 and no penalty)."""
+  runs = []
+  for coefficient in (0.0, 1.0):
+    config = tu.tiny_config("last_letter_bt", total_steps=3, checkpoint_every=0)
+    config.bt.center_rewards_coefficient = coefficient
+    tu.run(config, tmp_path / str(coefficient))
+    runs.append([r["loss"] for r in tu.train_records(str(tmp_path / str(coefficient)))])
+  assert runs[0][0] == runs[1][0] and runs[0][2] != runs[1][2]
