@@ -10,6 +10,14 @@ TRL's reward-function signatures).
                optional "rationales": true (CoT kinds: each pair's rationales, p(Yes))
           ->   {"scores": [0.93, 0.12]}  (+ "rationales", "rationale_scores")
   GET  /health ->  {"status": "ok", "verifier": KIND, "checkpoint": DIR, "options": {...}}
+  POST /get_reward  OpenRLHF's remote reward model (`--remote_rm_url=http://HOST:PORT/get_reward`):
+               {"query": [prompt + response, ...], "prompts": [...]} -> {"rewards": [...]}
+
+OpenRLHF sends each rollout whole, in the policy's chat template. The
+response is what follows its prompt (`prompts`, when sent), or, with
+`--query_template=gemma`, what follows the query's last model-turn start;
+the question is the prompt's last user turn under that template (the
+prompt itself without one). A trailing turn end, `<eos>` or `<pad>` is cut.
 
 The options are `genrm_jax.score`'s (the same flags). Requests that arrive
 together are scored together: one thread owns the model and takes what is
@@ -152,10 +160,55 @@ def parse_request(body: bytes) -> tuple[list[str], list[str], bool]:
   return questions, solutions, rationales
 
 
+_SPECIAL_SUFFIXES = ("<eos>", "<pad>")
+
+
+def split_rollouts(body: bytes, template: str | None = None) -> tuple[list[str], list[str]]:
+  """(questions, solutions) of an OpenRLHF /get_reward body, or ValueError
+  naming what is wrong (see the module docstring)."""
+  from genrm_jax import prompts  # pylint: disable=g-import-not-at-top
+  try:
+    data = json.loads(body)
+  except ValueError as e:
+    raise ValueError(f"the body is not JSON ({e}).") from None
+  queries = data.get("query") if isinstance(data, dict) else None
+  if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
+    raise ValueError('"query" must be a list of strings (prompt + response each).')
+  given = data.get("prompts")
+  if given is not None and (not isinstance(given, list) or len(given) != len(queries)
+                            or not all(isinstance(p, str) for p in given)):
+    raise ValueError(f'"prompts" must be a list of {len(queries)} strings, one per query.')
+  start, end, stop = prompts.CHAT_TEMPLATES[template] if template else ("", "", "")
+  questions, solutions = [], []
+  for i, query in enumerate(queries):
+    if given is not None:
+      if not query.startswith(given[i]):
+        raise ValueError(f"query {i} does not start with its prompt.")
+      question, solution = given[i], query[len(given[i]):]
+    elif template:
+      if end not in query:
+        raise ValueError(f"query {i} has no model turn ({end!r}): not in the "
+                         f"--query_template={template} format.")
+      question, solution = query.rsplit(end, 1)
+    else:
+      raise ValueError('no "prompts" to split the queries at: send them, or start the '
+                       'server with --query_template=gemma (queries in that chat format).')
+    if template:
+      question = question.rsplit(start, 1)[-1].removesuffix(end)
+      solution = solution.split(stop)[0]
+    while solution.endswith(_SPECIAL_SUFFIXES):  # each begins with "<"
+      solution = solution[:solution.rfind("<")]
+    questions.append(question.removeprefix("<bos>"))
+    solutions.append(solution)
+  return questions, solutions
+
+
 def make_server(batcher: Batcher, info: dict[str, Any], host: str = "127.0.0.1",
-                port: int = 8000) -> http.server.ThreadingHTTPServer:
+                port: int = 8000, query_template: str | None = None
+                ) -> http.server.ThreadingHTTPServer:
   """An HTTP server for `batcher` (port 0: any free port, see
-  `server.server_address`); `info` is what /health reports."""
+  `server.server_address`); `info` is what /health reports;
+  `query_template` is how /get_reward's queries are laid out."""
 
   class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -177,11 +230,15 @@ def make_server(batcher: Batcher, info: dict[str, Any], host: str = "127.0.0.1",
     def do_POST(self):  # pylint: disable=invalid-name
       length = int(self.headers.get("Content-Length") or 0)
       body = self.rfile.read(length)
-      if self.path.rstrip("/") != "/score":
+      path = self.path.rstrip("/")
+      if path not in ("/score", "/get_reward"):
         self._send(404, {"error": f"no {self.path}: POST /score, GET /health"})
         return
       try:
-        questions, solutions, rationales = parse_request(body)
+        if path == "/score":
+          questions, solutions, rationales = parse_request(body)
+        else:
+          (questions, solutions), rationales = split_rollouts(body, query_template), False
       except ValueError as e:
         self._send(400, {"error": str(e)})
         return
@@ -190,7 +247,11 @@ def make_server(batcher: Batcher, info: dict[str, Any], host: str = "127.0.0.1",
       except Exception as e:  # pylint: disable=broad-except
         self._send(500, {"error": f"{type(e).__name__}: {e}"})
         return
-      out: dict[str, Any] = {"scores": [v.score for v in verdicts]}
+      scores = [v.score for v in verdicts]
+      if path == "/get_reward":
+        self._send(200, {"rewards": scores})
+        return
+      out: dict[str, Any] = {"scores": scores}
       if rationales:
         out["rationales"] = [list(v.rationales) for v in verdicts]
         out["rationale_scores"] = [list(v.rationale_scores) for v in verdicts]
@@ -211,6 +272,9 @@ def define_flags() -> None:
   flags.DEFINE_integer('max_batch', 64, 'Pairs scored together at most.')
   flags.DEFINE_float('max_wait_ms', 5.0, 'How long the first queued request waits for '
                      'others to batch with.')
+  flags.DEFINE_enum('query_template', 'none', ['none', 'gemma'],
+                    "/get_reward (OpenRLHF): the chat template of its queries, to split "
+                    "them into question and response without \"prompts\".")
   flags.adopt_module_key_flags(score)  # --help lists the verifier's flags too
   flags.mark_flags_as_required(['verifier', 'checkpoint'])
 
@@ -230,10 +294,12 @@ def main(argv):
   info = {"verifier": spec.kind, "checkpoint": spec.checkpoint,
           "options": {k: v for k, v in spec.options.items()
                       if isinstance(v, (str, int, float, bool, type(None)))}}
-  server = make_server(batcher, info, f.host, f.port)
+  server = make_server(batcher, info, f.host, f.port,
+                       None if f.query_template == 'none' else f.query_template)
   host, port = server.server_address[:2]
   print(f'Serving {spec.kind} ({spec.checkpoint}) on http://{host}:{port} '
-        f'(POST /score, GET /health); export GENRM_VERIFIER_URL=http://{host}:{port}',
+        f'(POST /score, POST /get_reward, GET /health); '
+        f'export GENRM_VERIFIER_URL=http://{host}:{port}',
         flush=True)
   try:
     server.serve_forever()

@@ -245,3 +245,48 @@ def test_close_while_a_request_is_carried_over():
   for t in threads:
     t.join(1)
     assert not t.is_alive()
+
+
+def test_openrlhf_get_reward_splits_rollouts():
+  """POST /get_reward (OpenRLHF's remote RM): each query split into the bare
+  question and the response, by its prompt or by the Gemma chat format;
+  `rewards` back, in order."""
+  seen = []
+
+  def verify(questions, solutions):
+    seen.append((list(questions), list(solutions)))
+    return [verifiers.Verdict(float(len(s))) for s in solutions]
+
+  gemma_query = ("<bos><start_of_turn>user\nQ1?<end_of_turn>\n<start_of_turn>model\n"
+                 "The answer is 3.<end_of_turn><eos><pad><pad>")
+  assert serve.split_rollouts(json.dumps({"query": [gemma_query]}).encode(), "gemma") == (
+      ["Q1?"], ["The answer is 3."])
+  # With prompts (as some OpenRLHF versions send): the response follows them.
+  body = {"query": ["Q: 1+2?\nA: 3<eos>", "Q: 2+2?\nA: 4"],
+          "prompts": ["Q: 1+2?\nA:", "Q: 2+2?\nA:"], "labels": ["3", "4"]}
+  assert serve.split_rollouts(json.dumps(body).encode()) == (
+      ["Q: 1+2?\nA:", "Q: 2+2?\nA:"], [" 3", " 4"])
+  for bad, message in (({"query": "x"}, '"query" must be a list'),
+                       ({"query": ["x"], "prompts": ["y"]}, "does not start with its prompt"),
+                       ({"query": ["x"], "prompts": []}, '"prompts" must be a list of 1'),
+                       ({"query": ["x"]}, "--query_template=gemma")):
+    with pytest.raises(ValueError, match=message):
+      serve.split_rollouts(json.dumps(bad).encode())
+  with pytest.raises(ValueError, match="no model turn"):
+    serve.split_rollouts(json.dumps({"query": ["plain"]}).encode(), "gemma")
+
+  batcher = serve.Batcher(verify)
+  server = serve.make_server(batcher, {}, port=0, query_template="gemma")
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  try:
+    url = f"http://127.0.0.1:{server.server_address[1]}/get_reward"
+    request = urllib.request.Request(url, data=json.dumps(
+        {"query": [gemma_query, gemma_query.replace("3.", "33.")]}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+      assert json.loads(response.read()) == {"rewards": [16.0, 17.0]}
+    assert seen[-1] == (["Q1?", "Q1?"], ["The answer is 3.", "The answer is 33."])
+  finally:
+    server.shutdown()
+    server.server_close()
+    batcher.close()
