@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Sequence
 import urllib.error
 import urllib.request
@@ -41,31 +42,45 @@ def _url(url: str | None) -> str:
 
 def verify(questions: str | Sequence[str], solutions: Sequence[str], *,
            url: str | None = None, rationales: bool = False,
-           timeout: float = 600.0) -> dict[str, Any]:
+           timeout: float = 600.0, retries: int = 3) -> dict[str, Any]:
   """The server's whole answer: `scores`, and with `rationales=True` (CoT
-  verifiers) each pair's `rationales` and `rationale_scores`."""
+  verifiers) each pair's `rationales` and `rationale_scores`.
+
+  A refused connection, a timeout or a server error (HTTP 5xx) is retried
+  `retries` times, 1, 2, 4, ... seconds apart, so a restarting server does
+  not end an RL run; a bad request (HTTP 4xx) is not, its message raised
+  as a ValueError."""
   body = {"solutions": list(solutions), "rationales": rationales}
   body["question" if isinstance(questions, str) else "questions"] = (
       questions if isinstance(questions, str) else list(questions))
-  request = urllib.request.Request(
-      _url(url) + "/score", data=json.dumps(body).encode("utf-8"),
-      headers={"Content-Type": "application/json"}, method="POST")
-  try:
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-      return json.loads(response.read())
-  except urllib.error.HTTPError as e:
-    detail = e.read().decode("utf-8", "replace")
+  data = json.dumps(body).encode("utf-8")
+  for attempt in range(retries + 1):
+    request = urllib.request.Request(
+        _url(url) + "/score", data=data, headers={"Content-Type": "application/json"},
+        method="POST")
     try:
-      detail = json.loads(detail)["error"]
-    except (ValueError, KeyError, TypeError):
-      pass
-    raise ValueError(f"verifier at {_url(url)}: HTTP {e.code}: {detail}") from None
+      with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+      detail = e.read().decode("utf-8", "replace")
+      try:
+        detail = json.loads(detail)["error"]
+      except (ValueError, KeyError, TypeError):
+        pass
+      error = ValueError(f"verifier at {_url(url)}: HTTP {e.code}: {detail}")
+      if e.code < 500:
+        raise error from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+      error = ConnectionError(f"verifier at {_url(url)} unreachable: {e}")
+    if attempt < retries:
+      time.sleep(2 ** attempt)
+  raise error
 
 
 def score(questions: str | Sequence[str], solutions: Sequence[str], *,
-          url: str | None = None, timeout: float = 600.0) -> list[float]:
+          url: str | None = None, timeout: float = 600.0, retries: int = 3) -> list[float]:
   """One score per solution (`questions`: one for all, or one each)."""
-  return verify(questions, solutions, url=url, timeout=timeout)["scores"]
+  return verify(questions, solutions, url=url, timeout=timeout, retries=retries)["scores"]
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: Any,

@@ -290,3 +290,29 @@ def test_openrlhf_get_reward_splits_rollouts():
     server.shutdown()
     server.server_close()
     batcher.close()
+
+
+def test_client_retries_server_errors_not_bad_requests(monkeypatch):
+  """A model error (HTTP 500) is retried and the retry's scores returned; a
+  refused connection is retried, then raised; a 400 is raised at once."""
+  calls = []
+
+  def flaky(questions, solutions):
+    calls.append(len(solutions))
+    if len(calls) == 1:
+      raise RuntimeError("out of memory")
+    return [verifiers.Verdict(0.5) for _ in solutions]
+  monkeypatch.setattr(reward_client.time, "sleep", lambda s: None)
+  url, stop = _serve(flaky)
+  try:
+    assert reward_client.score("q", ["s"], url=url) == [0.5] and calls == [1, 1]
+    with pytest.raises(ValueError, match="HTTP 400"):
+      reward_client.score(["q", "r"], ["s"], url=url)
+    assert calls == [1, 1]
+    with pytest.raises(ValueError, match="HTTP 500: RuntimeError: out of memory"):
+      calls.clear()
+      reward_client.score("q", ["s"], url=url, retries=0)
+  finally:
+    stop()
+  with pytest.raises(ConnectionError, match="unreachable"):
+    reward_client.score("q", ["s"], url=url, retries=1)
