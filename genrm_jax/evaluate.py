@@ -16,6 +16,11 @@ verifier's scores can be compared. Writes:
   curve); `auroc` (pooled over problems), `ece` and `brier` (scores in [0, 1] only)
   per verifier; and the arguments.
 * `DIR/curves.csv`: one row per (method, n): accuracy, ci95_lo, ci95_hi.
+* `DIR/selections.jsonl`: one line per problem, what each method picks
+  from the whole pool (`selections`): the majority vote's answer and each
+  verifier's top-scored candidate (id, score, answer, correct, solution),
+  with ties counted; `pass_at_n`. For reading a run problem by problem,
+  e.g. where GenRM-CoT and the discriminative verifier disagree.
 * `DIR/best_of_n.png`: accuracy vs n (log2 axis), 95% bands, first-sample
   accuracy dotted.
 * For verifiers scored rationale by rationale (every row has a `k`:
@@ -452,6 +457,48 @@ def _breakdown(candidates_path: str, pools, per_problem: dict) -> dict:
   return out
 
 
+def selections(candidates_path: str, pools, verifiers: Sequence[str]) -> list[dict]:
+  """What each method picks from each problem's whole pool (n = its size),
+  for reading a run problem by problem: per problem its question and
+  reference, `pass_at_n`, the majority vote's answer (`tied`: how many
+  answers share the most votes; `answer` the first of them in store order)
+  and, per verifier, the top-scored candidate (`tied`: how many candidates
+  share its score; the first in store order is shown, while the curves
+  count a tie as a random pick)."""
+  by_problem: dict[str, list[candidates_lib.Candidate]] = {}
+  for cand in candidates_lib.iter_candidates(candidates_path):
+    by_problem.setdefault(cand.problem_id, []).append(cand)
+  out = []
+  for pool in pools:
+    cands = by_problem[pool.problem_id]
+    votes: dict = {}
+    for i, key in enumerate(pool.answer_keys):
+      if key is not None:
+        votes.setdefault(key, []).append(i)
+    row = {'problem_id': pool.problem_id, 'question': cands[0].question,
+           'reference': cands[0].reference, 'n': pool.size,
+           'pass_at_n': bool(pool.correct.any())}
+    if votes:
+      most = max(len(members) for members in votes.values())
+      winners = [members for members in votes.values() if len(members) == most]
+      first = winners[0][0]  # dicts keep first-appearance order
+      row['majority_vote'] = {'answer': cands[first].answer, 'votes': most,
+                              'tied': len(winners), 'correct': bool(pool.correct[first])}
+    else:
+      row['majority_vote'] = None
+    row['picks'] = {}
+    for name in verifiers:
+      scores = pool.scores[name]
+      best = int(np.argmax(scores))
+      cand = cands[best]
+      row['picks'][name] = {
+          'candidate_id': cand.candidate_id, 'score': float(scores[best]),
+          'answer': cand.answer, 'correct': bool(pool.correct[best]),
+          'tied': int(np.sum(scores == scores[best])), 'solution': cand.solution}
+    out.append(row)
+  return out
+
+
 def parse_verification_costs(entries: Sequence[str]) -> dict[str, float]:
   """`--verification_cost` entries, NAME=X or X (every verifier: key '*')."""
   out = {}
@@ -773,7 +820,10 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
   with open(os.path.join(out_dir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=1)
   _write_csv(os.path.join(out_dir, 'curves.csv'), results)
-  written = ['results.json', 'curves.csv', 'best_of_n.png']
+  with open(os.path.join(out_dir, 'selections.jsonl'), 'w') as f:
+    for row in selections(candidates_path, pools, verifiers):
+      f.write(json.dumps(row) + '\n')
+  written = ['results.json', 'curves.csv', 'selections.jsonl', 'best_of_n.png']
   _plot(os.path.join(out_dir, written[-1]), results)
   if results['curves_vs_k']:
     written.append('best_of_n_vs_k.png')

@@ -463,6 +463,43 @@ def test_cli_end_to_end(tmp_path):
   assert probe.stdout.strip() == '[]', probe.stdout + probe.stderr
 
 
+def test_selections_are_each_methods_pick_from_the_whole_pool(tmp_path):
+  """selections.jsonl: per problem, each verifier's top-scored candidate and
+  the majority vote's answer, ties counted; where no verifier ties, their
+  picks' accuracy is the Best-of-N curve's last point."""
+  cand, s1, s2 = _write_inputs(str(tmp_path))
+  out = str(tmp_path / 'out')
+  results = evaluate.run(cand, [s1, s2], out, num_bootstrap=0, verbose=False)
+  rows = [json.loads(l) for l in open(os.path.join(out, 'selections.jsonl'))]
+  cands = [json.loads(l) for l in open(cand)]
+  scores = {}
+  for path in (s1, s2):
+    for r in map(json.loads, open(path)):
+      scores.setdefault((r['verifier'], r['problem_id'], r['candidate_id']), []).append(r['score'])
+  assert [r['problem_id'] for r in rows] == [f'q{p}' for p in range(12)]
+  for row in rows:
+    pool = [c for c in cands if c['problem_id'] == row['problem_id']]
+    assert row['n'] == len(pool) and row['pass_at_n'] == any(c['correct'] for c in pool)
+    for name, pick in row['picks'].items():
+      mean = [np.mean(scores[(name, row['problem_id'], c['candidate_id'])]) for c in pool]
+      best = int(np.argmax(mean))
+      assert pick['candidate_id'] == pool[best]['candidate_id']
+      assert pick['correct'] == pool[best]['correct'] and pick['score'] == pytest.approx(mean[best])
+      assert pick['tied'] == int(np.sum(np.isclose(mean, mean[best])))
+    answers = [c['answer'] for c in pool if c['answer'] is not None]
+    counts = {a: answers.count(a) for a in answers}
+    most = max(counts.values())
+    vote = row['majority_vote']
+    assert vote['votes'] == most and vote['tied'] == list(counts.values()).count(most)
+    assert vote['answer'] == next(a for a in answers if counts[a] == most)
+  n = str(results['n_max'])
+  assert all(r['n'] == int(n) for r in rows)  # equal pools: n = N is the whole pool
+  for name in ('genrm_cot', 'disc'):
+    assert all(r['picks'][name]['tied'] == 1 for r in rows)  # continuous scores
+    assert np.mean([r['picks'][name]['correct'] for r in rows]) == pytest.approx(
+        results['curves'][name][n])
+
+
 def test_cli_weighted_vote(tmp_path):
   cand, s1, s2 = _write_inputs(str(tmp_path))
   out = tmp_path / 'out'
