@@ -18,8 +18,8 @@ verifier's scores can be compared. Writes:
 * `DIR/curves.csv`: one row per (method, n): accuracy, ci95_lo, ci95_hi.
 * `DIR/selections.jsonl`: one line per problem, what each method picks
   from the whole pool (`selections`): the majority vote's answer and each
-  verifier's top-scored candidate (id, score, answer, correct, solution),
-  with ties counted; `pass_at_n`. For reading a run problem by problem,
+  verifier's top-scored candidate (id, score, answer, correct, solution,
+  GenRM-CoT's rationales), with ties counted; `pass_at_n`. For reading a run problem by problem,
   e.g. where GenRM-CoT and the discriminative verifier disagree.
 * `DIR/best_of_n.png`: accuracy vs n (log2 axis), 95% bands, first-sample
   accuracy dotted.
@@ -457,14 +457,17 @@ def _breakdown(candidates_path: str, pools, per_problem: dict) -> dict:
   return out
 
 
-def selections(candidates_path: str, pools, verifiers: Sequence[str]) -> list[dict]:
+def selections(candidates_path: str, pools, verifiers: Sequence[str],
+               score_paths: Sequence[str] = ()) -> list[dict]:
   """What each method picks from each problem's whole pool (n = its size),
   for reading a run problem by problem: per problem its question and
   reference, `pass_at_n`, the majority vote's answer (`tied`: how many
   answers share the most votes; `answer` the first of them in store order)
   and, per verifier, the top-scored candidate (`tied`: how many candidates
   share its score; the first in store order is shown, while the curves
-  count a tie as a random pick)."""
+  count a tie as a random pick) with, for verifiers that write rationales
+  (GenRM-CoT), the pick's `rationales` in k order, read from
+  `score_paths`."""
   by_problem: dict[str, list[candidates_lib.Candidate]] = {}
   for cand in candidates_lib.iter_candidates(candidates_path):
     by_problem.setdefault(cand.problem_id, []).append(cand)
@@ -496,6 +499,16 @@ def selections(candidates_path: str, pools, verifiers: Sequence[str]) -> list[di
           'answer': cand.answer, 'correct': bool(pool.correct[best]),
           'tied': int(np.sum(scores == scores[best])), 'solution': cand.solution}
     out.append(row)
+  picked = {(name, row['problem_id'], str(pick['candidate_id'])): pick
+            for row in out for name, pick in row['picks'].items()}
+  rationales: dict = {}
+  for path in score_paths:
+    for _, score in _read_rows(path, candidates_lib.VerifierScore.from_dict):
+      key = (score.verifier, score.problem_id, str(score.candidate_id))
+      if score.rationale is not None and key in picked:
+        rationales.setdefault(key, {})[score.k] = score.rationale
+  for key, by_k in rationales.items():
+    picked[key]['rationales'] = [by_k[k] for k in sorted(by_k, key=lambda k: (k is None, k))]
   return out
 
 
@@ -821,7 +834,7 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
     json.dump(results, f, indent=1)
   _write_csv(os.path.join(out_dir, 'curves.csv'), results)
   with open(os.path.join(out_dir, 'selections.jsonl'), 'w') as f:
-    for row in selections(candidates_path, pools, verifiers):
+    for row in selections(candidates_path, pools, verifiers, score_paths):
       f.write(json.dumps(row) + '\n')
   written = ['results.json', 'curves.csv', 'selections.jsonl', 'best_of_n.png']
   _plot(os.path.join(out_dir, written[-1]), results)

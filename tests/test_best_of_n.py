@@ -468,6 +468,11 @@ def test_selections_are_each_methods_pick_from_the_whole_pool(tmp_path):
   the majority vote's answer, ties counted; where no verifier ties, their
   picks' accuracy is the Best-of-N curve's last point."""
   cand, s1, s2 = _write_inputs(str(tmp_path))
+  # GenRM-CoT's rows carry their rationales (written in reverse k order).
+  rows = [json.loads(l) for l in open(s1)][::-1]
+  with open(s1, 'w') as f:
+    f.writelines(json.dumps(dict(r, rationale=f"r{r['problem_id']}/{r['candidate_id']}/{r['k']}"))
+                 + '\n' for r in rows)
   out = str(tmp_path / 'out')
   results = evaluate.run(cand, [s1, s2], out, num_bootstrap=0, verbose=False)
   rows = [json.loads(l) for l in open(os.path.join(out, 'selections.jsonl'))]
@@ -481,6 +486,10 @@ def test_selections_are_each_methods_pick_from_the_whole_pool(tmp_path):
     pool = [c for c in cands if c['problem_id'] == row['problem_id']]
     assert row['n'] == len(pool) and row['pass_at_n'] == any(c['correct'] for c in pool)
     for name, pick in row['picks'].items():
+      assert ('rationales' in pick) == (name == 'genrm_cot')
+      if name == 'genrm_cot':  # the pick's own, in k order
+        assert pick['rationales'] == [f"r{row['problem_id']}/{pick['candidate_id']}/{k}"
+                                      for k in range(2)]
       mean = [np.mean(scores[(name, row['problem_id'], c['candidate_id'])]) for c in pool]
       best = int(np.argmax(mean))
       assert pick['candidate_id'] == pool[best]['candidate_id']
