@@ -361,6 +361,21 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> Optional[float]:
   return float((rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
 
 
+def pair_accuracy(pools: Sequence['Pool'], name: str) -> Optional[float]:
+  """P(a correct candidate outscores an incorrect one *of the same problem*)
+  under verifier `name` (ties count 1/2), over all such pairs: the ranking
+  Best-of-N uses. Pooled AUROC also rewards scoring easy problems above hard
+  ones, which picks nothing. None if no problem has both labels."""
+  hits = pairs = 0.0
+  for pool in pools:
+    num_pos = int(pool.correct.sum())
+    num_neg = pool.size - num_pos
+    if num_pos and num_neg:
+      hits += auroc(pool.scores[name], pool.correct) * num_pos * num_neg
+      pairs += num_pos * num_neg
+  return hits / pairs if pairs else None
+
+
 def reliability_bins(scores: Sequence[float], labels: Sequence[bool],
                      num_bins: int = 10) -> Optional[dict]:
   """A reliability diagram's data: equal-width bins of [0, 1].
@@ -591,7 +606,8 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
     'weighted_skipped' {verifier: why}, 'curves' {method: float [n_max]},
     'ci95' {method: (lo [n_max],
     hi [n_max])} (empty without bootstrap), 'first_sample' (accuracy, (lo,
-    hi) or None), 'auroc', 'ece' and 'brier' {verifier: float or None}, 'histograms'
+    hi) or None), 'auroc', 'pair_accuracy' (`pair_accuracy`), 'ece' and
+    'brier' {verifier: float or None}, 'histograms'
     {verifier: `score_histogram` of the pooled scores},
     'reliability' {verifier: `reliability_bins` of the pooled scores, None
     for scores that are not probabilities}, 'vs_k' (`vs_k_curves`),
@@ -648,9 +664,11 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
   differences = paired_differences(per_problem, pairs, num_bootstrap, seed)
   correct_all = np.concatenate([pool.correct for pool in pools])
   auc, ece, brier, reliability, histograms = {}, {}, {}, {}, {}
+  pairs = {}
   for name in verifiers:
     scores_all = np.concatenate([pool.scores[name] for pool in pools])
     auc[name] = auroc(scores_all, correct_all)
+    pairs[name] = pair_accuracy(pools, name)
     histograms[name] = score_histogram(scores_all, correct_all)
     reliability[name] = reliability_bins(scores_all, correct_all)
     ece[name] = None if reliability[name] is None else reliability[name]['ece']
@@ -663,6 +681,7 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
       'ci95': ci95,
       'first_sample': (float(first.mean()), first_ci),
       'auroc': auc,
+      'pair_accuracy': pairs,
       'ece': ece,
       'brier': brier,
       'reliability': reliability,

@@ -13,8 +13,10 @@ verifier's scores can be compared. Writes:
   `n_max` (N); `candidates_per_problem` {min, max}; `first_sample` {accuracy,
   ci95} (each problem's first candidate in store order, e.g. a greedy sample
   written first; one *random* sample's expected accuracy is n = 1 of any
-  curve); `auroc` (pooled over problems), `ece` and `brier` (scores in [0, 1] only)
-  per verifier; and the arguments.
+  curve); `auroc` (pooled over problems), `pair_accuracy` (P(a correct
+  candidate outscores an incorrect one of the same problem): the ranking
+  Best-of-N uses, which pooled AUROC mixes with problem difficulty), `ece`
+  and `brier` (scores in [0, 1] only) per verifier; and the arguments.
 * `DIR/curves.csv`: one row per (method, n): accuracy, ci95_lo, ci95_hi.
 * `DIR/selections.jsonl`: one line per problem, what each method picks
   from the whole pool (`selections`): the majority vote's answer and each
@@ -338,6 +340,7 @@ def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: 
       'candidates_per_problem': {'min': min(sizes), 'max': max(sizes)},
       'first_sample': {'accuracy': first_acc, 'ci95': list(first_ci) if first_ci else None},
       'auroc': stats['auroc'],
+      'pair_accuracy': stats['pair_accuracy'],
       'ece': stats['ece'],
       'brier': stats['brier'],
       **_vs_k_json(stats['vs_k'], n_max),
@@ -756,9 +759,10 @@ def _plot_compute_matched(path: str, results: dict) -> None:
 
 
 def format_table(results: dict) -> str:
-  """Methods x n = 1, 2, 4, ..., N: accuracy (%) [95% CI], and AUROC."""
+  """Methods x n = 1, 2, 4, ..., N: accuracy (%) [95% CI], AUROC (pooled)
+  and pair accuracy (within problems)."""
   columns = best_of_n.log2_grid(results['n_max'])
-  header = ['method'] + [f'n={n}' for n in columns] + ['AUROC']
+  header = ['method'] + [f'n={n}' for n in columns] + ['AUROC', 'pairs']
   rows = []
   for method in results['methods']:
     cells = [method]
@@ -766,14 +770,15 @@ def format_table(results: dict) -> str:
       acc = results['curves'][method][str(n)] * 100
       ci = results['ci95'].get(method, {}).get(str(n))
       cells.append(f'{acc:.1f}' + (f' [{ci[0] * 100:.1f},{ci[1] * 100:.1f}]' if ci else ''))
-    auc = results['auroc'].get(method)
-    cells.append('' if auc is None else f'{auc:.3f}')
+    for metric in ('auroc', 'pair_accuracy'):
+      value = results.get(metric, {}).get(method)
+      cells.append('' if value is None else f'{value:.3f}')
     rows.append(cells)
   first = results['first_sample']
   ci = first['ci95']
   rows.append([best_of_n.FIRST_SAMPLE, f'{first["accuracy"] * 100:.1f}' +
                (f' [{ci[0] * 100:.1f},{ci[1] * 100:.1f}]' if ci else '')] +
-              [''] * (len(columns) - 1) + [''])
+              [''] * (len(columns) - 1) + ['', ''])
   return '\n'.join(text_table.lines(header, rows))
 
 

@@ -254,6 +254,28 @@ def test_auroc_and_ece():
   assert best_of_n.expected_calibration_error([-3.0, 2.0], [0, 1]) is None  # not probabilities
 
 
+def test_pair_accuracy_is_within_problems():
+  """A verifier that ranks every problem's candidates right but scores the
+  easy problem's all above the hard one's: pair accuracy 1, as its
+  Best-of-N; pooled AUROC is lower. Ties count 1/2; one-label problems
+  have no pairs."""
+  easy = best_of_n.Pool('easy', [True, True, False], ['1', '1', '2'],
+                        {'v': [0.95, 0.9, 0.8]})
+  hard = best_of_n.Pool('hard', [True, False, False], ['1', '2', '3'],
+                        {'v': [0.3, 0.1, 0.3]})
+  solved = best_of_n.Pool('solved', [True, True], ['1', '1'], {'v': [0.5, 0.2]})
+  pools = [easy, hard, solved]
+  # easy: 2 pairs, both right; hard: 2 pairs, one right, one tie (1/2).
+  assert best_of_n.pair_accuracy(pools, 'v') == pytest.approx((2 + 1.5) / 4)
+  assert best_of_n.pair_accuracy([easy], 'v') == 1.0
+  assert best_of_n.pair_accuracy([solved], 'v') is None
+  stats = best_of_n.evaluate_pools([easy], ['v'], 3, num_bootstrap=0)
+  assert stats['pair_accuracy'] == {'v': 1.0} and stats['curves']['v'][-1] == 1.0
+  everything = np.concatenate([easy.scores['v'], hard.scores['v']])
+  labels = np.concatenate([easy.correct, hard.correct])
+  assert best_of_n.auroc(everything, labels) < best_of_n.pair_accuracy([easy, hard], 'v')
+
+
 def test_score_histogram():
   # Probabilities: bins of [0, 1]; 1.0 joins the last bin.
   hist = best_of_n.score_histogram([0.0, 0.1, 0.55, 1.0, 0.95], [0, 0, 1, 1, 0], num_bins=4)
