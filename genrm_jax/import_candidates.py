@@ -79,8 +79,8 @@ def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: str,
 
     q = field(question, "question")
     texts = field(solution, "solution")
-    many = isinstance(texts, list)
-    texts = texts if many else [texts]
+    texts = texts if isinstance(texts, list) else [texts]
+
     def per_solution(key, kind):
       values = field(key, kind)
       values = values if isinstance(values, list) else [values]
@@ -99,8 +99,10 @@ def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: str,
       ref = grading.extract_reference(task, ref) or ref
     pid = str(field(problem_id, "problem id")) if problem_id else _problem_id(q)
     for i, text in enumerate(texts):
-      final = (None if answers is None or answers[i] is None else str(answers[i])) if (
-          answers is not None or not task) else grading.extract_answer(task, text)
+      if answers is not None:
+        final = None if answers[i] is None else str(answers[i])
+      else:
+        final = grading.extract_answer(task, text) if task else None
       try:
         ok = (_label(labels[i]) if labels is not None else
               final is not None and grading.is_equivalent(task, final, ref))

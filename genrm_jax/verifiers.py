@@ -97,8 +97,10 @@ class VerifierSpec:
 
   def __post_init__(self):
     if self.kind not in KINDS:
+      hint = (' (a Bradley-Terry model, method bt, is scored as disc: the same value '
+              'head)') if self.kind == 'bt' else ''
       raise ValueError(f'verifier {self.name!r}: kind={self.kind!r}; expected one of '
-                       f'{", ".join(KINDS)}.')
+                       f'{", ".join(KINDS)}{hint}.')
     unknown = sorted(set(self.options) - set(DEFAULT_OPTIONS))
     if unknown:
       raise ValueError(f'verifier {self.name!r}: unknown option(s) {unknown}; known: '

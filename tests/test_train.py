@@ -295,6 +295,8 @@ def test_bradley_terry_exports_a_value_head_for_the_disc_scorer(tmp_path):
   assert np.any(model.value_head["kernel"])  # trained away from its zero init
   score = verifiers.Verifier("disc", export, tokenizer="byte").score("Q: 12", ["21"])
   assert 0 < score[0] < 1
+  with pytest.raises(ValueError, match="kind='bt'; expected one of .* scored as disc"):
+    verifiers.VerifierSpec("bt", "bt", export)
 
 
 def test_bradley_terry_center_rewards_reaches_the_step(tmp_path):
