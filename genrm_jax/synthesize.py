@@ -22,6 +22,9 @@ sampled with the key of (seed, problem, candidate, k) alone, so a resumed
 run writes what an uninterrupted one would. Candidates go `--batch_size`
 rationales per sampler call (with continuous batching on accelerators).
 An instruction-tuned grader takes `--chat_template=gemma`.
+`--reference_guided=false` is the paper's ablation: the grader sees only
+the question and the candidate (the verifier's own CoT prompt), no
+reference; rows say `"guided": false`, and a file holds one kind only.
 The reference shown to the grader is the candidate's `reference_solution`
 field when the store has one (e.g. GSM8K/MATH reference solutions), else
 its reference answer.
@@ -63,6 +66,14 @@ def grading_prompt(candidate: candidates_lib.Candidate) -> str:
           prompts.STEP_BY_STEP + candidate.solution + prompts.COT_SUFFIX)
 
 
+def prompt_for(candidate: candidates_lib.Candidate, guided: bool = True) -> str:
+  """The grader's prompt: reference-guided (`grading_prompt`), or unguided,
+  the CoT verification prompt the verifier itself sees."""
+  if guided:
+    return grading_prompt(candidate)
+  return prompts.cot_verification_prompt(candidate.question, candidate.solution)
+
+
 def cut_after_verdict(text: str) -> str:
   """Drops whatever the grader wrote after its (last) verdict line."""
   match = prompts.find_verdict(text)
@@ -72,18 +83,19 @@ def cut_after_verdict(text: str) -> str:
 def synthesize(candidates: Sequence[candidates_lib.Candidate],
                generate: Callable[[list[str], list[tuple]], list[str]],
                num_rationales: int, batch_size: int = 32,
-               chat_template: str | None = None) -> Iterator[dict]:
+               chat_template: str | None = None, guided: bool = True) -> Iterator[dict]:
   """Yields one row per (candidate, k), candidate by candidate.
   `generate(prompts, rows)` returns one continuation per prompt, row i
   being (problem_id, str(candidate_id), k): what its sampling key should
   depend on, alone. Whole candidates go `batch_size` rationales a call (at
   least one candidate). `chat_template`: the grading prompt as the user's
-  turn (`prompts.CHAT_TEMPLATES`; an instruction-tuned grader)."""
+  turn (`prompts.CHAT_TEMPLATES`; an instruction-tuned grader). `guided`:
+  the reference shown to the grader (`prompt_for`)."""
   per_call = max(1, batch_size // num_rationales)
   for lo in range(0, len(candidates), per_call):
     group = candidates[lo:lo + per_call]
     work = [(c, k) for c in group for k in range(num_rationales)]
-    texts = generate([prompts.as_chat(grading_prompt(c), chat_template)
+    texts = generate([prompts.as_chat(prompt_for(c, guided), chat_template)
                       for c, _ in work],
                      [(c.problem_id, str(c.candidate_id), k) for c, k in work])
     for (cand, k), text in zip(work, texts):
@@ -91,7 +103,8 @@ def synthesize(candidates: Sequence[candidates_lib.Candidate],
       verdict = prompts.parse_verdict(rationale)
       yield {"problem_id": cand.problem_id, "candidate_id": cand.candidate_id,
              "k": k, "rationale": rationale, "verdict": verdict,
-             "agrees": verdict is not None and verdict == cand.correct}
+             "agrees": verdict is not None and verdict == cand.correct,
+             "guided": guided}
 
 
 def read_rationales(path: str) -> dict[tuple[str, str], list[str]]:
@@ -115,17 +128,24 @@ def read_rationales(path: str) -> dict[tuple[str, str], list[str]]:
   return {k: [r for _, r in sorted(v)] for k, v in table.items()}
 
 
-def _done(path: str) -> set[tuple[str, str]]:
+def _done(path: str, guided: bool = True) -> set[tuple[str, str]]:
+  """Candidates already in `path`; ValueError if its rationales were made
+  with the other `guided` setting (rows without one: guided)."""
   if not os.path.exists(path):
     return set()
   done = set()
   with open(path) as f:
-    for line in f:
+    for line_no, line in enumerate(f, 1):
       try:
         row = json.loads(line)
         done.add((str(row["problem_id"]), str(row["candidate_id"])))
       except (ValueError, KeyError):
         continue  # a line cut by a kill; its candidate is redone
+      if row.get("guided", True) != guided:
+        raise ValueError(
+            f"{path}:{line_no}: rationales synthesised with reference_guided="
+            f"{row.get('guided', True)}, not {guided}: use another --out (a file holds "
+            "one kind, so a training run knows which it reads).")
   return done
 
 
@@ -134,14 +154,14 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
         max_new_tokens: int = 512, seed: int = 0, batch_size: int = 64,
         continuous_batching: bool | None = None, top_k: int = 0,
         top_p: float = 1.0, chat_template: str | None = None,
-        max_candidates: int | None = None) -> dict[str, int]:
+        max_candidates: int | None = None, guided: bool = True) -> dict[str, int]:
   """Writes rationales for every candidate not yet in `out_path`.
 
   `batch_size`: sampler rows; with `continuous_batching` (None: on except
   on a CPU) 8 batches' worth of rationales go per call, streamed through
   them. `max_candidates`: stop after this many (tests: a killed run)."""
   pool = candidates_lib.read_candidates(candidates_path)
-  done = _done(out_path)
+  done = _done(out_path, guided)
   todo = [c for c in pool
           if (c.problem_id, str(c.candidate_id)) not in done]
   if max_candidates is not None:
@@ -163,7 +183,7 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
   start = time.time()
   with open(out_path, "a") as f:
     for n, row in enumerate(synthesize(todo, generate, num_rationales,
-                                       per_call, chat_template)):
+                                       per_call, chat_template, guided)):
       f.write(json.dumps(row) + "\n")
       counts["rationales"] += 1
       counts["agree"] += row["agrees"]
@@ -189,6 +209,8 @@ def define_flags() -> None:
   sampling.define_flags(temperature=0.7, max_new_tokens=512,
                         what="Rationale ", continuous_batching=True)
   flags.DEFINE_integer("batch_size", 64, "Sampler rows.")
+  flags.DEFINE_bool("reference_guided", True, "Show the grader the reference solution "
+                    "(false: the paper's unguided ablation, the verifier's own prompt).")
   prompts.define_chat_template_flag("grader")
   # --help lists them with this CLI's own flags.
   flags.adopt_module_key_flags(sampling)
@@ -213,7 +235,7 @@ def main(argv: Sequence[str]) -> None:
                  batch_size=f.batch_size,
                  chat_template=prompts.chat_template_flag(),
                  continuous_batching=sampling.CONTINUOUS_BATCHING_FLAG[
-                     f.continuous_batching])
+                     f.continuous_batching], guided=f.reference_guided)
   except (FileNotFoundError, ValueError,
           candidates_lib.MalformedRowError) as e:
     sys.exit(f"error: {e}")

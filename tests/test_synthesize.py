@@ -34,6 +34,31 @@ def test_grading_prompt_shows_the_reference():
   assert "The answer is 0." in synthesize.grading_prompt(no_ref)
 
 
+def test_unguided_grading_is_the_verifiers_own_prompt(tmp_path):
+  """reference_guided=False (the paper's ablation): the grader sees the
+  question and candidate only; rows say so, and a file of guided rows
+  refuses to be resumed unguided."""
+  seen = []
+
+  def generate(texts, rows):
+    seen.extend(texts)
+    return [prompts.verdict_line(True)] * len(texts)
+
+  cand = _cands()[0]
+  rows = list(synthesize.synthesize([cand], generate, 2, guided=False))
+  assert seen == [prompts.cot_verification_prompt(cand.question, cand.solution)] * 2
+  assert synthesize.REFERENCE_LINE not in seen[0] and "0+0=0." not in seen[0]
+  assert [r["guided"] for r in rows] == [False, False]
+  guided = list(synthesize.synthesize([cand], generate, 1))
+  assert guided[0]["guided"] is True and synthesize.REFERENCE_LINE in seen[-1]
+  path = tmp_path / "r.jsonl"
+  path.write_text(json.dumps(guided[0]) + "\n")
+  assert synthesize._done(str(path)) == {("math/p0", "0")}  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="r.jsonl:1: rationales synthesised with "
+                     "reference_guided=True, not False: use another --out"):
+    synthesize._done(str(path), guided=False)  # pylint: disable=protected-access
+
+
 def test_rows_keep_only_rationales_agreeing_with_the_label(tmp_path):
   yes, no = prompts.verdict_line(True), prompts.verdict_line(False)
   outputs = [f"Step ok.\n{yes}\nextra chatter", f"Wrong.\n{no}", "no verdict"]
