@@ -145,6 +145,10 @@ def get_config(task: str, method: str, arg: str | None = None
   # only (a seeded subset; smaller subsets nested in larger ones), for
   # data-scaling curves like the paper's. 0: all.
   c.data.train_problems = 0
+  # > 0: each training solution keeps its first that many synthesised
+  # rationales that agree with its label (`synthesize --num_rationales=K`
+  # writes K); the paper's "more rationales per solution" ablation. 0: all.
+  c.data.rationales_per_solution = 0
   c.data.max_correct = 16  # per problem, as in the paper
   c.data.max_incorrect = 16
   # Keep as many correct as incorrect candidates within each group, so that

@@ -60,7 +60,8 @@ def task_examples(data, name: str, split: str) -> list[list[dict]]:
         kind, family, stores, int(data.max_correct), int(data.max_incorrect),
         int(data.get("seed", 0) or 0), split, rationales,
         str(data.get("balance_by", "") or ""),
-        int(data.get("train_problems", 0) or 0))
+        int(data.get("train_problems", 0) or 0),
+        int(data.get("rationales_per_solution", 0) or 0))
 
   if suffix.endswith("_unified"):
     return [build(suffix[:-len("_unified")]), build("solve")]

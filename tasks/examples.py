@@ -71,11 +71,15 @@ def keep_problems(items, problem_of, num_problems: int, seed: int = 0) -> list:
 def verification_examples(kind: str, family: str, stores: tuple,
                            max_correct: int, max_incorrect: int, seed: int,
                            split: str, rationales: tuple = (),
-                           balance_by: str = "", train_problems: int = 0) -> list[dict]:
+                           balance_by: str = "", train_problems: int = 0,
+                           rationales_per_solution: int = 0) -> list[dict]:
   """Examples of `kind` for `split` from the store paths (or released data).
 
   `train_problems` > 0 keeps the training split's examples of that many
   problems (`keep_problems`, seeded by `seed`): data-scaling experiments.
+  `rationales_per_solution` > 0 keeps each solution's first that many
+  agreeing synthesised rationales (by k): the paper's ablation on how many
+  rationales a training solution gets.
   """
   subset = train_problems if split == "train" else 0
   stores = dict(stores)
@@ -106,8 +110,9 @@ def verification_examples(kind: str, family: str, stores: tuple,
     rationale_paths = dict(rationales)
     if split in rationale_paths:  # synthesised, reference-guided
       table = synthesize.read_rationales(rationale_paths[split])
+      keep = rationales_per_solution or None
       examples = vd.cot_examples(
-          pool, lambda c: table.get((c.problem_id, str(c.candidate_id))),
+          pool, lambda c: (table.get((c.problem_id, str(c.candidate_id))) or [])[:keep],
           **caps)
     elif family in ("last_letter", "word_sort"):  # programmatic oracle
       examples = vd.cot_examples(pool, **caps)

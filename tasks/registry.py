@@ -130,7 +130,8 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
                                 max_correct: int = vd.DEFAULT_MAX_CORRECT,
                                 max_incorrect: int = vd.DEFAULT_MAX_INCORRECT,
                                 seed: int = 0, balance_by: str = "",
-                                train_problems: int = 0) -> list[str]:
+                                train_problems: int = 0,
+                                rationales_per_solution: int = 0) -> list[str]:
   """Registers `<family>_{genrm,genrm_cot,disc,bt,dpo,solve}` and the unified
   mixtures from candidate stores (`{split: path}`), or released GSM8K data."""
   stores = tuple(sorted((k, v) for k, v in stores.items() if v))
@@ -146,7 +147,8 @@ def register_verification_tasks(family: str, vocabulary, stores: dict,
     def build(split, kind=kind):
       return examples_lib.verification_examples(kind, family, stores, max_correct,
                                     max_incorrect, seed, split, rationales,
-                                    balance_by, train_problems)
+                                    balance_by, train_problems,
+                                    rationales_per_solution)
 
     _add_task(name, _string_source(build, splits,
                                    fields.get(kind, _GENERATIVE_FIELDS)),
@@ -187,7 +189,8 @@ def register(data_config=None) -> list[str]:
           max_incorrect=int(get("max_incorrect", vd.DEFAULT_MAX_INCORRECT)),
           seed=int(get("seed", 0)),
           balance_by=str(get("balance_by", "") or ""),
-          train_problems=int(get("train_problems", 0) or 0))
+          train_problems=int(get("train_problems", 0) or 0),
+          rationales_per_solution=int(get("rationales_per_solution", 0) or 0))
   return names
 
 

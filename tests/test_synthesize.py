@@ -164,3 +164,27 @@ def test_math_genrm_cot_task_uses_synthesised_rationales(tmp_path):
     assert target.startswith("Check ") and prompts.parse_verdict(target) in (
         True, False)
   np.testing.assert_array_equal(batch["decoder_target_tokens"][:, 0], 2)
+
+
+def test_rationales_per_solution_keeps_the_first_agreeing_ones(tmp_path):
+  """data.rationales_per_solution: each solution's first R agreeing
+  rationales (by k; a disagreeing one does not count); 0 keeps all."""
+  from tasks import examples  # pylint: disable=g-import-not-at-top
+  store, rats = tmp_path / "c.jsonl", tmp_path / "r.jsonl"
+  candidates_lib.write_candidates(str(store), _cands())
+  yes, no = prompts.verdict_line(True), prompts.verdict_line(False)
+  rows = [{"problem_id": c.problem_id, "candidate_id": c.candidate_id, "k": k,
+           "rationale": f"Check {k}.\n{yes if c.correct != (k == 1) else no}",
+           "agrees": k != 1} for c in _cands() for k in range(4)]
+  rats.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+  def kept(per_solution):
+    return examples.verification_examples(
+        "genrm_cot", "math", (("train", str(store)),), 16, 16, 0, "train",
+        (("train", str(rats)),), "", 0, per_solution)
+
+  first_words = lambda per_solution: sorted(e["targets"].split(".")[0]
+                                           for e in kept(per_solution))
+  assert first_words(0) == sorted(["Check 0", "Check 2", "Check 3"] * 4)
+  assert first_words(2) == sorted(["Check 0", "Check 2"] * 4)
+  assert len(kept(1)) == 4
