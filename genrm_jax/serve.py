@@ -46,6 +46,8 @@ VerifyFn = Callable[[list[str], list[str]], Sequence[Any]]
 
 
 _CLOSE = object()  # queued by `Batcher.close`
+WARMUP_QUESTION = 'What is 2 + 3?'
+WARMUP_SOLUTION = '2 + 3 = 5. The answer is 5.'
 
 
 class _Request:
@@ -272,6 +274,9 @@ def define_flags() -> None:
   flags.DEFINE_integer('max_batch', 64, 'Pairs scored together at most.')
   flags.DEFINE_float('max_wait_ms', 5.0, 'How long the first queued request waits for '
                      'others to batch with.')
+  flags.DEFINE_bool('warmup', True, 'Score one short pair before serving, so the first '
+                    "request does not wait for the model's compilation (clients time out: "
+                    "OpenRLHF after 180 s).")
   flags.DEFINE_enum('query_template', 'none', ['none', 'gemma'],
                     "/get_reward (OpenRLHF): the chat template of its queries, to split "
                     "them into question and response without \"prompts\".")
@@ -290,6 +295,11 @@ def main(argv):
     verifier = verifiers.Verifier(spec.kind, spec.checkpoint, **spec.options)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')
+  if f.warmup:
+    start = time.time()
+    verifier.verify(WARMUP_QUESTION, [WARMUP_SOLUTION])
+    print(f'Warmed up in {time.time() - start:.1f}s (programs for short pairs compiled; '
+          'longer ones compile on first use).', flush=True)
   batcher = Batcher(verifier.verify, f.max_batch, f.max_wait_ms / 1000)
   info = {"verifier": spec.kind, "checkpoint": spec.checkpoint,
           "options": {k: v for k, v in spec.options.items()

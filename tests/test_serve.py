@@ -204,6 +204,8 @@ def test_cli_serves_a_checkpoint(checkpoint):
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       env=dict(os.environ, JAX_PLATFORMS="cpu"))
   try:
+    warm = proc.stdout.readline()  # --warmup (default): compiled before serving
+    assert warm.startswith("Warmed up in"), (warm, proc.stderr.read() if proc.poll() else "")
     line = proc.stdout.readline()
     assert "Serving genrm" in line, (line, proc.stderr.read() if proc.poll() else "")
     url = line.split("export GENRM_VERIFIER_URL=")[1].strip()
