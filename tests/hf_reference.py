@@ -19,7 +19,8 @@ scale, QK-norm, local/global RoPE bases, the 4B+'s stretched global RoPE);
 the logits of HF's PyTorch `Gemma2ForCausalLM` / `Gemma3ForCausalLM`
 (eager attention, float32) loaded with `from_pretrained` from those weights
 and the config.json our exporter writes (`export_hf.hf_config`, recorded in
-`HF_CONFIGS_V23`): no key missing or unexpected. Computed with torch
+`HF_CONFIGS_V23`): no key missing or unexpected. `GOLDEN_SEQ_CLS`: the same
+for reward models (`*ForSequenceClassification`, a value head as `score`). Computed with torch
 2.13.0 (CPU) and transformers 5.25.0, and the same to 1e-5 with 4.57.6:
 
   python -m venv /tmp/tv && /tmp/tv/bin/pip install torch==2.13.0 transformers \
@@ -259,6 +260,29 @@ HF_CONFIGS_V23 = {
 }
 
 
+# Reward models: HF's `*ForSequenceClassification` reads each row's last
+# non-pad token, so the second row is padded (pad id 0).
+TOKENS_PADDED = [[2, 17, 5, 88, 41, 9, 60, 3], [2, 90, 12, 12, 77, 0, 0, 0]]
+SEQ_CLS_NAMES = ("gemma2", "gemma3")
+
+
+def value_head_v23(config, seed: int = 1) -> dict[str, np.ndarray]:
+  """A seeded value head (kernel [D, 1], bias [1]) for `config`."""
+  rng = np.random.default_rng(seed)
+  return {"kernel": (rng.normal(size=(config.embed_dim, 1)) * 0.2).astype(np.float32),
+          "bias": np.array([0.3], np.float32)}
+
+
+# HF PyTorch `*ForSequenceClassification` logits [B] on TOKENS_PADDED, per
+# SEQ_CLS_NAMES entry: V23_CONFIGS' weights with value_head_v23's kernel as
+# `score.weight`, loaded from the config.json `export_hf.hf_config(...,
+# value_head_bias=0.3)` writes (HF's score has no bias: ours minus 0.3).
+GOLDEN_SEQ_CLS = {
+    "gemma2": np.array([0.794941, -0.240373], dtype=np.float32),
+    "gemma3": np.array([-1.315979, -0.594984], dtype=np.float32),
+}
+
+
 def _flax_logits(spec: dict) -> np.ndarray:
   import jax  # pylint: disable=g-import-not-at-top
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
@@ -280,30 +304,52 @@ def _flax_logits(spec: dict) -> np.ndarray:
   return np.asarray(model(np.asarray(TOKENS), params=params).logits)
 
 
-def _torch_logits(name: str) -> tuple[np.ndarray, dict]:
-  """HF PyTorch's logits for `V23_CONFIGS[name]`, loaded with
-  `from_pretrained` from our exporter's config.json; and that config."""
+def _torch_model(tensors: dict, hf_json: dict, auto_class: str):
+  """HF PyTorch's model of class `transformers.<auto_class>`, loaded with
+  `from_pretrained` from these tensors and config.json: no key missing or
+  unexpected, the architecture the config names."""
   import json  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
   from safetensors import numpy as safetensors_numpy  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
-  from genrm_jax.models import export_hf  # pylint: disable=g-import-not-at-top
-  config = v23_config(name)
-  hf_json = export_hf.hf_config(config, "float32")
   with tempfile.TemporaryDirectory() as directory:
-    safetensors_numpy.save_file(hf_weights_v23(config), f"{directory}/model.safetensors",
+    safetensors_numpy.save_file(tensors, f"{directory}/model.safetensors",
                                 metadata={"format": "pt"})
     with open(f"{directory}/config.json", "w") as f:
       json.dump(hf_json, f)
-    model, info = transformers.AutoModelForCausalLM.from_pretrained(
+    model, info = getattr(transformers, auto_class).from_pretrained(
         directory, output_loading_info=True, attn_implementation="eager",
         torch_dtype=torch.float32)
   assert type(model).__name__ == hf_json["architectures"][0], type(model)
   assert not any(info.values()), info
+  return model
+
+
+def _torch_logits(name: str) -> tuple[np.ndarray, dict]:
+  """HF PyTorch's logits for `V23_CONFIGS[name]`, loaded from our
+  exporter's config.json; and that config."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import export_hf  # pylint: disable=g-import-not-at-top
+  config = v23_config(name)
+  hf_json = export_hf.hf_config(config, "float32")
+  model = _torch_model(hf_weights_v23(config), hf_json, "AutoModelForCausalLM")
   with torch.no_grad():
-    logits = model(torch.tensor(TOKENS)).logits.numpy()
-  return logits, hf_json
+    return model(torch.tensor(TOKENS)).logits.numpy(), hf_json
+
+
+def _torch_seq_cls_logits(name: str) -> np.ndarray:
+  """HF PyTorch's reward-model logits [B] for SEQ_CLS_NAMES' `name`."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import export_hf  # pylint: disable=g-import-not-at-top
+  config = v23_config(name)
+  head = value_head_v23(config)
+  hf_json = export_hf.hf_config(config, "float32", float(head["bias"][0]))
+  tensors = dict(hf_weights_v23(config), **{"score.weight": head["kernel"].T.copy()})
+  model = _torch_model(tensors, hf_json, "AutoModelForSequenceClassification")
+  tokens = torch.tensor(TOKENS_PADDED)
+  with torch.no_grad():
+    return model(tokens, attention_mask=(tokens != 0).long()).logits[:, 0].numpy()
 
 
 def _print_array(name: str, logits: np.ndarray) -> None:
@@ -324,5 +370,7 @@ if __name__ == "__main__":
       logits, configs[name] = _torch_logits(name)
       _print_array(name, logits[:, :, :8])
     pprint.pprint(configs, width=96, sort_dicts=False)
+    for name in SEQ_CLS_NAMES:
+      _print_array(name, _torch_seq_cls_logits(name))
   else:
     sys.exit("usage: tests/hf_reference.py flax|torch")

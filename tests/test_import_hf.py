@@ -85,6 +85,51 @@ def test_export_writes_the_config_and_tensors_hf_loaded(name):
   assert export_hf.hf_config(config, "float32") == ref.HF_CONFIGS_V23[name]
 
 
+@pytest.mark.parametrize("name", ref.SEQ_CLS_NAMES)
+def test_reward_models_as_hf_sequence_classification(name, tmp_path, monkeypatch):
+  """A value-head bundle (disc / bt) exports as HF's one-label
+  *ForSequenceClassification: its logits are HF's own on padded rows, up to
+  the head's bias (HF's score has none; kept in config.json), and export ->
+  import -> load gives the head back, bias included."""
+  from genrm_jax import losses  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  from genrm_jax.models import export_hf  # pylint: disable=g-import-not-at-top
+  config = ref.v23_config(name)
+  params, _ = import_hf.hf_to_params(ref.hf_weights_v23(config), config)
+  head = ref.value_head_v23(config)
+  tokens = np.asarray(ref.TOKENS_PADDED)
+  ours = np.asarray(losses.value_logits(gemma.Transformer(config),
+                                        {"model": params, "value_head": head},
+                                        tokens, (tokens != 0).astype(np.int32)))
+  np.testing.assert_allclose(ours - head["bias"][0], ref.GOLDEN_SEQ_CLS[name], atol=2e-5)
+  # export_hf of a bundle with a head (byte vocabulary: 300 rows), then
+  # the HF directory read as a bundle (as `score --checkpoint=HF_DIR` does).
+  small = gemma.get_config("tiny", num_embed=300)
+  rm = dict(ref.value_head_v23(small), bias=np.array([-1.5], np.float32))
+  source = bundle.save_bundle(str(tmp_path / "rm"), gemma.init_params(small, 0), small,
+                              "byte", value_head=rm)
+  hf_dir = export_hf.export_hf(source, str(tmp_path / "hf"), dtype="float32", verbose=False)
+  written = json.load(open(os.path.join(hf_dir, "config.json")))
+  assert written["architectures"] == [export_hf.SEQUENCE_CLASSIFICATION[export_hf.family(small)]]
+  assert written["num_labels"] == 1 and written["genrm_value_head_bias"] == -1.5
+  np.testing.assert_array_equal(import_hf.SafetensorsDir(hf_dir)["score.weight"],
+                                rm["kernel"].T)
+  monkeypatch.setattr(import_hf, "model_config", lambda text, preset=None: ("tiny", small))
+  loaded = bundle.load_bundle(hf_dir, tokenizer="byte")
+  np.testing.assert_array_equal(loaded.value_head["kernel"], rm["kernel"])
+  np.testing.assert_array_equal(loaded.value_head["bias"], [-1.5])
+  # import_hf writes it into the bundle's value_head.npz.
+  with open(os.path.join(hf_dir, "tokenizer.model"), "wb") as f:
+    f.write(b"not read")
+  imported = import_hf.import_hf(hf_dir, str(tmp_path / "back"), dtype="float32",
+                                 verbose=False)
+  again = bundle.load_bundle(imported, tokenizer="byte")
+  np.testing.assert_array_equal(again.value_head["kernel"], rm["kernel"])
+  np.testing.assert_array_equal(again.value_head["bias"], [-1.5])
+  with pytest.raises(ValueError, match=r"score.weight has shape \(2, 32\); a reward model"):
+    import_hf.value_head({"score.weight": np.zeros((2, 32))}, {})
+
+
 def test_gemma3_names_multimodal_prefix_and_image_rows():
   config = gemma.get_config("gemma3_270m", num_layers=2, num_embed=64, dtype="float32")
   plain = ref.hf_weights_v23(config)

@@ -202,7 +202,12 @@ def load_bundle(directory: str, mesh: jax.sharding.Mesh | None = None, *,
                                    mesh=mesh)
   head = None
   head_path = os.path.join(directory, VALUE_HEAD)
-  if epath.Path(head_path).is_file():
+  if hf:  # a *ForSequenceClassification reward model: its score layer
+    head = import_hf.value_head(
+        import_hf.SafetensorsDir(directory),
+        json.loads(epath.Path(os.path.join(directory, "config.json")).read_text()),
+        directory)
+  elif epath.Path(head_path).is_file():
     with np.load(io.BytesIO(epath.Path(head_path).read_bytes())) as data:
       head = {k: np.asarray(data[k]) for k in data.files}
   return Bundle(config, params, tok, head)

@@ -11,10 +11,17 @@ next to its generator. The inverse of `import_hf` (tested: export, then
 import, gives every parameter back bit for bit; a Gemma 1 export gives
 back the weights HF's own Flax Gemma was checked against; Gemma 2 and 3
 exports, tensors and config.json, are what HF's PyTorch
-`from_pretrained` loaded to compute `tests/hf_reference.GOLDEN_V23`). A value head
-(discriminative verifiers) has no place in these architectures and is left
-out, with a warning. The embedding keeps the bundle's rows (`vocab_size`
-= them).
+`from_pretrained` loaded to compute `tests/hf_reference.GOLDEN_V23`). The
+embedding keeps the bundle's rows (`vocab_size` = them).
+
+A bundle with a value head (a discriminative or Bradley-Terry reward
+model) is written as `Gemma{,2,3Text}ForSequenceClassification` with one
+label: the reward model TRL (`reward_funcs=DIR`, `RewardTrainer`) and HF
+pipelines load. HF's `score` layer has no bias, so the head's bias is
+left out of the logits (a constant shift: rankings and pairwise margins
+are unchanged) and kept in config.json as `genrm_value_head_bias`, which
+`import_hf` restores. Tested against HF's own classes:
+`tests/hf_reference.GOLDEN_SEQ_CLS`.
 """
 
 from __future__ import annotations
@@ -58,13 +65,23 @@ def _query_pre_attn_scalar(config: gemma.TransformerConfig) -> float:
   return int(round(value)) if abs(value - round(value)) < 1e-6 else value
 
 
-def hf_config(config: gemma.TransformerConfig, dtype: str) -> dict[str, Any]:
-  """config.json for `config`."""
+CAUSAL_LM = {"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM",
+             "gemma3_text": "Gemma3ForCausalLM"}
+SEQUENCE_CLASSIFICATION = {"gemma": "GemmaForSequenceClassification",
+                           "gemma2": "Gemma2ForSequenceClassification",
+                           "gemma3_text": "Gemma3TextForSequenceClassification"}
+VALUE_HEAD_BIAS = "genrm_value_head_bias"  # config.json: the bias HF's score layer lacks
+
+
+def hf_config(config: gemma.TransformerConfig, dtype: str,
+              value_head_bias: float | None = None) -> dict[str, Any]:
+  """config.json for `config`; with `value_head_bias` (a reward model's
+  head), the sequence-classification architecture with one label."""
   kind = family(config)
   out = {
       "model_type": kind,
-      "architectures": [{"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM",
-                         "gemma3_text": "Gemma3ForCausalLM"}[kind]],
+      "architectures": [CAUSAL_LM[kind] if value_head_bias is None else
+                        SEQUENCE_CLASSIFICATION[kind]],
       "vocab_size": config.num_embed,
       # The shapes `import_hf` matches presets by, under HF's names.
       **{hf: getattr(config, ours) for hf, ours in import_hf.SHAPE_FIELDS.items()},
@@ -75,6 +92,9 @@ def hf_config(config: gemma.TransformerConfig, dtype: str) -> dict[str, Any]:
       "pad_token_id": gemma.PAD_ID, "tie_word_embeddings": True,
       "attention_bias": False, "torch_dtype": dtype,
   }
+  if value_head_bias is not None:
+    out.update(num_labels=1, id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0},
+               **{VALUE_HEAD_BIAS: float(value_head_bias)})
   if kind == "gemma":
     out["hidden_act"] = "gelu_pytorch_tanh"
     return out
@@ -101,13 +121,18 @@ def hf_config(config: gemma.TransformerConfig, dtype: str) -> dict[str, Any]:
 
 
 def params_to_hf(params: dict[str, Any], config: gemma.TransformerConfig,
-                 dtype: Any = np.float32) -> dict[str, np.ndarray]:
+                 dtype: Any = np.float32,
+                 value_head: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
   """Our stacked params -> HF `*ForCausalLM` state-dict tensors (names under
-  `model.`, `[out, in]` matrices)."""
+  `model.`, `[out, in]` matrices); with a value head, also the
+  `*ForSequenceClassification`'s `score.weight` [1, embed_dim]."""
   names = import_hf.layer_names(config)
-  return linear_layout.to_linear(
+  tensors = linear_layout.to_linear(
       params, config, lambda i, what: f"model.layers.{i}.{names[what]}",
       "model.embed_tokens.weight", "model.norm.weight", norm_offset=0.0, dtype=dtype)
+  if value_head is not None:
+    tensors[import_hf.SCORE] = np.asarray(value_head["kernel"], np.float32).T.astype(dtype)
+  return tensors
 
 
 def export_hf(checkpoint: str, out_dir: str, *, dtype: str = "bfloat16",
@@ -128,22 +153,22 @@ def export_hf(checkpoint: str, out_dir: str, *, dtype: str = "bfloat16",
     raise ValueError(f"{checkpoint} holds LoRA adapters: export the training run's "
                      "WORKDIR/export (adapters folded in).")
   np_dtype = {"bfloat16": ml_dtypes.bfloat16, "float32": np.float32}[dtype]
-  tensors = params_to_hf(jax.device_get(model.params), config, np_dtype)
+  head = None if model.value_head is None else jax.device_get(model.value_head)
+  tensors = params_to_hf(jax.device_get(model.params), config, np_dtype, head)
+  written = hf_config(config, dtype, None if head is None else
+                      float(np.asarray(head["bias"]).reshape(-1)[0]))
   os.makedirs(out_dir, exist_ok=True)
   safetensors_numpy.save_file(tensors, os.path.join(out_dir, "model.safetensors"),
                               metadata={"format": "pt"})
   with open(os.path.join(out_dir, "config.json"), "w") as f:
-    json.dump(hf_config(config, dtype), f, indent=1)
+    json.dump(written, f, indent=1)
   if config.tokenizer and os.path.isfile(config.tokenizer):
     shutil.copy(config.tokenizer, os.path.join(out_dir, "tokenizer.model"))
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
       json.dump(TOKENIZER_CONFIG, f, indent=1)
   else:
     log("no tokenizer.model in the bundle (a task vocabulary or bytes): none written")
-  if model.value_head is not None:
-    log("the value head (a discriminative verifier's) is not part of an HF causal LM: "
-        "left out")
-  log(f"wrote {out_dir}: {family(config)}, {len(tensors)} tensors, "
+  log(f"wrote {out_dir}: {written['architectures'][0]}, {len(tensors)} tensors, "
       f"{gemma.count_params(model.params) / 1e6:.1f}M params, {dtype}")
   return out_dir
 

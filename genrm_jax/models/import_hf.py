@@ -48,6 +48,8 @@ from genrm_jax.models import linear_layout
 
 INSTALL_HINT = "Install the optional extra: pip install -e '.[hf]' (safetensors)."
 MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "gemma3")
+# A `*ForSequenceClassification` reward model's head: [num_labels, hidden].
+SCORE = "score.weight"
 
 # HF config.json field -> TransformerConfig field (the shapes a preset must match).
 SHAPE_FIELDS = {
@@ -193,11 +195,27 @@ class _LanguageModel(Mapping[str, np.ndarray]):
     return len(self._names)
 
 
+def value_head(tensors: Mapping[str, np.ndarray], hf_config: Mapping[str, Any],
+               source: str = "HF checkpoint") -> dict[str, np.ndarray] | None:
+  """A one-label `*ForSequenceClassification`'s score layer as our value
+  head ({kernel [D, 1], bias [1]}; the bias from config.json's
+  `genrm_value_head_bias`, which `export_hf` writes, else 0), or None."""
+  if SCORE not in tensors:
+    return None
+  score = np.asarray(tensors[SCORE], np.float32)
+  if score.ndim != 2 or score.shape[0] != 1:
+    raise ValueError(f"{source}: {SCORE} has shape {score.shape}; a reward model's "
+                     "score layer has one label ([1, hidden]).")
+  bias = float(hf_config.get("genrm_value_head_bias", 0.0))
+  return {"kernel": score.T.copy(), "bias": np.array([bias], np.float32)}
+
+
 def hf_to_params(tensors: Mapping[str, np.ndarray], config: gemma.TransformerConfig,
                  dtype: Any = np.float32, source: str = "HF checkpoint"
                  ) -> tuple[dict[str, Any], list[str]]:
   """HF safetensors tensors -> (our stacked parameter tree (numpy), the
-  names left out: other towers of a multimodal checkpoint)."""
+  names left out: other towers of a multimodal checkpoint; a reward
+  model's score layer is read by `value_head`)."""
   embed = next((n for n in tensors if n.endswith("embed_tokens.weight")), None)
   if embed is None:
     raise KeyError(f"{source}: no '*embed_tokens.weight' tensor (have e.g. "
@@ -211,7 +229,7 @@ def hf_to_params(tensors: Mapping[str, np.ndarray], config: gemma.TransformerCon
   params = linear_layout.build_params(
       model, config, lambda i, what: f"{prefix}layers.{i}.{names[what]}",
       embed, prefix + "norm.weight", norm_offset=0.0, source=source, dtype=dtype)
-  return params, [n for n in model.others if n != head]
+  return params, [n for n in model.others if n not in (head, SCORE)]
 
 
 def is_hf_dir(path) -> bool:
@@ -265,7 +283,8 @@ def import_hf(hf_dir: str, out_dir: str, *, preset: str | None = None,
     raise FileNotFoundError(f"{config_path}: missing (an HF checkpoint directory has "
                             "config.json, model*.safetensors and tokenizer.model).")
   with open(config_path) as f:
-    text = text_config(json.load(f))
+    raw_config = json.load(f)
+  text = text_config(raw_config)
   preset, config = model_config(text, preset)
   tokenizer = tokenizer or os.path.join(hf_dir, "tokenizer.model")
   if not os.path.isfile(tokenizer):
@@ -279,7 +298,11 @@ def import_hf(hf_dir: str, out_dir: str, *, preset: str | None = None,
   if left_out:
     log(f"left out {len(left_out)} tensors of other towers (e.g. {left_out[:3]})")
   linear_layout.check_params(params, config, "<HF import>")
-  bundle.save_bundle(out_dir, params, config, tokenizer)
+  head = value_head(tensors, raw_config, hf_dir)
+  if head is not None:
+    log(f"{SCORE}: a reward model's head, kept as the bundle's value head "
+        f"(bias {float(head['bias'][0]):g})")
+  bundle.save_bundle(out_dir, params, config, tokenizer, value_head=head)
   log(f"wrote {out_dir} ({gemma.count_params(params) / 1e9:.2f}B params, {dtype}) in "
       f"{time.time() - start:.1f}s")
   return out_dir
