@@ -5,6 +5,9 @@ r"""A candidate store from your own samples (vLLM, TRL, another codebase).
   python -m genrm_jax.import_candidates --input=graded.jsonl --out=C.jsonl \
       --question=question --solution=output --correct=is_correct
 
+  python -m genrm_jax.import_candidates --input=prefs.jsonl --out=C.jsonl \
+      --question=prompt --chosen=chosen --rejected=rejected      # TRL preference data
+
 Each input line is a JSON object; the flags name its keys:
 * `--question` (required) and `--solution` (required): the solution field
   may hold one text or a list of them (vLLM's n samples of one prompt): one
@@ -19,6 +22,13 @@ Each input line is a JSON object; the flags name its keys:
   beside a list); with `--task` and without it, the grader extracts it.
 * `--problem_id`: a problem's id (default: a hash of its question, so lines
   of one problem in several places join the same problem).
+* `--chosen` / `--rejected` instead of `--solution`: preference pairs (TRL's
+  `prompt` / `chosen` / `rejected` columns): two candidates a line, the
+  chosen one correct, the rejected one not, for the Bradley-Terry, DPO and
+  discriminative verifiers (the generative ones too, whose "correct" then
+  means "preferred"). Training pairs a problem's correct and incorrect
+  candidates itself (`verification_data.dpo_pairs`), so several pairs of one
+  prompt may be re-paired among themselves.
 
 Candidates of one problem are numbered 0, 1, ... in input order. The store
 is then what every tool here reads: `genrm_jax.score`, `evaluate`, and
@@ -53,14 +63,22 @@ def _problem_id(question: str) -> str:
   return "q" + hashlib.sha256(question.encode("utf-8")).hexdigest()[:12]
 
 
-def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: str,
+def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: Optional[str] = None,
             correct: Optional[str] = None, reference: Optional[str] = None,
             task: Optional[str] = None, problem_id: Optional[str] = None,
-            answer: Optional[str] = None, source: str = "<input>"
+            answer: Optional[str] = None, chosen: Optional[str] = None,
+            rejected: Optional[str] = None, source: str = "<input>"
             ) -> Iterator[candidates_lib.Candidate]:
   """Candidates of (line number, JSON object) rows; ValueError naming the
   source and line on a row that does not fit the keys."""
-  if correct is None and not (task and reference):
+  pairs = bool(chosen or rejected)
+  if pairs == bool(solution) or (pairs and not (chosen and rejected)):
+    raise ValueError("name the solutions with --solution=KEY, or preference pairs with "
+                     "--chosen=KEY and --rejected=KEY (not both).")
+  if pairs and (correct or answer):
+    raise ValueError("--chosen/--rejected label the pair themselves: drop --correct and "
+                     "--answer.")
+  if correct is None and not pairs and not (task and reference):
     raise ValueError("no labels: pass --correct=KEY (a label per solution), or --task and "
                      "--reference=KEY to grade each solution against its reference.")
   if task is not None and task not in grading.TASKS:
@@ -78,8 +96,11 @@ def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: str,
       return row[key]
 
     q = field(question, "question")
-    texts = field(solution, "solution")
-    texts = texts if isinstance(texts, list) else [texts]
+    if pairs:
+      texts = [field(chosen, "chosen"), field(rejected, "rejected")]
+    else:
+      texts = field(solution, "solution")
+      texts = texts if isinstance(texts, list) else [texts]
 
     def per_solution(key, kind):
       values = field(key, kind)
@@ -89,7 +110,8 @@ def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: str,
                          f"solutions ({solution!r})")
       return values
 
-    labels = per_solution(correct, "label") if correct else None
+    labels = [True, False] if pairs else (
+        per_solution(correct, "label") if correct else None)
     answers = per_solution(answer, "answer") if answer else None
     if not isinstance(q, str) or not all(isinstance(t, str) for t in texts):
       raise ValueError(f"{where}: the question and solutions must be strings")
@@ -131,6 +153,8 @@ def define_flags() -> None:
   flags.DEFINE_string("out", None, "Candidate store to write.")
   flags.DEFINE_string("question", None, "Key of the question.")
   flags.DEFINE_string("solution", None, "Key of the solution (a text or a list of texts).")
+  flags.DEFINE_string("chosen", None, "Preference pairs: key of the chosen solution.")
+  flags.DEFINE_string("rejected", None, "Preference pairs: key of the rejected solution.")
   flags.DEFINE_string("correct", None, "Key of the label(s): true/false or 1/0.")
   flags.DEFINE_string("reference", None, "Key of the reference answer.")
   flags.DEFINE_string("answer", None, "Key of the final answer(s), for majority voting "
@@ -138,7 +162,7 @@ def define_flags() -> None:
   flags.DEFINE_string("task", None, f"Grade with this task's grader ({', '.join(grading.TASKS)}).")
   flags.DEFINE_string("problem_id", None, "Key of the problem id (default: a hash of the "
                       "question).")
-  flags.mark_flags_as_required(["input", "out", "question", "solution"])
+  flags.mark_flags_as_required(["input", "out", "question"])
 
 
 def main(argv):
@@ -148,7 +172,8 @@ def main(argv):
   try:
     rows = list(convert(read_json_lines(f.input), question=f.question, solution=f.solution,
                         correct=f.correct, reference=f.reference, task=f.task,
-                        problem_id=f.problem_id, answer=f.answer, source=f.input))
+                        problem_id=f.problem_id, answer=f.answer, chosen=f.chosen,
+                        rejected=f.rejected, source=f.input))
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
   candidates_lib.write_candidates(f.out, rows)

@@ -44,6 +44,25 @@ def test_given_labels_answers_and_ids():
       ("8", "c", None, True)]
 
 
+def test_preference_pairs():
+  """TRL preference rows: two candidates a line, chosen correct, rejected
+  not; lines of one prompt join one problem."""
+  rows = _rows({"prompt": "Q", "chosen": "good", "rejected": "bad"},
+               {"prompt": "Q", "chosen": "fine", "rejected": "worse"})
+  got = list(ic.convert(rows, question="prompt", chosen="chosen", rejected="rejected"))
+  assert [(c.candidate_id, c.solution, c.correct) for c in got] == [
+      (0, "good", True), (1, "bad", False), (2, "fine", True), (3, "worse", False)]
+  assert len({c.problem_id for c in got}) == 1
+  with pytest.raises(ValueError, match="--chosen=KEY and --rejected=KEY"):
+    list(ic.convert(rows, question="prompt", chosen="chosen"))
+  with pytest.raises(ValueError, match="not both"):
+    list(ic.convert(rows, question="prompt", solution="chosen", chosen="chosen",
+                    rejected="rejected"))
+  with pytest.raises(ValueError, match="drop --correct"):
+    list(ic.convert(rows, question="prompt", chosen="chosen", rejected="rejected",
+                    correct="ok"))
+
+
 @pytest.mark.parametrize("rows,kwargs,message", [
     (_rows({"q": "Q", "s": "a"}), dict(correct="ok"), r"in.jsonl:1: no key 'ok' \(keys: \['q', 's'\]\)"),
     (_rows({"q": "Q", "s": ["a", "b"], "ok": [1]}), dict(correct="ok"),
