@@ -10,7 +10,7 @@
 #   bash launch/paper_270m.sh --task=gsm8k --dry_run
 #   bash launch/paper_270m.sh --task=last_letter --smoke   # wiring check, CPU ok
 #
-# The results (results.json, curves.csv, PNGs, pipeline.json with the wall
+# The results (results.json, curves.csv, selections.jsonl, PNGs, pipeline.json with the wall
 # times) are copied to results/paper_270m/TASK/ for committing (with --smoke,
 # to results/paper_270m_smoke/TASK/, never over the real results).
 #
@@ -96,6 +96,7 @@ run "$python" -m genrm_jax.pipeline \
 
 # --- 4. results to commit ------------------------------------------------------
 run mkdir -p "$results"
-run cp "$workdir/eval/results.json" "$workdir/eval/curves.csv" "$workdir/pipeline.json" \
+run cp "$workdir/eval/results.json" "$workdir/eval/curves.csv" \
+  "$workdir/eval/selections.jsonl" "$workdir/pipeline.json" \
   ${transfer:+"$workdir/eval/generation.json"} "$results/"
 run sh -c "cp $(q_word "$workdir")/eval/*.png $(q_word "$results")/"

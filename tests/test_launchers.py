@@ -342,6 +342,11 @@ def test_paper_270m_dry_run(bare_path):
       "--config=configs/pipeline/paper_270m.py:task=gsm8k,base=runs/gemma3_270m",
       "--workdir=runs/paper_270m_gsm8k", "--config.runs.solve.total_steps=10"]
   assert ["mkdir", "-p", "results/paper_270m/gsm8k"] in cmds
+  copy = next(c for c in cmds if c[0] == "cp")
+  assert copy == ["cp", "runs/paper_270m_gsm8k/eval/results.json",
+                  "runs/paper_270m_gsm8k/eval/curves.csv",
+                  "runs/paper_270m_gsm8k/eval/selections.jsonl",
+                  "runs/paper_270m_gsm8k/pipeline.json", "results/paper_270m/gsm8k/"]
   assert cmds[-1][:2] == ["sh", "-c"] and "results/paper_270m/gsm8k/" in cmds[-1][2]
 
 
