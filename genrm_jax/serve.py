@@ -25,7 +25,9 @@ queued, up to `--max_batch` pairs, waiting at most `--max_wait_ms` after the
 first for more. A pair's score does not depend on what it is batched with
 (`verifiers.Verifier`), so batching changes the speed, never the scores. A
 malformed request gets HTTP 400 and a message naming the fix; the server
-goes on serving.
+goes on serving. There is no authentication: it listens on 127.0.0.1
+unless `--host` says otherwise; expose it only inside a trusted network
+(an RL cluster's).
 """
 
 from __future__ import annotations
