@@ -163,9 +163,17 @@ def get_config(task: str, method: str, arg: str | None = None
   c.data.eval_task = ""  # '' = the same task's eval split
   c.data.eval_split = "validation"  # '' = no periodic eval
   if task == "math":
-    # MATH has no validation split (train / test / math500): periodic eval
-    # needs a store of held-out train problems (data.candidates.validation
-    # and eval_split=validation); never score test / MATH-500 problems here.
+    # MATH has no released verification data: the configs/math_*.py runs
+    # train on a store of your generator's graded solutions to MATH's
+    # training problems,
+    #   python -m genrm_jax.generate --checkpoint=$GEN --task=math \
+    #       --split=train --num_samples=16 --max_new_tokens=1024 --out=TRAIN.jsonl
+    # (CoT runs also on `python -m genrm_jax.synthesize` rationales of it:
+    # data.rationales.train), and are evaluated on MATH-500 by
+    # configs/eval/math.py. MATH has no validation split (train / test /
+    # math500), so no periodic eval by default: give a store of held-out
+    # *training* problems (data.candidates.validation=V.jsonl with
+    # eval_split=validation); never test / MATH-500 problems.
     c.data.eval_split = ""
   c.data.seq_len = SEQ_LEN[task]
   c.data.pack = c.method not in ("disc", "bt", "dpo")

@@ -1,21 +1,14 @@
 r"""math: unified GenRM-CoT + solution SFT (lambda = data.unified_lambda).
 
-MATH has no released verification data: train on a candidate store of your
-generator's graded solutions to MATH training problems, with
-reference-guided rationales:
-  python -m genrm_jax.generate --checkpoint=$GEN --task=math --split=train \
-      --num_samples=16 --temperature=0.7 --max_new_tokens=1024 --out=$OUT/train.jsonl
-  python -m genrm_jax.synthesize --candidates=$OUT/train.jsonl \
-      --checkpoint=$GRADER --out=$OUT/rationales_train.jsonl    # reference-guided
+Trains on a store of your generator's MATH solutions, TRAIN.jsonl, and
+reference-guided rationales of it (configs/common.py, MATH, says how):
+  python -m genrm_jax.synthesize --candidates=TRAIN.jsonl \
+      --checkpoint=$GRADER --out=RATIONALES.jsonl    # reference-guided
   python -m genrm_jax.train --config=configs/math_unified.py --workdir=/tmp/math_unified \
       --config.init_from=/ckpts/<gemma checkpoint> \
       --config.data.vocabulary=/ckpts/tokenizer.model \
-      --config.data.rationales.train=$OUT/rationales_train.jsonl \
-      --config.data.candidates.train=$OUT/train.jsonl
-Periodic eval needs held-out *training* problems (MATH has no validation
-split; test and MATH-500 are for Best-of-N): add
-`--config.data.candidates.validation=V.jsonl --config.data.eval_split=validation`.
-Evaluate on MATH-500: configs/eval/math.py.
+      --config.data.rationales.train=RATIONALES.jsonl \
+      --config.data.candidates.train=TRAIN.jsonl
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/math_unified.py:tiny \
       --workdir=/tmp/math_unified_tiny
