@@ -361,6 +361,28 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> Optional[float]:
   return float((rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
 
 
+def normalized_ranks(scores: Sequence[float]) -> np.ndarray:
+  """Each score's rank among `scores` scaled to [0, 1] (0 the lowest; ties
+  share their mean rank; a single score is 0.5)."""
+  x = np.asarray(scores, dtype=np.float64)
+  if x.size == 1:
+    return np.array([0.5])
+  ranks = np.empty(x.size)
+  ranks[np.argsort(x, kind='stable')] = np.arange(x.size)
+  _, tie_group = np.unique(x, return_inverse=True)
+  mean_rank = np.bincount(tie_group, ranks) / np.bincount(tie_group)
+  return mean_rank[tie_group] / (x.size - 1)
+
+
+def add_ensemble(pools: Sequence['Pool'], name: str, members: Sequence[str]) -> None:
+  """Adds verifier `name` to every pool: the sum of its `members`'
+  normalized ranks within the problem. Ranks, because the members' scores
+  live on different scales (p(Yes), logits, DPO log-ratios); a sum, so
+  the scores (in [0, len(members)]) are not mistaken for probabilities."""
+  for pool in pools:
+    pool.scores[name] = np.sum([normalized_ranks(pool.scores[m]) for m in members], axis=0)
+
+
 def pair_accuracy(pools: Sequence['Pool'], name: str) -> Optional[float]:
   """P(a correct candidate outscores an incorrect one *of the same problem*)
   under verifier `name` (ties count 1/2), over all such pairs: the ranking

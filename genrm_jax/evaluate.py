@@ -42,6 +42,9 @@ verifier's scores can be compared. Writes:
   scores, and `DIR/reliability.png` (the diagonal, ECE in the legend), for
   verifiers whose scores are probabilities in [0, 1]; the others (dpo,
   likelihood log-ratios, ...) are listed in `reliability_skipped` with why.
+* With `--ensemble=NAME=A+B`, a verifier ensemble as one more verifier:
+  the sum of its members' normalized ranks within each problem
+  (`best_of_n.add_ensemble`; ranks, since the members' scales differ).
 * With `--weighted_vote`, each verifier's weighted vote as one more method,
   `VERIFIER:weighted_vote` (in `curves`, `ci95`, the CSV, plots and table):
   the answer with the largest summed score wins (`best_of_n.weighted_vote`),
@@ -111,7 +114,7 @@ def define_flags() -> None:
   """Defines the CLI flags (only when run as a program: importing this
   module next to other absl programs, e.g. in tests, must not clash)."""
   global _CANDIDATES, _SCORES, _OUT, _N_MAX, _BOOTSTRAP, _SEED, _ALLOW_MISSING, _TASK, _CONFIG
-  global _WEIGHTED_VOTE, _VERIFICATION_COST, _VOTE_BY
+  global _WEIGHTED_VOTE, _VERIFICATION_COST, _VOTE_BY, _ENSEMBLE
   _CANDIDATES = flags.DEFINE_string('candidates', None, 'Candidate store (JSON lines).')
   _SCORES = flags.DEFINE_list('scores', [], 'Verifier-score files (JSON lines), comma-separated.')
   _OUT = flags.DEFINE_string('out', None, 'Output directory.')
@@ -129,6 +132,10 @@ def define_flags() -> None:
       'verification_cost', [], 'Compute-matched curves: the cost of one rationale in '
       'solutions, NAME=X per verifier or X for all (default: measured from the stored '
       'rationale and solution texts).')
+  _ENSEMBLE = flags.DEFINE_multi_string(
+      'ensemble', [], 'A verifier ensemble, NAME=A+B[+...] (or A+B): the sum of its '
+      'members\' within-problem normalized ranks, evaluated as one more verifier; '
+      'repeat the flag for several.')
   _VOTE_BY = flags.DEFINE_enum(
       'vote_by', 'equivalence', VOTE_BY, 'Votes (majority, weighted) group a problem\'s '
       'answers by equivalence (MATH: 0.5 and \\frac{1}{2} vote together; bounded-time '
@@ -515,6 +522,19 @@ def selections(candidates_path: str, pools, verifiers: Sequence[str],
   return out
 
 
+def parse_ensembles(entries: Sequence[str]) -> dict[str, list[str]]:
+  """`NAME=A+B` (or `A+B`, named so) -> {NAME: [A, B]}."""
+  out = {}
+  for entry in entries:
+    name, eq, spec = entry.partition('=')
+    members = [m.strip() for m in (spec if eq else name).split('+') if m.strip()]
+    name = name.strip() if eq else '+'.join(members)
+    if len(members) < 2 or not name:
+      raise InputError(f'--ensemble={entry!r}: expected NAME=A+B (two verifiers or more).')
+    out[name] = members
+  return out
+
+
 def parse_verification_costs(entries: Sequence[str]) -> dict[str, float]:
   """`--verification_cost` entries, NAME=X or X (every verifier: key '*')."""
   out = {}
@@ -532,14 +552,18 @@ def parse_verification_costs(entries: Sequence[str]) -> dict[str, float]:
 
 
 def _compute_matched_json(stats: dict, pools, mean_chars: dict,
-                          given: dict[str, float]) -> dict:
-  """`compute_matched` (and `compute_matched_skipped`) for `results.json`."""
+                          given: dict[str, float], ensembles: Sequence[str] = ()) -> dict:
+  """`compute_matched` (and `compute_matched_skipped`) for `results.json`.
+  Ensembles are left out: what they cost is their members' together."""
+  left_out = set(ensembles) | {stats.get('weighted', {}).get(name) for name in ensembles}
+  stats = dict(stats, methods=[m for m in stats['methods'] if m not in left_out])
   rationale_verifiers = list(stats['vs_k'])
   unknown = sorted(set(given) - set(rationale_verifiers) - {'*'})
   if unknown:
     raise InputError(f'--verification_cost names {unknown}, not verifiers scored rationale '
                      f'by rationale ({rationale_verifiers or "none here"})')
-  costs, sources, skipped = {}, {}, {}
+  costs, sources = {}, {}
+  skipped = {name: "an ensemble: its cost is its members' together" for name in ensembles}
   for name in rationale_verifiers:
     if name in given or '*' in given:
       costs[name], sources[name] = given.get(name, given.get('*')), 'given'
@@ -791,14 +815,26 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
         n_max: Optional[int] = None, num_bootstrap: int = 1000, seed: int = 0,
         allow_missing: bool = False, task: Optional[str] = None,
         weighted_vote: bool = False, verification_costs: Optional[dict] = None,
-        vote_by: str = 'equivalence', verbose: bool = True) -> dict:
+        vote_by: str = 'equivalence', ensembles: Optional[dict] = None,
+        verbose: bool = True) -> dict:
   """The file-only evaluation: reads, computes, writes `out_dir`; returns results.
 
   `verification_costs`: see `parse_verification_costs` (default: measured).
+  `ensembles`: {name: member verifiers} (`parse_ensembles`), each evaluated
+  as one more verifier (`best_of_n.add_ensemble`).
   """
   start = time.time()
   pools, verifiers, notes = load_pools(candidates_path, score_paths, task=task,
                                        allow_missing=allow_missing, vote_by=vote_by)
+  for name, members in (ensembles or {}).items():
+    unknown = [m for m in members if m not in verifiers]
+    if unknown or name in verifiers or name in best_of_n.RESERVED_METHODS:
+      raise InputError(
+          f'--ensemble {name}={"+".join(members)}: ' +
+          (f'no scores of {unknown} (verifiers: {verifiers})' if unknown else
+           f'{name!r} is taken; name it NAME=...'))
+    best_of_n.add_ensemble(pools, name, members)
+    verifiers = verifiers + [name]
   sizes = [pool.size for pool in pools]
   smallest = min(sizes)
   if min(sizes) != max(sizes):
@@ -821,7 +857,7 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
                                    seed=seed, weighted=weighted_vote)
   args = {'candidates': candidates_path, 'scores': list(score_paths), 'n_max': n_max,
           'bootstrap': num_bootstrap, 'seed': seed, 'allow_missing': allow_missing,
-          'task': task,
+          'task': task, 'ensembles': dict(ensembles or {}),
           'majority_vote': ('exact' if max(sizes) <= best_of_n.EXACT_MAJORITY_MAX_N else
                             f'monte_carlo_{best_of_n.DEFAULT_MAJORITY_SAMPLES}')}
   if weighted_vote:
@@ -832,7 +868,7 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
   if breakdown:
     results['breakdown'] = breakdown
   results.update(_compute_matched_json(stats, pools, notes['mean_chars'],
-                                       dict(verification_costs or {})))
+                                       dict(verification_costs or {}), list(ensembles or {})))
 
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, 'results.json'), 'w') as f:
@@ -922,7 +958,8 @@ def main(argv):
     run(candidates, score_paths, _OUT.value, n_max=n_max,
         num_bootstrap=num_bootstrap, seed=_SEED.value,
         allow_missing=_ALLOW_MISSING.value, task=task, weighted_vote=weighted,
-        verification_costs=verification_costs, vote_by=_VOTE_BY.value)
+        verification_costs=verification_costs, vote_by=_VOTE_BY.value,
+        ensembles=parse_ensembles(_ENSEMBLE.value))
   except (InputError, candidates_lib.MalformedRowError) as e:
     # The message names the file and line; a traceback would bury it.
     sys.exit(f'error: {e}')

@@ -276,6 +276,54 @@ def test_pair_accuracy_is_within_problems():
   assert best_of_n.auroc(everything, labels) < best_of_n.pair_accuracy([easy, hard], 'v')
 
 
+def test_normalized_ranks_and_ensembles():
+  np.testing.assert_allclose(best_of_n.normalized_ranks([3.0, 1.0, 2.0]), [1.0, 0.0, 0.5])
+  np.testing.assert_allclose(best_of_n.normalized_ranks([1.0, 1.0, 2.0]), [0.25, 0.25, 1.0])
+  np.testing.assert_allclose(best_of_n.normalized_ranks([7.0]), [0.5])
+  rng = np.random.default_rng(0)
+  pools = [best_of_n.Pool(f'p{i}', rng.random(6) < 0.4, [str(j) for j in range(6)],
+                          {'v': rng.random(6) * 10}) for i in range(30)]
+  for pool in pools:
+    pool.scores['minus_v'] = -pool.scores['v']
+  # A verifier with itself ranks as it does; with its own negation, every
+  # candidate ties: Best-of-n is then the pool's mean accuracy at every n.
+  best_of_n.add_ensemble(pools, 'twice', ['v', 'v'])
+  best_of_n.add_ensemble(pools, 'cancel', ['v', 'minus_v'])
+  stats = best_of_n.evaluate_pools(pools, ['v', 'twice', 'cancel'], 6, num_bootstrap=0)
+  np.testing.assert_allclose(stats['curves']['twice'], stats['curves']['v'])
+  mean = np.mean([pool.correct.mean() for pool in pools])
+  np.testing.assert_allclose(stats['curves']['cancel'], [mean] * 6)
+  assert all(pool.scores['twice'].max() <= 2.0 for pool in pools)
+  assert stats['reliability']['twice'] is None  # ranks summed: not probabilities
+
+
+def test_cli_ensemble(tmp_path):
+  """--ensemble=NAME=A+B: one more verifier everywhere (curves, differences,
+  selections); unknown members, taken names and bad specs are errors."""
+  cand, s1, s2 = _write_inputs(str(tmp_path))
+  out = tmp_path / 'out'
+  proc = _cli(f'--candidates={cand}', f'--scores={s1},{s2}', f'--out={out}',
+              '--bootstrap=20', '--ensemble=both=genrm_cot+disc',
+              '--verification_cost=genrm_cot=2')
+  assert proc.returncode == 0, proc.stderr
+  results = json.loads((out / 'results.json').read_text())
+  assert 'both' in results['curves'] and 'both - majority_vote' in results['differences']
+  assert results['args']['ensembles'] == {'both': ['genrm_cot', 'disc']}
+  rows = [json.loads(l) for l in (out / 'selections.jsonl').read_text().splitlines()]
+  assert all('both' in row['picks'] for row in rows)
+  # Not in the compute-matched table: an ensemble costs its members together.
+  assert 'both' not in results['compute_matched']['points']
+  assert 'members' in results['compute_matched_skipped']['both']
+  assert evaluate.parse_ensembles(['a+b', 'x=a+b+c']) == {'a+b': ['a', 'b'], 'x': ['a', 'b', 'c']}
+  with pytest.raises(evaluate.InputError, match='two verifiers or more'):
+    evaluate.parse_ensembles(['x=a'])
+  for spec, message in (('x=genrm_cot+nope', "no scores of \\['nope'\\]"),
+                        ('disc=genrm_cot+disc', "'disc' is taken")):
+    with pytest.raises(evaluate.InputError, match=message):
+      evaluate.run(cand, [s1, s2], str(tmp_path / 'bad'), num_bootstrap=0, verbose=False,
+                   ensembles=evaluate.parse_ensembles([spec]))
+
+
 def test_score_histogram():
   # Probabilities: bins of [0, 1]; 1.0 joins the last bin.
   hist = best_of_n.score_histogram([0.0, 0.1, 0.55, 1.0, 0.95], [0, 0, 1, 1, 0], num_bins=4)
