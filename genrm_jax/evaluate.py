@@ -442,11 +442,19 @@ def _histogram_json(histogram: dict) -> dict:
 BREAKDOWN_FIELDS = ('level', 'subject')
 
 
-def _breakdown(candidates_path: str, pools, per_problem: dict) -> dict:
+def _candidates_by_problem(candidates_path: str) -> dict[str, list[candidates_lib.Candidate]]:
+  """The store's candidates per problem, in store order (the pools' order)."""
+  by_problem: dict[str, list[candidates_lib.Candidate]] = {}
+  for cand in candidates_lib.iter_candidates(candidates_path):
+    by_problem.setdefault(cand.problem_id, []).append(cand)
+  return by_problem
+
+
+def _breakdown(by_problem: dict, pools, per_problem: dict) -> dict:
   """Accuracy per value of the candidates' `level` / `subject` fields (e.g.
   MATH): `breakdown[field][value]` = {n_problems, curves[method][str(n)]}."""
   meta: dict[str, dict] = {}
-  for cand in candidates_lib.iter_candidates(candidates_path):
+  for cand in (c for cands in by_problem.values() for c in cands):
     for field in BREAKDOWN_FIELDS:
       if cand.extra.get(field) is not None:
         meta.setdefault(cand.problem_id, {}).setdefault(field, str(cand.extra[field]))
@@ -467,7 +475,7 @@ def _breakdown(candidates_path: str, pools, per_problem: dict) -> dict:
   return out
 
 
-def selections(candidates_path: str, pools, verifiers: Sequence[str],
+def selections(by_problem: dict, pools, verifiers: Sequence[str],
                score_paths: Sequence[str] = ()) -> list[dict]:
   """What each method picks from each problem's whole pool (n = its size),
   for reading a run problem by problem: per problem its question and
@@ -477,10 +485,8 @@ def selections(candidates_path: str, pools, verifiers: Sequence[str],
   share its score; the first in store order is shown, while the curves
   count a tie as a random pick) with, for verifiers that write rationales
   (GenRM-CoT), the pick's `rationales` in k order, read from
-  `score_paths`."""
-  by_problem: dict[str, list[candidates_lib.Candidate]] = {}
-  for cand in candidates_lib.iter_candidates(candidates_path):
-    by_problem.setdefault(cand.problem_id, []).append(cand)
+  `score_paths` (only the picks' rows are kept: all rationales at once
+  could be gigabytes). `by_problem`: `_candidates_by_problem`."""
   out = []
   for pool in pools:
     cands = by_problem[pool.problem_id]
@@ -864,7 +870,9 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
     args['weighted_vote'] = ('exact' if max(sizes) <= best_of_n.EXACT_WEIGHTED_MAX_N else
                              f'monte_carlo_{best_of_n.DEFAULT_MAJORITY_SAMPLES}')
   results = _results_json(stats, pools, verifiers, n_max, notes, args)
-  breakdown = _breakdown(candidates_path, pools, stats['per_problem'])
+  # The texts and metadata the pools leave out, read once for both uses.
+  by_problem = _candidates_by_problem(candidates_path)
+  breakdown = _breakdown(by_problem, pools, stats['per_problem'])
   if breakdown:
     results['breakdown'] = breakdown
   results.update(_compute_matched_json(stats, pools, notes['mean_chars'],
@@ -875,7 +883,7 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
     json.dump(results, f, indent=1)
   _write_csv(os.path.join(out_dir, 'curves.csv'), results)
   with open(os.path.join(out_dir, 'selections.jsonl'), 'w') as f:
-    for row in selections(candidates_path, pools, verifiers, score_paths):
+    for row in selections(by_problem, pools, verifiers, score_paths):
       f.write(json.dumps(row) + '\n')
   written = ['results.json', 'curves.csv', 'selections.jsonl', 'best_of_n.png']
   _plot(os.path.join(out_dir, written[-1]), results)

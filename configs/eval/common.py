@@ -58,13 +58,14 @@ def make_config(task, candidates, verifiers, args):
   return c
 
 
-def generated_task_config(task, arg, cot_max_new_tokens):
+def generated_task_config(task, arg, cot_max_new_tokens, candidates_file=None):
   """A generated task's config: every trained verifier of `ROOT/<task>_<run>/
-  export` on the candidates `ROOT/<task>_test_candidates.jsonl`."""
+  export` on the candidates `ROOT/<candidates_file>` (default
+  `<task>_test_candidates.jsonl`)."""
   args = parse_args(arg)
   root = args.get('root', 'runs')
   verifiers = trained_verifiers(lambda run: f'{root}/{task}_{run}/export',
                                 cot_max_new_tokens=cot_max_new_tokens,
                                 with_bt=flag(args, 'bt'))
-  return make_config(task, f'{root}/{task}_test_candidates.jsonl', verifiers,
-                     args)
+  candidates_file = candidates_file or f'{task}_test_candidates.jsonl'
+  return make_config(task, f'{root}/{candidates_file}', verifiers, args)

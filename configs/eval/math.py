@@ -25,9 +25,5 @@ TASK = 'math'
 
 
 def get_config(arg=None):
-  args = common.parse_args(arg)
-  root = args.get('root', 'runs')
-  verifiers = common.trained_verifiers(
-      lambda run: f'{root}/{TASK}_{run}/export', cot_max_new_tokens=1024,
-      with_bt=common.flag(args, 'bt'))
-  return common.make_config(TASK, f'{root}/math500_candidates.jsonl', verifiers, args)
+  return common.generated_task_config(TASK, arg, cot_max_new_tokens=1024,
+                                      candidates_file='math500_candidates.jsonl')
