@@ -1,6 +1,16 @@
 """Shared test setup: CPU only, fp32 matmuls, the data dir for data tests."""
 
 import os
+from importlib import metadata
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+  """jaxlib's (major, minor), read without importing jax (XLA_FLAGS first)."""
+  try:
+    return tuple(int(p) for p in metadata.version("jaxlib").split(".")[:2])
+  except (metadata.PackageNotFoundError, ValueError):
+    return (0, 0)
+
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -22,8 +32,12 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 # these flags. Subprocesses the tests start inherit them; a value already
 # in XLA_FLAGS wins (XLA_FLAGS=--xla_backend_optimization_level=2
 # --xla_cpu_use_fusion_emitters=true tests what users run).
-for _flag, _value in (("xla_backend_optimization_level", "0"),
-                      ("xla_cpu_use_fusion_emitters", "false")):
+# jaxlib 0.11 dropped the elemental emitters and with them the flag, which
+# XLA then rejects as unknown (a fatal error): set it only where it exists.
+_FAST_COMPILE_FLAGS = [("xla_backend_optimization_level", "0")]
+if _jaxlib_version() < (0, 11):
+  _FAST_COMPILE_FLAGS.append(("xla_cpu_use_fusion_emitters", "false"))
+for _flag, _value in _FAST_COMPILE_FLAGS:
   if _flag not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += f" --{_flag}={_value}"
 
