@@ -12,6 +12,7 @@ from genrm_jax import candidates as candidates_lib
 from genrm_jax import data_python
 from genrm_jax import input_pipeline as ip
 from tasks import sources
+from tests import train_utils as tu
 
 pytestmark = pytest.mark.skipif(
     not os.path.isdir(sources.resolve_data_dir(None)), reason="needs GENRM_DATA_DIR")
@@ -57,6 +58,7 @@ def _both(config, steps=3):
 @pytest.mark.parametrize("method,task", [("solve", "last_letter_sft"),
                                          ("genrm", "last_letter_genrm"),
                                          ("cot", "last_letter_genrm_cot")])
+@tu.needs_seqio
 def test_unpacked_rows_equal_seqio(tmp_path, method, task):
   config = _config(method, task, _store(str(tmp_path / "c.jsonl")), seq_len=512)
   for want, got in zip(*_both(config)):
@@ -68,6 +70,7 @@ def test_unpacked_rows_equal_seqio(tmp_path, method, task):
 
 
 @pytest.mark.parametrize("method", ["disc", "bt", "dpo"])
+@tu.needs_seqio
 def test_disc_and_dpo_batches_equal_seqio(tmp_path, method):
   config = _config(method, f"last_letter_{method}", _store(str(tmp_path / "c.jsonl")))
   for want, got in zip(*_both(config)):
@@ -144,10 +147,10 @@ def _math_store(path):
 
 
 @pytest.mark.parametrize("method", ["genrm", "disc", "bt", "dpo"])
+@tu.needs_seqio
 def test_math_configs_train_on_a_math_store(tmp_path, method):
   """configs/math_<method>.py: MATH verification tasks from a store, the same
   batches with and without seqio, both labels present."""
-  from tests import train_utils as tu  # pylint: disable=g-import-not-at-top
   store = _math_store(str(tmp_path / "c.jsonl"))
   config = tu.load_config(f"math_{method}.py")
   assert config.data.task == f"math_{common.TASK_SUFFIX[config.method]}"

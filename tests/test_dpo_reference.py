@@ -331,6 +331,7 @@ def _keys(batches):
 
 @pytest.mark.skipif(not os.path.isdir(os.environ.get("GENRM_DATA_DIR", "")),
                     reason="needs GENRM_DATA_DIR")
+@tu.needs_seqio
 def test_enumeration_covers_every_batch_row_python_and_seqio(tmp_path):
   """Each source's finite enumeration holds every row its (shuffled,
   repeated) batches yield, on one host or split over two."""

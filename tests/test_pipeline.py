@@ -26,6 +26,7 @@ def _run(workdir):
   return proc.stdout
 
 
+@tu.needs_seqio  # the quickstart reads its tasks through seqio
 def test_pipeline_smoke_end_to_end_and_resume(tmp_path):
   config = quickstart.get_config('smoke,transfer,bt')
   workdir = str(tmp_path / 'run')

@@ -7,6 +7,7 @@ import tempfile
 
 import jax
 import orbax.checkpoint as ocp
+import pytest
 
 # A persistent compilation cache: the resume and kill -9 tests compile the
 # same step several times (in this process and in subprocesses).
@@ -18,6 +19,13 @@ CACHE_ENV = {"JAX_COMPILATION_CACHE_DIR": CACHE_DIR,
 jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+# seqio runs on TensorFlow, which the GPU images lack (and the train step,
+# sampler and scorer never need): there the tests that run or compare against
+# the seqio pipeline skip, saying so, and everything else runs.
+HAS_SEQIO = all(importlib.util.find_spec(m) for m in ("tensorflow", "seqio"))
+needs_seqio = pytest.mark.skipif(
+    not HAS_SEQIO, reason="needs seqio and TensorFlow (pip install -e .)")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "configs")
