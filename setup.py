@@ -42,6 +42,10 @@ EXTRAS_REQUIRE = {
         "pytest-xdist==3.8.0",
         "gemma==2.0.8",
         "safetensors==0.8.0",  # the HF importer's tests
+        "wandb==0.31.0",  # config.wandb's tests (offline mode: no network)
+    ],
+    "wandb": [
+        "wandb==0.31.0",
     ],
     # HF transformers checkpoints (`python -m genrm_jax.models.import_hf`).
     "hf": [

@@ -238,6 +238,12 @@ def get_config(task: str, method: str, arg: str | None = None
   # Trace steps start_step .. start_step + num_steps - 1 into WORKDIR/profile
   # (genrm_jax/profiling.py); 0 = off.
   c.profile = mlc.ConfigDict({"start_step": 0, "num_steps": 5})
+  # Weights & Biases: a project mirrors metrics.jsonl into a W&B run
+  # (genrm_jax/wandb_logging.py; pip install -e '.[wandb]'); '' = off.
+  # --config.wandb.mode=offline writes WORKDIR/wandb/ for `wandb sync`.
+  c.wandb = mlc.ConfigDict({"project": "", "entity": "", "name": "",
+                            "group": "", "tags": "", "notes": "", "mode": "",
+                            "id": ""})
 
   if args.tiny:
     # A few seconds of steps after compilation on a 2-core CPU; the loss

@@ -1,4 +1,5 @@
-"""Metrics to `metrics.jsonl` and TensorBoard, from process 0 only.
+"""Metrics to `metrics.jsonl` and TensorBoard, from process 0 only; also to
+Weights & Biases where `config.wandb.project` is set (`wandb_logging.py`).
 
 TensorBoard events are written as TFRecords of tensorboard's own `Event`
 protos through its `RecordWriter`, on a plain file. (tensorboard's
@@ -37,6 +38,7 @@ import jax
 import numpy as np
 
 from genrm_jax import paths
+from genrm_jax import wandb_logging
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -51,18 +53,25 @@ def _scalar(v: Any) -> float | int:
 class MetricWriter:
   """Appends one JSON object per `write` to `DIR/metrics.jsonl` and writes the
   same scalars as TensorBoard events in `DIR`. No-op on processes != 0.
-  `DIR` may be a URL (see the module docstring)."""
+  `DIR` may be a URL (see the module docstring). `wandb` (`config.wandb`)
+  with a project mirrors every record into a W&B run with `run_config`."""
 
   def __init__(self, workdir: str, *, active: bool | None = None,
                resume_step: int | None = None,
-               remote_flush_secs: float = 60.0):
+               remote_flush_secs: float = 60.0,
+               wandb: Mapping[str, Any] | None = None,
+               run_config: Mapping[str, Any] | None = None):
     self.active = jax.process_index() == 0 if active is None else active
     self.path = os.path.join(workdir, METRICS_FILE)
     self.remote = paths.is_url(workdir)
     self._remote_flush_secs = float(remote_flush_secs)
     self._tb = None
+    self._wandb = None
     if not self.active:
       return
+    if wandb_logging.enabled(wandb):
+      self._wandb = wandb_logging.WandbMirror(wandb, workdir,
+                                              run_config=run_config)
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     # A run killed after its last checkpoint logged steps that the resumed
     # run logs again: drop them so the file reads as one uninterrupted run.
@@ -103,6 +112,8 @@ class MetricWriter:
     self._tb.write(event_pb2.Event(
         wall_time=time.time(), step=int(step),
         summary=summary_pb2.Summary(value=values)).SerializeToString())
+    if self._wandb is not None:
+      self._wandb.log(step, {k: v for k, v in record.items() if k != "step"})
     if (self.remote and time.monotonic() - self._last_flush
         >= self._remote_flush_secs):
       self.flush()
@@ -117,6 +128,9 @@ class MetricWriter:
       self._last_flush = time.monotonic()
 
   def close(self) -> None:
+    if self._wandb is not None:
+      self._wandb.close()
+      self._wandb = None
     if self._tb is not None:
       self.flush()
       self._tb.close()  # closes the file

@@ -463,10 +463,20 @@ def stage_evaluation(config, workdir: str, eval_candidates: str, verifiers: list
                       weighted_vote=bool(config.eval.get('weighted_vote', False)))
 
 
+def group_wandb_runs(config, workdir: str) -> None:
+  """With `train.wandb.project` set, one W&B group per pipeline (its
+  workdir's name, unless `train.wandb.group` says otherwise); each run is
+  named after its folder (generator, genrm, ...)."""
+  wandb = config.train.get('wandb')
+  if wandb and wandb.get('project') and not wandb.get('group'):
+    config.train.wandb.group = os.path.basename(os.path.abspath(workdir))
+
+
 def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -> dict[str, Any]:
   """Runs (or resumes) every stage; returns the evaluation results."""
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  group_wandb_runs(config, workdir)
   timings: dict[str, float] = {}
   start = time.time()
   # pipeline.json is rewritten after every stage: `timings_s` this

@@ -64,6 +64,7 @@ from genrm_jax import optimizer as optimizer_lib
 from genrm_jax import paths
 from genrm_jax import profiling
 from genrm_jax import sharding as sharding_lib
+from genrm_jax import wandb_logging
 from genrm_jax.models import bundle
 from genrm_jax.models import checkpoints as model_checkpoints
 from genrm_jax.models import gemma
@@ -446,6 +447,7 @@ def train_and_evaluate(config, workdir: str, *,
   workdir = paths.absolute(workdir)
   method = config.method
   losses.batch_kind(method)  # validates the method name
+  wandb_logging.check(config.get("wandb"))  # before minutes of init and compile
   if jax.process_index() == 0:
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
 
@@ -608,7 +610,9 @@ def train_and_evaluate(config, workdir: str, *,
   # ---------------------------------------------------------------------------
   # Loop.
   # ---------------------------------------------------------------------------
-  writer = metric_writers.MetricWriter(workdir, resume_step=start_step)
+  writer = metric_writers.MetricWriter(
+      workdir, resume_step=start_step, wandb=config.get("wandb"),
+      run_config=config.to_dict())
   total = int(config.total_steps)
   kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0") or 0)
   last_metrics: dict[str, Any] = {}

@@ -118,7 +118,10 @@ def get_config(arg=None):
       # weight matmuls' outputs and 32-position chunks plan 10-28 GB for
       # every run (benchmarks/RESULTS.md).
       model=dict(remat_policy='dots_with_no_batch_dims_saveable'),
-      loss_chunk_size=32)
+      loss_chunk_size=32,
+      # --config.train.wandb.project=NAME: every run to W&B, grouped by the
+      # pipeline's workdir name (genrm_jax/wandb_logging.py).
+      wandb=dict(project='', group='', mode=''))
   c.runs = mlc.ConfigDict()
   c.runs.solve = dict(total_steps=300, lr=2e-5, optimizer=dict(decay_steps=300),
                       data=dict(seq_len=short, inputs_len=SOLVE_INPUTS_LEN[task]))

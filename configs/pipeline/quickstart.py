@@ -101,7 +101,10 @@ def get_config(arg=None):
       batch_size=32, lr=3e-3, log_every=50, checkpoint_every=200, eval_every=0,
       mesh=(-1, 1, 1), async_checkpointing=False,
       optimizer=dict(warmup_steps=50, weight_decay=0.0),
-      data=dict(eval_split=''), model=dict(remat_policy='none', scan_unroll=2))
+      data=dict(eval_split=''), model=dict(remat_policy='none', scan_unroll=2),
+      # --config.train.wandb.project=NAME: every run to W&B, grouped by the
+      # pipeline's workdir name (genrm_jax/wandb_logging.py).
+      wandb=dict(project='', group='', mode=''))
   c.runs = mlc.ConfigDict()
   # Prompts <= 48 tokens, solutions <= 80 (5 names: 77): none is cut.
   c.runs.solve = dict(total_steps=600, optimizer=dict(decay_steps=600),
