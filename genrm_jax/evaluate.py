@@ -108,6 +108,10 @@ from genrm_jax import candidates as candidates_lib
 from genrm_jax import compute_matched
 from genrm_jax import grading
 from genrm_jax import text_table
+from genrm_jax import wandb_logging
+
+
+_WANDB: dict = {}  # --wandb_<key> flags (define_flags)
 
 
 def define_flags() -> None:
@@ -143,6 +147,14 @@ def define_flags() -> None:
   _TASK = flags.DEFINE_string(
       'task', None, f'Grading task ({", ".join(grading.TASKS)}) for normalizing answers '
       'of candidates without a "task" field.')
+  for key, help_ in (('project', 'Weights & Biases project: the results also go to one '
+                                 'W&B run (curves with step = n, table, plots); '
+                                 "'' = off (pip install -e .[wandb])."),
+                     ('entity', 'W&B entity (team or user); default: yours.'),
+                     ('name', 'W&B run name; default: the --out folder name.'),
+                     ('group', 'W&B group, e.g. the training runs\' group.'),
+                     ('mode', "W&B mode: '' (online), 'offline' (wandb sync later).")):
+    _WANDB[key] = flags.DEFINE_string(f'wandb_{key}', '', help_)
   _CONFIG = flags.DEFINE_string(
       'config', None, 'Evaluation config (configs/eval/<name>.py[:arg]): score the '
       'candidates with its verifiers into OUT/scores/<name>.jsonl (resumable) first; '
@@ -822,14 +834,16 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
         allow_missing: bool = False, task: Optional[str] = None,
         weighted_vote: bool = False, verification_costs: Optional[dict] = None,
         vote_by: str = 'equivalence', ensembles: Optional[dict] = None,
-        verbose: bool = True) -> dict:
+        wandb: Optional[dict] = None, verbose: bool = True) -> dict:
   """The file-only evaluation: reads, computes, writes `out_dir`; returns results.
 
   `verification_costs`: see `parse_verification_costs` (default: measured).
   `ensembles`: {name: member verifiers} (`parse_ensembles`), each evaluated
-  as one more verifier (`best_of_n.add_ensemble`).
+  as one more verifier (`best_of_n.add_ensemble`). `wandb`: `config.wandb`'s
+  keys (`wandb_logging.FIELDS`); with a project, the results also go to W&B.
   """
   start = time.time()
+  wandb_logging.check(wandb)  # before the work, not after it
   pools, verifiers, notes = load_pools(candidates_path, score_paths, task=task,
                                        allow_missing=allow_missing, vote_by=vote_by)
   for name, members in (ensembles or {}).items():
@@ -899,6 +913,9 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
   if 'compute_matched' in results:
     written.append('compute_matched.png')
     _plot_compute_matched(os.path.join(out_dir, written[-1]), results)
+  if wandb_logging.enabled(wandb):
+    wandb_logging.log_evaluation(wandb, out_dir, results, [
+        os.path.join(out_dir, w) for w in written if w.endswith('.png')])
   if verbose:
     print(f'{len(pools)} problems, {results["n_candidates"]} candidates '
           f'({smallest}-{max(sizes)} per problem), n = 1..{n_max}; accuracy %' +
@@ -967,7 +984,8 @@ def main(argv):
         num_bootstrap=num_bootstrap, seed=_SEED.value,
         allow_missing=_ALLOW_MISSING.value, task=task, weighted_vote=weighted,
         verification_costs=verification_costs, vote_by=_VOTE_BY.value,
-        ensembles=parse_ensembles(_ENSEMBLE.value))
+        ensembles=parse_ensembles(_ENSEMBLE.value),
+        wandb={k: flag.value for k, flag in _WANDB.items()})
   except (InputError, candidates_lib.MalformedRowError) as e:
     # The message names the file and line; a traceback would bury it.
     sys.exit(f'error: {e}')

@@ -460,7 +460,16 @@ def stage_evaluation(config, workdir: str, eval_candidates: str, verifiers: list
   return evaluate.run(eval_candidates, paths, out, n_max=config.eval.n_max or None,
                       num_bootstrap=config.eval.bootstrap, seed=config.seed,
                       task=config.task,
-                      weighted_vote=bool(config.eval.get('weighted_vote', False)))
+                      weighted_vote=bool(config.eval.get('weighted_vote', False)),
+                      wandb=_eval_wandb(config))
+
+
+def _eval_wandb(config) -> dict | None:
+  """The training runs' W&B settings for the evaluation's run, named 'eval'."""
+  wandb = config.train.get('wandb')
+  if not (wandb and wandb.get('project')):
+    return None
+  return dict(wandb.to_dict(), name='eval')
 
 
 def group_wandb_runs(config, workdir: str) -> None:

@@ -15,6 +15,11 @@ increasing steps, so those are not sent twice.
 `mode='offline'` (or `WANDB_MODE=offline`) writes the run under
 `WORKDIR/wandb/` for a later `wandb sync` — on machines without internet
 access, e.g. TPU pod workers.
+
+The evaluator (`evaluate --wandb_project=NAME`, `log_evaluation`) sends one
+run per evaluation: each method's Best-of-n curve with W&B's step = n (so
+the curves plot against n), the curves as a table with their 95% intervals,
+AUROC and pair accuracy in the summary, and the PNG plots.
 """
 
 from __future__ import annotations
@@ -80,23 +85,26 @@ def run_id(workdir: str, wanted: str = "") -> str:
   return new
 
 
+def _init(wandb_config: Mapping[str, Any], directory: str, **kwargs):
+  check(wandb_config)
+  import wandb  # pylint: disable=g-import-not-at-top
+  get = lambda k: wandb_config.get(k) or None  # '' -> W&B's default
+  return wandb.init(
+      project=wandb_config["project"], entity=get("entity"),
+      name=get("name") or os.path.basename(directory.rstrip("/")),
+      group=get("group"), tags=_tags(wandb_config.get("tags")),
+      notes=get("notes"), mode=get("mode"),
+      dir=None if paths.is_url(directory) else directory, **kwargs)
+
+
 class WandbMirror:
   """One W&B run fed the records of `metrics.jsonl` (process 0 only)."""
 
   def __init__(self, wandb_config: Mapping[str, Any], workdir: str, *,
                run_config: Mapping[str, Any] | None = None):
-    check(wandb_config)
-    import wandb  # pylint: disable=g-import-not-at-top
-    get = lambda k: wandb_config.get(k) or None  # '' -> W&B's default
-    local = not paths.is_url(workdir)
-    self.run = wandb.init(
-        project=wandb_config["project"], entity=get("entity"),
-        name=get("name") or os.path.basename(workdir.rstrip("/")),
-        group=get("group"), tags=_tags(wandb_config.get("tags")),
-        notes=get("notes"), mode=get("mode"),
-        id=run_id(workdir, wandb_config.get("id") or ""), resume="allow",
-        dir=workdir if local else None,
-        config=dict(run_config or {}))
+    self.run = _init(wandb_config, workdir, job_type="train",
+                     id=run_id(workdir, wandb_config.get("id") or ""),
+                     resume="allow", config=dict(run_config or {}))
     # W&B's next step: a resumed online run continues after its last step.
     self._next_step = int(getattr(self.run, "step", 0) or 0)
 
@@ -110,3 +118,34 @@ class WandbMirror:
     if self.run is not None:
       self.run.finish()
       self.run = None
+
+
+def log_evaluation(wandb_config: Mapping[str, Any], out_dir: str,
+                   results: Mapping[str, Any], images: list[str]) -> None:
+  """One W&B run of an evaluation's `results.json` (module docstring)."""
+  import wandb  # pylint: disable=g-import-not-at-top
+  run = _init(wandb_config, out_dir, job_type="evaluate",
+              config=dict(results.get("args", {})))
+  curves, ci95 = results["curves"], results.get("ci95", {})
+  rows = []
+  for n in range(1, int(results["n_max"]) + 1):
+    run.log({f"best_of_n/{m}": curves[m][str(n)] for m in results["methods"]},
+            step=n)
+    for m in results["methods"]:
+      lo, hi = ci95.get(m, {}).get(str(n), (None, None))
+      rows.append([m, n, curves[m][str(n)], lo, hi])
+  extras = {"best_of_n_table": wandb.Table(
+      columns=["method", "n", "accuracy", "ci95_lo", "ci95_hi"], data=rows)}
+  extras.update({os.path.splitext(os.path.basename(p))[0]: wandb.Image(p)
+                 for p in images})
+  run.log(extras, step=int(results["n_max"]))  # beside the last curve point
+  n_max = str(results["n_max"])
+  for m in results["methods"]:
+    run.summary[f"best_of_{n_max}/{m}"] = curves[m][n_max]
+  for metric in ("auroc", "pair_accuracy"):
+    for m, value in (results.get(metric) or {}).items():
+      if value is not None:
+        run.summary[f"{metric}/{m}"] = value
+  run.summary["first_sample"] = results["first_sample"]["accuracy"]
+  run.summary["n_problems"] = results["n_problems"]
+  run.finish()

@@ -2,13 +2,17 @@
 
 import glob
 import os
+import subprocess
 import sys
 import types
 
 import pytest
 
+from genrm_jax import candidates as candidates_lib
+from genrm_jax import evaluate
 from genrm_jax import wandb_logging
 from tests import train_utils as tu
+from tests.test_train_cli import _env
 
 
 class _FakeRun:
@@ -16,6 +20,7 @@ class _FakeRun:
 
   def __init__(self, kwargs, step=0):
     self.kwargs, self.step, self.logged, self.finished = kwargs, step, [], False
+    self.summary = {}
 
   def log(self, data, step):
     assert step >= self.step, "W&B drops steps below its current one"
@@ -36,6 +41,8 @@ def fake_wandb(monkeypatch):
     return runs[-1]
 
   module.init, module.resumed_step, module.runs = init, 0, runs
+  module.Table = lambda columns, data: ("table", columns, data)
+  module.Image = lambda path: ("image", os.path.basename(path))
   monkeypatch.setitem(sys.modules, "wandb", module)
   return module
 
@@ -148,6 +155,79 @@ def test_pipeline_runs_share_a_group_named_after_the_pipeline(tmp_path):
   for method in ("solve", "genrm", "cot"):
     c = pipeline.train_config(config, method, vocabulary="byte", init_from="")
     assert (c.wandb.project, c.wandb.group) == ("genrm", "qs")
+  assert pipeline._eval_wandb(config) == {"project": "genrm", "group": "qs",
+                                          "mode": "", "name": "eval"}
   config.train.wandb.group = "mine"
   pipeline.group_wandb_runs(config, str(tmp_path / "qs"))
   assert config.train.wandb.group == "mine"
+
+
+def _small_store(tmp_path):
+  """3 problems x 4 candidates; verifier v prefers the correct ones."""
+  cands, scores = [], []
+  for p in range(3):
+    for i in range(4):
+      correct = i == p
+      cands.append(candidates_lib.Candidate(
+          problem_id=f"p{p}", candidate_id=i, question="q", solution="s",
+          answer=str(i), reference=str(p), correct=correct, task="gsm8k"))
+      scores.append(candidates_lib.VerifierScore(
+          f"p{p}", i, "v", 0.5 + 0.4 * correct - 0.1 * i))
+  candidates_lib.write_candidates(str(tmp_path / "c.jsonl"), cands)
+  candidates_lib.write_scores(str(tmp_path / "s.jsonl"), scores)
+  return str(tmp_path / "c.jsonl"), [str(tmp_path / "s.jsonl")]
+
+
+def test_evaluation_goes_to_one_run_curves_against_n(tmp_path, fake_wandb):
+  cands, scores = _small_store(tmp_path)
+  out = str(tmp_path / "eval")
+  results = evaluate.run(cands, scores, out, num_bootstrap=20, verbose=False,
+                         wandb={"project": "genrm", "group": "g"})
+  (run,) = fake_wandb.runs
+  assert run.kwargs["job_type"] == "evaluate" and run.kwargs["name"] == "eval"
+  assert run.kwargs["group"] == "g" and run.finished
+  assert run.kwargs["config"]["n_max"] == 4
+  by_step = _merged_by_step(run.logged)
+  assert sorted(by_step) == [1, 2, 3, 4]
+  for n in range(1, 5):
+    for m in results["methods"]:
+      assert by_step[n][f"best_of_n/{m}"] == results["curves"][m][str(n)]
+  _, columns, rows = by_step[4]["best_of_n_table"]
+  assert columns == ["method", "n", "accuracy", "ci95_lo", "ci95_hi"]
+  assert len(rows) == 4 * len(results["methods"])
+  assert ["v", 4, results["curves"]["v"]["4"], *results["ci95"]["v"]["4"]] in rows
+  assert by_step[4]["best_of_n"] == ("image", "best_of_n.png")
+  assert run.summary["best_of_4/v"] == results["curves"]["v"]["4"] == 1.0
+  assert run.summary["auroc/v"] == results["auroc"]["v"]
+  assert run.summary["first_sample"] == results["first_sample"]["accuracy"]
+
+
+def test_evaluation_without_wandb_installed_fails_before_any_work(tmp_path, monkeypatch):
+  cands, scores = _small_store(tmp_path)
+  monkeypatch.setitem(sys.modules, "wandb", None)
+  with pytest.raises(ImportError, match="wandb"):
+    evaluate.run(cands, scores, str(tmp_path / "eval"), verbose=False,
+                 wandb={"project": "genrm"})
+  assert not os.path.exists(tmp_path / "eval")
+  evaluate.run(cands, scores, str(tmp_path / "eval"), num_bootstrap=0,
+               verbose=False, wandb={"project": ""})  # off: no wandb needed
+
+
+def test_real_wandb_offline_evaluation_from_the_cli(tmp_path):
+  pytest.importorskip("wandb", reason="the `test` (or `wandb`) extra installs wandb")
+  cands, scores = _small_store(tmp_path)
+  out = str(tmp_path / "eval")
+  proc = subprocess.run(
+      [sys.executable, "-m", "genrm_jax.evaluate", f"--candidates={cands}",
+       f"--scores={scores[0]}", f"--out={out}", "--bootstrap=0",
+       "--wandb_project=genrm-test", "--wandb_mode=offline"],
+      cwd=tu.REPO, env=_env(WANDB_SILENT="true"), capture_output=True,
+      text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  (log,) = glob.glob(os.path.join(out, "wandb", "offline-run-*", "run-*.wandb"))
+  assert os.path.getsize(log) > 0
+  # The table and the plot were written as W&B media files of the run.
+  media = glob.glob(os.path.join(os.path.dirname(log), "files", "media", "**", "*"),
+                    recursive=True)
+  assert any(m.endswith(".png") for m in media), media
+  assert any(m.endswith(".table.json") for m in media), media
