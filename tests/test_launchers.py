@@ -448,3 +448,26 @@ def test_offline_bundle_packs_under_the_limit_and_runs_there(tmp_path):
   linked = {str(p.relative_to(data_dir)) for p in pathlib.Path(data_dir).rglob("*")
             if p.is_symlink()}
   assert linked == set(data_files)
+
+
+# --- Rehearsal of the GPU image ----------------------------------------------
+
+def test_rehearse_gpu_image_dry_run(bare_path):
+  lines, _ = dry_run("rehearse_gpu_image.sh", "--dry_run", "--tests",
+                     "--task=gsm8k", "--root=/srv/img", bare_path=bare_path)
+  cmds = commands(lines)
+  assert cmds[0][:2] == ["debootstrap", "--variant=minbase"] and "trixie" in cmds[0]
+  assert cmds[0][-2] == "/srv/img"
+  mounts = [c for c in cmds if c[0] == "mount"]
+  assert mounts[-1] == ["mount", "--bind", str(REPO.parent), "/srv/img/mnt/genrm"]
+  (install,) = [c for c in cmds if "install" in c and c[0] == "chroot"]
+  assert "jax[cpu]==0.11.2" in install and not any("tensorflow" in a for a in install)
+  assert not any(a.startswith(("ml_collections", "gguf")) for a in install)
+  (pack,) = [c for c in cmds if c[:2] == ["bash", "launch/offline_bundle.sh"]]
+  assert pack[2:] == ["pack", "--task=gsm8k", "--dir=.dev"]
+  inside = [c[-1] for c in cmds if c[:2] == ["chroot", "/srv/img"] and c[-2] == "-c"]
+  assert inside[0].startswith(f"cd /mnt/genrm/{REPO.name} && ")
+  assert inside[0].endswith("bash launch/offline_bundle.sh run --dir=.dev -- "
+                            "bash launch/paper_270m.sh --task=gsm8k --smoke --python=python3")
+  assert "-m pytest -q -n 2 tests" in inside[1]
+  assert "GENRM_DATA_DIR=/mnt/genrm/shared/data" in inside[1]
