@@ -50,7 +50,7 @@ in_root() { run chroot "$root" env -u PIP_FIND_LINKS "$@"; }
 
 # --- 1. the chroot (once) and its mounts --------------------------------------
 if [ "$DRY_RUN" = 1 ] || [ ! -x "$root/usr/bin/python3" ]; then
-  run debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+  run debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,git \
     trixie "$root" http://deb.debian.org/debian
 fi
 # This machine's CA bundle (a proxy's CA included) and resolver.

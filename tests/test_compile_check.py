@@ -169,7 +169,8 @@ def test_report_says_when_it_does_not_fit():
 
 
 def _cli(*args, timeout=300):
-  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+      p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
   env.pop("XLA_FLAGS", None)
   return subprocess.run(
       [sys.executable, "-m", "genrm_jax.train", *args], cwd=REPO, env=env,
