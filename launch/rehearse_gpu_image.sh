@@ -7,7 +7,7 @@
 # here, and its printed last command with --smoke, on the CPU. A failure here
 # is one the GPU's few minutes need not find.
 #
-#   sudo bash launch/rehearse_gpu_image.sh [--task=last_letter] [--tests]
+#   sudo bash launch/rehearse_gpu_image.sh [--task=last_letter] [--tests] [--benchmarks]
 #   bash launch/rehearse_gpu_image.sh --dry_run
 #
 # Needs root (chroot, mounts), debootstrap, and the Debian and PyPI
@@ -19,17 +19,22 @@
 #   --root=DIR     the chroot (default /opt/genrm_image_rehearsal; reused)
 #   --tests        also the test suite there (pytest -n 2; the seqio tests
 #                  skip without TensorFlow, saying so)
+#   --benchmarks   also issue #8's `benchmarks/gpu_suite.sh --tiny` there,
+#                  with the wheels the README's device notes carry in .whl/
+#                  (ml_collections, the official gemma); the HF rows fail
+#                  (no torch in the chroot) and say so
 #   --dry_run      print, do not run
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/launch/_common.sh"
 
-task=last_letter root=/opt/genrm_image_rehearsal tests=""
+task=last_letter root=/opt/genrm_image_rehearsal tests="" benchmarks=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --task=*) task="${1#*=}" ;;
     --root=*) root="${1#*=}" ;;
     --tests) tests=1 ;;
+    --benchmarks) benchmarks=1 ;;
     --dry_run) DRY_RUN=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown flag $1 (see --help)" ;;
@@ -91,4 +96,13 @@ bash launch/paper_270m.sh --task=$task --smoke --python=python3"
 if [ -n "$tests" ]; then
   in_root bash -c "cd $(q_word "$work") && export PYTHONPATH=/tmp/genrm_site:. \
 GENRM_DATA_DIR=$(q_word "$inside/shared/data") && /opt/image/bin/python3 -m pytest -q -n 2 tests"
+fi
+
+# --- 5. issue #8's suite there, tiny (optional) --------------------------------
+if [ -n "$benchmarks" ]; then
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || run sh -c "echo /.whl/ >> .git/info/exclude"
+  run "${PYTHON:-python3}" -m pip download -q --no-deps --only-binary=:all: \
+    --python-version 3.12 -d .whl ml_collections==1.1.0 gemma==2.0.8
+  in_root bash -c "cd $(q_word "$work") && export PATH=/opt/image/bin:\$PATH \
+JAX_PLATFORMS=cpu OUT=/tmp/gpu_suite_out && bash benchmarks/gpu_suite.sh --tiny"
 fi
