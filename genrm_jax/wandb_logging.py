@@ -51,15 +51,17 @@ def check(wandb_config: Mapping[str, Any] | None) -> None:
                      f"{list(FIELDS)}.")
   mode = wandb_config.get("mode") or ""
   if mode not in ("", "online", "offline", "disabled"):
-    raise ValueError(f"config.wandb.mode={mode!r}: expected '', 'online', "
-                     "'offline' or 'disabled'.")
+    raise ValueError(f"W&B mode {mode!r} (config.wandb.mode, evaluate "
+                     "--wandb_mode): expected '', 'online', 'offline' or "
+                     "'disabled'.")
   try:
     import wandb  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError as e:
     raise ImportError(
-        f"config.wandb.project={wandb_config['project']!r} logs to Weights & "
-        "Biases, which is not installed: pip install -e '.[wandb]' (or "
-        "pip install wandb), or leave config.wandb.project empty.") from e
+        f"W&B project {wandb_config['project']!r} (config.wandb.project, "
+        "evaluate --wandb_project): Weights & Biases is not installed: "
+        "pip install -e '.[wandb]' (or pip install wandb), or leave the "
+        "project empty.") from e
 
 
 def _tags(value) -> list[str]:
