@@ -685,12 +685,11 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
       for pair in ((method, MAJORITY_VOTE), (method, name))]
   differences = paired_differences(per_problem, pairs, num_bootstrap, seed)
   correct_all = np.concatenate([pool.correct for pool in pools])
-  auc, ece, brier, reliability, histograms = {}, {}, {}, {}, {}
-  pairs = {}
+  auc, pair_acc, ece, brier, reliability, histograms = {}, {}, {}, {}, {}, {}
   for name in verifiers:
     scores_all = np.concatenate([pool.scores[name] for pool in pools])
     auc[name] = auroc(scores_all, correct_all)
-    pairs[name] = pair_accuracy(pools, name)
+    pair_acc[name] = pair_accuracy(pools, name)
     histograms[name] = score_histogram(scores_all, correct_all)
     reliability[name] = reliability_bins(scores_all, correct_all)
     ece[name] = None if reliability[name] is None else reliability[name]['ece']
@@ -703,7 +702,7 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
       'ci95': ci95,
       'first_sample': (float(first.mean()), first_ci),
       'auroc': auc,
-      'pair_accuracy': pairs,
+      'pair_accuracy': pair_acc,
       'ece': ece,
       'brier': brier,
       'reliability': reliability,

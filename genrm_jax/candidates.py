@@ -223,6 +223,26 @@ def _to_dict(item) -> dict:
 # -----------------------------------------------------------------------------
 
 
+def iter_json_rows(path: str, parse: Callable[[Any], Any] = lambda row: row
+                   ) -> Iterator[tuple[int, Any]]:
+  """(line number, `parse(row)`) of each non-blank line of a JSON-lines
+  file; invalid JSON, or a ValueError of `parse`, raises MalformedRowError
+  naming the file and line."""
+  path = os.fspath(path)
+  with open(path, encoding='utf-8') as f:
+    for line_number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError as e:
+          raise ValueError(f'invalid JSON ({e.msg} at column {e.colno})') from None
+        yield line_number, parse(row)
+      except ValueError as e:
+        raise MalformedRowError(path, line_number, str(e)) from None
+
+
 def _iter_rows(path: str, parse: Callable[[dict], _Row], on_error: str,
                stats: Optional[ReadStats]) -> Iterator[_Row]:
   if on_error not in _ON_ERROR:

@@ -112,24 +112,25 @@ class SyntheticSource:
     return {"decoder_target_tokens": tokens, "decoder_loss_weights": weights,
             "decoder_segment_ids": segments, "decoder_positions": positions}
 
+  def _value_row(self, q, answer_tokens):
+    """BOS q SEP answer, padded: (tokens, segment ids) of a row whose last
+    token the value head reads (disc and bt)."""
+    seq = [BOS, *q, SEP, *answer_tokens]
+    tokens = np.zeros(self.seq_len, np.int32)
+    tokens[:len(seq)] = seq
+    return tokens, (tokens != PAD).astype(np.int32)
+
   def _disc_row(self, rng):
     q, answer, corrupted = _problem(rng, self.min_digits, self.max_digits)
     label = bool(rng.random() < 0.5)
-    seq = [BOS, *q, SEP, *(answer if label else corrupted)]
-    tokens = np.zeros(self.seq_len, np.int32)
-    tokens[:len(seq)] = seq
-    return {"tokens": tokens, "segment_ids": (tokens != PAD).astype(np.int32),
-            "label": np.float32(label)}
+    tokens, segment_ids = self._value_row(q, answer if label else corrupted)
+    return {"tokens": tokens, "segment_ids": segment_ids, "label": np.float32(label)}
 
   def _bt_row(self, rng):
     q, answer, corrupted = _problem(rng, self.min_digits, self.max_digits)
     row = {}
     for name, answer_tokens in (("chosen", answer), ("rejected", corrupted)):
-      seq = [BOS, *q, SEP, *answer_tokens]
-      tokens = np.zeros(self.seq_len, np.int32)
-      tokens[:len(seq)] = seq
-      row[f"{name}_tokens"] = tokens
-      row[f"{name}_segment_ids"] = (tokens != PAD).astype(np.int32)
+      row[f"{name}_tokens"], row[f"{name}_segment_ids"] = self._value_row(q, answer_tokens)
     return row
 
   def _dpo_row(self, rng):

@@ -177,18 +177,7 @@ def _read_rows(path: str, parse) -> Iterator[tuple[int, object]]:
   """Yields (line number, parsed row); malformed rows raise MalformedRowError."""
   if not os.path.isfile(path):
     raise InputError(f'{path}: no such file')
-  with open(path, encoding='utf-8') as f:
-    for line_number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError as e:
-          raise ValueError(f'invalid JSON ({e.msg} at column {e.colno})') from None
-        yield line_number, parse(row)
-      except ValueError as e:
-        raise candidates_lib.MalformedRowError(path, line_number, str(e)) from None
+  yield from candidates_lib.iter_json_rows(path, parse)
 
 
 def _answer_key(candidate: candidates_lib.Candidate, default_task: Optional[str],
@@ -608,14 +597,22 @@ def _compute_matched_json(stats: dict, pools, mean_chars: dict,
   return out
 
 
+CURVE_COLUMNS = ['method', 'n', 'accuracy', 'ci95_lo', 'ci95_hi']
+
+
+def curve_rows(results: dict) -> list[list]:
+  """One row (CURVE_COLUMNS) per method and n of `curves`; the interval is
+  None without bootstrap. curves.csv's rows and the W&B table's."""
+  return [[method, int(n), acc, *results['ci95'].get(method, {}).get(n, (None, None))]
+          for method in results['methods']
+          for n, acc in results['curves'][method].items()]
+
+
 def _write_csv(path: str, results: dict) -> None:
   with open(path, 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(['method', 'n', 'accuracy', 'ci95_lo', 'ci95_hi'])
-    for method in results['methods']:
-      for n, acc in results['curves'][method].items():
-        lo, hi = results['ci95'].get(method, {}).get(n, ('', ''))
-        writer.writerow([method, n, acc, lo, hi])
+    writer = csv.writer(f)  # writes None as an empty cell
+    writer.writerow(CURVE_COLUMNS)
+    writer.writerows(curve_rows(results))
     first = results['first_sample']
     lo, hi = first['ci95'] or ('', '')
     writer.writerow([best_of_n.FIRST_SAMPLE, 1, first['accuracy'], lo, hi])
@@ -914,8 +911,9 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
     written.append('compute_matched.png')
     _plot_compute_matched(os.path.join(out_dir, written[-1]), results)
   if wandb_logging.enabled(wandb):
-    wandb_logging.log_evaluation(wandb, out_dir, results, [
-        os.path.join(out_dir, w) for w in written if w.endswith('.png')])
+    wandb_logging.log_evaluation(
+        wandb, out_dir, results, (CURVE_COLUMNS, curve_rows(results)),
+        [os.path.join(out_dir, w) for w in written if w.endswith('.png')])
   if verbose:
     print(f'{len(pools)} problems, {results["n_candidates"]} candidates '
           f'({smallest}-{max(sizes)} per problem), n = 1..{n_max}; accuracy %' +

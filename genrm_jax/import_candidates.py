@@ -39,7 +39,6 @@ the import, naming the file, the line and the fix; nothing is written.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from typing import Any, Iterable, Iterator, Optional
 
@@ -137,17 +136,6 @@ def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: Option
           reference=ref, correct=ok, task=task)
 
 
-def read_json_lines(path: str) -> Iterator[tuple[int, Any]]:
-  with open(path, encoding="utf-8") as f:
-    for line_number, line in enumerate(f, start=1):
-      if line.strip():
-        try:
-          yield line_number, json.loads(line)
-        except json.JSONDecodeError as e:
-          raise ValueError(f"{path}:{line_number}: invalid JSON ({e.msg} at column "
-                           f"{e.colno})") from None
-
-
 def define_flags() -> None:
   flags.DEFINE_string("input", None, "JSON-lines file of samples.")
   flags.DEFINE_string("out", None, "Candidate store to write.")
@@ -170,7 +158,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   try:
-    rows = list(convert(read_json_lines(f.input), question=f.question, solution=f.solution,
+    rows = list(convert(candidates_lib.iter_json_rows(f.input), question=f.question, solution=f.solution,
                         correct=f.correct, reference=f.reference, task=f.task,
                         problem_id=f.problem_id, answer=f.answer, chosen=f.chosen,
                         rejected=f.rejected, source=f.input))

@@ -466,18 +466,18 @@ def stage_evaluation(config, workdir: str, eval_candidates: str, verifiers: list
 
 def _eval_wandb(config) -> dict | None:
   """The training runs' W&B settings for the evaluation's run, named 'eval'."""
+  from genrm_jax import wandb_logging  # pylint: disable=g-import-not-at-top
   wandb = config.train.get('wandb')
-  if not (wandb and wandb.get('project')):
-    return None
-  return dict(wandb.to_dict(), name='eval')
+  return dict(wandb.to_dict(), name='eval') if wandb_logging.enabled(wandb) else None
 
 
 def group_wandb_runs(config, workdir: str) -> None:
   """With `train.wandb.project` set, one W&B group per pipeline (its
   workdir's name, unless `train.wandb.group` says otherwise); each run is
   named after its folder (generator, genrm, ...)."""
+  from genrm_jax import wandb_logging  # pylint: disable=g-import-not-at-top
   wandb = config.train.get('wandb')
-  if wandb and wandb.get('project') and not wandb.get('group'):
+  if wandb_logging.enabled(wandb) and not wandb.get('group'):
     config.train.wandb.group = os.path.basename(os.path.abspath(workdir))
 
 

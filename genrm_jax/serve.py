@@ -165,6 +165,7 @@ def parse_request(body: bytes) -> tuple[list[str], list[str], bool]:
 
 
 _SPECIAL_SUFFIXES = ("<eos>", "<pad>")
+_ROUTES = "POST /score, GET /health, POST /get_reward (OpenRLHF)"
 
 
 def split_rollouts(body: bytes, template: str | None = None) -> tuple[list[str], list[str]]:
@@ -229,14 +230,14 @@ def make_server(batcher: Batcher, info: dict[str, Any], host: str = "127.0.0.1",
       if self.path.rstrip("/") == "/health":
         self._send(200, dict(info, status="ok"))
       else:
-        self._send(404, {"error": f"no {self.path}: POST /score, GET /health"})
+        self._send(404, {"error": f"no {self.path}: {_ROUTES}"})
 
     def do_POST(self):  # pylint: disable=invalid-name
       length = int(self.headers.get("Content-Length") or 0)
       body = self.rfile.read(length)
       path = self.path.rstrip("/")
       if path not in ("/score", "/get_reward"):
-        self._send(404, {"error": f"no {self.path}: POST /score, GET /health"})
+        self._send(404, {"error": f"no {self.path}: {_ROUTES}"})
         return
       try:
         if path == "/score":

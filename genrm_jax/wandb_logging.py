@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from etils import epath
 
@@ -123,21 +123,21 @@ class WandbMirror:
 
 
 def log_evaluation(wandb_config: Mapping[str, Any], out_dir: str,
-                   results: Mapping[str, Any], images: list[str]) -> None:
-  """One W&B run of an evaluation's `results.json` (module docstring)."""
+                   results: Mapping[str, Any],
+                   table: tuple[Sequence[str], Sequence[Sequence[Any]]],
+                   images: list[str]) -> None:
+  """One W&B run of an evaluation's `results.json` (module docstring);
+  `table`: (columns, rows) of its curves, as curves.csv has them."""
   import wandb  # pylint: disable=g-import-not-at-top
   run = _init(wandb_config, out_dir, job_type="evaluate",
               config=dict(results.get("args", {})))
-  curves, ci95 = results["curves"], results.get("ci95", {})
-  rows = []
+  curves = results["curves"]
   for n in range(1, int(results["n_max"]) + 1):
     run.log({f"best_of_n/{m}": curves[m][str(n)] for m in results["methods"]},
             step=n)
-    for m in results["methods"]:
-      lo, hi = ci95.get(m, {}).get(str(n), (None, None))
-      rows.append([m, n, curves[m][str(n)], lo, hi])
-  extras = {"best_of_n_table": wandb.Table(
-      columns=["method", "n", "accuracy", "ci95_lo", "ci95_hi"], data=rows)}
+  columns, rows = table
+  extras = {"best_of_n_table": wandb.Table(columns=list(columns),
+                                           data=[list(r) for r in rows])}
   extras.update({os.path.splitext(os.path.basename(p))[0]: wandb.Image(p)
                  for p in images})
   run.log(extras, step=int(results["n_max"]))  # beside the last curve point
