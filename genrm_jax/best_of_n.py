@@ -496,12 +496,22 @@ def best_of_n_vs_k(rationale_scores: Sequence[Sequence[float]], correct: Sequenc
   if any(not 1 <= k <= fewest for k in ks):
     raise ValueError(f'K values {list(ks)} must be in [1, {fewest}] (the fewest rationales '
                      'of a candidate)')
-  return np.stack([best_of_n([r[:k].mean() for r in rationale_scores], correct, n_max)
+  return np.stack([best_of_n([mean_score(r[:k]) for r in rationale_scores], correct, n_max)
                    for k in ks])
 
 
-def bootstrap_ci(per_problem: Mapping[str, np.ndarray], num_resamples: int, seed: int,
-                 level: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def mean_score(rationale_scores) -> float:
+  """A candidate's score from its rationales' scores: their mean, computed
+  as the exactly rounded sum of score / K, which does not depend on their
+  order (np.mean of [0.1, 0.2, 0.3] and of [0.3, 0.2, 0.1] differ in the last
+  bit, which would turn a tie that Best-of-n splits evenly into a win) and,
+  unlike the sum, cannot overflow for finite scores."""
+  values = np.asarray(rationale_scores, dtype=np.float64).ravel()
+  return math.fsum(values / values.size)
+
+
+def bootstrap_ci(per_problem: Mapping[Hashable, np.ndarray], num_resamples: int, seed: int,
+                 level: float = 0.95) -> dict[Hashable, tuple[np.ndarray, np.ndarray]]:
   """Percentile bootstrap intervals of the mean over problems.
 
   Args:
@@ -736,10 +746,11 @@ def paired_differences(per_problem: Mapping[str, np.ndarray],
     bootstrap}.
   """
   diffs = {pair: per_problem[pair[0]] - per_problem[pair[1]] for pair in pairs}
-  intervals = (bootstrap_ci({f'{a} - {b}': d for (a, b), d in diffs.items()},
-                            num_bootstrap, seed) if num_bootstrap > 0 and diffs else {})
-  return {(a, b): {'diff': d.mean(axis=0), 'ci95': intervals.get(f'{a} - {b}')}
-          for (a, b), d in diffs.items()}
+  # Keyed by the pair itself: names may contain ' - ' ('a', 'b - c').
+  intervals = (bootstrap_ci(diffs, num_bootstrap, seed)
+               if num_bootstrap > 0 and diffs else {})
+  return {pair: {'diff': d.mean(axis=0), 'ci95': intervals.get(pair)}
+          for pair, d in diffs.items()}
 
 
 def rationale_counts(pools: Sequence[Pool], verifier: str) -> Optional[tuple[int, int]]:

@@ -93,8 +93,12 @@ def _is_optional_int(value) -> bool:
 
 
 def _is_finite_number(value) -> bool:
-  return (isinstance(value, (int, float)) and not isinstance(value, bool) and
-          math.isfinite(value))
+  if not isinstance(value, (int, float)) or isinstance(value, bool):
+    return False
+  try:
+    return math.isfinite(value)
+  except OverflowError:  # an int past float range, e.g. 10**400
+    return False
 
 
 def _is_optional_finite_number(value) -> bool:

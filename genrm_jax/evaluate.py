@@ -188,7 +188,9 @@ def _answer_key(candidate: candidates_lib.Candidate, default_task: Optional[str]
   if task in grading.TASKS:
     key = grading.normalize_answer(task, candidate.answer)
     if key is not None:
-      return key
+      # '' (MATH's `\boxed{.}` or `$$` normalise to nothing) is no answer,
+      # as below: such junk must not form a voting bloc of its own.
+      return key or None
   elif task is not None:
     unknown_tasks.add(task)
   # No canonical form: vote on the text itself (what self-consistency does).
@@ -300,7 +302,7 @@ def load_pools(candidates_path: str, score_paths: Sequence[str], *,
       ordered = [_in_k_order(scores[name][(problem_id, str(c.candidate_id))]) for c in cands]
       # The same reduction as `best_of_n.best_of_n_vs_k` at the full K, so
       # the vs-K curve's last point reproduces this curve bit for bit.
-      pool_scores[name] = [r.mean() for r in ordered]
+      pool_scores[name] = [best_of_n.mean_score(r) for r in ordered]
       if name in per_rationale:
         pool_rationales[name] = ordered
     pools.append(best_of_n.Pool(
@@ -368,10 +370,16 @@ def _results_json(stats: dict, pools, verifiers, n_max: int, notes: dict, args: 
 
 def _differences_json(differences: dict) -> dict:
   """`differences["A - B"][str(n)]` = {'diff', 'ci95': [lo, hi] or None}."""
-  out = {}
+  out, pairs = {}, {}
   for (a, b), value in differences.items():
     lo, hi = value['ci95'] if value['ci95'] is not None else (None, None)
-    out[f'{a} - {b}'] = _by_n(
+    key = f'{a} - {b}'
+    if key in pairs:
+      raise InputError(f'the comparisons {pairs[key]} and {(a, b)} would both be written as '
+                       f'{key!r} in results.json; rename a verifier so that its name has '
+                       "no ' - '")
+    pairs[key] = (a, b)
+    out[key] = _by_n(
         {'diff': float(d), 'ci95': None if lo is None else [float(lo[i]), float(hi[i])]}
         for i, d in enumerate(value['diff']))
   return out
@@ -870,6 +878,13 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
                     notes['dropped_problems'], notes['dropped_problem_ids'])
   if not verifiers:
     logging.warning('No verifier scores given: only majority vote and pass@n.')
+  clash = [v for v in verifiers
+           if weighted_vote and best_of_n.weighted_vote_method(v) in verifiers]
+  if clash:
+    raise InputError(f'--weighted_vote names its methods VERIFIER{best_of_n.WEIGHTED_VOTE_SUFFIX}, '
+                     f'but verifier(s) {[best_of_n.weighted_vote_method(v) for v in clash]} '
+                     'already have scores under those names: rename them, or leave out '
+                     '--weighted_vote')
   stats = best_of_n.evaluate_pools(pools, verifiers, n_max, num_bootstrap=num_bootstrap,
                                    seed=seed, weighted=weighted_vote)
   args = {'candidates': candidates_path, 'scores': list(score_paths), 'n_max': n_max,

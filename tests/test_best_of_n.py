@@ -780,3 +780,85 @@ def test_math_votes_group_equivalent_answers(tmp_path):
   assert by_string['merged_answer_keys'] == 0
   with pytest.raises(evaluate.InputError, match='vote_by'):
     evaluate.run(str(path), [], str(tmp_path / 'c'), vote_by='exact')
+
+
+# -----------------------------------------------------------------------------
+# Edge cases of names, answers and score values.
+# -----------------------------------------------------------------------------
+
+
+def _write_rows(path, rows):
+  with open(path, 'w') as f:
+    f.writelines(json.dumps(row) + '\n' for row in rows)
+  return str(path)
+
+
+def _candidate_rows(answers, correct, task='math'):
+  return [dict(problem_id='p', candidate_id=c, question='Q?', solution='...', answer=a,
+               reference='5', correct=ok, task=task)
+          for c, (a, ok) in enumerate(zip(answers, correct))]
+
+
+def test_answers_that_normalise_to_nothing_do_not_vote_together(tmp_path):
+  """`\\boxed{.}`, `$$` and `\\,` are no answer, not one shared answer that
+  outvotes the two 5s."""
+  cand = _write_rows(tmp_path / 'c.jsonl', _candidate_rows(
+      ['.', '$$', '\\,', '5', '5'], [False, False, False, True, True]))
+  results = evaluate.run(cand, [], str(tmp_path / 'out'), num_bootstrap=0, verbose=False)
+  assert results['curves']['majority_vote']['5'] == 1.0
+
+
+def test_rationale_order_does_not_break_ties(tmp_path):
+  """Two candidates with the same rationale scores in another order tie: a
+  plain mean gives 0.20000000000000004 and 0.19999999999999998."""
+  assert np.mean([0.1, 0.2, 0.3]) != np.mean([0.3, 0.2, 0.1])  # the trap
+  assert best_of_n.mean_score([0.1, 0.2, 0.3]) == best_of_n.mean_score([0.3, 0.2, 0.1])
+  cand = _write_rows(tmp_path / 'c.jsonl', _candidate_rows(['5', '4'], [True, False]))
+  scores = _write_rows(tmp_path / 's.jsonl', [
+      dict(problem_id='p', candidate_id=c, verifier='cot', score=s, k=k)
+      for c, order in ((0, (0.1, 0.2, 0.3)), (1, (0.3, 0.2, 0.1)))
+      for k, s in enumerate(order)])
+  results = evaluate.run(cand, [scores], str(tmp_path / 'out'), num_bootstrap=0,
+                         verbose=False)
+  assert results['curves']['cot']['2'] == 0.5
+  assert results['curves_vs_k']['cot']['3']['2'] == 0.5  # the vs-K curve agrees
+
+
+def test_score_values_past_float_range(tmp_path):
+  cand = _write_rows(tmp_path / 'c.jsonl', _candidate_rows(['5', '4'], [True, False]))
+  huge = tmp_path / 'huge.jsonl'
+  huge.write_text('{"problem_id": "p", "candidate_id": 0, "verifier": "v", "score": 1%s}\n'
+                  % ('0' * 400))
+  with pytest.raises(candidates_lib.MalformedRowError, match=f'{huge}:1: field .score.'):
+    _run(tmp_path, cand, [str(huge)])
+  # Finite rationale scores whose sum is not: their mean still is.
+  assert best_of_n.mean_score([1.7e308, 1.7e308]) == 1.7e308
+
+
+def test_verifier_names_that_clash_with_derived_names(tmp_path):
+  cand = _write_rows(tmp_path / 'c.jsonl', _candidate_rows(['5', '4', '5'],
+                                                            [True, False, True]))
+  def scores(names):
+    return _write_rows(tmp_path / 's.jsonl', [
+        dict(problem_id='p', candidate_id=c, verifier=name, score=(c + i) % 3 / 3)
+        for i, name in enumerate(names) for c in range(3)])
+  # 'x:weighted_vote' is the name --weighted_vote gives x's vote.
+  path = scores(['x', 'x:weighted_vote'])
+  with pytest.raises(evaluate.InputError, match="'x:weighted_vote'.* leave out --weighted_vote"):
+    _run(tmp_path, cand, [path], weighted_vote=True)
+  assert 'x:weighted_vote' in _run(tmp_path, cand, [path])['curves']
+  # ('a', 'b - c') and ('a - b', 'c') are both "a - b - c" in results.json.
+  path = scores(['a', 'b - c', 'a - b', 'c'])
+  with pytest.raises(evaluate.InputError, match="both be written as 'a - b - c'"):
+    _run(tmp_path, cand, [path])
+
+
+def test_paired_differences_key_by_pair_not_by_text():
+  rng = np.random.default_rng(0)
+  per_problem = {name: rng.random((30, 2)) for name in ('a', 'b - c', 'a - b', 'c')}
+  pairs = [('a', 'b - c'), ('a - b', 'c')]
+  got = best_of_n.paired_differences(per_problem, pairs, num_bootstrap=200, seed=3)
+  for a, b in pairs:
+    want = best_of_n.bootstrap_ci({0: per_problem[a] - per_problem[b]}, 200, 3)[0]
+    np.testing.assert_array_equal(got[(a, b)]['ci95'][0], want[0])
+    np.testing.assert_array_equal(got[(a, b)]['ci95'][1], want[1])
