@@ -122,10 +122,30 @@ def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
   return _target_stats(logits, targets)[0]
 
 
+# Every verification target ends with its verdict (`prompts`; released
+# critiques are cut after it): the verdict token is among the last
+# VERDICT_TAIL targets of its segment: " Yes" + EOS in SentencePiece
+# vocabularies, "Y", "e", "s", EOS in bytes.
+VERDICT_TAIL = 4
+
+
 def last_verdict_mask(targets, weights, target_segments, yes_id, no_id):
-  """True at each segment's last weighted target that is Yes or No."""
+  """True at each segment's last weighted target that is Yes or No, where
+  that token ends the segment's targets (within VERDICT_TAIL of its end).
+
+  The end condition keeps what is not a verdict out of the verdict metrics:
+  unified training's solution segments ("Nancy" holds a byte-vocabulary No)
+  and a rationale cut before its verdict line.
+  """
   length = targets.shape[1]
-  verdict = (weights > 0) & ((targets == yes_id) | (targets == no_id))
+  weighted = weights > 0
+  # A segment's targets are one run: t is in its last VERDICT_TAIL unless the
+  # position VERDICT_TAIL on is a weighted target of the same segment.
+  ahead = VERDICT_TAIL
+  weighted_ahead = jnp.pad(weighted[:, ahead:], ((0, 0), (0, ahead)))
+  segment_ahead = jnp.pad(target_segments[:, ahead:], ((0, 0), (0, ahead)))
+  near_end = ~(weighted_ahead & (segment_ahead == target_segments))
+  verdict = weighted & near_end & ((targets == yes_id) | (targets == no_id))
   idx = jnp.broadcast_to(jnp.arange(length), targets.shape)
   candidate = jnp.where(verdict, idx, length)
   # The next verdict position strictly after t (length if none).

@@ -321,6 +321,8 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
       return jax.tree.map(jnp.add, acc, out), None
 
     ((loss_sum, (count, sums)), grads), _ = jax.lax.scan(body, zeros, micro)
+    if "target_tokens" in sums:  # a total per batch: its count of 1 was summed too
+      sums = {**sums, "target_tokens": (sums["target_tokens"][0], jnp.ones(()))}
 
   # Sums over the whole global batch divided once: the mean over target
   # tokens (or examples), identical for any mesh or accumulation.

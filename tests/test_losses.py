@@ -121,6 +121,21 @@ def test_last_verdict_mask():
                                 [0, 0, 1, 0, 0, 0, 1, 0])
 
 
+def test_verdict_mask_needs_the_verdict_to_end_the_targets():
+  """Unified batches pack solution segments beside verification ones: a Yes
+  or No inside a solution ("Nancy" in bytes), or in a rationale cut before
+  its verdict line, is no verdict."""
+  yes, no = 5, 6  # and 1 = EOS
+  # seg 1: verification, " Yes" + EOS (2 targets); seg 2: a solution whose No
+  # is followed by 4 more targets; seg 3: bytes "Y" "e" "s" EOS; seg 4: a
+  # verdict followed by 4 targets (a cut rationale), then padding.
+  targets = jnp.array([[9, 5, 1, 6, 9, 9, 9, 1, 5, 8, 8, 1, 6, 9, 9, 9, 1, 0]])
+  segs = jnp.array([[1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 0]])
+  weights = (segs > 0).astype(jnp.float32)
+  mask = np.asarray(losses.last_verdict_mask(targets, weights, segs, yes, no))[0]
+  assert list(np.flatnonzero(mask)) == [1, 8]
+
+
 def test_yes_no_accuracy(tiny):
   config, model, params = tiny
   yes, no = 5, 6

@@ -92,6 +92,9 @@ def _assert_same_as_one_device_run(one_device_run, tmp_path, **overrides):
   a, b = tu.train_records(one_device_run), tu.train_records(str(tmp_path))
   for ra, rb in zip(a, b):
     np.testing.assert_allclose(ra["loss"], rb["loss"], rtol=1e-5)
+    # Every metric of the batch, not only the loss (target_tokens is a total).
+    for key in ("target_tokens", "input_tokens", "token_accuracy", "yes_no_accuracy"):
+      np.testing.assert_allclose(ra[key], rb[key], rtol=1e-6, err_msg=key)
   _assert_same_trees(tu.restore_raw(one_device_run, 3)["params"],
                      tu.restore_raw(str(tmp_path), 3)["params"],
                      rtol=1e-4, atol=1e-6)
