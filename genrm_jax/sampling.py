@@ -44,6 +44,15 @@ class SamplingParams:
   stop_tokens: tuple[int, ...] = (gemma.EOS_ID,)
   stop_strings: tuple[str, ...] = ()
 
+  def __post_init__(self):
+    # Checked here, where a flag's value arrives, not deep inside a jit.
+    if not 0.0 <= self.top_p <= 1.0:
+      raise ValueError(f"top_p={self.top_p} must be in [0, 1] (1: no nucleus truncation).")
+    if self.top_k < 0:
+      raise ValueError(f"top_k={self.top_k} must be >= 0 (0: no top-k truncation).")
+    if self.temperature < 0:
+      raise ValueError(f"temperature={self.temperature} must be >= 0 (0: greedy).")
+
 
 @dataclasses.dataclass
 class SampleOutput:
@@ -80,9 +89,10 @@ def _filter_logits(logits, temperature, top_k: int, use_top_p: bool, top_p):
   if use_top_p:
     sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
     probs = jax.nn.softmax(sorted_logits, axis=-1)
-    # Keep the smallest prefix whose mass reaches top_p (always >= 1 token).
+    # Keep the smallest prefix whose mass reaches top_p, and always the most
+    # likely token (top_p = 0 is then greedy, not an empty support).
     mass_before = jnp.cumsum(probs, axis=-1) - probs
-    keep = mass_before < top_p
+    keep = (mass_before < top_p) | (jnp.arange(probs.shape[-1]) == 0)
     threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1,
                         keepdims=True)
     logits = jnp.where(logits < threshold, -jnp.inf, logits)
@@ -317,6 +327,9 @@ class Sampler:
     prompts = [list(map(int, p)) for p in prompts]
     if not prompts or min(len(p) for p in prompts) == 0:
       raise ValueError("Every prompt needs at least one token.")
+    if params.top_k > self.config.num_embed:
+      raise ValueError(f"top_k={params.top_k} exceeds the vocabulary "
+                       f"({self.config.num_embed} tokens).")
     if per_row and len(rng) != len(prompts):
       raise ValueError(f"{len(rng)} row keys for {len(prompts)} prompts.")
     limits = np.full(len(prompts), params.max_new_tokens, np.int32)

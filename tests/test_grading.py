@@ -66,6 +66,9 @@ def test_task_names():
     ('The answer is 5. Wait, no. The answer is 6.', '6'),  # Last one wins.
     ('The answer is 12.\n#### 13', '13'),
     ('The answer is not determinable.', None),
+    # Past the digit bounds there is no number, not the run's last digits.
+    ('The answer is 1000000000000000000000000000000.', None),
+    ('The answer is 0.33333333333333333333333333333333.', None),
     ('There are 5 apples.', None),  # No answer phrase: strict format.
     ('', None),
     (None, None),
@@ -223,6 +226,18 @@ MATH_EQUIVALENT = [
     ('x \\in [-2,7]', '[-2,7]'),
 ]
 
+MATH_EQUIVALENT += [
+    # Exactly 0, though evalf cannot pin the difference down.
+    (r'\sqrt{2}+\sqrt{3}-\sqrt{5+2\sqrt{6}}', '0'),
+    (r'\sin^2(1)+\cos^2(1)-1', '0'),
+    (r'45^\circ, 135^\circ', '135, 45'),
+    ('256, 81', '81, 256'),
+    ('22,500', '22500'),
+    ('x=1,y=2', 'y=2,x=1'),
+    ('x=1, y=2', '1, 2'),
+    ('x=5', '5'),
+]
+
 MATH_NOT_EQUIVALENT = [
     ('(1,2)', '(2,1)'),
     ('[0,1)', '[0,1]'),
@@ -247,6 +262,28 @@ MATH_NOT_EQUIVALENT = [
     (None, '0'),
     ('-5', '5'),
     ('5', '50'),
+    # Exact numbers compare exactly, not to a relative tolerance.
+    ('2^{100}', '2^{100}+1'),
+    ('2^{50}', '1125899906842625'),
+    ('10^{10000}-1', '10^{10000}'),
+    ('1' * 51 + '2', '1' * 51 + '3'),
+    (r'\frac{1}{2^{50}}', '0'),
+    ('10^{-13}', '0'),
+    ('x^{50}', 'x^{50}+1'),
+    # Undefined equals nothing; symbols take either sign.
+    (r'\frac{1}{0}', r'\frac{5}{0}'),
+    ('0^{-1}', r'\frac{1}{0}'),
+    ('|x|', 'x'),
+    (r'\sqrt{x^2}', 'x'),
+    ('|a|+|b|', 'a+b'),
+    # A list is not a number with thousands separators.
+    ('2, 150', '2150'),
+    (r'45^\circ, 135^\circ', '45135'),
+    ('81, 256', '81256'),
+    # Labelled values pair with their labels.
+    ('x=1,y=2', 'x=2,y=1'),
+    ('x=1, y=2', 'y=1, x=2'),
+    ('x_1=2,x_2=3', 'x_1=3,x_2=2'),
 ]
 
 
@@ -356,6 +393,17 @@ def test_symbolic_worker_is_killed_on_timeout_and_restarts():
     assert worker.compare(['bogus'], ['num', '1']) is None  # Errors are not equality.
   finally:
     worker.close()
+
+
+def test_undecided_comparisons_are_not_remembered(monkeypatch):
+  """A timeout (a loaded machine) is False now, not for the rest of the run."""
+  worker = symbolic.default_worker()
+  real_compare = worker.compare
+  monkeypatch.setattr(worker, 'compare', lambda *args, **kwargs: None)
+  pair = (r'\sqrt{8}', r'2\sqrt{2}+0+0')
+  assert grading.is_equivalent('math', *pair) is False
+  monkeypatch.setattr(worker, 'compare', real_compare)
+  assert grading.is_equivalent('math', *pair) is True
 
 
 def test_many_symbolic_comparisons_reuse_one_worker():

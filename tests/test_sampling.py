@@ -526,3 +526,23 @@ def test_shortest_covering_prefix_equals_a_scan():
   toks = [0, 5, 6, 7, 3]  # "a", then the three bytes of one character, "?"
   assert [len(decode(toks[:n])) for n in range(1, 6)] == [1, 2, 3, 2, 3]
   assert sampling._shortest_covering_prefix(decode, toks, decode(toks), 3) == 3
+
+
+def test_top_p_zero_is_greedy_and_bad_values_are_refused(model):
+  """top_p = 0 keeps the most likely token (an empty nucleus sampled PAD
+  with NaN log-probs); out-of-range values fail where they are given."""
+  config, params = model
+  sampler = sampling.Sampler(config, params)
+  prompts = [[2, 17, 33, 50], [2, 9]]
+  greedy = sampler.generate(prompts, sampling.SamplingParams(max_new_tokens=5, stop_tokens=()))
+  nucleus = sampler.generate(prompts, sampling.SamplingParams(
+      max_new_tokens=5, temperature=1.0, top_p=0.0, stop_tokens=()), rng=3)
+  assert nucleus.tokens == greedy.tokens
+  assert np.all(np.asarray(nucleus.sample_logprobs) == 0.0)
+  for bad in (dict(top_p=-0.1), dict(top_p=1.5), dict(top_k=-1), dict(temperature=-1.0)):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+      sampling.SamplingParams(**bad)
+  too_many = config.num_embed + 1
+  with pytest.raises(ValueError, match=f"top_k={too_many} exceeds the vocabulary "
+                     f".{config.num_embed} tokens"):
+    sampler.generate(prompts, sampling.SamplingParams(temperature=1.0, top_k=too_many))

@@ -16,10 +16,12 @@ from genrm_jax.grading import answer_text
 # so Fraction() never sees an absurdly long literal.
 _NUMBER = re.compile(
     r'(?P<sign>[-−]?)\s*\$?\s*'
-    r'(?P<int>\d{1,30}(?:[, \u202f]\d{3}){0,10}|(?=\.\d))'
+    r'(?<![\d.])(?P<int>\d{1,30}(?:[, \u202f]\d{3}){0,10}|(?=\.\d))'
     r'(?P<frac>\.\d{1,30})?'
     r'(?:\s*/\s*(?P<den>\d{1,30}(?:\.\d{1,30})?))?'
-    r'(?!\d)')
+    # Not a prefix of a longer number: past the bounds there is no number
+    # (the lookbehind keeps the search from starting inside the digits).
+    r'(?!\.?\d)')
 
 
 # End of a sentence: a period followed by whitespace (not a decimal point).

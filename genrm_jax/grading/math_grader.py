@@ -92,11 +92,17 @@ def is_equivalent(answer: Optional[str], reference: Optional[str],
         math_normalize.normalize_answer(answer),
         math_normalize.normalize_answer(reference), timeout_s)
   except Exception:  # pylint: disable=broad-except
-    # The contract is "never raises": any bug on odd input counts as not equal.
+    # The contract is "never raises": any bug on odd input, or a comparison
+    # undecided in time (`_Undecided`, not cached), counts as not equal.
     return False
 
 
-@functools.lru_cache(maxsize=65_536)
+class _Undecided(Exception):
+  """The worker timed out or failed: False now, but asked again next time
+  (a loaded machine must not fix a verdict for the rest of the run)."""
+
+
+@functools.lru_cache(maxsize=65_536)  # exceptions are not cached
 def _is_equivalent_normalized(answer: Optional[str], reference: Optional[str],
                               timeout_s: Optional[float]) -> bool:
   if not answer or not reference:
@@ -108,8 +114,8 @@ def _is_equivalent_normalized(answer: Optional[str], reference: Optional[str],
     return answer_number == reference_number
   if _is_text(answer) or _is_text(reference):
     return False
-  answer_tree = _strip_labels(latex_parser.parse_latex(answer))
-  reference_tree = _strip_labels(latex_parser.parse_latex(reference))
+  answer_tree, reference_tree = _strip_labels(latex_parser.parse_latex(answer),
+                                              latex_parser.parse_latex(reference))
   if answer_tree is None or reference_tree is None:
     return False
   if answer_tree == reference_tree:
@@ -117,7 +123,9 @@ def _is_equivalent_normalized(answer: Optional[str], reference: Optional[str],
   if not (_is_safe_to_evaluate(answer_tree) and _is_safe_to_evaluate(reference_tree)):
     return False
   verdict = symbolic.default_worker().compare(answer_tree, reference_tree, timeout_s)
-  return bool(verdict)
+  if verdict is None:
+    raise _Undecided
+  return verdict
 
 
 def _plain_number(text: str) -> Optional[fractions.Fraction]:
@@ -137,19 +145,38 @@ def _is_text(text: str) -> bool:
   return _WORD.search(_COMMAND.sub(' ', text)) is not None
 
 
-def _strip_labels(tree: Optional[list]) -> Optional[list]:
-  """Drops `x =` labels from the answer and from list items (`x=1, y=2`)."""
-  if tree is None:
-    return None
+def _strip_labels(answer: Optional[list], reference: Optional[list]):
+  """Drops `x =` labels from both trees and from list items (`x=1, y=2` is
+  `1, 2`), except where both are lists labelling every item with the same
+  labels: then each value is compared with its label (`x=1, y=2` is
+  `y=2, x=1`, not `x=2, y=1`)."""
+  if answer is None or reference is None:
+    return None, None
+  labels = _item_labels(answer)
+  if labels is not None and labels == _item_labels(reference):
+    return answer, reference
+  return _strip_list_labels(answer), _strip_list_labels(reference)
+
+
+def _strip_list_labels(tree: list) -> list:
   if tree[0] in ('list', 'set'):
     return [tree[0], [_strip_label(item) for item in tree[1]]]
   return _strip_label(tree)
 
 
+def _is_labelled(tree: list) -> bool:
+  return tree[0] == 'rel' and tree[1] == '=' and tree[2][0] in ('sym', 'subscript')
+
+
 def _strip_label(tree: list) -> list:
-  if tree[0] == 'rel' and tree[1] == '=' and tree[2][0] in ('sym', 'subscript'):
-    return tree[3]
-  return tree
+  return tree[3] if _is_labelled(tree) else tree
+
+
+def _item_labels(tree: list) -> Optional[list]:
+  """The sorted labels of a list whose every item is labelled, else None."""
+  if tree[0] not in ('list', 'set') or not all(_is_labelled(item) for item in tree[1]):
+    return None
+  return sorted(repr(item[2]) for item in tree[1])
 
 
 def _is_safe_to_evaluate(tree: list) -> bool:

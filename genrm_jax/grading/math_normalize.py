@@ -77,6 +77,9 @@ _TRAILING_UNITS = re.compile(
 # when the whole answer is such a number (otherwise it may be a list).
 _EXPLICIT_THOUSANDS = re.compile(r'(?<=\d)(?:,\\!|\{,\})(?=\d{3})')
 _THOUSANDS_NUMBER = re.compile(r'-?\d{1,3}(?:,\d{3})+(?:\.\d+)?')
+# What makes `d,ddd` a list, not a number, before spaces and degrees go:
+# `81, 256`, `45^\circ, 135^\circ` (a bare `70,110` stays a number).
+_LIST_SEPARATOR = re.compile(r',\s|\^\s*\{?\s*\\circ|\\circ|\\degree')
 
 _LEADING_POINT = re.compile(r'(?<![\d}])\.(?=\d)')
 _SPACES = re.compile(r'(\\[a-zA-Z]+)\s+(?=[a-zA-Z])|\s+')
@@ -86,6 +89,9 @@ _SPACES = re.compile(r'(\\[a-zA-Z]+)\s+(?=[a-zA-Z])|\s+')
 # `x \in` before an interval.
 _LABEL_LHS = re.compile(
     r'^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[a-zA-Z0-9]\}?)?\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)')
+# `x = 1, y = 2`: a list with a labelled item after the first keeps its labels
+# here; the grader pairs values by label (`math_grader._strip_labels`).
+_LABELLED_LIST = re.compile(r',\s*(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[a-zA-Z0-9]\}?)?\s*=')
 
 _FRAC_SHORTHAND = (
     (re.compile(r'\\frac(\d)(\d)'), r'\\frac{\1}{\2}'),
@@ -114,6 +120,7 @@ def normalize_answer(answer: Optional[str]) -> Optional[str]:
     text = text.replace(old, new)
   text = text.replace('\n', ' ').replace('\t', ' ')
   text = _EXPLICIT_THOUSANDS.sub('', text)
+  may_be_thousands = not _LIST_SEPARATOR.search(text)
   for pattern, replacement in _COMMAND_ALIASES:
     text = re.sub(pattern, replacement, text)
   text = _PRESENTATION_ONLY.sub(lambda m: m.group(1) or ' ', text)
@@ -131,14 +138,15 @@ def normalize_answer(answer: Optional[str]) -> Optional[str]:
     text = unwrapped
   text = text.strip()
   text = _TRAILING_UNITS.sub('', text).strip()
-  text = _LABEL_LHS.sub('', text)
+  if not _LABELLED_LIST.search(text):
+    text = _LABEL_LHS.sub('', text)
   text = _SPACES.sub(lambda m: m.group(1) + ' ' if m.group(1) else '', text)
   text = text.rstrip('.').strip()
   text = _strip_outer_braces(text)
   text = _LEADING_POINT.sub('0.', text)
   for pattern, replacement in _FRAC_SHORTHAND:
     text = pattern.sub(replacement, text)
-  if _THOUSANDS_NUMBER.fullmatch(text):
+  if may_be_thousands and _THOUSANDS_NUMBER.fullmatch(text):
     text = text.replace(',', '')
   slash = _SIMPLE_A_SLASH_B.fullmatch(text)
   if slash:

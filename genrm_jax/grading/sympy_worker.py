@@ -16,9 +16,13 @@ import json
 import random
 import sys
 
-# Numeric agreement needed to call two expressions equal. Far below any
-# rounding a human would write, so 0.333 != 1/3, yet robust to evaluation error.
+# Numeric agreement needed to call two expressions equal, where no exact
+# comparison decides: far below any rounding a human would write, so
+# 0.333 != 1/3, yet robust to evaluation error. Relative, so that 2^{-50} is
+# not 0; a value within the absolute floor of another is one that evalf could
+# not tell from 0 (sin^2(1) + cos^2(1) - 1 evaluates to 0.e-173).
 _RELATIVE_TOLERANCE = 1e-12
+_ABSOLUTE_TOLERANCE = 1e-30
 _EVALUATION_DIGITS = 40
 _NUM_RANDOM_POINTS = 5
 # A worker may use this much address space before allocations fail (so one
@@ -156,11 +160,13 @@ class Comparator:
     return False
 
   def scalar_equal(self, x, y) -> bool:
-    """Exact structural check, then numeric checks at random points."""
+    """Exact structural check, then exact or numeric checks at random points."""
     sp = self._sp
+    if x.has(sp.zoo, sp.nan) or y.has(sp.zoo, sp.nan):
+      return False  # Undefined (1/0, 0/0) equals nothing, not even itself.
     if x == y:
       return True
-    if x.has(sp.oo, -sp.oo, sp.zoo, sp.nan) or y.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+    if x.has(sp.oo, -sp.oo) or y.has(sp.oo, -sp.oo):
       return False  # Infinities compare structurally only (done above).
     symbols = sorted(x.free_symbols | y.free_symbols, key=str)
     if not symbols:
@@ -171,7 +177,10 @@ class Comparator:
     rng = random.Random(0)
     agreed = 0
     for _ in range(_NUM_RANDOM_POINTS):
-      point = {s: sp.Rational(rng.randint(3, 97), rng.randint(7, 29)) for s in symbols}
+      # Either sign: |x| is not x, nor sqrt(x^2) (sympy's symbols are complex
+      # too, so its simplify would not call them equal either).
+      point = {s: rng.choice((-1, 1)) * sp.Rational(rng.randint(3, 97), rng.randint(7, 29))
+               for s in symbols}
       verdict = self._numerically_equal(x, y, point)
       if verdict is False:
         return False
@@ -183,21 +192,28 @@ class Comparator:
   def _numerically_equal(self, x, y, point):
     """True/False if both evaluate to finite numbers, None if they do not.
 
-    Evaluation stays in sympy/mpmath floats (arbitrary exponent range), so
-    2^{4950} neither overflows nor loses its relative precision.
+    Rational values (integers, fractions, rational functions at the rational
+    points) compare exactly: 2^{100} + 1 is not 2^{100}. Others evaluate in
+    sympy/mpmath floats (arbitrary exponent range), so 2^{4950} neither
+    overflows nor loses its relative precision.
     """
     sp = self._sp
+    exact_x = x.subs(point) if point else x
+    exact_y = y.subs(point) if point else y
+    if exact_x.is_Rational and exact_y.is_Rational:
+      return bool(exact_x == exact_y)
     value_x = x.evalf(_EVALUATION_DIGITS, subs=point)
     value_y = y.evalf(_EVALUATION_DIGITS, subs=point)
     if not (value_x.is_number and value_y.is_number):
       return None
     if any(v.has(sp.nan, sp.zoo, sp.oo, -sp.oo) for v in (value_x, value_y)):
       return None
-    difference = sp.N(abs(value_x - value_y), 20)
-    scale = sp.N(sp.Max(1, abs(value_x), abs(value_y)), 20)
-    if not (difference.is_Number and scale.is_Number):
+    try:
+      difference = sp.N(abs(value_x - value_y), 20)
+      scale = sp.N(abs(value_x) + abs(value_y), 20)
+      return bool(difference <= _RELATIVE_TOLERANCE * scale + _ABSOLUTE_TOLERANCE)
+    except (TypeError, ValueError):  # a value evalf could not pin down
       return None
-    return bool(difference <= _RELATIVE_TOLERANCE * scale)
 
 
 def main() -> None:
