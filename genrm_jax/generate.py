@@ -158,7 +158,9 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
           rng=sampling.row_keys(seed, [(p['problem_id'], i) for p, i in chunk]),
           batch_size=stream)
       texts += out.texts
-      logprobs += [float(sum(lp)) for lp in out.logprobs]
+      logprobs += [sampling.kept_logprob(sampler.tokenizer.decode, toks, lps, text,
+                                         stop_strings)
+                   for toks, lps, text in zip(out.tokens, out.logprobs, out.texts)]
     by_problem: dict[str, list] = {}
     for (p, i), text, lp in zip(rows, texts, logprobs):
       solution = sampling.without_stop_string(text, stop_strings).strip()

@@ -211,6 +211,20 @@ def without_stop_string(text: str, stop_strings: Sequence[str]) -> str:
               text)
 
 
+def kept_logprob(decode, toks, logprobs, text: str, stop_strings: Sequence[str]) -> float:
+  """The summed log p of the tokens that make `text` without its stop string
+  (what callers store; the stop string's own tokens excluded, as the stop
+  token's are). `decode`: the tokenizer's decode; `toks`, `logprobs`,
+  `text`: one row of `SampleOutput`."""
+  kept = without_stop_string(text, stop_strings)
+  if len(kept) == len(text) or not toks:
+    return float(sum(logprobs))
+  if not kept:
+    return 0.0
+  n = _shortest_covering_prefix(decode, toks, text, len(kept))
+  return float(sum(logprobs[:n]))
+
+
 def _read(logits, readout):
   """log p of the readout ids, [B, len(readout)]."""
   return jnp.take(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1),

@@ -546,3 +546,16 @@ def test_top_p_zero_is_greedy_and_bad_values_are_refused(model):
   with pytest.raises(ValueError, match=f"top_k={too_many} exceeds the vocabulary "
                      f".{config.num_embed} tokens"):
     sampler.generate(prompts, sampling.SamplingParams(temperature=1.0, top_k=too_many))
+
+
+def test_kept_logprob_leaves_out_the_stop_string():
+  """The generator stores the solution without its stop string, and its
+  log-probability likewise (as the stop token's is left out)."""
+  from genrm_jax.models import tokenizer  # pylint: disable=g-import-not-at-top
+  tok = tokenizer.from_spec("byte")
+  text = "abc\n\nQ:"
+  toks = tok.encode(text, add_bos=False)
+  lps = [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0][:len(toks)]
+  assert sampling.kept_logprob(tok.decode, toks, lps, text, ("\n\nQ:",)) == -6.0
+  assert sampling.kept_logprob(tok.decode, toks, lps, text, ("zz",)) == sum(lps)
+  assert sampling.kept_logprob(tok.decode, toks[3:], lps[3:], "\n\nQ:", ("\n\nQ:",)) == 0.0
