@@ -109,17 +109,28 @@ class Batcher:
   def _loop(self) -> None:
     while (group := self._take()) is not None:
       try:
-        verdicts = self._verify([q for r in group for q in r.questions],
-                                [s for r in group for s in r.solutions])
-        start = 0
-        for r in group:
-          r.verdicts = verdicts[start:start + len(r.solutions)]
-          start += len(r.solutions)
+        self._run(group)
       except Exception as e:  # pylint: disable=broad-except
-        for r in group:  # each caller gets the error; the server goes on
-          r.error = e
+        if len(group) == 1:
+          group[0].error = e  # the caller gets the error; the server goes on
+        else:
+          # One request's input may have failed the batch: each alone, so
+          # that only its caller gets the error.
+          for r in group:
+            try:
+              self._run([r])
+            except Exception as alone:  # pylint: disable=broad-except
+              r.error = alone
       for r in group:
         r.done.set()
+
+  def _run(self, group) -> None:
+    verdicts = self._verify([q for r in group for q in r.questions],
+                            [s for r in group for s in r.solutions])
+    start = 0
+    for r in group:
+      r.verdicts = verdicts[start:start + len(r.solutions)]
+      start += len(r.solutions)
 
   def close(self) -> None:
     self._closed = True
@@ -127,14 +138,28 @@ class Batcher:
     self._thread.join()
 
 
+def _load_json(body: bytes, example: str):
+  try:
+    return json.loads(body)
+  except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
+    raise ValueError(f"the body is not JSON ({type(e).__name__}: {e}): send {example}") from None
+
+
+def _check_text(strings, field: str) -> None:
+  """JSON admits lone surrogates ("\\ud800"), which no tokenizer encodes:
+  refused here, not inside a batch shared with other requests."""
+  for i, text in enumerate(strings):
+    try:
+      text.encode("utf-8")
+    except UnicodeEncodeError as e:
+      raise ValueError(f'{field} {i} is not valid Unicode text ({e.reason} at '
+                       f'character {e.start}).') from None
+
+
 def parse_request(body: bytes) -> tuple[list[str], list[str], bool]:
   """(questions, solutions, rationales?) of a /score body, or ValueError
   naming what is wrong."""
-  try:
-    data = json.loads(body)
-  except ValueError as e:
-    raise ValueError(f"the body is not JSON ({e}): send "
-                     '{"question": "...", "solutions": ["...", ...]}') from None
+  data = _load_json(body, '{"question": "...", "solutions": ["...", ...]}')
   if not isinstance(data, dict):
     raise ValueError('the body must be a JSON object: {"question": "...", "solutions": [...]}')
   unknown = sorted(set(data) - {"question", "questions", "solutions", "rationales"})
@@ -161,10 +186,16 @@ def parse_request(body: bytes) -> tuple[list[str], list[str], bool]:
   rationales = data.get("rationales", False)
   if not isinstance(rationales, bool):
     raise ValueError('"rationales" must be true or false.')
+  _check_text(questions, "question")
+  _check_text(solutions, "solution")
   return questions, solutions, rationales
 
 
 _SPECIAL_SUFFIXES = ("<eos>", "<pad>")
+# Left padding: OpenRLHF decodes left-padded batches with their special
+# tokens, so a short prompt's query starts "<pad><pad><bos>..." (its own
+# `serve_rm.strip_sequence` strips them likewise).
+_SPECIAL_PREFIXES = ("<pad>", "<eos>")
 _ROUTES = "POST /score, GET /health, POST /get_reward (OpenRLHF)"
 
 
@@ -172,10 +203,7 @@ def split_rollouts(body: bytes, template: str | None = None) -> tuple[list[str],
   """(questions, solutions) of an OpenRLHF /get_reward body, or ValueError
   naming what is wrong (see the module docstring)."""
   from genrm_jax import prompts  # pylint: disable=g-import-not-at-top
-  try:
-    data = json.loads(body)
-  except ValueError as e:
-    raise ValueError(f"the body is not JSON ({e}).") from None
+  data = _load_json(body, '{"query": ["<prompt + response>", ...], "prompts": [...]}')
   queries = data.get("query") if isinstance(data, dict) else None
   if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
     raise ValueError('"query" must be a list of strings (prompt + response each).')
@@ -183,13 +211,17 @@ def split_rollouts(body: bytes, template: str | None = None) -> tuple[list[str],
   if given is not None and (not isinstance(given, list) or len(given) != len(queries)
                             or not all(isinstance(p, str) for p in given)):
     raise ValueError(f'"prompts" must be a list of {len(queries)} strings, one per query.')
+  _check_text(queries, "query")
+  _check_text(given or (), "prompt")
   start, end, stop = prompts.CHAT_TEMPLATES[template] if template else ("", "", "")
   questions, solutions = [], []
   for i, query in enumerate(queries):
+    query = _strip_left_padding(query)
     if given is not None:
-      if not query.startswith(given[i]):
+      prompt = _strip_left_padding(given[i])
+      if not query.startswith(prompt):
         raise ValueError(f"query {i} does not start with its prompt.")
-      question, solution = given[i], query[len(given[i]):]
+      question, solution = prompt, query[len(prompt):]
     elif template:
       if end not in query:
         raise ValueError(f"query {i} has no model turn ({end!r}): not in the "
@@ -206,6 +238,16 @@ def split_rollouts(body: bytes, template: str | None = None) -> tuple[list[str],
     questions.append(question.removeprefix("<bos>"))
     solutions.append(solution)
   return questions, solutions
+
+
+def _strip_left_padding(text: str) -> str:
+  while text.startswith(_SPECIAL_PREFIXES):
+    text = text[text.find(">") + 1:]
+  return text
+
+
+# Larger bodies get a 413: a reward request is a batch of texts, not a file.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 def make_server(batcher: Batcher, info: dict[str, Any], host: str = "127.0.0.1",
@@ -233,7 +275,21 @@ def make_server(batcher: Batcher, info: dict[str, Any], host: str = "127.0.0.1",
         self._send(404, {"error": f"no {self.path}: {_ROUTES}"})
 
     def do_POST(self):  # pylint: disable=invalid-name
-      length = int(self.headers.get("Content-Length") or 0)
+      try:
+        length = int(self.headers.get("Content-Length") or 0)
+      except ValueError:
+        length = -1
+      if length < 0 or "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        # The body's end is unknown: answer, and close the connection.
+        self.close_connection = True
+        self._send(400, {"error": "send the body with a Content-Length header "
+                                  "(a non-negative integer; no chunked encoding)"})
+        return
+      if length > MAX_BODY_BYTES:
+        self.close_connection = True
+        self._send(413, {"error": f"the body has {length} bytes, more than "
+                                  f"{MAX_BODY_BYTES}: send fewer solutions a request"})
+        return
       body = self.rfile.read(length)
       path = self.path.rstrip("/")
       if path not in ("/score", "/get_reward"):

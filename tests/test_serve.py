@@ -1,6 +1,7 @@
 """The verifier server (`genrm_jax.serve`) and its client
 (`genrm_jax.reward_client`, with verl's and TRL's reward signatures)."""
 
+import http.client
 import json
 import os
 import subprocess
@@ -120,6 +121,25 @@ def test_batcher_merges_what_is_queued_and_survives_errors():
   submit("bad", ["boom"])
   submit("after", ["dddd"])
   assert results["bad"] == "model failed" and results["after"] == [4.0]
+  # A failing request batched with good ones fails alone: the batch is
+  # rerun request by request.
+  calls.clear()
+  release.clear()
+  first = threading.Thread(target=submit, args=("first", ["a"]))
+  first.start()
+  while not calls:
+    threading.Event().wait(0.01)
+  queued = [threading.Thread(target=submit, args=(name, solutions))
+            for name, solutions in (("good", ["ee"]), ("poison", ["boom"]))]
+  for t in queued:
+    t.start()
+  while batcher._queue.qsize() < 2:  # pylint: disable=protected-access
+    threading.Event().wait(0.01)
+  release.set()
+  for t in [first] + queued:
+    t.join()
+  assert sorted(map(sorted, calls[1:])) == [["boom"], ["boom", "ee"], ["ee"]]
+  assert results["good"] == [2.0] and results["poison"] == "model failed"
   batcher.close()
 
 
@@ -141,6 +161,25 @@ def test_bad_requests_get_400_naming_the_fix():
         urllib.request.urlopen(request, timeout=10)
       assert e.value.code == 400
       assert message in json.loads(e.value.read())["error"], body
+    for body, message in (
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON (RecursionError"),
+        (b'{"question": "q", "solutions": ["\\ud800"]}', "solution 0 is not valid Unicode"),
+    ):
+      request = urllib.request.Request(url + "/score", data=body, method="POST")
+      with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(request, timeout=10)
+      assert e.value.code == 400 and message in json.loads(e.value.read())["error"]
+    # A body whose length is unknown: a 400 at once, not a hang or a dropped
+    # connection.
+    host, port = url.removeprefix("http://").split(":")
+    for length in ("abc", "-1"):
+      connection = http.client.HTTPConnection(host, int(port), timeout=10)
+      connection.putrequest("POST", "/score")
+      connection.putheader("Content-Length", length)
+      connection.endheaders()
+      response = connection.getresponse()
+      assert response.status == 400 and b"Content-Length" in response.read()
+      connection.close()
     with pytest.raises(urllib.error.HTTPError) as e:
       urllib.request.urlopen(url + "/nothing", timeout=10)
     assert e.value.code == 404
@@ -268,6 +307,9 @@ def test_openrlhf_get_reward_splits_rollouts():
           "prompts": ["Q: 1+2?\nA:", "Q: 2+2?\nA:"], "labels": ["3", "4"]}
   assert serve.split_rollouts(json.dumps(body).encode()) == (
       ["Q: 1+2?\nA:", "Q: 2+2?\nA:"], [" 3", " 4"])
+  # Left-padded batches (OpenRLHF decodes them with their special tokens).
+  body = {"query": ["<pad><pad><bos>Q: 1+2?\nA: 3<eos>"], "prompts": ["<bos>Q: 1+2?\nA:"]}
+  assert serve.split_rollouts(json.dumps(body).encode()) == (["Q: 1+2?\nA:"], [" 3"])
   for bad, message in (({"query": "x"}, '"query" must be a list'),
                        ({"query": ["x"], "prompts": ["y"]}, "does not start with its prompt"),
                        ({"query": ["x"], "prompts": []}, '"prompts" must be a list of 1'),
