@@ -332,7 +332,7 @@ def _write_rows(path: str, items: Iterable, cls, append: bool) -> int:
   os.makedirs(directory, exist_ok=True)
   count = 0
   if append:
-    _terminate_partial_last_line(path)
+    end_partial_last_line(path)
     with open(path, 'a', encoding='utf-8') as f:
       for item in items:
         f.write(_dump(item, cls))
@@ -358,20 +358,47 @@ def _write_rows(path: str, items: Iterable, cls, append: bool) -> int:
   return count
 
 
-def _terminate_partial_last_line(path: str) -> None:
-  """Ends a line cut short by a killed writer, so appended rows stay intact.
+CUT_SUFFIX = '.cut'
 
-  The cut line itself stays (readers report it as malformed; nothing is
-  deleted behind the user's back).
+
+def end_partial_last_line(path: str) -> None:
+  """Makes a JSON-lines file that a killed writer may have cut safe to
+  append to and to read.
+
+  A last line without its newline that is not JSON (a row cut mid-write,
+  which the resumed writer redoes) moves to PATH.cut: the file stays
+  readable by every later stage, and nothing is deleted behind the user's
+  back. A complete row that only lacks its newline gets one.
   """
   if not os.path.exists(path) or os.path.getsize(path) == 0:
     return
   with open(path, 'rb+') as f:
-    f.seek(-1, os.SEEK_END)
-    if f.read(1) != b'\n':
-      logging.warning('%s ends with an incomplete line (an interrupted write?); '
-                      'it will be reported as malformed when read.', path)
+    end = f.seek(0, os.SEEK_END)
+    f.seek(end - 1)
+    if f.read(1) == b'\n':
+      return
+    start = end  # the last line's first byte: after the last newline
+    while start > 0:
+      block = max(0, start - (1 << 16))
+      f.seek(block)
+      newline = f.read(start - block).rfind(b'\n')
+      if newline >= 0:
+        start = block + newline + 1
+        break
+      start = block
+    f.seek(start)
+    tail = f.read()
+    try:
+      json.loads(tail)
       f.write(b'\n')
+      return
+    except ValueError:
+      pass
+    with open(path + CUT_SUFFIX, 'ab') as side:
+      side.write(tail + b'\n')
+    f.truncate(start)
+  logging.warning('%s: its last line was cut by an interrupted write; moved it to %s '
+                  '(the row is written again).', path, path + CUT_SUFFIX)
 
 
 def write_candidates(path: str, candidates: Iterable[Union[Candidate, dict]],

@@ -110,8 +110,7 @@ def synthesize(candidates: Sequence[candidates_lib.Candidate],
 def read_rationales(path: str) -> dict[tuple[str, str], list[str]]:
   """(problem_id, str(candidate_id)) -> rationales that agree with the label,
   in k order: the `rationale_fn` table for `verification_data.cot_examples`."""
-  table: dict[tuple[str, str], list[tuple[int, str]]] = (
-      collections.defaultdict(list))
+  table: dict[tuple[str, str], dict[int, str]] = collections.defaultdict(dict)
   with open(path) as f:
     for line_no, line in enumerate(f, 1):
       if not line.strip():
@@ -120,33 +119,36 @@ def read_rationales(path: str) -> dict[tuple[str, str], list[str]]:
         row = json.loads(line)
         key = (str(row["problem_id"]), str(row["candidate_id"]))
         if row.get("agrees", True):
-          table[key].append((int(row["k"]), str(row["rationale"])))
+          # The first row of each k: a candidate a killed run left incomplete
+          # is written again whole (the same rationales: seeded per row).
+          table[key].setdefault(int(row["k"]), str(row["rationale"]))
       except (ValueError, KeyError, TypeError) as e:
         raise candidates_lib.MalformedRowError(
             path, line_no, f"not a rationale row ({e!r}); expected "
             "problem_id, candidate_id, k, rationale") from e
-  return {k: [r for _, r in sorted(v)] for k, v in table.items()}
+  return {key: [by_k[k] for k in sorted(by_k)] for key, by_k in table.items()}
 
 
-def _done(path: str, guided: bool = True) -> set[tuple[str, str]]:
-  """Candidates already in `path`; ValueError if its rationales were made
-  with the other `guided` setting (rows without one: guided)."""
+def _done(path: str, num_rationales: int, guided: bool = True) -> set[tuple[str, str]]:
+  """Candidates with all `num_rationales` rows in `path`; ValueError if its
+  rationales were made with the other `guided` setting (rows without one:
+  guided)."""
   if not os.path.exists(path):
     return set()
-  done = set()
+  ks = collections.defaultdict(set)
   with open(path) as f:
     for line_no, line in enumerate(f, 1):
       try:
         row = json.loads(line)
-        done.add((str(row["problem_id"]), str(row["candidate_id"])))
-      except (ValueError, KeyError):
-        continue  # a line cut by a kill; its candidate is redone
+        ks[(str(row["problem_id"]), str(row["candidate_id"]))].add(int(row["k"]))
+      except (ValueError, KeyError, TypeError):
+        continue  # not a row (`read_rationales` says which line)
       if row.get("guided", True) != guided:
         raise ValueError(
             f"{path}:{line_no}: rationales synthesised with reference_guided="
             f"{row.get('guided', True)}, not {guided}: use another --out (a file holds "
             "one kind, so a training run knows which it reads).")
-  return done
+  return {key for key, have in ks.items() if have >= set(range(num_rationales))}
 
 
 def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
@@ -161,7 +163,8 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
   on a CPU) 8 batches' worth of rationales go per call, streamed through
   them. `max_candidates`: stop after this many (tests: a killed run)."""
   pool = candidates_lib.read_candidates(candidates_path)
-  done = _done(out_path, guided)
+  candidates_lib.end_partial_last_line(out_path)  # a row cut by a kill: aside
+  done = _done(out_path, num_rationales, guided)
   todo = [c for c in pool
           if (c.problem_id, str(c.candidate_id)) not in done]
   if max_candidates is not None:
@@ -181,14 +184,17 @@ def run(candidates_path: str, out_path: str, sampler: sampling.Sampler, *,
 
   counts = collections.Counter()
   start = time.time()
+  pending = []  # a candidate's rows, written together once all K are made
   with open(out_path, "a") as f:
     for n, row in enumerate(synthesize(todo, generate, num_rationales,
                                        per_call, chat_template, guided)):
-      f.write(json.dumps(row) + "\n")
+      pending.append(json.dumps(row) + "\n")
       counts["rationales"] += 1
       counts["agree"] += row["agrees"]
       counts["no_verdict"] += row["verdict"] is None
       if row["k"] == num_rationales - 1:
+        f.write("".join(pending))
+        pending.clear()
         f.flush()
         done_c = (n + 1) // num_rationales
         rate = done_c / max(time.time() - start, 1e-9)

@@ -84,10 +84,20 @@ def test_append_mode_resumes_and_isolates_a_cut_line(tmp_path):
   with open(path, 'a', encoding='utf-8') as f:
     f.write('{"problem_id": "cut')  # a writer killed mid-line
   cands.write_candidates(path, [_row(candidate_id=2)], append=True)
-  stats = cands.ReadStats()
-  read = cands.read_candidates(path, on_error='skip', stats=stats)
-  assert [c.candidate_id for c in read] == [0, 1, 2]
-  assert stats.skipped == 1 and stats.errors[0].startswith(f'{path}:3:')
+  # The cut line moved aside: every later (strict) reader reads the file.
+  assert [c.candidate_id for c in cands.read_candidates(path)] == [0, 1, 2]
+  assert (tmp_path / 'c.jsonl.cut').read_text() == '{"problem_id": "cut\n'
+  # A whole row that lacks only its newline stays.
+  with open(path, 'a', encoding='utf-8') as f:
+    f.write(json.dumps(_row(candidate_id=3)))
+  cands.write_candidates(path, [_row(candidate_id=4)], append=True)
+  assert [c.candidate_id for c in cands.read_candidates(path)] == [0, 1, 2, 3, 4]
+  # A cut line longer than the reader's 64 KiB blocks.
+  with open(path, 'a', encoding='utf-8') as f:
+    f.write('{"solution": "' + 'x' * 200_000)
+  cands.write_candidates(path, [_row(candidate_id=5)], append=True)
+  assert [c.candidate_id for c in cands.read_candidates(path)] == [0, 1, 2, 3, 4, 5]
+  assert len((tmp_path / 'c.jsonl.cut').read_text().splitlines()) == 2
 
 
 def test_group_by_problem_keeps_order():

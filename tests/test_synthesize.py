@@ -53,10 +53,11 @@ def test_unguided_grading_is_the_verifiers_own_prompt(tmp_path):
   assert guided[0]["guided"] is True and synthesize.REFERENCE_LINE in seen[-1]
   path = tmp_path / "r.jsonl"
   path.write_text(json.dumps(guided[0]) + "\n")
-  assert synthesize._done(str(path)) == {("math/p0", "0")}  # pylint: disable=protected-access
+  assert synthesize._done(str(path), 1) == {("math/p0", "0")}  # pylint: disable=protected-access
+  assert synthesize._done(str(path), 2) == set()  # pylint: disable=protected-access
   with pytest.raises(ValueError, match="r.jsonl:1: rationales synthesised with "
                      "reference_guided=True, not False: use another --out"):
-    synthesize._done(str(path), guided=False)  # pylint: disable=protected-access
+    synthesize._done(str(path), 1, guided=False)  # pylint: disable=protected-access
 
 
 def test_rows_keep_only_rationales_agreeing_with_the_label(tmp_path):
@@ -132,6 +133,18 @@ def test_run_with_a_tiny_model_writes_and_resumes(tmp_path):
                  max_new_tokens=6, batch_size=3, continuous_batching=True)
   assert [json.loads(l)["rationale"] for l in part.read_text().splitlines()] == \
       [json.loads(l)["rationale"] for l in first.splitlines()]
+  # Killed inside a candidate: its first rationale on disk, the second cut
+  # mid-line. The candidate is written again whole, the cut line set aside,
+  # and the table is the uninterrupted run's.
+  lines = first.splitlines(keepends=True)
+  cut = tmp_path / "cut.jsonl"
+  cut.write_text(lines[0] + lines[1][:30])
+  synthesize.run(str(store), str(cut), sampler, num_rationales=2, max_new_tokens=6)
+  assert (tmp_path / "cut.jsonl.cut").read_text() == lines[1][:30] + "\n"
+  rows = lambda path: {(r["problem_id"], r["candidate_id"], r["k"], r["rationale"])
+                       for r in map(json.loads, path.read_text().splitlines())}
+  assert rows(cut) == rows(out) and len(cut.read_text().splitlines()) == 9
+  assert synthesize.read_rationales(str(cut)) == synthesize.read_rationales(str(out))
 
 
 @pytest.mark.skipif(not os.path.isdir(os.environ.get("GENRM_DATA_DIR", "")),
