@@ -72,11 +72,24 @@ def load_problems(task: str, split: str, task_module: str = 'tasks.sources') -> 
   return list(module.get_problems(task, split))
 
 
-def _complete_counts(out_path: str) -> dict[str, set]:
+def _complete_counts(out_path: str, problems: Sequence[dict]) -> dict[str, set]:
+  """problem_id -> candidate ids already in the store; ValueError if a stored
+  row's question or reference is not its problem's (generated problems are
+  numbered by position, so a store left by other task options has the same
+  ids for other problems, which would pass for complete)."""
   if not os.path.exists(out_path):
     return {}
+  by_id = {p['problem_id']: p for p in problems}
   done: dict[str, set] = {}
   for row in candidates_lib.iter_candidates(out_path, on_error=candidates_lib.SKIP):
+    problem = by_id.get(row.problem_id)
+    if problem is not None and (row.question, row.reference) != (
+        problem['question'], problem['reference']):
+      field = 'question' if row.question != problem['question'] else 'reference'
+      raise ValueError(
+          f'{out_path}: problem {row.problem_id!r} has another {field} than the one '
+          f'being sampled (a store of other problems: other task options or seed?): '
+          f'write to a new --out, or delete {out_path}')
     done.setdefault(row.problem_id, set()).add(row.candidate_id)
   return done
 
@@ -124,7 +137,7 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
     The number of problems written now.
   """
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
-  done = _complete_counts(out_path)
+  done = _complete_counts(out_path, problems)
   todo = []
   for p in problems:
     missing = [i for i in range(num_samples) if i not in done.get(p['problem_id'], ())]

@@ -129,8 +129,11 @@ def _generate(task: str, split: str, vocabulary: Sequence[str], lengths: Sequenc
     length = (rng.choice(lengths) if weights is None else
               rng.choices(lengths, weights=weights)[0])
     words = rng.sample(vocabulary, length)
-    key = tuple(words)
-    if key in seen or _split_bucket(task, words) != split:
+    # Word sorting's answer is the same for every order of a list: its
+    # problems are the word *set*, in splits and in distinctness alike (a
+    # permutation of a test list in train would be a test problem seen).
+    key = tuple(sorted(words)) if task == 'word_sort' else tuple(words)
+    if key in seen or _split_bucket(task, key) != split:
       continue
     seen.add(key)
     problem = make_problem(words)

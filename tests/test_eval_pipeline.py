@@ -302,6 +302,11 @@ def test_end_to_end_generate_score_evaluate(bundles, tmp_path):
   assert generate.generate(problems, model, part, batch_size=4, **kwargs) == 2
   assert generate.generate(problems, model, part, batch_size=4, **kwargs) == 0
   assert open(full).read() == open(part).read()
+  # Problems are numbered by position: a store of other problems (other
+  # options) under the same ids is not taken for complete.
+  others = [dict(p, question=p["question"] + " (other)") for p in problems]
+  with pytest.raises(ValueError, match=f"{part}: problem '.*' has another question"):
+    generate.generate(others, model, part, batch_size=4, **kwargs)
   # Continuous batching (2 rows decoding, 24 to go): the same samples.
   stream = str(tmp_path / "stream.jsonl")
   assert generate.generate(problems, model, stream, batch_size=2,
