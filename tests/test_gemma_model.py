@@ -361,6 +361,19 @@ def test_checkpoint_mismatch_lists_keys(tmp_path):
   assert "mis-shaped" in message and "mlp/linear/w" in message
   with pytest.raises(FileNotFoundError, match="Kaggle"):
     checkpoints.load_params(tmp_path / "nope", config)
+  (tmp_path / "empty").mkdir()  # a folder, but no checkpoint in it
+  with pytest.raises(FileNotFoundError, match="empty holds no orbax checkpoint"):
+    checkpoints.load_params(tmp_path / "empty", config)
+
+
+def test_load_params_from_a_bundle_directory(tmp_path):
+  """`init_from` may name a bundle (`import_hf --out=DIR`): its params/."""
+  from genrm_jax.models import bundle  # pylint: disable=g-import-not-at-top
+  config = ref.tiny_config("gemma2")
+  params = ref.random_params(config)
+  bundle.save_bundle(str(tmp_path / "b"), params, config, "byte")
+  loaded = checkpoints.load_params(tmp_path / "b", config)
+  jax.tree.map(np.testing.assert_array_equal, loaded, params)
 
 
 def test_load_params_from_a_relative_path(tmp_path, monkeypatch):

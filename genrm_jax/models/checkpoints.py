@@ -244,6 +244,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
   meta = ocp.PyTreeCheckpointer().metadata(_item_path(path))
   meta = getattr(meta, "item_metadata", meta)
   meta = getattr(meta, "tree", meta)
+  if meta is None:
+    raise FileNotFoundError(
+        f"{path} holds no orbax checkpoint (no `_METADATA`): pass the directory "
+        "that does, e.g. a Kaggle checkpoint's, or an HF directory with config.json "
+        "and *.safetensors.")
   return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype),
                       dict(meta))
 
@@ -281,7 +286,7 @@ def load_params(path: str | os.PathLike, config: gemma.TransformerConfig,
   """Reads an official (or our own) Gemma checkpoint into our stacked tree.
 
   Args:
-    path: orbax checkpoint directory.
+    path: orbax checkpoint directory (or a bundle directory: its params/).
     config: the model config; keys and shapes are checked against it.
     mesh: if given, every array is restored straight into its sharding on
       this mesh (logical-axis rules `rules`); else onto the default device.
@@ -297,6 +302,12 @@ def load_params(path: str | os.PathLike, config: gemma.TransformerConfig,
   if import_hf.is_hf_dir(path):
     return import_hf.load_params(os.fspath(path), config, mesh=mesh, rules=rules,
                                  dtype=dtype)
+  bundle_params = os.path.join(os.fspath(path), "params")
+  if (os.path.isfile(os.path.join(os.fspath(path), "model.json"))
+      and os.path.isdir(bundle_params)):
+    # A bundle (`import_hf --out`, `import_gguf --out`, a training export):
+    # its weights are the checkpoint in params/.
+    path = bundle_params
   path = _orbax_path(path)
   dtype = jnp.dtype(dtype or config.param_dtype)
   stored, prefix, left_out = split_language_model(read_metadata(path))
