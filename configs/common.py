@@ -227,7 +227,7 @@ def get_config(task: str, method: str, arg: str | None = None
 
   # --- scale and checkpoints ------------------------------------------------
   c.mesh = (1, -1, 1)  # (data, fsdp, tensor); one entry may be -1
-  c.keep_checkpoints = 3
+  c.keep_checkpoints = 3  # the latest N (>= 1; checkpoint_every=0: none)
   # Also keep the params of the best evaluation in WORKDIR/best, by this eval
   # metric (e.g. 'eval/loss' with best_mode='min'); '' = off.
   c.best_metric = ""

@@ -163,12 +163,16 @@ class BestCheckpointer:
         enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
-  def save(self, step: int, params: Any, eval_metrics: dict[str, float]
-           ) -> None:
+  def check_metric(self, eval_metrics) -> None:
+    """ValueError unless the metric is one of `eval_metrics` (names)."""
     if self.metric not in eval_metrics:
-      raise KeyError(
+      raise ValueError(
           f"config.best_metric={self.metric!r} is not an eval metric; this "
           f"run's eval metrics are {sorted(eval_metrics)}.")
+
+  def save(self, step: int, params: Any, eval_metrics: dict[str, float]
+           ) -> None:
+    self.check_metric(eval_metrics)
     value = float(eval_metrics[self.metric])
     if not math.isfinite(value) or step in self._manager.all_steps():
       return

@@ -15,12 +15,11 @@ The workdir may be local or a URL (`gs://bucket/run`, through
   `metrics.jsonl` (the records kept from the previous run, then this run's)
   and the whole events file in memory, and `flush()` rewrites both objects
   whole: on the first `write` `remote_flush_secs` after the last flush, at
-  every step the trainer saves a checkpoint (after that step's eval), and on
-  `close()`. A resumed run therefore finds every record up to its
-  checkpoint; records after it are dropped on resume anyway
-  (`truncate_after`). (A kill during the eval right after a synchronous save
-  loses that eval's record.) Both files are small (one line per logged
-  step), so rewriting them is cheap.
+  every step the trainer saves a checkpoint (before the save, after that
+  step's eval), and on `close()`. A resumed run therefore finds every record
+  up to its checkpoint; records after it are dropped on resume anyway
+  (`truncate_after`, and a SessionLog START event for TensorBoard). Both
+  files are small (one line per logged step), so rewriting them is cheap.
 """
 
 from __future__ import annotations
@@ -83,6 +82,10 @@ class MetricWriter:
     name = (f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}."
             f"{os.getpid()}.genrm")
     self._events_path = os.path.join(workdir, name)
+    suffix = 1  # a resume in the same second and process: a new file, not this one
+    while epath.Path(self._events_path).exists():
+      suffix += 1
+      self._events_path = os.path.join(workdir, f"{name}{suffix}")
     if self.remote:
       self._lines = [l + "\n" for l in kept]  # the whole metrics.jsonl
       self._file = io.BytesIO()  # the whole events file
@@ -93,6 +96,14 @@ class MetricWriter:
     self._tb.write(event_pb2.Event(
         wall_time=time.time(), file_version="brain.Event:2"
     ).SerializeToString())
+    if resume_step is not None:
+      # TensorBoard drops the events of steps >= a SessionLog START's step
+      # read before it: those a killed run logged after its checkpoint, as
+      # `truncate_after` drops them from metrics.jsonl.
+      self._tb.write(event_pb2.Event(
+          wall_time=time.time(), step=int(resume_step) + 1,
+          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+      ).SerializeToString())
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     if not self.active:

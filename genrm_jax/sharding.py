@@ -53,6 +53,9 @@ def make_mesh(shape: Sequence[int] = (-1, 1, 1),
                      f"for axes {MESH_AXES}.")
   if shape.count(-1) > 1:
     raise ValueError(f"mesh shape {shape}: at most one -1.")
+  if any(not isinstance(s, int) or (s < 1 and s != -1) for s in shape):
+    raise ValueError(f"mesh shape {shape}: each entry is a positive integer, or -1 "
+                     "for the devices left.")
   known = math.prod(s for s in shape if s != -1)
   if -1 in shape:
     if len(devices) % known:

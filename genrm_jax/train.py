@@ -34,6 +34,7 @@ is the exception: where TF is installed, epath reaches GCS through
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging as std_logging
@@ -363,6 +364,30 @@ def eval_step(params, batch, ref_params, *, model, method, beta, yes_id,
   return sums, outputs
 
 
+def _check_loop_config(config) -> None:
+  """Values that would otherwise fail only after steps of training."""
+  if config.log_every < 1:
+    raise ValueError(f"config.log_every={config.log_every}: log every N >= 1 steps.")
+  if config.eval_every > 0 and config.data.eval_split and config.eval_steps < 1:
+    raise ValueError(f"config.eval_steps={config.eval_steps}: an evaluation needs "
+                     ">= 1 batch (or config.eval_every=0: no evaluation).")
+  if config.checkpoint_every > 0 and config.keep_checkpoints < 1:
+    raise ValueError(f"config.keep_checkpoints={config.keep_checkpoints} would delete "
+                     "every checkpoint, the latest too: keep >= 1 (or "
+                     "config.checkpoint_every=0: no checkpoints).")
+
+
+def eval_metric_names(method, sums, outputs) -> set[str]:
+  """The names `_summarize_eval` gives (from `eval_step`'s outputs or
+  their shapes): `config.best_metric` must be one."""
+  names = {f"eval/{k}" for k in sums}
+  if method in losses.VALUE_HEAD_METHODS:
+    names.add("eval/auroc")
+  elif "mask" in outputs:
+    names.add("eval/yes_no_auroc")
+  return names
+
+
 def _summarize_eval(method, all_sums, all_outputs) -> dict[str, float]:
   """Host side: means over all eval batches, plus AUROC where it applies."""
   total = {k: [0.0, 0.0] for k in all_sums[0]}
@@ -380,6 +405,18 @@ def _summarize_eval(method, all_sums, all_outputs) -> dict[str, float]:
     out["eval/yes_no_auroc"] = losses.auroc(cat("score")[mask],
                                             cat("label")[mask])
   return out
+
+
+@contextlib.contextmanager
+def _finish_checkpoints_on_error(ckpt):
+  """An error (or Ctrl-C) in the loop still lets an async save in flight
+  finish: left to interpreter shutdown, orbax leaves a *.orbax-checkpoint-tmp
+  directory and the run resumes from the checkpoint before."""
+  try:
+    yield
+  except BaseException:
+    ckpt.wait_until_finished()
+    raise
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -449,6 +486,7 @@ def train_and_evaluate(config, workdir: str, *,
   workdir = paths.absolute(workdir)
   method = config.method
   losses.batch_kind(method)  # validates the method name
+  _check_loop_config(config)
   wandb_logging.check(config.get("wandb"))  # before minutes of init and compile
   if jax.process_index() == 0:
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -628,11 +666,15 @@ def train_and_evaluate(config, workdir: str, *,
       int(profile["num_steps"]), first_step=start_step + 1, total_steps=total,
       log=lambda m: _log("%s", m))
 
-  with sharding_lib.use_mesh(mesh):
+  with sharding_lib.use_mesh(mesh), _finish_checkpoints_on_error(ckpt):
     for step in range(start_step + 1, total + 1):
       batch = next(train_iter)  # the batch of update number `step`
       if update_fn is None:
         update_fn = compile_update(batch)
+        if best is not None:  # a typo'd best_metric fails now, not at the first eval
+          best.check_metric(eval_metric_names(method, *jax.eval_shape(
+              functools.partial(eval_step, **step_kw), state["params"], batch,
+              ref_params)))
       profiler.before(step)
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
         state, metrics = update_fn(state, batch, ref_params, rng_loop)
@@ -674,9 +716,9 @@ def train_and_evaluate(config, workdir: str, *,
         writer.write(step, m)
         last_metrics = m
 
-      if save_now:
-        ckpt.save(step, saved(state))
-
+      # The eval before the checkpoint: a run killed during the eval resumes
+      # from the previous checkpoint and evaluates this step again (saved
+      # first, the step's eval would be lost for good).
       if eval_enabled and (step % config.eval_every == 0 or step == total):
         em = run_eval(state)
         _log("eval at step %d: %s", step,
@@ -688,10 +730,11 @@ def train_and_evaluate(config, workdir: str, *,
         t_last = time.perf_counter()  # keep eval time out of steps/s
 
       if save_now:
-        # On a URL workdir metrics are buffered: store them (this step's eval
-        # included) with each checkpoint, so a resumed run has every record
-        # up to its step.
+        # On a URL workdir metrics are buffered: stored (this step's eval
+        # included) before each checkpoint, so a resumed run has every
+        # record up to its step (later ones it truncates).
         writer.flush()
+        ckpt.save(step, saved(state))
 
       if kill_at and step == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)

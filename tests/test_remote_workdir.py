@@ -303,3 +303,25 @@ def test_cli_workdir_url_kill_minus_9_then_resume(tmp_path):
   assert [r["step"] for r in final if "eval/loss" in r] == [2, 4, 6]
   assert sorted(os.listdir(run_dir / "checkpoints")) == ["2", "4", "6"]
   assert not os.listdir(cwd)
+
+
+def test_tensorboard_drops_the_steps_a_resumed_run_logs_again(tmp_path):
+  """A run killed after its step-4 checkpoint had logged steps 5-6; the
+  resumed run logs them again. TensorBoard shows one value per step, the
+  resumed run's, as metrics.jsonl does."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  w = metric_writers.MetricWriter(str(tmp_path), active=True, resume_step=0)
+  for step in range(1, 7):
+    w.write(step, {"lr": float(step)})
+  w.close()
+  w = metric_writers.MetricWriter(str(tmp_path), active=True, resume_step=4)
+  for step in range(5, 8):
+    w.write(step, {"lr": 10.0 * step})
+  w.close()  # the same second and process: a second events file all the same
+  assert len([n for n in os.listdir(tmp_path) if n.startswith("events.out")]) == 2
+  acc = event_accumulator.EventAccumulator(str(tmp_path))
+  acc.Reload()
+  assert [(e.step, e.value) for e in acc.Scalars("lr")] == [
+      (1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 50.0), (6, 60.0), (7, 70.0)]
+  assert [r["lr"] for r in metric_writers.read_metrics(
+      str(tmp_path / "metrics.jsonl"))] == [1.0, 2.0, 3.0, 4.0, 50.0, 60.0, 70.0]

@@ -164,6 +164,54 @@ def test_best_checkpoint_by_eval_metric(tmp_path):
   assert "model" in saved["params"]
 
 
+def test_loop_settings_that_would_fail_late_fail_first(tmp_path):
+  """Typos that used to surface at the first eval (after hours) or delete
+  every checkpoint fail before training; nothing is written."""
+  for overrides, message in (
+      (dict(log_every=0), "log_every=0"),
+      (dict(eval_every=2, eval_steps=0), "eval_steps=0"),
+      (dict(keep_checkpoints=0), "keep_checkpoints=0 would delete every checkpoint"),
+      (dict(mesh=(0, -1, 1)), r"mesh shape \[0, -1, 1\]: each entry"),
+      (dict(eval_every=2, best_metric="eval/los"),
+       "best_metric='eval/los' is not an eval metric; .*'eval/loss'"),
+  ):
+    workdir = tmp_path / str(len(os.listdir(tmp_path)))
+    with pytest.raises(ValueError, match=message):
+      tu.run(tu.tiny_config(total_steps=4, checkpoint_every=2, **overrides), workdir)
+    assert not (workdir / "checkpoints").exists() or not os.listdir(workdir / "checkpoints")
+    assert not (workdir / "metrics.jsonl").exists() or not tu.train_records(str(workdir))
+
+
+def test_a_failed_eval_keeps_the_step_for_the_resumed_run(tmp_path, monkeypatch):
+  """The eval data fails at step 8's eval: step 4's async checkpoint is
+  complete, step 8 is not saved, and the resumed run evaluates step 8."""
+  from genrm_jax import train  # pylint: disable=g-import-not-at-top
+  config = tu.tiny_config(total_steps=8, checkpoint_every=4, eval_every=4)
+  config.eval_steps = 1
+  full = tmp_path / "full"
+  tu.run(config, full)
+  real = train.make_data_iterator
+  evals = []
+
+  def failing(config, mesh, split="train", **kwargs):
+    if split == config.data.eval_split:
+      evals.append(split)
+      if len(evals) == 2:
+        raise OSError("eval data unreachable")
+    return real(config, mesh, split=split, **kwargs)
+
+  monkeypatch.setattr(train, "make_data_iterator", failing)
+  split = tmp_path / "split"
+  with pytest.raises(OSError, match="eval data unreachable"):
+    tu.run(config, split)
+  assert os.listdir(split / "checkpoints") == ["4"]
+  monkeypatch.setattr(train, "make_data_iterator", real)
+  tu.run(config, split)
+  eval_steps = lambda w: [r["step"] for r in tu.read_metrics(str(w)) if "eval/loss" in r]
+  assert eval_steps(split) == eval_steps(full) == [4, 8]
+  _assert_same_records(tu.train_records(str(full)), tu.train_records(str(split)))
+
+
 def test_chunked_loss_equals_full_logits(one_device_run, tmp_path):
   # config.loss_chunk_size reaches the train step: same losses and params.
   _assert_same_as_one_device_run(one_device_run, tmp_path, loss_chunk_size=16)
