@@ -259,6 +259,10 @@ def test_export_config_of_the_presets():
   four_b = export_hf.hf_config(gemma.get_config("gemma3_4b"), "bfloat16")
   assert four_b["rope_scaling"] == {"rope_type": "linear", "factor": 8.0}
   assert four_b["sliding_window"] == 1024 and four_b["sliding_window_pattern"] == 6
+  # Context lengths as HF's released configs (servers such as vLLM cap at it).
+  assert four_b["max_position_embeddings"] == 131072
+  assert export_hf.hf_config(gemma.get_config("gemma3_1b"), "bfloat16")[
+      "max_position_embeddings"] == 32768
 
 
 def test_load_params_and_training_read_an_hf_directory(tmp_path):

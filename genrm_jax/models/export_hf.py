@@ -87,7 +87,10 @@ def hf_config(config: gemma.TransformerConfig, dtype: str,
       **{hf: getattr(config, ours) for hf, ours in import_hf.SHAPE_FIELDS.items()},
       "hidden_activation": "gelu_pytorch_tanh",
       "rms_norm_eps": 1e-6, "rope_theta": float(config.global_base_frequency),
-      "max_position_embeddings": 8192 if kind != "gemma3_text" else 32768,
+      # HF's released configs: Gemma 1/2 8K; Gemma 3 32K (270M, 1B), 128K
+      # where global RoPE is stretched (4B/12B/27B), which servers cap at.
+      "max_position_embeddings": (8192 if kind != "gemma3_text" else
+                                  131072 if config.global_scale_factor > 1 else 32768),
       "bos_token_id": gemma.BOS_ID, "eos_token_id": gemma.EOS_ID,
       "pad_token_id": gemma.PAD_ID, "tie_word_embeddings": True,
       "attention_bias": False, "torch_dtype": dtype,
