@@ -254,7 +254,9 @@ HF_CONFIGS_V23 = {
                        final_logit_softcapping=30.0, attn_logit_softcapping=50.0),
     "gemma3": dict(_HF_GEMMA3, num_hidden_layers=3, rope_scaling=None, layer_types=[
         "sliding_attention", "full_attention", "sliding_attention"]),
-    "gemma3_4b": dict(_HF_GEMMA3, num_hidden_layers=2,
+    # (Recorded with 32768 positions, which linear RoPE scaling does not read;
+    # the export now writes the released 4B's 131072.)
+    "gemma3_4b": dict(_HF_GEMMA3, num_hidden_layers=2, max_position_embeddings=131072,
                       rope_scaling={"rope_type": "linear", "factor": 8.0},
                       layer_types=["sliding_attention", "full_attention"]),
 }
