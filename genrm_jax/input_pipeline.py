@@ -238,13 +238,15 @@ def _pad(rows: list[np.ndarray], length: int) -> np.ndarray:
 
 
 def _pair_example(ex, length: int, prefix: str, inputs_len: int):
-  """One DPO row: prompt + completion, `length` tokens at most. An
-  over-long row first loses its prompt's start beyond `inputs_len` (BOS
+  """One DPO row: prompt + completion, `length` tokens at most. A pair with
+  an over-long row first loses its prompt's start beyond `inputs_len` (BOS
   kept, as `trim_inputs_left` does for the generative tasks: the question's
-  end and the completion survive), then its completion's end; a row that
-  fits keeps all of both, however they split the length."""
+  end and the completion survive), in both rows alike (DPO compares the two
+  completions given one prompt), then a row loses its completion's end; a
+  pair whose rows fit keeps all of both, however they split the length."""
   prompt, completion = np.asarray(ex["inputs"]), np.asarray(ex[prefix])
-  if len(prompt) + len(completion) > length and len(prompt) > inputs_len:
+  longest = max(len(ex["chosen"]), len(ex["rejected"]))
+  if len(prompt) + longest > length and len(prompt) > inputs_len:
     prompt = np.concatenate([prompt[:1], prompt[len(prompt) - (inputs_len - 1):]])
   tokens = np.concatenate([prompt, completion])[:length]
   weights = np.concatenate([np.zeros(len(prompt)), np.ones(len(completion))])

@@ -188,3 +188,22 @@ def test_bt_rows_are_what_the_disc_scorer_reads(tmp_path):
     for prefix, label in (("chosen", True), ("rejected", False)):
       tokens = row[f"{prefix}_tokens"][row[f"{prefix}_segment_ids"] != 0].tolist()
       assert tokens in scored[label]
+
+
+def test_a_dpo_pair_trims_one_prompt_for_both_rows():
+  """Only the rejected row is over-long: both rows still see the same
+  (trimmed) prompt, since DPO compares two completions of one prompt."""
+  lengths = {"inputs": 8, "chosen": 8, "rejected": 8}  # 16 tokens a row
+  prompt = [2] + list(range(10, 21))  # BOS + 11 tokens: more than inputs_len
+  example = {"inputs": prompt, "chosen": [50, 51, 1], "rejected": [60, 61, 62, 63, 64, 1]}
+  batch = ip._to_batch([example], ip.DPO, lengths)  # pylint: disable=protected-access
+  seen = {}
+  for side in ("chosen", "rejected"):
+    tokens, weights = batch[f"{side}_tokens"][0], batch[f"{side}_loss_weights"][0]
+    seen[side] = tokens[(weights == 0) & (tokens != 0)].tolist()
+    assert tokens[weights > 0].tolist() == example[side]  # completions whole
+  assert seen["chosen"] == seen["rejected"] == [2] + list(range(14, 21))
+  # A pair whose rows both fit keeps all of the prompt.
+  short = dict(example, rejected=[60, 1])
+  batch = ip._to_batch([short], ip.DPO, {"inputs": 8, "chosen": 8, "rejected": 8})  # pylint: disable=protected-access
+  assert batch["rejected_tokens"][0][:12].tolist() == prompt
