@@ -18,7 +18,8 @@
 #   --config=FILE[:ARGS]   experiment config (required)
 #   --workdir=DIR          checkpoints and metrics (required)
 #   --gpus=0,1,...         CUDA_VISIBLE_DEVICES (default: all GPUs)
-#   --mem_fraction=F       XLA_PYTHON_CLIENT_MEM_FRACTION (default 0.90)
+#   --mem_fraction=F       XLA_PYTHON_CLIENT_MEM_FRACTION (default: the
+#                          environment's, else 0.90)
 #   --xla_flags="..."      extra XLA flags, appended to the defaults
 #   --python=PY            use this python (skips the .venv set-up)
 #   --dry_run              print, do not run
@@ -27,7 +28,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/launch/_common.sh"
 
-config="" workdir="" gpus="" mem_fraction=0.90 python="" extra=()
+config="" workdir="" gpus="" mem_fraction="" python="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --config=*) config="${1#*=}" ;;
@@ -58,7 +59,9 @@ if [ -z "$python" ]; then
 fi
 
 # --- 2. XLA flags, memory, visible GPUs ----------------------------------------
-gpu_env "$mem_fraction"
+# The flag wins over the environment, which wins over the default 0.90.
+[ -z "$mem_fraction" ] || export XLA_PYTHON_CLIENT_MEM_FRACTION="$mem_fraction"
+gpu_env
 env_vars=()
 if [ -n "$gpus" ]; then
   export CUDA_VISIBLE_DEVICES="$gpus"

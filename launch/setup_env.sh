@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the project's virtual environment in .venv and installs
-# genrm_jax with its test extra. Re-running is cheap: the install is redone
+# genrm_jax with its test and gguf extras ($GENRM_EXTRAS). Re-running is cheap: the install is redone
 # only when setup.py changes. Source it or run it; prints the venv's python.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -108,6 +108,9 @@ done
 case "$code" in copy|git) ;; *) die "--code=copy|git" ;; esac
 [ "$code" = copy ] || [ -n "$git_repo" ] || die "--code=git needs --repo=URL"
 case "$teardown" in none|stop|delete) ;; *) die "--teardown=none|stop|delete" ;; esac
+if [[ ",$steps," == *,teardown,* ]] && [ "$teardown" = none ]; then
+  die "--steps lists teardown, but --teardown=none (the default): say --teardown=stop or delete"
+fi
 [ "$teardown" != stop ] || [ "$queued" = 0 ] ||
   die "a queued resource cannot be stopped; use --teardown=delete"
 if [ -z "$steps" ]; then
@@ -235,7 +238,9 @@ if has_step train; then
   train_cmd="$(join_cmd .venv/bin/python -m genrm_jax.train --config="$config" \
                  --workdir="$workdir" "${extra[@]+"${extra[@]}"}")"
   if [ "$detach" = 1 ]; then
-    train_cmd="nohup $train_cmd > train.log 2>&1 < /dev/null &"
+    # Braces: `a && b && cmd &` would background the whole list, whose
+    # subshell keeps ssh's output open until training ends.
+    train_cmd="{ nohup $train_cmd > train.log 2>&1 < /dev/null & }"
   fi
   ssh_all "cd $(q "$remote_dir") && $exports && $train_cmd"
 fi
@@ -246,7 +251,7 @@ if has_step teardown; then
     run "${qr[@]}" delete "$name" "${where[@]}" --force --quiet
   elif [ "$teardown" = stop ]; then
     run "${tpu[@]}" stop "$name" "${where[@]}"
-  else
+  elif [ "$teardown" = delete ]; then
     run "${tpu[@]}" delete "$name" "${where[@]}" --quiet
   fi
 fi

@@ -139,7 +139,9 @@ def test_tpu_pod_dry_run_v6e_git_stop(bare_path):
   assert "git clone -q https://github.com/me/genrm_jax genrm_jax" in remote[0]
   assert not any(c[0] == "bash" for c in cmds)  # no tarball with --code=git
   train = [r for r in remote if "genrm_jax.train" in r][0]
-  assert train.rstrip().endswith("&") and "nohup" in train
+  # Braced: a bare trailing `&` backgrounds the whole `cd && export && ...`
+  # list, whose subshell holds ssh open until training ends.
+  assert "{ nohup " in train and train.rstrip().endswith("& }")
   assert cmds[-1][3:5] == ["tpu-vm", "stop"]
 
 
@@ -165,7 +167,9 @@ def test_tpu_pod_rejects_bad_flags(bare_path):
   for args in (["--zone=z", "--workdir=gs://b/d"],  # no config
                ["--zone=z", "--config=configs/nope.py", "--workdir=gs://b/d"],
                ["--zone=z", "--config=configs/gsm8k_cot.py",
-                "--workdir=gs://b/d", "--bogus"]):
+                "--workdir=gs://b/d", "--bogus"],
+               # the teardown step with the default --teardown=none deleted
+               ["--zone=z", "--name=pod", "--steps=teardown"]):
     proc = subprocess.run(["bash", str(LAUNCH / "tpu_pod.sh"), "--dry_run",
                            "--accelerator=v5p-8", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, check=False)
@@ -206,6 +210,12 @@ def test_gpu_respects_environment(bare_path):
   assert exports["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.5"
   assert "CUDA_VISIBLE_DEVICES" not in exports
   assert cmds[-1][0] == "/opt/py/bin/python"
+  # An explicit flag wins over the environment.
+  lines, _ = dry_run("gpu.sh", "--dry_run", "--python=/opt/py/bin/python",
+                     "--config=configs/gsm8k_cot.py", "--workdir=/w", "--mem_fraction=0.95",
+                     bare_path=bare_path, env={"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5"})
+  exports = dict(c[1].split("=", 1) for c in commands(lines) if c[0] == "export")
+  assert exports["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.95"
 
 
 # --- SLURM, several hosts -------------------------------------------------------
