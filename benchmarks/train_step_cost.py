@@ -54,7 +54,8 @@ OURS = {
     "ours_remat_none": {"model.remat_policy": "none"},
     "ours_mu_bf16": {"optimizer.mu_dtype": "bfloat16"},
     "ours_cast_each_use": {"cast_params_once": False},
-    "ours_lora": {"model.lora_rank": 16},
+    # As train_step.py's LoRA rows and the README's one-GPU recipe: a bf16 base.
+    "ours_lora": {"model.lora_rank": 16, "model.param_dtype": "bfloat16"},
 }
 VARIANTS = (*OURS, "official")
 DEFAULT = ("ours,ours_cudnn,ours_cast_each_use,ours_remat_full,ours_remat_none,"
@@ -117,9 +118,14 @@ def cost_row(variant: str, shape, target, devices, by_op: int = 0) -> dict:
   cost = compile_check.xla_cost(compiled)
   memory = compile_check.memory_report(compiled)
   tokens = shape.batch * shape.seq_len
+  flops_params = num_params
+  if mcfg.lora_rank:  # as train_step.py: 4N of the frozen base, adapters left out
+    from genrm_jax import lora  # pylint: disable=g-import-not-at-top
+    from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
+    flops_params = gemma.count_params(gemma.abstract_params(lora.base_config(mcfg)))
   model_flops = tokens * common.train_flops_per_token(
-      num_params, mcfg.num_layers, mcfg.num_heads, mcfg.head_dim,
-      shape.seq_len)
+      flops_params, mcfg.num_layers, mcfg.num_heads, mcfg.head_dim,
+      shape.seq_len, weight_grads=not mcfg.lora_rank)
   row = dict(benchmark="train_step_cost", impl=variant, preset=shape.preset,
              batch=shape.batch, seq_len=shape.seq_len, params=num_params,
              topology=target.label, device=devices[0].device_kind,

@@ -77,10 +77,15 @@ def test_train_step_cost_tiny(tmp_path):
   policy, which saves the dots, and that more than no remat); the official
   fwd+bwd does the FLOPs of ours without remat, less the optimizer's few."""
   rows, stdout = _run("benchmarks.train_step_cost", "--topology=cpu:1",
-                      "--variants=ours,ours_remat_full,ours_remat_none,official",
+                      "--variants=ours,ours_remat_full,ours_remat_none,official,ours_lora",
                       "--by_op=4", tmp_path=tmp_path)
   by = {r["impl"]: r for r in rows}
-  assert set(by) == {"ours", "ours_remat_full", "ours_remat_none", "official"}
+  assert set(by) == {"ours", "ours_remat_full", "ours_remat_none", "official", "ours_lora"}
+  # LoRA's model FLOPs: 4N of the base weights, not 6N of base and adapters.
+  tokens = by["ours"]["batch"] * by["ours"]["seq_len"]
+  assert by["ours"]["model_flops"] - by["ours_lora"]["model_flops"] == pytest.approx(
+      2 * by["ours"]["params"] * tokens)
+  del by["ours_lora"]
   for r in rows:
     assert "error" not in r, r
     assert r["xla_flops"] > 0 and r["xla_bytes"] > 0 and r["plan_bytes"] > 0
@@ -89,7 +94,7 @@ def test_train_step_cost_tiny(tmp_path):
   assert flops["ours_remat_full"] > flops["ours"] > flops["ours_remat_none"]
   assert flops["official"] == pytest.approx(flops["ours_remat_none"], rel=0.01)
   assert "a model, not a measurement" in stdout and "GFLOP" in stdout
-  assert stdout.count(", by op:") == 4 and "in all (" in stdout
+  assert stdout.count(", by op:") == len(rows) and "in all (" in stdout
 
 
 @needs_official
