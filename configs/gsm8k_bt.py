@@ -7,7 +7,8 @@ pairs (a correct and an incorrect solution of one problem, DPO's pairs),
 
 Train (the paper's optimizer settings):
   python -m genrm_jax.train --config=configs/gsm8k_bt.py \
-      --workdir=/tmp/gsm8k_bt --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/gsm8k_bt --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/gsm8k_bt.py:tiny \
       --workdir=/tmp/gsm8k_bt_tiny

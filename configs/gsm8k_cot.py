@@ -2,7 +2,8 @@ r"""gsm8k: GenRM-CoT (verification rationale, then Yes/No).
 
 Train (paper settings):
   python -m genrm_jax.train --config=configs/gsm8k_cot.py \
-      --workdir=/tmp/gsm8k_cot --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/gsm8k_cot --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/gsm8k_cot.py:tiny \
       --workdir=/tmp/gsm8k_cot_tiny

@@ -2,7 +2,8 @@ r"""gsm8k: discriminative reward model (value head, BCE).
 
 Train (paper settings):
   python -m genrm_jax.train --config=configs/gsm8k_disc.py \
-      --workdir=/tmp/gsm8k_disc --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/gsm8k_disc --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/gsm8k_disc.py:tiny \
       --workdir=/tmp/gsm8k_disc_tiny

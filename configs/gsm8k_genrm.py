@@ -2,7 +2,8 @@ r"""gsm8k: direct GenRM (Yes/No verifier, next-token SFT).
 
 Train (paper settings):
   python -m genrm_jax.train --config=configs/gsm8k_genrm.py \
-      --workdir=/tmp/gsm8k_genrm --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/gsm8k_genrm --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/gsm8k_genrm.py:tiny \
       --workdir=/tmp/gsm8k_genrm_tiny

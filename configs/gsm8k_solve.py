@@ -1,8 +1,11 @@
-r"""gsm8k: solution-generation SFT (the generator; correct solutions).
+r"""gsm8k: solution SFT on the correct candidates of a store (unified training's
+solution data; the generator itself is fine-tuned on reference solutions,
+the `gsm8k_sft` task, as `python -m genrm_jax.pipeline` does).
 
 Train (paper settings):
   python -m genrm_jax.train --config=configs/gsm8k_solve.py \
-      --workdir=/tmp/gsm8k_solve --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/gsm8k_solve --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/gsm8k_solve.py:tiny \
       --workdir=/tmp/gsm8k_solve_tiny

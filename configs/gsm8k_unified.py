@@ -2,7 +2,8 @@ r"""gsm8k: unified GenRM-CoT + solution SFT (lambda = data.unified_lambda).
 
 Train (paper settings):
   python -m genrm_jax.train --config=configs/gsm8k_unified.py \
-      --workdir=/tmp/gsm8k_unified --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/gsm8k_unified --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/gsm8k_unified.py:tiny \
       --workdir=/tmp/gsm8k_unified_tiny

@@ -7,7 +7,9 @@ pairs (a correct and an incorrect solution of one problem, DPO's pairs),
 
 Train (the paper's optimizer settings):
   python -m genrm_jax.train --config=configs/last_letter_bt.py \
-      --workdir=/tmp/last_letter_bt --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/last_letter_bt --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model \
+      --config.data.candidates.train=TRAIN.jsonl
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/last_letter_bt.py:tiny \
       --workdir=/tmp/last_letter_bt_tiny

@@ -1,8 +1,11 @@
 r"""last_letter: discriminative reward model (value head, BCE).
 
-Train (paper settings):
+Train (paper settings) on a store of your generator's candidates, TRAIN.jsonl
+(`python -m genrm_jax.generate`; `python -m genrm_jax.pipeline` runs every stage):
   python -m genrm_jax.train --config=configs/last_letter_disc.py \
-      --workdir=/tmp/last_letter_disc --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/last_letter_disc --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model \
+      --config.data.candidates.train=TRAIN.jsonl
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/last_letter_disc.py:tiny \
       --workdir=/tmp/last_letter_disc_tiny

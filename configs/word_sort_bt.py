@@ -7,7 +7,9 @@ pairs (a correct and an incorrect solution of one problem, DPO's pairs),
 
 Train (the paper's optimizer settings):
   python -m genrm_jax.train --config=configs/word_sort_bt.py \
-      --workdir=/tmp/word_sort_bt --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/word_sort_bt --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model \
+      --config.data.candidates.train=TRAIN.jsonl
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/word_sort_bt.py:tiny \
       --workdir=/tmp/word_sort_bt_tiny

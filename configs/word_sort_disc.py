@@ -1,8 +1,11 @@
 r"""word_sort: discriminative reward model (value head, BCE).
 
-Train (paper settings):
+Train (paper settings) on a store of your generator's candidates, TRAIN.jsonl
+(`python -m genrm_jax.generate`; `python -m genrm_jax.pipeline` runs every stage):
   python -m genrm_jax.train --config=configs/word_sort_disc.py \
-      --workdir=/tmp/word_sort_disc --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/word_sort_disc --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model \
+      --config.data.candidates.train=TRAIN.jsonl
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/word_sort_disc.py:tiny \
       --workdir=/tmp/word_sort_disc_tiny

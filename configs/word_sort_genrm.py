@@ -1,8 +1,11 @@
 r"""word_sort: direct GenRM (Yes/No verifier, next-token SFT).
 
-Train (paper settings):
+Train (paper settings) on a store of your generator's candidates, TRAIN.jsonl
+(`python -m genrm_jax.generate`; `python -m genrm_jax.pipeline` runs every stage):
   python -m genrm_jax.train --config=configs/word_sort_genrm.py \
-      --workdir=/tmp/word_sort_genrm --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/word_sort_genrm --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model \
+      --config.data.candidates.train=TRAIN.jsonl
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/word_sort_genrm.py:tiny \
       --workdir=/tmp/word_sort_genrm_tiny

@@ -1,8 +1,13 @@
-r"""word_sort: solution-generation SFT (the generator; correct solutions).
+r"""word_sort: solution SFT on the correct candidates of a store (unified training's
+solution data; the generator itself is fine-tuned on reference solutions,
+the `word_sort_sft` task, as `python -m genrm_jax.pipeline` does).
 
-Train (paper settings):
+Train (paper settings) on a store of your generator's candidates, TRAIN.jsonl
+(`python -m genrm_jax.generate`; `python -m genrm_jax.pipeline` runs every stage):
   python -m genrm_jax.train --config=configs/word_sort_solve.py \
-      --workdir=/tmp/word_sort_solve --config.init_from=/ckpts/<gemma checkpoint>
+      --workdir=/tmp/word_sort_solve --config.init_from=/ckpts/<gemma checkpoint> \
+      --config.data.vocabulary=/ckpts/tokenizer.model \
+      --config.data.candidates.train=TRAIN.jsonl
 Smoke test on a CPU (tiny model, about a minute):
   python -m genrm_jax.train --config=configs/word_sort_solve.py:tiny \
       --workdir=/tmp/word_sort_solve_tiny

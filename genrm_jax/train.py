@@ -365,7 +365,16 @@ def eval_step(params, batch, ref_params, *, model, method, beta, yes_id,
 
 
 def _check_loop_config(config) -> None:
-  """Values that would otherwise fail only after steps of training."""
+  """Values that would otherwise fail only after steps of training, or
+  silently train the wrong thing."""
+  if (config.data.source in ("seqio", "python") and not config.data.vocabulary
+      and config.model.preset != "tiny"):
+    # '' reads as bytes (the tiny runs' vocabulary): a real Gemma would
+    # train on byte ids, with no error anywhere.
+    raise ValueError(
+        f"config.data.vocabulary is empty for model.preset={config.model.preset!r}: set "
+        "--config.data.vocabulary=/ckpts/tokenizer.model (the model's SentencePiece "
+        "model), or 'byte' for a byte-level vocabulary.")
   if config.log_every < 1:
     raise ValueError(f"config.log_every={config.log_every}: log every N >= 1 steps.")
   if config.eval_every > 0 and config.data.eval_split and config.eval_steps < 1:

@@ -174,6 +174,9 @@ def test_loop_settings_that_would_fail_late_fail_first(tmp_path):
       (dict(mesh=(0, -1, 1)), r"mesh shape \[0, -1, 1\]: each entry"),
       (dict(eval_every=2, best_metric="eval/los"),
        "best_metric='eval/los' is not an eval metric; .*'eval/loss'"),
+      # '' reads as bytes: a real Gemma would train on byte ids.
+      (dict(data__source="python", model__preset="gemma_2b"),
+       "config.data.vocabulary is empty for model.preset='gemma_2b'"),
   ):
     workdir = tmp_path / str(len(os.listdir(tmp_path)))
     with pytest.raises(ValueError, match=message):
