@@ -166,7 +166,7 @@ def _split_examples(data, split: str):
   trainer's `split` ('train' or the eval split)."""
   name, dataset_split = ip.task_and_split(data, split)
   kind = _kind(_parse(name)[1])
-  lengths = ip.feature_lengths(data, kind)
+  lengths = ip.feature_lengths(data, kind, name)
   encode = _Encoder(tokenizer_lib.from_spec(data.vocabulary or "byte"), kind,
                     lengths)
   return kind, lengths, task_examples(data, name, dataset_split), encode

@@ -194,22 +194,24 @@ def batch_kind(task_or_mixture) -> str:
 DIRECT_VERDICT_TOKENS = 8
 
 
-def default_inputs_len(data_config) -> int:
-  """`data.inputs_len` when it is 0: half of seq_len, except for direct
-  GenRM (`<task>_genrm`), whose question + solution get all but the
-  verdict's few tokens (half would trim long prompts from the left, dropping
-  the question, while the targets' half stayed empty)."""
+def default_inputs_len(data_config, task: str | None = None) -> int:
+  """`data.inputs_len` when it is 0, for `task` (default `data.task`; the
+  eval task may be another): half of seq_len, except for direct GenRM
+  (`<task>_genrm`), whose question + solution get all but the verdict's few
+  tokens (half would trim long prompts from the left, dropping the
+  question, while the targets' half stayed empty)."""
   seq_len = int(data_config.seq_len)
-  if str(data_config.get("task", "")).endswith("_genrm"):
+  if str(task or data_config.get("task", "")).endswith("_genrm"):
     return max(seq_len - DIRECT_VERDICT_TOKENS, seq_len // 2)
   return seq_len // 2
 
 
-def feature_lengths(data_config, kind: str) -> dict[str, int]:
-  """Per-feature lengths from `seq_len` (and optional `inputs_len`)."""
+def feature_lengths(data_config, kind: str, task: str | None = None) -> dict[str, int]:
+  """Per-feature lengths of `task` (default `data.task`) from `seq_len` (and
+  optional `inputs_len`)."""
   seq_len = int(data_config.seq_len)
   inputs_len = (int(data_config.get("inputs_len", 0) or 0)
-                or default_inputs_len(data_config))
+                or default_inputs_len(data_config, task))
   if kind == DISC:
     return {"inputs": seq_len}
   if kind == PAIRWISE:
@@ -325,7 +327,7 @@ def local_example_rows(config, *, split: str, process_index: int = 0,
   if kind == GENERATIVE:
     raise ValueError(f"{name} is a generative task: its packed rows are not "
                      "examples.")
-  lengths = feature_lengths(data, kind)
+  lengths = feature_lengths(data, kind, name)
   shard = seqio.ShardInfo(index=process_index, num_shards=process_count)
   ds = _unconverted_dataset(config, name, dataset_split, shard, shuffle=False,
                             num_epochs=1)
@@ -354,7 +356,7 @@ def make_local_iterator(config, *, split: str, start_step: int = 0,
     raise ValueError(f"batch_size={config.batch_size} does not split over "
                      f"{process_count} hosts.")
   local_batch = config.batch_size // process_count
-  lengths = feature_lengths(data, kind)
+  lengths = feature_lengths(data, kind, name)
   shard = seqio.ShardInfo(index=process_index, num_shards=process_count)
 
   if kind == GENERATIVE:

@@ -207,3 +207,14 @@ def test_a_dpo_pair_trims_one_prompt_for_both_rows():
   short = dict(example, rejected=[60, 1])
   batch = ip._to_batch([short], ip.DPO, {"inputs": 8, "chosen": 8, "rejected": 8})  # pylint: disable=protected-access
   assert batch["rejected_tokens"][0][:12].tolist() == prompt
+
+
+def test_an_eval_task_of_another_kind_gets_its_own_prompt_length():
+  """Training GenRM-CoT with direct GenRM as the eval task: the direct
+  prompts get all but the verdict's tokens, not CoT's half of seq_len."""
+  import ml_collections as mlc  # pylint: disable=g-import-not-at-top
+  data = mlc.ConfigDict(dict(task="last_letter_genrm_cot", eval_task="last_letter_genrm",
+                             eval_split="validation", seq_len=256, inputs_len=0))
+  assert ip.feature_lengths(data, ip.GENERATIVE)["inputs"] == 128
+  name, _ = ip.task_and_split(data, "validation")
+  assert ip.feature_lengths(data, ip.GENERATIVE, name)["inputs"] == 256 - ip.DIRECT_VERDICT_TOKENS
