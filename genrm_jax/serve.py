@@ -191,7 +191,7 @@ def parse_request(body: bytes) -> tuple[list[str], list[str], bool]:
   return questions, solutions, rationales
 
 
-_SPECIAL_SUFFIXES = ("<eos>", "<pad>")
+_SPECIAL_SUFFIXES = ("<eos>", "<pad>", "<end_of_turn>")
 # Left padding: OpenRLHF decodes left-padded batches with their special
 # tokens, so a short prompt's query starts "<pad><pad><bos>..." (its own
 # `serve_rm.strip_sequence` strips them likewise).

@@ -424,7 +424,11 @@ class Verifier:
 
   def verify(self, questions: str | Sequence[str],
              solutions: Sequence[str]) -> list[Verdict]:
-    """`questions`: one question for every solution, or one per solution."""
+    """`questions`: one question for every solution, or one per solution.
+
+    Texts are stripped, as the stores the verifiers train on hold them
+    (`generate` strips its samples): an RL rollout's leading space or
+    trailing newline does not move the prompt away from the training one."""
     if isinstance(solutions, str):
       raise TypeError('solutions: a list of solution texts, not one string.')
     if isinstance(questions, str):
@@ -432,6 +436,8 @@ class Verifier:
     if len(questions) != len(solutions):
       raise ValueError(f'{len(questions)} questions for {len(solutions)} solutions: '
                        'give one question, or one per solution.')
+    questions = [q.strip() for q in questions]
+    solutions = [s.strip() for s in solutions]
     cot = self.spec.kind in COT_KINDS
     ks = list(range(self.spec.options['num_rationales'])) if cot else [None]
     work = [_Work(candidates_lib.Candidate(

@@ -57,6 +57,9 @@ def test_scores_over_http_equal_the_verifier_in_memory(checkpoint):
                                                           temperature=1.0))):
     verifier = verifiers.Verifier(kind, checkpoint, batch_size=4, **options)
     want = verifier.score(QUESTION, SOLUTIONS)
+    # Stripped as the training stores are: a rollout's stray whitespace
+    # scores as the bare solution.
+    assert list(verifier.score(QUESTION + "\n", [f" {s}\n" for s in SOLUTIONS])) == list(want)
     url, stop = _serve(verifier.verify, max_batch=64, max_wait_s=0.05)
     try:
       assert reward_client.score(QUESTION, SOLUTIONS, url=url) == list(want)
@@ -307,6 +310,11 @@ def test_openrlhf_get_reward_splits_rollouts():
           "prompts": ["Q: 1+2?\nA:", "Q: 2+2?\nA:"], "labels": ["3", "4"]}
   assert serve.split_rollouts(json.dumps(body).encode()) == (
       ["Q: 1+2?\nA:", "Q: 2+2?\nA:"], [" 3", " 4"])
+  # A chat-formatted response given with its prompt, no --query_template:
+  # the turn's end goes too.
+  body = {"query": ["<bos>Q?<end_of_turn>\n<start_of_turn>model\nA 3.<end_of_turn><eos>"],
+          "prompts": ["<bos>Q?<end_of_turn>\n<start_of_turn>model\n"]}
+  assert serve.split_rollouts(json.dumps(body).encode())[1] == ["A 3."]
   # Left-padded batches (OpenRLHF decodes them with their special tokens).
   body = {"query": ["<pad><pad><bos>Q: 1+2?\nA: 3<eos>"], "prompts": ["<bos>Q: 1+2?\nA:"]}
   assert serve.split_rollouts(json.dumps(body).encode()) == (["Q: 1+2?\nA:"], [" 3"])
