@@ -228,6 +228,11 @@ def _train(c: mlc.ConfigDict, run_dir: str, log: Log) -> str:
     return export
   train.write_config(c, run_dir)
   train.train_and_evaluate(c, run_dir)
+  if not os.path.exists(os.path.join(export, 'model.json')):
+    # train returns early when preempted (its checkpoint saved): the next
+    # stage needs the finished run's export, so stop here.
+    raise RuntimeError(f'{run_dir} stopped before its last step (preempted?); its '
+                       'checkpoint is kept: rerun the pipeline to resume it.')
   return export
 
 

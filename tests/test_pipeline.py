@@ -313,3 +313,13 @@ def test_a_verifier_train_pool_without_both_kinds_stops_before_training(tmp_path
     pipeline.require_both_kinds(split, bt)
   pipeline.require_both_kinds(store('ok', [[True, False], [False]]),
                               paper_270m.get_config('task=last_letter'))
+
+
+def test_a_run_that_stops_early_stops_the_pipeline(tmp_path, monkeypatch):
+  """A preempted training run returns without an export: the pipeline stops
+  there with what to do, not at a later stage with a missing model.json."""
+  from genrm_jax import train  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(train, "write_config", lambda c, d: None)
+  monkeypatch.setattr(train, "train_and_evaluate", lambda c, d: {})
+  with pytest.raises(RuntimeError, match="stopped before its last step .* rerun the pipeline"):
+    pipeline._train(None, str(tmp_path / "run"), print)  # pylint: disable=protected-access
