@@ -510,6 +510,12 @@ def train_and_evaluate(config, workdir: str, *,
   if config.batch_size % data_parallel:
     raise ValueError(f"batch_size={config.batch_size} is not divisible by the "
                      f"data x fsdp mesh size {data_parallel}.")
+  if data_parallel % jax.process_count():
+    # Each host reads its own rows (make_global_batch): hosts that shared a
+    # data shard (a tensor axis across hosts) would feed it different rows.
+    raise ValueError(f"the data x fsdp mesh size {data_parallel} is not a multiple of the "
+                     f"{jax.process_count()} hosts: every host must hold whole data shards "
+                     f"(config.mesh={tuple(config.mesh)}; keep the tensor axis within a host).")
 
   # ---------------------------------------------------------------------------
   # Data lengths: fail now, not after the run, when seq_len cuts the

@@ -185,6 +185,14 @@ def test_loop_settings_that_would_fail_late_fail_first(tmp_path):
     assert not (workdir / "metrics.jsonl").exists() or not tu.train_records(str(workdir))
 
 
+def test_hosts_must_hold_whole_data_shards(tmp_path, monkeypatch):
+  """4 hosts under a mesh with one data shard (tensor across hosts): each
+  host would feed the shard its own rows."""
+  monkeypatch.setattr(jax, "process_count", lambda: 4)
+  with pytest.raises(ValueError, match="data x fsdp mesh size 1 is not a multiple of the 4 hosts"):
+    tu.run(tu.tiny_config(total_steps=2), tmp_path)
+
+
 def test_a_failed_eval_keeps_the_step_for_the_resumed_run(tmp_path, monkeypatch):
   """The eval data fails at step 8's eval: step 4's async checkpoint is
   complete, step 8 is not saved, and the resumed run evaluates step 8."""
