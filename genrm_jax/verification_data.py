@@ -417,6 +417,11 @@ _VERDICT_LINE_PREFIX = re.compile(
     r'\s*(?:(?:\*\*|<b>)?Verification:?\s*(?:\*\*|</b>)?)?\s*(?:\*\*|<b>)?\s*$')
 
 
+# A heading line the raw critiques open with ("**Verification:**"): the
+# released targets have it removed, its newline kept (183 of 259 start "\n").
+_HEADING_LINE = re.compile(r'^(?:\*\*)?(?:Solution )?Verification:(?:\*\*)?[ \t]*(?=\n)')
+
+
 def clean_critique(critique: str, lenient: bool = False) -> Optional[str]:
   """A raw released critique as a training target: cut at its verdict, which becomes the last line.
 
@@ -424,8 +429,9 @@ def clean_critique(critique: str, lenient: bool = False) -> Optional[str]:
   answer correct (Yes/No)? Yes**") or keep writing after it; the formatted
   released targets always end with exactly the verdict line. Text after the
   last verdict is dropped, as is "Verification:" and markup on the verdict's
-  own line; the body is kept as written (including its "Expected Answer"
-  mentions, paper.md §2).
+  own line, and an opening "**Verification:**" heading line (its newline
+  kept, as in the released targets); the body is kept as written (including
+  its "Expected Answer" mentions, paper.md §2).
 
   Returns:
     body + blank line + `Verification: Is the answer correct (Yes/No)? X`,
@@ -434,7 +440,7 @@ def clean_critique(critique: str, lenient: bool = False) -> Optional[str]:
   match = prompts.find_verdict(critique, lenient)
   if match is None:
     return None
-  body = critique[:match.start()]
+  body = _HEADING_LINE.sub('', critique[:match.start()], count=1)
   line_start = body.rfind('\n') + 1
   last_line = _VERDICT_LINE_PREFIX.sub('', body[line_start:])
   body = (body[:line_start] + last_line).rstrip()
@@ -499,6 +505,28 @@ def _raw_cot_rows(path: str, correct_file: bool, lenient: bool, held_out: set,
              'targets': clean_critique(critique, lenient),
              'question_id': row['question_id'], 'model_output_id': row['model_output_id'],
              'correct': correct}
+
+
+def cap_released_cot_rows(rows: Iterable[dict], *, max_correct: Cap = DEFAULT_MAX_CORRECT,
+                          max_incorrect: Cap = DEFAULT_MAX_INCORRECT,
+                          seed: int = 0) -> list[dict]:
+  """The rows of at most `max_correct` correct and `max_incorrect` incorrect
+  distinct solutions per question (chosen as `select_candidates` chooses,
+  seeded per problem), in their order: the raw critiques cover up to 32 + 32
+  solutions a question, the paper trained on at most 16 + 16."""
+  rows = list(rows)
+  solutions = collections.defaultdict(lambda: ([], []))  # question -> (correct, incorrect)
+  for row in rows:
+    texts = solutions[row['question_id']][0 if row['correct'] else 1]
+    if row['inputs'] not in texts:
+      texts.append(row['inputs'])
+  keep = set()
+  for question_id, (correct, incorrect) in solutions.items():
+    rng = _problem_rng(seed, f'gsm8k/{question_id}')
+    for texts, cap in ((correct, max_correct), (incorrect, max_incorrect)):
+      rng.shuffle(texts)
+      keep.update((question_id, text) for text in texts[:cap])
+  return [row for row in rows if (row['question_id'], row['inputs']) in keep]
 
 
 def released_cot_examples(split: str, *, data_dir: Optional[str] = None,

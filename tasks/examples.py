@@ -97,6 +97,9 @@ def verification_examples(kind: str, family: str, stores: tuple,
     if kind == "genrm_cot":
       rows = keep_problems(vd.released_cot_examples(split),
                            lambda r: f"gsm8k/{r['question_id']}", subset, seed)
+      if split == "train":  # the raw collection: the paper's per-problem caps
+        rows = vd.cap_released_cot_rows(rows, max_correct=max_correct,
+                                        max_incorrect=max_incorrect, seed=seed)
       return mixed([{"inputs": r["inputs"], "targets": r["targets"]}
                      for r in rows], split)
     pool = released_candidates(split)

@@ -127,6 +127,11 @@ def test_dpo_pairs_and_solve_examples():
      '**Final Grade:**\n\nVerification: Is the answer correct (Yes/No)? No'),
     ('Verification: Is the answer correct (Yes/No)? Yes', 'Verification: Is the answer correct (Yes/No)? Yes'),
     ('no verdict', None),
+    # An opening heading line goes, its newline stays (as released targets).
+    ('**Verification:**\nStep 1 ok.\nVerification: Is the answer correct (Yes/No)? Yes',
+     '\nStep 1 ok.\n\nVerification: Is the answer correct (Yes/No)? Yes'),
+    ('**Solution Verification:**\nStep 1 ok.\nVerification: Is the answer correct (Yes/No)? No',
+     '\nStep 1 ok.\n\nVerification: Is the answer correct (Yes/No)? No'),
 ])
 def test_clean_critique(raw, expected):
   assert vd.clean_critique(raw) == expected
@@ -164,6 +169,24 @@ def test_released_direct_examples(data_dir):
   assert not held_out & {e['question_id'] for e in train}
   with pytest.raises(ValueError, match='split'):
     vd.released_direct_examples('test')
+
+
+def test_released_cot_rows_capped_per_question_as_the_paper():
+  """Raw critiques cover up to 32 + 32 solutions a question: at most 16 + 16
+  distinct solutions are kept (seeded), every row of a kept solution with it."""
+  rows = [{'question_id': q, 'inputs': f'{q}/{correct}/{s}', 'targets': f'r{k}',
+           'correct': correct}
+          for q in ('a', 'b') for correct in (True, False)
+          for s in range(20 if correct else 3) for k in range(2)]
+  capped = vd.cap_released_cot_rows(rows, max_correct=16, max_incorrect=16, seed=0)
+  for q in ('a', 'b'):
+    kept = {(r['inputs'], r['correct']) for r in capped if r['question_id'] == q}
+    assert sum(c for _, c in kept) == 16 and sum(not c for _, c in kept) == 3
+  assert all(sum(r['inputs'] == x['inputs'] for r in capped) == 2 for x in capped)
+  assert capped == [r for r in rows if r in capped]  # order kept
+  again = vd.cap_released_cot_rows(rows, max_correct=16, max_incorrect=16, seed=0)
+  assert again == capped
+  assert vd.cap_released_cot_rows(rows, max_correct=16, max_incorrect=16, seed=1) != capped
 
 
 def test_released_cot_examples(data_dir):
