@@ -79,13 +79,16 @@ def require_checkpoints(specs) -> None:
   others first would take an hour and then stop at the missing one."""
   from etils import epath  # pylint: disable=g-import-not-at-top
   from genrm_jax import paths  # pylint: disable=g-import-not-at-top
+  from genrm_jax import verifiers  # pylint: disable=g-import-not-at-top
   missing = []
   for spec in specs:
-    wanted = [('checkpoint', spec.checkpoint)]
-    if spec.kind == 'dpo':
-      wanted.append(('reference_checkpoint', spec.options['reference_checkpoint']))
-    missing += [f'{spec.name}: {what} {path}' for what, path in wanted
-                if not epath.Path(paths.absolute(path)).exists()]
+    exists = lambda path: epath.Path(paths.absolute(path)).exists()
+    if not exists(spec.checkpoint):
+      missing.append(f'{spec.name}: checkpoint {spec.checkpoint}')
+    elif spec.kind == 'dpo':  # given, or recorded by its training export
+      reference = verifiers.dpo_reference(spec)
+      if not exists(reference):
+        missing.append(f'{spec.name}: reference_checkpoint {reference}')
   if missing:
     raise FileNotFoundError(
         'No checkpoint directory for ' + '; '.join(missing) + '. Train those verifiers '

@@ -779,7 +779,10 @@ def train_and_evaluate(config, workdir: str, *,
     if jax.process_index() == 0:  # model.json: loadable from its path alone
       bundle.write_model_json(export_dir, export_cfg,
                               config.data.vocabulary or None,
-                              has_value_head=method in losses.VALUE_HEAD_METHODS)
+                              has_value_head=method in losses.VALUE_HEAD_METHODS,
+                              # a DPO verifier's reference, found by its scorer
+                              init_from=(paths.absolute(config.init_from)
+                                         if config.init_from else ""))
     _log("Exported params to %s.", export_dir)
   ckpt.close()
   if best is not None:

@@ -118,9 +118,17 @@ class VerifierSpec:
           f'verifier {self.name!r}: chat_template={template!r} applies to the '
           f'CoT kinds ({", ".join(COT_KINDS)}), with one of '
           f'{sorted(prompts.CHAT_TEMPLATES)}.')
-    if self.kind == 'dpo' and not self.options['reference_checkpoint']:
-      raise ValueError(f'verifier {self.name!r}: dpo needs reference_checkpoint (the model '
-                       'DPO started from, e.g. the SFT generator).')
+
+
+def dpo_reference(spec: 'VerifierSpec') -> str:
+  """A DPO verifier's reference model: `reference_checkpoint`, else the
+  `init_from` its training export recorded (the model DPO started from)."""
+  path = spec.options['reference_checkpoint'] or bundle_lib.recorded_init_from(spec.checkpoint)
+  if not path:
+    raise ValueError(
+        f'verifier {spec.name!r}: dpo needs its reference model (the one DPO started '
+        f'from): set reference_checkpoint; {spec.checkpoint} records no init_from.')
+  return path
 
 
 # -----------------------------------------------------------------------------
@@ -138,6 +146,20 @@ def load_model(path: str, options: dict) -> bundle_lib.Bundle:
   """A bundle (cached per process: verifiers sharing a checkpoint load it once)."""
   return _load(os.path.abspath(path), options.get('preset', ''),
                options.get('tokenizer', ''), options.get('dtype', ''))
+
+
+def _reference_model(policy: bundle_lib.Bundle, path: str, options: dict) -> bundle_lib.Bundle:
+  """DPO's reference: a bundle or HF directory as any model; a bare official
+  checkpoint (the usual `init_from`) with the policy's architecture and
+  tokenizer."""
+  from genrm_jax.models import import_hf  # pylint: disable=g-import-not-at-top
+  directory = os.path.abspath(path)
+  if (options.get('preset') or os.path.isfile(os.path.join(directory, bundle_lib.MODEL_JSON))
+      or import_hf.is_hf_dir(directory)):
+    return load_model(path, options)
+  from genrm_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
+  return bundle_lib.Bundle(policy.config, checkpoints.load_params(directory, policy.config),
+                           policy.tokenizer, None)
 
 
 _SCORERS: dict = {}
@@ -219,7 +241,7 @@ class _Runner:
       self.value = ValueScorer(self.model.config, self.model.params, self.model.value_head,
                                batch_size=opts['batch_size'])
     if spec.kind == 'dpo':
-      ref = load_model(opts['reference_checkpoint'], opts)
+      ref = _reference_model(self.model, dpo_reference(spec), opts)
       self.ref_scorer = continuation_scorer(ref, opts['batch_size'])
     if spec.kind in COT_KINDS:
       self.sampler = sampling.Sampler(self.model.config, self.model.params,
@@ -426,9 +448,11 @@ class Verifier:
              solutions: Sequence[str]) -> list[Verdict]:
     """`questions`: one question for every solution, or one per solution.
 
-    Texts are stripped, as the stores the verifiers train on hold them
+    Solutions are stripped, as the stores the verifiers train on hold them
     (`generate` strips its samples): an RL rollout's leading space or
-    trailing newline does not move the prompt away from the training one."""
+    trailing newline does not move the prompt away from the training one.
+    (Questions are used as given: the problem sources keep theirs as
+    written, e.g. MATH's trailing newlines.)"""
     if isinstance(solutions, str):
       raise TypeError('solutions: a list of solution texts, not one string.')
     if isinstance(questions, str):
@@ -436,7 +460,6 @@ class Verifier:
     if len(questions) != len(solutions):
       raise ValueError(f'{len(questions)} questions for {len(solutions)} solutions: '
                        'give one question, or one per solution.')
-    questions = [q.strip() for q in questions]
     solutions = [s.strip() for s in solutions]
     cot = self.spec.kind in COT_KINDS
     ks = list(range(self.spec.options['num_rationales'])) if cot else [None]

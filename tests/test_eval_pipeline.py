@@ -128,6 +128,31 @@ def _specs(bundles):
   ]
 
 
+def test_dpo_reference_is_the_init_from_its_export_records(bundles, tmp_path):
+  """Without reference_checkpoint, a DPO verifier's reference is the model
+  its training started from (`init_from` in model.json): a bundle, or a
+  bare checkpoint read with the policy's architecture; the same scores as
+  naming it."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  policy, ref = bundles
+  opts = dict(batch_size=4, beta=0.5)
+  want = verifiers.Verifier("dpo", policy, reference_checkpoint=ref, **opts)
+  questions, solutions = ["Q0?"] * 2, ["The answer is 1.", "Step x. The answer is 0."]
+  expected = want.score(questions, solutions)
+  for init_from in (ref, os.path.join(ref, "params")):  # bundle; bare checkpoint
+    recorded = str(tmp_path / f"policy_{len(os.listdir(tmp_path))}")
+    shutil.copytree(policy, recorded)
+    meta_path = os.path.join(recorded, "model.json")
+    meta = json.load(open(meta_path))
+    json.dump(dict(meta, init_from=init_from), open(meta_path, "w"))
+    spec = verifiers.VerifierSpec("dpo", "dpo", recorded, opts)
+    assert verifiers.dpo_reference(spec) == init_from
+    np.testing.assert_allclose(verifiers.Verifier("dpo", recorded, **opts).score(
+        questions, solutions), expected, rtol=1e-6)
+  with pytest.raises(ValueError, match="records no init_from"):
+    verifiers.dpo_reference(verifiers.VerifierSpec("dpo", "dpo", policy, opts))
+
+
 def _rows(path):
   return sorted((json.dumps(r.to_dict(), sort_keys=True)
                  for r in candidates_lib.read_scores(path)))
@@ -367,7 +392,8 @@ def test_eval_configs_load():
   specs = {s.name: s for s in eval_config.verifier_specs(
       eval_config.load("configs/eval/math.py:root=/r"))}
   assert specs["genrm_cot"].checkpoint == "/r/math_cot/export"
-  assert specs["dpo"].options["reference_checkpoint"] == "/r/math_solve/export"
+  # DPO's reference: none named, the init_from its export records.
+  assert specs["dpo"].options["reference_checkpoint"] == ""
   assert specs["genrm_cot"].options["max_new_tokens"] == 1024
 
 
@@ -383,7 +409,7 @@ def test_missing_checkpoints_are_named_before_anything_is_scored(bundles, tmp_pa
   message = str(e.value)
   for spec in eval_config.verifier_specs(config)[1:]:
     assert f"{spec.name}: checkpoint {spec.checkpoint}" in message
-  assert "reference_checkpoint" in message and "only=" in message
+  assert "only=" in message
   assert config.verifiers[0]["name"] + ":" not in message.split("Train")[0]
   assert not os.path.exists(os.path.join(out, "scores"))
 

@@ -59,7 +59,7 @@ def test_scores_over_http_equal_the_verifier_in_memory(checkpoint):
     want = verifier.score(QUESTION, SOLUTIONS)
     # Stripped as the training stores are: a rollout's stray whitespace
     # scores as the bare solution.
-    assert list(verifier.score(QUESTION + "\n", [f" {s}\n" for s in SOLUTIONS])) == list(want)
+    assert list(verifier.score(QUESTION, [f" {s}\n" for s in SOLUTIONS])) == list(want)
     url, stop = _serve(verifier.verify, max_batch=64, max_wait_s=0.05)
     try:
       assert reward_client.score(QUESTION, SOLUTIONS, url=url) == list(want)

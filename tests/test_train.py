@@ -145,9 +145,12 @@ def test_export_then_init_from(tmp_path):
       loaded.params["embedder"])[0].shape[1]
   second = str(tmp_path / "second")
   tu.run(tu.tiny_config(total_steps=1, checkpoint_every=1, lr=0.0,
-                        init_from=exported), second)
+                        init_from=exported, export_params=True), second)
   _assert_same_trees(tu.restore_raw(first, 2)["params"]["model"],
                      tu.restore_raw(second, 1)["params"]["model"], rtol=0)
+  # The export records where training started (a DPO verifier's reference).
+  assert bundle.recorded_init_from(os.path.join(first, "export")) == ""
+  assert bundle.recorded_init_from(os.path.join(second, "export")) == exported
 
 
 def test_best_checkpoint_by_eval_metric(tmp_path):

@@ -37,10 +37,10 @@ def trained_verifiers(checkpoint, cot_max_new_tokens, with_dpo=True, with_bt=Fal
   if with_bt:  # its value head reads what disc's does (scored as disc)
     verifiers.append(dict(name='bt', kind='disc', checkpoint=checkpoint('bt'),
                           options={}))
-  if with_dpo:  # DPO's reference is the generator it started from
-    verifiers.append(dict(
-        name='dpo', kind='dpo', checkpoint=checkpoint('dpo'),
-        options=dict(reference_checkpoint=checkpoint('solve'), beta=0.1)))
+  if with_dpo:  # its reference: the model DPO started from, which its export
+    # records (its init_from); `reference_checkpoint` would name another
+    verifiers.append(dict(name='dpo', kind='dpo', checkpoint=checkpoint('dpo'),
+                          options=dict(beta=0.1)))
   return verifiers
 
 

@@ -12,7 +12,7 @@ OUT/candidates.jsonl from `$GENRM_DATA_DIR/genrm_critiques`. Pass
 Placeholder checkpoints: `ROOT/<run>/export`, the bundles `genrm_jax.train`
 writes for configs/gsm8k_<method>.py (ROOT defaults to `runs`): `gsm8k_genrm`,
 `gsm8k_cot` (the paper's headline GenRM-CoT, MajV@8 here; the paper goes to
-32), `gsm8k_disc`, `gsm8k_dpo` (reference `gsm8k_solve`), and an LLM-as-a-judge
+32), `gsm8k_disc`, `gsm8k_dpo` (reference: its recorded `init_from`), and an LLM-as-a-judge
 baseline from the un-fine-tuned model (`:base=DIR`, default
 `checkpoints/gemma2_9b` with its tokenizer.model in the directory: give the
 bundle, or a bare Kaggle checkpoint plus `preset`/`tokenizer` options). Select

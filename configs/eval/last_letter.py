@@ -9,8 +9,8 @@ r"""Best-of-N on last-letter concatenation (OOD test lengths), every verifier.
 Placeholder checkpoints: `ROOT/<run>/export`, the bundles `genrm_jax.train`
 writes for configs/last_letter_<method>.py (ROOT defaults to `runs`; override
 with `:root=DIR`): `last_letter_genrm`, `last_letter_cot`, `last_letter_disc`,
-`last_letter_dpo` (reference: `last_letter_solve`, the generator DPO started
-from). Drop verifiers you did not train with `:only=genrm+disc`.
+`last_letter_dpo` (its reference: the model DPO started from, its `init_from`,
+which its export records). Drop verifiers you did not train with `:only=genrm+disc`.
 """
 
 try:

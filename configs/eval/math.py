@@ -9,7 +9,7 @@ As configs/eval/math500_transfer.py (MATH's symbolic grader, votes grouped by
 equivalent answers, accuracy per level and subject), with the verifiers of
 the MATH runs: placeholders `ROOT/math_<method>/export` (ROOT defaulting to
 `runs`): `math_genrm`, `math_cot` (MajV@8, 1024-token rationales),
-`math_disc` and `math_dpo` (reference `math_solve`). `:candidates=C.jsonl`
+`math_disc` and `math_dpo` (reference: its recorded `init_from`). `:candidates=C.jsonl`
 for another store, `:only=genrm+genrm_cot` to select.
 """
 

@@ -9,8 +9,8 @@ r"""Best-of-N on word sorting (OOD test lengths), every verifier.
 Placeholder checkpoints: `ROOT/<run>/export`, the bundles `genrm_jax.train`
 writes for configs/word_sort_<method>.py (ROOT defaults to `runs`; override
 with `:root=DIR`): `word_sort_genrm`, `word_sort_cot`, `word_sort_disc`,
-`word_sort_dpo` (reference: `word_sort_solve`, the generator DPO started
-from). Drop verifiers you did not train with `:only=genrm+disc`.
+`word_sort_dpo` (its reference: the model DPO started from, its `init_from`,
+which its export records). Drop verifiers you did not train with `:only=genrm+disc`.
 """
 
 try:

@@ -73,8 +73,10 @@ def config_from_dict(fields: dict[str, Any]) -> gemma.TransformerConfig:
 
 def write_model_json(directory: str, config: gemma.TransformerConfig,
                      vocabulary: Optional[str],
-                     has_value_head: bool = False) -> str:
-  """Writes DIR/model.json (copying a tokenizer.model file into DIR)."""
+                     has_value_head: bool = False, init_from: str = "") -> str:
+  """Writes DIR/model.json (copying a tokenizer.model file into DIR).
+  `init_from`: the checkpoint training started from (a DPO verifier's
+  reference model), recorded as `init_from`."""
   epath.Path(directory).mkdir(parents=True, exist_ok=True)
   vocab = vocabulary or None
   if vocab is not None and vocab != "byte":
@@ -90,6 +92,8 @@ def write_model_json(directory: str, config: gemma.TransformerConfig,
                           config.tokenizer)
   meta = {"format": FORMAT, "config": config_to_dict(config),
           "vocabulary": vocab, "has_value_head": bool(has_value_head)}
+  if init_from:
+    meta["init_from"] = init_from
   path = os.path.join(directory, MODEL_JSON)
   paths.write_atomic(path, json.dumps(meta, indent=1))
   return path
@@ -142,6 +146,15 @@ def _resolve_vocab(directory: str, vocab: Optional[str]) -> Optional[str]:
       or paths.is_url(vocab)):
     return vocab
   return os.path.join(directory, vocab)
+
+
+def recorded_init_from(directory: str) -> str:
+  """The `init_from` a training export recorded in its model.json ('' if
+  none, or no model.json)."""
+  path = os.path.join(paths.absolute(directory), MODEL_JSON)
+  if not epath.Path(path).is_file():
+    return ""
+  return str(json.loads(epath.Path(path).read_text()).get("init_from") or "")
 
 
 def load_bundle(directory: str, mesh: jax.sharding.Mesh | None = None, *,
