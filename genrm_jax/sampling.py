@@ -211,17 +211,24 @@ def without_stop_string(text: str, stop_strings: Sequence[str]) -> str:
               text)
 
 
+def without_stop_string_tokens(decode, toks: Sequence[int], text: str,
+                               stop_strings: Sequence[str]) -> list[int]:
+  """The tokens that make `text` without the stop string it ends with (the
+  sampler keeps it). `decode`: the tokenizer's decode; `toks`, `text`: one
+  row of `SampleOutput`."""
+  kept = without_stop_string(text, stop_strings)
+  if len(kept) == len(text) or not toks:
+    return list(toks)
+  if not kept:
+    return []
+  return list(toks[:_shortest_covering_prefix(decode, toks, text, len(kept))])
+
+
 def kept_logprob(decode, toks, logprobs, text: str, stop_strings: Sequence[str]) -> float:
   """The summed log p of the tokens that make `text` without its stop string
   (what callers store; the stop string's own tokens excluded, as the stop
-  token's are). `decode`: the tokenizer's decode; `toks`, `logprobs`,
-  `text`: one row of `SampleOutput`."""
-  kept = without_stop_string(text, stop_strings)
-  if len(kept) == len(text) or not toks:
-    return float(sum(logprobs))
-  if not kept:
-    return 0.0
-  n = _shortest_covering_prefix(decode, toks, text, len(kept))
+  token's are)."""
+  n = len(without_stop_string_tokens(decode, toks, text, stop_strings))
   return float(sum(logprobs[:n]))
 
 

@@ -318,9 +318,14 @@ def cot_yes_probabilities(sampler: sampling.Sampler,
     if asked and readout_ids:
       log_yes[i], log_no[i] = out.readout_logprobs[i]
       continue
-    ids = ids + list(toks)
-    if not asked:  # never asked: ask it
-      ids += tokenizer.encode("\n") + question
+    if not asked:  # never asked: ask it, inside the model's turn (a chat
+      # template's end marker, kept by the sampler, goes first)
+      toks = sampling.without_stop_string_tokens(
+          tokenizer.decode, toks, text,
+          [s for s in params.stop_strings if s != prompts.VERIFY_QUESTION])
+      ids = ids + toks + tokenizer.encode("\n") + question
+    else:
+      ids = ids + list(toks)
     readouts.append(ids)
     rest.append(i)
   if rest:

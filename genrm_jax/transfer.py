@@ -71,7 +71,8 @@ def report(stores: Mapping[str, str], *, task: Optional[str] = None,
     table[name] = {metric: values[metric][rows] for metric in METRICS}
   names = list(stores)
   pairs = pairs if pairs is not None else [(b, names[0]) for b in names[1:]]
-  per = {f'{name}/{metric}': table[name][metric][:, None]
+  # Keyed by (model, metric): a model's name may hold any character ('runs/x').
+  per = {(name, metric): table[name][metric][:, None]
          for name in names for metric in METRICS}
   ci = best_of_n.bootstrap_ci(per, num_bootstrap, seed) if num_bootstrap else {}
   out = {'n_problems': len(order), 'n_samples': {name: loaded[name][2] for name in names},
@@ -79,13 +80,12 @@ def report(stores: Mapping[str, str], *, task: Optional[str] = None,
   for name in names:
     out['models'][name] = {
         metric: {'value': float(table[name][metric].mean()),
-                 'ci95': ([float(ci[f'{name}/{metric}'][0][0]),
-                           float(ci[f'{name}/{metric}'][1][0])] if ci else None)}
+                 'ci95': ([float(ci[(name, metric)][0][0]),
+                           float(ci[(name, metric)][1][0])] if ci else None)}
         for metric in METRICS}
-  diffs = best_of_n.paired_differences(per, [(f'{a}/{m}', f'{b}/{m}') for a, b in pairs
+  diffs = best_of_n.paired_differences(per, [((a, m), (b, m)) for a, b in pairs
                                              for m in METRICS], num_bootstrap, seed)
-  for (a, b), value in diffs.items():
-    (model_a, metric), model_b = a.split('/'), b.split('/')[0]
+  for ((model_a, metric), (model_b, _)), value in diffs.items():
     lo_hi = value['ci95']
     out['differences'].setdefault(f'{model_a} - {model_b}', {})[metric] = {
         'diff': float(value['diff'][0]),

@@ -177,3 +177,37 @@ def test_rows_of_different_prefixes_share_a_batch_and_do_not_depend_on_it(
   few = scoring.ContinuationScorer(config, params, batch_size=16,
                                    max_cached_prefixes=1)
   np.testing.assert_array_equal(few.score(ids, conts, shared), got)
+
+
+def test_a_judge_turn_that_ends_unasked_is_asked_inside_the_turn():
+  """An instruction-tuned judge (chat template) that closes its turn without
+  the verification question: the question is asked in its turn, before the
+  end marker the sampler kept, not after it."""
+  tok = tokenizer_lib.ByteTokenizer()
+  text = "Step 1 checks out.<end_of_turn>"
+
+  class Sampler:
+    def generate(self, cot_prompts, params, rng=None, readout_ids=(), batch_size=None):
+      del params, rng, readout_ids, batch_size
+      n = len(cot_prompts)
+      toks = tok.encode(text)
+      return sampling.SampleOutput(tokens=[toks] * n, logprobs=[[0.0] * len(toks)] * n,
+                                   sample_logprobs=[[0.0] * len(toks)] * n,
+                                   finished=[True] * n, texts=[text] * n)
+
+  seen = []
+
+  class Scorer:
+    def score(self, rows, continuations, prefixes=None):
+      del continuations, prefixes
+      seen.extend(tok.decode(r) for r in rows)
+      return np.full(len(rows), -1.0)
+
+  cot = prompts.as_chat(prompts.cot_verification_prompt("Q?", "A."), "gemma")
+  params = scoring.cot_stop_params(tok, max_new_tokens=8,
+                                   more_stop_strings=prompts.chat_stop_strings("gemma"))
+  p, rationales = scoring.cot_yes_probabilities(Sampler(), Scorer(), tok, [cot],
+                                                np.zeros((1, 2), np.uint32), params,
+                                                renormalize=True)
+  assert seen[-1].endswith("model\nStep 1 checks out.\n" + prompts.VERIFY_QUESTION)
+  assert p[0] == pytest.approx(0.5) and rationales == [text]

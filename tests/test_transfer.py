@@ -44,6 +44,9 @@ def test_report_by_hand(tmp_path):
   assert result['n_problems'] == 2 and result['n_samples'] == {'a': 4, 'b': 4}
   text = transfer.format_report(result)
   assert 'majority@4' in text and 'b - a: accuracy +37.5' in text
+  # Any model name: 'runs/b' is one name, not a model and a metric.
+  renamed = transfer.report({'a': a, 'runs/b': b}, num_bootstrap=200)
+  assert renamed['differences']['runs/b - a'] == result['differences']['b - a']
 
 
 def test_report_uses_the_problems_all_stores_share(tmp_path):
