@@ -194,7 +194,8 @@ def get_config(task: str, method: str, arg: str | None = None
   c.loss_chunk_size = 0
   # Cast the weights to the compute dtype once a step (a microbatch, with
   # grad accumulation), outside the layer scan, rather than at each use,
-  # forward and backward: the same values;
+  # forward and backward: the same values and gradients (the embedding table
+  # stays fp32, so its gradient sums in fp32: train._compute_params);
   # XLA's H100 program of the Gemma-2B step moves 6% fewer bytes for one
   # compute-dtype copy of the weights in memory (benchmarks/RESULTS.md).
   c.cast_params_once = True

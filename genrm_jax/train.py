@@ -273,11 +273,18 @@ def _compute_params(params, model, cast_params_once: bool):
   the compute dtype, cast here once per forward/backward pass (once a step;
   once a microbatch with grad accumulation), outside the layer scan, the
   gradient flowing back through the cast, instead of at each use, forward
-  and backward: the same values."""
+  and backward: the same values.
+
+  The embedding table stays as it is (fp32): gathered in bf16, its gradient
+  would be a bf16 scatter-add over every repeat of a token (BOS, template
+  tokens, " Yes": thousands a step), and its encode and decode gradients,
+  and the chunked loss's chunks, would be summed in bf16 too, all losing
+  most of their digits. Its casts stay at each use, as without this
+  option."""
   if not cast_params_once:
     return params
-  return dict(params, model=gemma.cast_for_compute(model.config,
-                                                   params["model"]))
+  return dict(params, model=gemma.cast_for_compute(
+      model.config, params["model"], keep=("input_embedding",)))
 
 
 def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,

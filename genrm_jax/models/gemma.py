@@ -1036,8 +1036,8 @@ def unstack_layers(params: dict[str, Any]) -> dict[str, Any]:
   return nested
 
 
-def cast_for_compute(config: TransformerConfig,
-                     params: dict[str, Any]) -> dict[str, Any]:
+def cast_for_compute(config: TransformerConfig, params: dict[str, Any],
+                     keep: Sequence[str] = ()) -> dict[str, Any]:
   """Every weight the model casts to the compute dtype at each use (einsum
   kernels, the embedding), cast once: the same values, so the same outputs
   bit for bit, but a bf16 decode step reads 2-byte weights instead of
@@ -1046,12 +1046,13 @@ def cast_for_compute(config: TransformerConfig,
   with the same shardings; params already in the compute dtype are kept.
   Samplers and scorers hold their weights so; the training step casts so
   (`cast_params_once`) outside the layer scan, once a step, the gradient
-  flowing back through the cast."""
+  flowing back through the cast. `keep`: parameter names left as they are
+  (training keeps `input_embedding`: see `train._compute_params`)."""
   dt = config.compute_dtype
 
   def cast(path, x):
     name = getattr(path[-1], "key", None)
-    if (name == "scale" or not jnp.issubdtype(x.dtype, jnp.floating)
+    if (name == "scale" or name in keep or not jnp.issubdtype(x.dtype, jnp.floating)
         or jnp.finfo(x.dtype).bits <= jnp.finfo(dt).bits):
       return x
     return x.astype(dt)
