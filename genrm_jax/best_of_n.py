@@ -456,11 +456,16 @@ def score_histogram(scores: Sequence[float], labels: Sequence[bool],
     return None
   low, high = ((0.0, 1.0) if scores.min() >= 0.0 and scores.max() <= 1.0 else
                (float(scores.min()), float(scores.max())))
-  if high <= low:
-    high = low + 1.0
-  edges = np.linspace(low, high, num_bins + 1)
-  bins = np.clip(((scores - low) / (high - low) * num_bins).astype(np.int64), 0, num_bins - 1)
-  mean = lambda values: float(values.mean()) if values.size else None
+  if high <= low:  # one value: a bin around it (of its own scale)
+    low, high = low - max(abs(low), 1.0) / 2, high + max(abs(high), 1.0) / 2
+  # Halves, so that a range as wide as float64's (scores of +-1e308) does
+  # not overflow to inf; edges as convex combinations of the ends likewise.
+  t = np.linspace(0.0, 1.0, num_bins + 1)
+  edges = low * (1.0 - t) + high * t
+  width = high / 2 - low / 2
+  bins = np.clip(((scores / 2 - low / 2) / width * num_bins).astype(np.int64), 0,
+                 num_bins - 1)
+  mean = lambda values: float(np.mean(values / 2) * 2) if values.size else None
   return {
       'edges': edges,
       'correct': np.bincount(bins[labels], minlength=num_bins),
@@ -612,7 +617,8 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
                    num_bootstrap: int = 1000, seed: int = 0,
                    majority_exact: Optional[bool] = None,
                    majority_samples: int = DEFAULT_MAJORITY_SAMPLES,
-                   weighted: bool = False, weighted_exact: Optional[bool] = None) -> dict:
+                   weighted: bool = False, weighted_exact: Optional[bool] = None,
+                   not_probabilities: Sequence[str] = ()) -> dict:
   """Best-of-n curves of every verifier, majority vote and pass@n, with CIs.
 
   Pools may differ in size: each problem's expectation uses its whole pool,
@@ -631,6 +637,8 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
       `weighted_vote_method(verifier)`, for verifiers whose scores are all
       non-negative; the others are listed in 'weighted_skipped'.
     weighted_exact: See `weighted_vote`'s `exact`.
+    not_probabilities: Verifiers whose scores are no probabilities even
+      where they fall in [0, 1] (ensembles' rank sums): no reliability/ECE.
 
   Returns:
     A dict: 'methods' (verifiers, their weighted votes, majority vote,
@@ -701,7 +709,8 @@ def evaluate_pools(pools: Sequence[Pool], verifiers: Sequence[str], n_max: int, 
     auc[name] = auroc(scores_all, correct_all)
     pair_acc[name] = pair_accuracy(pools, name)
     histograms[name] = score_histogram(scores_all, correct_all)
-    reliability[name] = reliability_bins(scores_all, correct_all)
+    reliability[name] = (None if name in not_probabilities else
+                         reliability_bins(scores_all, correct_all))
     ece[name] = None if reliability[name] is None else reliability[name]['ece']
     brier[name] = None if reliability[name] is None else reliability[name]['brier']
   return {

@@ -63,12 +63,18 @@ def load_runs(paths: Sequence[str]) -> list[dict]:
 
 def default_labels(paths: Sequence[str]) -> list[str]:
   """Each run's directory name, after the trailing names all runs share
-  (`runs/n500/eval`, `runs/n1000/eval` -> `n500`, `n1000`)."""
-  parts = [os.path.abspath(os.path.dirname(_results_path(p))).split(os.sep) for p in paths]
+  (`runs/n500/eval`, `runs/n1000/eval` -> `n500`, `n1000`); results files of
+  one directory by their names (`a.json`, `b.json` -> `a`, `b`)."""
+  files = [_results_path(p) for p in paths]
+  parts = [os.path.abspath(os.path.dirname(f)).split(os.sep) for f in files]
   while len(parts) > 1 and all(len(p) > 1 for p in parts) and len(
       {p[-1] for p in parts}) == 1:
     parts = [p[:-1] for p in parts]
-  return [p[-1] for p in parts]
+  labels = [p[-1] for p in parts]
+  if len(set(labels)) < len(labels) or not all(labels):
+    names = [os.path.splitext(os.path.basename(f))[0] for f in files]
+    labels = names if len(set(names)) == len(names) else [os.path.abspath(f) for f in files]
+  return labels
 
 
 def _as_number(label: str) -> Optional[float]:
@@ -121,26 +127,36 @@ def format_table(table: dict) -> str:
                     *text_table.lines(header, rows)])
 
 
+def plot_positions(labels: Sequence[str]) -> tuple[list[float], list[int], bool]:
+  """(x of each run, the order its line visits the runs, numeric?): positive
+  numeric labels sit at their values (log axis), visited in increasing
+  order (the table keeps the runs' order); others at 0, 1, ... as given."""
+  numbers = [_as_number(label) for label in labels]
+  if all(v is not None and v > 0 for v in numbers):
+    return numbers, sorted(range(len(numbers)), key=lambda j: numbers[j]), True
+  return [float(j) for j in range(len(labels))], list(range(len(labels))), False
+
+
 def _plot(path: str, table: dict, x_label: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   labels = [run['label'] for run in table['runs']]
-  numbers = [_as_number(label) for label in labels]
-  numeric = all(v is not None and v > 0 for v in numbers)
-  x = numbers if numeric else list(range(len(labels)))
+  x, order, numeric = plot_positions(labels)
   fig, ax = plt.subplots(figsize=(7, 4.5))
   styles = {'pass_at_n': dict(color='0.35', linestyle='--'),
             'majority_vote': dict(color='black')}
   count = len(table['accuracy'])
   for i, (method, values) in enumerate(table['accuracy'].items()):
+    values = [values[j] for j in order]
+    cis = [table['ci95'][method][j] for j in order]
     acc = [v * 100 for v in values]
     # Methods side by side around each run, so that intervals do not hide
     # each other.
     shift = (i - (count - 1) / 2) * 0.04
-    xs = [v * 2**shift for v in x] if numeric else [v + shift for v in x]
-    err = [[(v - ci[0]) * 100 if ci else 0 for v, ci in zip(values, table['ci95'][method])],
-           [(ci[1] - v) * 100 if ci else 0 for v, ci in zip(values, table['ci95'][method])]]
+    xs = [x[j] * 2**shift if numeric else x[j] + shift for j in order]
+    err = [[(v - ci[0]) * 100 if ci else 0 for v, ci in zip(values, cis)],
+           [(ci[1] - v) * 100 if ci else 0 for v, ci in zip(values, cis)]]
     ax.errorbar(xs, acc, yerr=err, marker='o', markersize=4, capsize=3, label=method,
                 **styles.get(method, {}))
   if numeric:

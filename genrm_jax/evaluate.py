@@ -886,7 +886,8 @@ def run(candidates_path: str, score_paths: Sequence[str], out_dir: str, *,
                      'already have scores under those names: rename them, or leave out '
                      '--weighted_vote')
   stats = best_of_n.evaluate_pools(pools, verifiers, n_max, num_bootstrap=num_bootstrap,
-                                   seed=seed, weighted=weighted_vote)
+                                   seed=seed, weighted=weighted_vote,
+                                   not_probabilities=tuple(ensembles or ()))
   args = {'candidates': candidates_path, 'scores': list(score_paths), 'n_max': n_max,
           'bootstrap': num_bootstrap, 'seed': seed, 'allow_missing': allow_missing,
           'task': task, 'ensembles': dict(ensembles or {}),

@@ -59,7 +59,9 @@ def _label(value: Any) -> bool:
 
 
 def _problem_id(question: str) -> str:
-  return "q" + hashlib.sha256(question.encode("utf-8")).hexdigest()[:12]
+  # Whitespace collapsed: "What is 2+2?" and "What is 2+2?\n" are one problem.
+  text = " ".join(question.split())
+  return "q" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: Optional[str] = None,
@@ -83,6 +85,7 @@ def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: Option
   if task is not None and task not in grading.TASKS:
     raise ValueError(f"--task={task!r}: graders exist for {', '.join(grading.TASKS)}.")
   next_id: dict[str, int] = {}
+  questions: dict[str, str] = {}  # problem id -> its question (collapsed)
   for line, row in rows:
     where = f"{source}:{line}"
     if not isinstance(row, dict):
@@ -100,6 +103,8 @@ def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: Option
     else:
       texts = field(solution, "solution")
       texts = texts if isinstance(texts, list) else [texts]
+      if not texts:
+        raise ValueError(f"{where}: no solutions ({solution!r} is an empty list)")
 
     def per_solution(key, kind):
       values = field(key, kind)
@@ -115,10 +120,23 @@ def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: Option
     if not isinstance(q, str) or not all(isinstance(t, str) for t in texts):
       raise ValueError(f"{where}: the question and solutions must be strings")
     raw_reference = field(reference, "reference") if reference else None
+    if labels is None and (raw_reference is None or not str(raw_reference).strip()):
+      raise ValueError(f"{where}: reference {reference!r} is empty: --task grades "
+                       "against it (give it, or labels with --correct=KEY)")
     ref = str(raw_reference) if raw_reference is not None else ""
     if task and raw_reference is not None:
       ref = grading.extract_reference(task, ref) or ref
-    pid = str(field(problem_id, "problem id")) if problem_id else _problem_id(q)
+    if problem_id:
+      raw_id = field(problem_id, "problem id")
+      if raw_id is None or not str(raw_id).strip():
+        raise ValueError(f"{where}: problem id {problem_id!r} is empty")
+      pid = str(raw_id)
+    else:
+      pid = _problem_id(q)
+    collapsed = " ".join(q.split())
+    if questions.setdefault(pid, collapsed) != collapsed:
+      raise ValueError(f"{where}: problem id {pid!r} came with another question before "
+                       f"({questions[pid][:60]!r}); one id, one question")
     for i, text in enumerate(texts):
       if answers is not None:
         final = None if answers[i] is None else str(answers[i])

@@ -314,6 +314,8 @@ def test_cli_ensemble(tmp_path):
   # Not in the compute-matched table: an ensemble costs its members together.
   assert 'both' not in results['compute_matched']['points']
   assert 'members' in results['compute_matched_skipped']['both']
+  # Rank sums are no probabilities, even where they fall in [0, 1].
+  assert 'both' in results['reliability_skipped'] and results['ece']['both'] is None
   assert evaluate.parse_ensembles(['a+b', 'x=a+b+c']) == {'a+b': ['a', 'b'], 'x': ['a', 'b', 'c']}
   with pytest.raises(evaluate.InputError, match='two verifiers or more'):
     evaluate.parse_ensembles(['x=a'])
@@ -338,6 +340,10 @@ def test_score_histogram():
   # All equal outside [0, 1]: one bin's worth of width, nothing lost.
   assert best_of_n.score_histogram([5.0, 5.0], [1, 0], num_bins=3)['correct'].sum() == 1
   assert best_of_n.score_histogram([], []) is None
+  # A range as wide as float64's: finite edges, every score in a bin.
+  hist = best_of_n.score_histogram([-1e308, 0.0, 1e308], [0, 1, 1], num_bins=4)
+  assert np.all(np.isfinite(hist['edges'])) and hist['edges'][[0, -1]].tolist() == [-1e308, 1e308]
+  assert list(hist['incorrect']) == [1, 0, 0, 0] and list(hist['correct']) == [0, 0, 1, 1]
 
 
 def test_reliability_bins_hand_made():

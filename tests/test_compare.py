@@ -66,6 +66,18 @@ def test_compare_reads_each_runs_curve_at_n(tmp_path, capsys):
   assert [r['label'] for r in only['runs']] == ['r0.0', 'r0.3', 'r0.6']
 
 
+def test_default_labels_and_plot_order(tmp_path):
+  # Results files of one directory: their names, not '' for every run.
+  assert compare.default_labels([str(tmp_path / 'same' / 'a.json'),
+                                 str(tmp_path / 'same' / 'b.json')]) == ['a', 'b']
+  assert compare.default_labels([str(tmp_path / 'x' / 'r.json'),
+                                 str(tmp_path / 'y' / 'r.json')]) == ['x', 'y']
+  # Numeric labels: the line visits them in increasing order on a log axis.
+  assert compare.plot_positions(['500', '2000', '1000']) == (
+      [500.0, 2000.0, 1000.0], [0, 2, 1], True)
+  assert compare.plot_positions(['b', 'a']) == ([0.0, 1.0], [0, 1], False)
+
+
 def test_errors_say_what_is_wrong(tmp_path):
   run = _evaluation(str(tmp_path / 'a'), 0.5)
   out = str(tmp_path / 'out')

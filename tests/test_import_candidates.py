@@ -29,6 +29,11 @@ def test_graded_with_the_task_grader_from_lists_of_samples():
       ("Q1", 2, "42", True)]
   assert got[0].problem_id == got[3].problem_id != got[2].problem_id
   assert got[0].reference == "42" and got[0].task == "gsm8k"
+  # A question differing only in whitespace is the same problem.
+  again = list(ic.convert(_rows({"prompt": "Q1\n", "responses": ["x"], "gold": "#### 42"}),
+                          question="prompt", solution="responses", reference="gold",
+                          task="gsm8k"))
+  assert again[0].problem_id == got[0].problem_id
 
 
 def test_given_labels_answers_and_ids():
@@ -73,6 +78,16 @@ def test_preference_pairs():
     (_rows({"q": "Q", "s": "a", "r": "1"}), dict(task="gsm9k", reference="r"),
      r"--task='gsm9k': graders exist for"),
     (_rows(["not", "an", "object"]), dict(correct="ok"), r"in.jsonl:1: a line must be a JSON object"),
+    # Would have graded every solution wrong against '', dropped a problem,
+    # or merged questions under the id "None".
+    (_rows({"q": "Q", "s": "a", "r": None}), dict(task="gsm8k", reference="r"),
+     r"in.jsonl:1: reference 'r' is empty"),
+    (_rows({"q": "Q", "s": [], "ok": []}), dict(correct="ok"),
+     r"in.jsonl:1: no solutions \('s' is an empty list\)"),
+    (_rows({"q": "Q", "s": "a", "ok": 1, "id": None}), dict(correct="ok", problem_id="id"),
+     r"in.jsonl:1: problem id 'id' is empty"),
+    (_rows({"q": "A?", "s": "a", "ok": 1, "id": 3}, {"q": "B?", "s": "b", "ok": 1, "id": 3}),
+     dict(correct="ok", problem_id="id"), r"in.jsonl:2: problem id '3' came with another question"),
 ])
 def test_errors_name_the_line_and_the_fix(rows, kwargs, message):
   with pytest.raises(ValueError, match=message):
