@@ -37,7 +37,8 @@ def data_path(*parts: str, data_dir: Optional[str] = None) -> str:
   """
   path = os.path.join(resolve_data_dir(data_dir), *parts)
   if not os.path.exists(path):
-    if data_dir:
+    # (Callers may pass the resolved default on: that is no override.)
+    if data_dir and os.path.abspath(data_dir) != os.path.abspath(resolve_data_dir(None)):
       where = f'data_dir={data_dir}'
     elif os.environ.get(DATA_DIR_ENV):
       where = f'{DATA_DIR_ENV}={os.environ[DATA_DIR_ENV]}'

@@ -221,11 +221,21 @@ fetch "$(github_raw iamhankai/Forest-of-Thought "$MATH500_COMMIT" datasets/math5
   math/math500/test.jsonl
 
 # --- genrm-critiques (the paper's released GSM8K verification data) ----------
-if [ ! -d "$data/genrm_critiques/.git" ]; then
+# Present when every file the checksums list is (a clone, or a copy of the
+# shared data, which has no .git); a partial clone left by a failed run goes.
+critiques_present=1
+while read -r _ rel; do
+  [[ "$rel" == genrm_critiques/* ]] || continue
+  [ -s "$data/$rel" ] || critiques_present=0
+done < <(grep . <<<"$SHA256")
+if [ "$critiques_present" = 0 ]; then
+  [ -e "$data/genrm_critiques" ] &&
+    die "$data/genrm_critiques is incomplete: delete it and rerun"
   echo "[data] genrm_critiques <- git clone genrm-star/genrm-critiques (about 260 MB)" >&2
+  run rm -rf "$data/genrm_critiques.part"
   run git clone https://github.com/genrm-star/genrm-critiques "$data/genrm_critiques.part"
   run git -C "$data/genrm_critiques.part" checkout -q "$CRITIQUES_COMMIT"
-  run mv "$data/genrm_critiques.part" "$data/genrm_critiques"
+  run mv -T "$data/genrm_critiques.part" "$data/genrm_critiques"
 fi
 while read -r _ rel; do
   [[ "$rel" == genrm_critiques/* ]] || continue

@@ -72,7 +72,15 @@ def _read_jsonl(path: str) -> Iterator[tuple[int, dict]]:
         raise ValueError(f'{path}:{index + 1}: invalid JSON ({e.msg})') from None
 
 
+def _require_example(example, fields: Sequence[str], path: str, index: int) -> None:
+  """The same check for the examples of a JSON file (Kojima's, BBH's)."""
+  if not isinstance(example, dict) or not all(isinstance(example.get(f), str) for f in fields):
+    raise ValueError(f'{path}: example {index} needs string field(s) {", ".join(fields)}')
+
+
 def _require(row: dict, fields: Sequence[str], path: str, index: int) -> None:
+  if not isinstance(row, dict):
+    raise ValueError(f'{path}:{index + 1}: expected a JSON object, got {type(row).__name__}')
   missing = [f for f in fields if not isinstance(row.get(f), str)]
   if missing:
     raise ValueError(f'{path}:{index + 1}: missing or non-string field(s) {", ".join(missing)}')
@@ -207,8 +215,13 @@ def last_letter_problems(split: str, *, seed: int = 0,
       examples = json.load(f)['examples']
     problems = []
     for index, example in enumerate(examples):
+      _require_example(example, ('question', 'answer'), path, index)
       # 15 examples have a two-word name ("Jose Antonio"); the answer says which.
-      words = rationales.question_words('last_letter', example['question'], example['answer'])
+      try:
+        words = rationales.question_words('last_letter', example['question'],
+                                          example['answer'])
+      except ValueError as e:
+        raise ValueError(f'{path}: example {index}: {e}') from None
       problems.append({
           'problem_id': f'last_letter/kojima/{index}', 'task': 'last_letter', 'split': split,
           'question': example['question'], 'reference': example['answer'],
@@ -244,7 +257,8 @@ def _bbh_examples(root: str) -> tuple[dict, ...]:
   with open(path, encoding='utf-8') as f:
     examples = json.load(f)['examples']
   for index, example in enumerate(examples):
-    if not example.get('input', '').startswith(_BBH_PREFIX):
+    _require_example(example, ('input', 'target'), path, index)
+    if not example['input'].startswith(_BBH_PREFIX):
       raise ValueError(f'{path}: example {index} does not start with {_BBH_PREFIX!r}')
   return tuple(examples)
 

@@ -161,3 +161,17 @@ def test_train_length_weights_and_config_options(data_dir):
     sources.problem_options('last_letter', {'train_length': (2,)})
   with pytest.raises(ValueError, match='only applies to the generated tasks'):
     sources.problem_options('gsm8k', {'train_size': 5})
+
+
+def test_malformed_rows_name_the_file(tmp_path):
+  """A row that is not an object, or an example missing a field, says where."""
+  (tmp_path / 'gsm8k').mkdir()
+  (tmp_path / 'gsm8k' / 'test.jsonl').write_text('["not", "a", "row"]\n')
+  with pytest.raises(ValueError, match=r'test.jsonl:1: expected a JSON object, got list'):
+    sources.get_problems('gsm8k', 'test', data_dir=str(tmp_path))
+  (tmp_path / 'bbh').mkdir()
+  (tmp_path / 'bbh' / 'word_sorting.json').write_text(
+      '{"examples": [{"input": "Sort the following words alphabetically: List: b a"}]}')
+  with pytest.raises(ValueError, match=r'word_sorting.json: example 0 needs string field\(s\) '
+                     r'input, target'):
+    sources.get_problems('word_sort', 'bbh', data_dir=str(tmp_path))
