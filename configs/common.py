@@ -196,7 +196,7 @@ def get_config(task: str, method: str, arg: str | None = None
   # grad accumulation), outside the layer scan, rather than at each use,
   # forward and backward: the same values and gradients (the embedding table
   # stays fp32, so its gradient sums in fp32: train._compute_params);
-  # XLA's H100 program of the Gemma-2B step moves 6% fewer bytes for one
+  # XLA's H100 program of the Gemma-2B step moves 4% fewer bytes for one
   # compute-dtype copy of the weights in memory (benchmarks/RESULTS.md).
   c.cast_params_once = True
   c.dpo = mlc.ConfigDict()
