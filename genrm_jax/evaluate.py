@@ -449,6 +449,7 @@ def _histogram_json(histogram: dict) -> dict:
 
 
 BREAKDOWN_FIELDS = ('level', 'subject')
+UNKNOWN = 'unknown'
 
 
 def _candidates_by_problem(candidates_path: str) -> dict[str, list[candidates_lib.Candidate]]:
@@ -461,7 +462,9 @@ def _candidates_by_problem(candidates_path: str) -> dict[str, list[candidates_li
 
 def _breakdown(by_problem: dict, pools, per_problem: dict) -> dict:
   """Accuracy per value of the candidates' `level` / `subject` fields (e.g.
-  MATH): `breakdown[field][value]` = {n_problems, curves[method][str(n)]}."""
+  MATH): `breakdown[field][value]` = {n_problems, curves[method][str(n)]};
+  problems without the field form the group 'unknown' (MATH has 'Level ?'
+  rows), so each field's groups add up to every problem."""
   meta: dict[str, dict] = {}
   for cand in (c for cands in by_problem.values() for c in cands):
     for field in BREAKDOWN_FIELDS:
@@ -474,9 +477,8 @@ def _breakdown(by_problem: dict, pools, per_problem: dict) -> dict:
     groups: dict[str, list[int]] = {}
     for i, pool in enumerate(pools):
       value = meta.get(pool.problem_id, {}).get(field)
-      if value is not None:
-        groups.setdefault(value, []).append(i)
-    if groups:
+      groups.setdefault(UNKNOWN if value is None else value, []).append(i)
+    if set(groups) != {UNKNOWN}:
       out[field] = {value: {'n_problems': len(rows), 'curves': {
           method: _by_n(float(v) for v in values[rows].mean(axis=0))
           for method, values in per_problem.items()}}

@@ -416,13 +416,14 @@ def test_missing_checkpoints_are_named_before_anything_is_scored(bundles, tmp_pa
 
 def test_breakdown_per_level_and_subject(tmp_path):
   cands, scores = [], []
-  for p, (level, subject) in enumerate([(1, "Algebra"), (1, "Geometry"), (5, "Algebra")]):
+  rows = [(1, "Algebra"), (1, "Geometry"), (5, "Algebra"), (None, "Geometry")]
+  for p, (level, subject) in enumerate(rows):
     for i in range(2):
       correct = i == p % 2
       cands.append(candidates_lib.Candidate(
           problem_id=f"m{p}", candidate_id=i, question="q", solution="s", answer=str(i),
           reference="0", correct=correct, task="math",
-          extra={"level": level, "subject": subject}))
+          extra={"subject": subject, **({"level": level} if level else {})}))
       scores.append(candidates_lib.VerifierScore(f"m{p}", i, "v", float(correct)))
   candidates_lib.write_candidates(str(tmp_path / "c.jsonl"), cands)
   candidates_lib.write_scores(str(tmp_path / "s.jsonl"), scores)
@@ -433,6 +434,9 @@ def test_breakdown_per_level_and_subject(tmp_path):
   assert level["1"]["curves"]["v"]["2"] == 1.0
   assert level["5"]["curves"]["pass_at_n"]["1"] == 0.5
   assert set(results["breakdown"]["subject"]) == {"Algebra", "Geometry"}
+  # MATH's 'Level ?' rows: a group of their own, so the groups add up.
+  assert level["unknown"]["n_problems"] == 1
+  assert sum(g["n_problems"] for g in level.values()) == results["n_problems"] == 4
 
 
 def test_cot_verdict_read_off_the_sampler_equals_a_second_pass(tmp_path):
