@@ -512,8 +512,12 @@ def selections(by_problem: dict, pools, verifiers: Sequence[str],
       most = max(len(members) for members in votes.values())
       winners = [members for members in votes.values() if len(members) == most]
       first = winners[0][0]  # dicts keep first-appearance order
+      # `correct`: the shown candidate's label; `frac_correct`: its answer
+      # group's (a merged class, 0.5 and \frac12, may hold both labels:
+      # the curve counts the fraction).
       row['majority_vote'] = {'answer': cands[first].answer, 'votes': most,
-                              'tied': len(winners), 'correct': bool(pool.correct[first])}
+                              'tied': len(winners), 'correct': bool(pool.correct[first]),
+                              'frac_correct': float(pool.correct[winners[0]].mean())}
     else:
       row['majority_vote'] = None
     row['picks'] = {}

@@ -577,6 +577,8 @@ def test_selections_are_each_methods_pick_from_the_whole_pool(tmp_path):
     vote = row['majority_vote']
     assert vote['votes'] == most and vote['tied'] == list(counts.values()).count(most)
     assert vote['answer'] == next(a for a in answers if counts[a] == most)
+    group = [c['correct'] for c in pool if c['answer'] == vote['answer']]
+    assert vote['frac_correct'] == pytest.approx(np.mean(group))
   n = str(results['n_max'])
   assert all(r['n'] == int(n) for r in rows)  # equal pools: n = N is the whole pool
   for name in ('genrm_cot', 'disc'):
@@ -786,6 +788,16 @@ def test_math_votes_group_equivalent_answers(tmp_path):
   assert by_string['merged_answer_keys'] == 0
   with pytest.raises(evaluate.InputError, match='vote_by'):
     evaluate.run(str(path), [], str(tmp_path / 'c'), vote_by='exact')
+  # A merged class holding both labels: selections.jsonl shows the first
+  # member's label and the class's fraction, which the curve counts.
+  mixed = _write_rows(tmp_path / 'mixed.jsonl', [
+      dict(problem_id='p', candidate_id=c, question='Q?', solution='...', answer=a,
+           reference='\\frac12', correct=ok, task='math')
+      for c, (a, ok) in enumerate([('0.5', True), ('\\frac{1}{2}', False), ('3', False)])])
+  results = evaluate.run(mixed, [], str(tmp_path / 'd'), num_bootstrap=0, verbose=False)
+  assert results['curves']['majority_vote']['3'] == 0.5
+  vote = json.loads((tmp_path / 'd' / 'selections.jsonl').read_text())['majority_vote']
+  assert vote['correct'] is True and vote['frac_correct'] == 0.5 and vote['votes'] == 2
 
 
 # -----------------------------------------------------------------------------
