@@ -7,15 +7,18 @@
 # Profiles (where the time goes) come last, in their own runs, so writing a
 # trace can never cost a measurement.
 #
-#   bash benchmarks/gpu_suite.sh                 # train, infer, then profile
-#   bash benchmarks/gpu_suite.sh --part=train    # train step only (~6-9 min: the
-#                                                # unrolled and LoRA rows last,
-#                                                # under 10)
-#   bash benchmarks/gpu_suite.sh --part=infer    # sampling + scoring (~8 min)
+#   bash benchmarks/gpu_suite.sh --part=train    # train step only (limits add
+#                                                # up to 9 min: one call)
+#   bash benchmarks/gpu_suite.sh --part=infer    # sampling + scoring (limits:
+#                                                # 8.5 min)
 #   bash benchmarks/gpu_suite.sh --part=profile  # top device ops of ours and
 #                                                # official's train step and of
 #                                                # our sampler at batch 64
-#                                                # (traces under $OUT/traces)
+#                                                # (traces in /tmp/genrm_traces;
+#                                                # the summaries are in the rows)
+#   bash benchmarks/gpu_suite.sh --part=all      # all three (no 10-minute cap)
+# A --part is required on a GPU: one part a call fits the lent machines'
+# 600 s limit, all three do not.
 #   bash benchmarks/gpu_suite.sh --tiny          # the same on a CPU, tiny model
 #   bash benchmarks/gpu_suite.sh --dry_run       # print the commands
 #
@@ -23,7 +26,7 @@
 # device notes) are installed into /tmp/site first when present.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-part=all tiny="" dry="" python="${PYTHON:-python3}"
+part="" tiny="" dry="" python="${PYTHON:-python3}"
 for arg in "$@"; do
   case "$arg" in
     --part=*) part="${arg#*=}" ;;
@@ -34,6 +37,8 @@ for arg in "$@"; do
     *) echo "gpu_suite.sh: unknown flag $arg (see --help)" >&2; exit 2 ;;
   esac
 done
+[ -n "$part" ] || { [ -n "$tiny$dry" ] && part=all; } ||
+  { echo "gpu_suite.sh: give --part=train, infer or profile (one a call: each fits 600 s; --part=all runs the three)" >&2; exit 2; }
 case "$part" in all|train|infer|profile) ;; *) echo "--part=$part: expected all, train, infer or profile" >&2; exit 2 ;; esac
 out="${OUT:-$repo/gpu_suite_out}"
 cd "$repo"
@@ -66,31 +71,31 @@ if [ "$part" = all ] || [ "$part" = train ]; then
   # ours_speedup against the first row).
   # (--tiny, on a CPU: 'xla', the fused call's portable twin.)
   fused=cudnn; [ -n "$tiny" ] && fused=xla
-  run 330 -m benchmarks.train_step --impls=ours,official,hf --attention="einsum,$fused" \
-    --loss_chunk=0 --steps=5 --timeout=150
+  run 300 -m benchmarks.train_step --impls=ours,official,hf --attention="einsum,$fused" \
+    --loss_chunk=0 --steps=5 --timeout=140
   # The layers unrolled (no loop): by XLA's H100 program the scanned step
   # moves 17% more bytes (benchmarks/RESULTS.md); untimed so far.
-  run 170 -m benchmarks.train_step --impls=ours --attention="$fused" --scan_unroll=all \
-    --loss_chunk=0 --steps=5 --timeout=160
+  run 150 -m benchmarks.train_step --impls=ours --attention="$fused" --scan_unroll=all \
+    --loss_chunk=0 --steps=5 --timeout=140
   # LoRA (rank 16, bf16 base): the one-GPU recipe's step; only a cost-model
   # row so far (train_step_cost --variants=ours_lora).
   run 90 -m benchmarks.train_step --impls=ours --attention="$fused" --lora_rank=16 \
     --loss_chunk=0 --steps=5 --timeout=85
 fi
 if [ "$part" = all ] || [ "$part" = infer ]; then
-  run 200 -m benchmarks.sampling --impls=ours,ours_scan,hf --batches=16,64 --timeout=90
-  run 120 -m benchmarks.scoring --modes=direct --timeout=110
+  run 180 -m benchmarks.sampling --impls=ours,ours_scan,hf --batches=16,64 --timeout=85
+  run 100 -m benchmarks.scoring --modes=direct --timeout=95
   # GenRM-CoT at K=8, rationales of GSM8K's lengths: one sampler batch per
   # call against continuous batching; then p(Yes) by a second pass instead
   # of off the sampler's step.
-  run 150 -m benchmarks.scoring --modes=cot --cot_readout=fused \
-    --cot_batching=static,continuous --timeout=140
-  run 100 -m benchmarks.scoring --modes=cot --cot_readout=pass \
-    --cot_batching=continuous --timeout=90
+  run 140 -m benchmarks.scoring --modes=cot --cot_readout=fused \
+    --cot_batching=static,continuous --timeout=130
+  run 90 -m benchmarks.scoring --modes=cot --cot_readout=pass \
+    --cot_batching=continuous --timeout=85
 fi
 if [ "$part" = all ] || [ "$part" = profile ]; then
   run 260 -m benchmarks.train_step --impls=ours,official --steps=2 --timeout=120 \
-    --profile_dir="$out/traces"
+    --profile_dir=/tmp/genrm_traces
   run 100 -m benchmarks.sampling --impls=ours --batches=64 --timeout=90 \
-    --profile_dir="$out/traces"
+    --profile_dir=/tmp/genrm_traces
 fi

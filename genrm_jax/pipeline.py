@@ -34,6 +34,7 @@ import json
 import logging as std_logging
 import os
 import sys
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -486,6 +487,11 @@ def group_wandb_runs(config, workdir: str) -> None:
     config.train.wandb.group = os.path.basename(os.path.abspath(workdir))
 
 
+# How often pipeline.json is rewritten while a stage runs (a stage killed
+# at a call's time limit has its time up to the last beat).
+HEARTBEAT_S = 10.0
+
+
 def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -> dict[str, Any]:
   """Runs (or resumes) every stage; returns the evaluation results."""
   workdir = os.path.abspath(workdir)
@@ -493,10 +499,11 @@ def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -
   group_wandb_runs(config, workdir)
   timings: dict[str, float] = {}
   start = time.time()
-  # pipeline.json is rewritten after every stage: `timings_s` this
-  # invocation's, `timings_s_all_invocations` summed over every invocation
-  # (a resumed run's skipped stages take seconds; a killed one's finished
-  # stages still count).
+  # pipeline.json is rewritten after every stage, and every
+  # HEARTBEAT_S within one: `timings_s` this invocation's,
+  # `timings_s_all_invocations` summed over every invocation (a resumed
+  # run's skipped stages take seconds; a killed one's stages count up to
+  # its last heartbeat, the stage it was killed in too).
   timings_path = os.path.join(workdir, 'pipeline.json')
   earlier: dict[str, float] = {}
   if os.path.exists(timings_path):
@@ -515,7 +522,20 @@ def run(config, workdir: str, log: Log = functools.partial(print, flush=True)) -
 
   def timed(name, fn, *args):
     t = time.time()
-    result = fn(*args)
+    done = threading.Event()
+
+    def heartbeat():
+      while not done.wait(HEARTBEAT_S):
+        timings[name] = round(time.time() - t, 1)
+        save_timings()
+
+    beat = threading.Thread(target=heartbeat, daemon=True)
+    beat.start()
+    try:
+      result = fn(*args)
+    finally:
+      done.set()
+      beat.join()
     timings[name] = round(time.time() - t, 1)
     save_timings()
     log(f'[{name}: {timings[name]:.0f}s; {time.time() - start:.0f}s since the start]')

@@ -20,7 +20,10 @@
 #   folders travel), and prints the transfers: carry DIR/tK and run
 #   something short, then the last one runs the job. Folders carried by
 #   earlier calls stay on the machine while it is held (send them back to
-#   back: an idle machine is given back within a minute).
+#   back, without reading each reply first: an idle machine is given back
+#   after 30 s). The last command ends by packing the results into one
+#   archive, $OUT/results.tgz (what comes back from $OUT is at most 8 files;
+#   the evaluation alone writes 8).
 # run (there)
 #   installs every DIR/t*/wheels/*.whl into $GENRM_OFFLINE_SITE (default
 #   /tmp/genrm_site; once: a marker skips it on later calls), links
@@ -126,7 +129,7 @@ EOF
       printf ', command: ls %s\n' "$dir"
     else
       printf ' and %s/transfers, command:\n' "$dir"
-      printf '     set -o pipefail; PYTHONUNBUFFERED=1 bash launch/offline_bundle.sh run --dir=%s -- bash launch/paper_270m.sh --task=%s --python=python3 2>&1 | tee $OUT/log.txt; cp results/paper_270m/%s/* $OUT/\n' "$dir" "$task" "$task"
+      printf '     set -o pipefail; PYTHONUNBUFFERED=1 bash launch/offline_bundle.sh run --dir=%s -- bash launch/paper_270m.sh --task=%s --python=python3 2>&1 | tee $OUT/log.txt; tar czf $OUT/results.tgz -C results/paper_270m %s\n' "$dir" "$task" "$task"
     fi
   done
   echo "  A job stopped at a call's time limit resumes when the last command is sent again."
@@ -142,7 +145,9 @@ run_there() {
   [ ${#missing[@]} -eq 0 ] || die "not on this machine: ${missing[*]} (carry each in a call of its own, back to back, while the machine is held)"
   local site="${GENRM_OFFLINE_SITE:-/tmp/genrm_site}"
   if [ ! -f "$site/.genrm_installed" ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    # --upgrade: an install a call's limit cut short leaves packages half
+    # written, which pip --target would otherwise skip as present.
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target "$site" "$dir"/t*/wheels/*.whl
     touch "$site/.genrm_installed"
   fi

@@ -327,6 +327,16 @@ def test_gpu_suite_dry_run_lists_each_benchmark():
   proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--part=x"],
                         cwd=root, capture_output=True, text=True, timeout=60)
   assert proc.returncode == 2 and "expected all, train, infer or profile" in proc.stderr
+  # On a GPU a part a call: all three do not fit a lent machine's 600 s.
+  proc = subprocess.run(["bash", "benchmarks/gpu_suite.sh"], cwd=root, capture_output=True,
+                        text=True, timeout=60)
+  assert proc.returncode == 2 and "give --part=train, infer or profile" in proc.stderr
+  limits = lambda part: sum(int(l.split()[2]) for l in subprocess.run(
+      ["bash", "benchmarks/gpu_suite.sh", "--dry_run", f"--part={part}"], cwd=root,
+      capture_output=True, text=True, timeout=60).stdout.splitlines()
+      if l.startswith("+ timeout"))
+  assert limits("train") <= 540 and limits("infer") <= 540
+  assert all("/tmp/genrm_traces" in l for l in lines if "--profile_dir" in l)
 
 
 def test_trace_summary_ranks_self_time_and_busy_span(tmp_path):

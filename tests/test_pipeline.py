@@ -323,3 +323,45 @@ def test_a_run_that_stops_early_stops_the_pipeline(tmp_path, monkeypatch):
   monkeypatch.setattr(train, "train_and_evaluate", lambda c, d: {})
   with pytest.raises(RuntimeError, match="stopped before its last step .* rerun the pipeline"):
     pipeline._train(None, str(tmp_path / "run"), print)  # pylint: disable=protected-access
+
+
+_KILLED_STAGE_SCRIPT = '''
+import json, os, sys, time
+import ml_collections as mlc
+from genrm_jax import pipeline as P
+wd = sys.argv[1]
+first = not os.path.exists(os.path.join(wd, "pipeline.json"))
+P.HEARTBEAT_S = 0.2
+
+def generator(*args):
+  if first:
+    time.sleep(1.5)
+    os._exit(137)  # a call's time limit, mid-stage
+  return "g"
+
+P.stage_vocabulary = lambda *a: "v"
+P.check_generation_lengths = lambda *a: {}
+P.stage_generator = generator
+P.stage_candidates = lambda *a, **k: "c"
+P.require_both_kinds = lambda *a: None
+P.stage_verifiers = lambda *a: {}
+P.verifier_list = lambda *a: []
+P.stage_evaluation = lambda *a: {}
+config = mlc.ConfigDict(dict(task="last_letter", released_candidates="",
+                             sampling=dict(num_samples=1), verifiers={},
+                             train=dict(wandb=dict(project="", group="", mode=""))))
+P.run(config, wd, log=lambda s: None)
+'''
+
+
+def test_a_stage_killed_mid_way_keeps_its_time(tmp_path):
+  """pipeline.json's wall times count a stage killed at a call's limit up to
+  its last heartbeat, so a run resumed over several calls sums them all."""
+  run = lambda: subprocess.run([sys.executable, "-c", _KILLED_STAGE_SCRIPT, str(tmp_path)],
+                               cwd=tu.REPO, capture_output=True, text=True, timeout=120)
+  assert run().returncode == 137
+  killed = json.load(open(tmp_path / "pipeline.json"))["timings_s"]
+  assert killed["generator"] >= 1.0
+  assert run().returncode == 0, "second run"
+  summed = json.load(open(tmp_path / "pipeline.json"))["timings_s_all_invocations"]
+  assert summed["generator"] >= 1.0 and summed["total"] >= 1.0
