@@ -451,6 +451,17 @@ def state_shardings_for(state_shapes, mcfg, tx, mesh, method):
   Model params follow the logical-axis rules; optimizer moments mirror their
   params' shardings; counts, the step and the value head are replicated.
   """
+  fsdp = mesh.shape["fsdp"]
+  if mcfg.embed_dim % fsdp:
+    # Every weight reaches fsdp only through its embed dimension (the
+    # logical-axis rules): a size that does not divide it would replicate
+    # the whole state on every device, silently.
+    divisors = [d for d in range(1, fsdp + 1) if mcfg.embed_dim % d == 0 and fsdp % d == 0]
+    raise ValueError(
+        f"the fsdp mesh axis ({fsdp}) does not divide embed_dim={mcfg.embed_dim}: every "
+        f"parameter and optimizer moment would be replicated on all devices. Use an fsdp "
+        f"size that divides it (e.g. {divisors[-1]}) and put the other factor on data: "
+        f"config.mesh=(data, fsdp, tensor).")
   replicated = NamedSharding(mesh, P())
   param_shardings = {"model": sharding_lib.logical_shardings(
       gemma.abstract_params(mcfg), mesh)}
@@ -517,6 +528,11 @@ def train_and_evaluate(config, workdir: str, *,
   if config.batch_size % data_parallel:
     raise ValueError(f"batch_size={config.batch_size} is not divisible by the "
                      f"data x fsdp mesh size {data_parallel}.")
+  accum = int(config.optimizer.grad_accum_steps)
+  if (config.batch_size // max(accum, 1)) % data_parallel:
+    raise ValueError(f"a microbatch of batch_size / grad_accum_steps = {config.batch_size} / "
+                     f"{accum} rows does not split over the data x fsdp mesh size "
+                     f"{data_parallel}: lower grad_accum_steps or raise batch_size.")
   if data_parallel % jax.process_count():
     # Each host reads its own rows (make_global_batch): hosts that shared a
     # data shard (a tensor axis across hosts) would feed it different rows.

@@ -188,6 +188,22 @@ def test_loop_settings_that_would_fail_late_fail_first(tmp_path):
     assert not (workdir / "metrics.jsonl").exists() or not tu.train_records(str(workdir))
 
 
+def test_fsdp_must_divide_the_embedding(tmp_path):
+  """fsdp reaches every weight through its embed dimension: a size that
+  does not divide it would replicate the whole state, silently."""
+  assert len(jax.devices()) == 8
+  config = tu.tiny_config(total_steps=1, mesh=(1, 8, 1), batch_size=8,
+                          model__embed_dim=60)
+  with pytest.raises(ValueError, match=r"fsdp mesh axis \(8\) does not divide "
+                     r"embed_dim=60.* \(e.g. 4\)"):
+    tu.run(config, tmp_path, num_devices=8)
+  # A microbatch that does not split over the data-parallel devices.
+  config = tu.tiny_config(total_steps=1, mesh=(8, 1, 1), batch_size=16,
+                          optimizer__grad_accum_steps=4)
+  with pytest.raises(ValueError, match="16 / 4 rows does not split over the data x fsdp"):
+    tu.run(config, tmp_path / "accum", num_devices=8)
+
+
 def test_hosts_must_hold_whole_data_shards(tmp_path, monkeypatch):
   """4 hosts under a mesh with one data shard (tensor across hosts): each
   host would feed the shard its own rows."""
