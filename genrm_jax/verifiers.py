@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import os
 import time
@@ -327,6 +328,69 @@ def _runner(spec: VerifierSpec) -> _Runner:
 # -----------------------------------------------------------------------------
 
 
+# Files whose bytes identify a checkpoint's weights (orbax rewrites its
+# manifest with every save; an HF directory its index).
+_FINGERPRINT_FILES = ('model.json', 'params/manifest.ocdbt', 'params/_METADATA',
+                      'manifest.ocdbt', '_METADATA', 'config.json',
+                      'model.safetensors.index.json')
+
+
+def _fingerprint(path: str) -> str:
+  """A checkpoint's identity: a hash of the files that change when it is
+  written again (the path alone if none is there)."""
+  directory = os.path.abspath(path)
+  digest = hashlib.sha256()
+  found = False
+  for rel in _FINGERPRINT_FILES:
+    file = os.path.join(directory, rel)
+    if os.path.isfile(file):
+      found = True
+      digest.update(rel.encode())
+      with open(file, 'rb') as f:
+        digest.update(f.read())
+  return digest.hexdigest()[:16] if found else directory
+
+
+def score_settings(spec: VerifierSpec) -> dict:
+  """What a verifier's scores depend on (not batch sizes or batching, which
+  change them by float rounding at most): its weights, and the options of
+  its kind."""
+  opts = spec.options
+  out = {'kind': spec.kind, 'checkpoint': _fingerprint(spec.checkpoint),
+         'dtype': opts['dtype'], 'preset': opts['preset'], 'tokenizer': opts['tokenizer']}
+  if spec.kind in COT_KINDS:
+    out.update({k: opts[k] for k in ('seed', 'temperature', 'top_k', 'top_p',
+                                     'max_new_tokens', 'chat_template')})
+  if spec.kind in ('genrm',) + tuple(COT_KINDS):
+    out['renormalize'] = bool(opts['renormalize'])
+  if spec.kind == 'dpo':
+    out.update(beta=opts['beta'], reference=_fingerprint(dpo_reference(spec)))
+  return out
+
+
+def _check_settings(out_path: str, spec: VerifierSpec) -> None:
+  """OUT.settings.json records each verifier's `score_settings`; a resume
+  with other settings (a retrained checkpoint, another beta or temperature)
+  would mix scores of two verifiers under one name: refused."""
+  path = out_path + '.settings.json'
+  recorded = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      recorded = json.load(f)
+  mine = json.loads(json.dumps(score_settings(spec)))
+  old = recorded.get(spec.name)
+  if old is not None and old != mine and os.path.exists(out_path):
+    changed = ', '.join(f'{k}: {old.get(k)!r} -> {mine.get(k)!r}'
+                        for k in sorted(set(old) | set(mine)) if old.get(k) != mine.get(k))
+    raise ValueError(
+        f'{out_path} holds {spec.name!r} scores made with other settings ({changed}): '
+        'use another --out, or delete the file, or the same settings to resume.')
+  recorded[spec.name] = mine
+  with open(path + '.tmp', 'w') as f:
+    json.dump(recorded, f, indent=1, sort_keys=True)
+  os.replace(path + '.tmp', path)
+
+
 def _done_rows(out_path: str, spec: VerifierSpec) -> set:
   if not os.path.exists(out_path):
     return set()
@@ -378,6 +442,8 @@ def score_store(candidates: str | Sequence[candidates_lib.Candidate], spec: Veri
   """
   if isinstance(candidates, str):
     candidates = candidates_lib.read_candidates(candidates)
+  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+  _check_settings(out_path, spec)
   done = _done_rows(out_path, spec)
   ks = (list(range(spec.options['num_rationales'])) if spec.kind in COT_KINDS
         else [None])

@@ -301,8 +301,39 @@ def test_seed_mismatch_on_resume_is_an_error(bundles, tmp_path):
   verifiers.score_store(_candidates()[:1], spec, path)
   other = verifiers.VerifierSpec("cot", "genrm_cot", bundles[0],
                                  dict(spec.options, seed=1))
+  with pytest.raises(ValueError, match=r"other settings \(seed: 0 -> 1\)"):
+    verifiers.score_store(_candidates(), other, path)
+  # Files from before the settings were recorded: the rows' seeds still say.
+  os.remove(path + ".settings.json")
   with pytest.raises(ValueError, match="same seed"):
     verifiers.score_store(_candidates(), other, path)
+
+
+def test_resuming_with_other_settings_is_an_error(bundles, tmp_path):
+  """A scores file resumes only under the settings its rows were made with:
+  another DPO beta, or a checkpoint written again (retrained) under the same
+  path, would mix two verifiers' scores under one name. Batch sizes do not
+  change scores, and may change."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  policy, ref = bundles
+  opts = dict(batch_size=4, reference_checkpoint=ref, beta=0.5)
+  path = str(tmp_path / "dpo.jsonl")
+  verifiers.score_store(_candidates()[:2], verifiers.VerifierSpec("dpo", "dpo", policy, opts), path)
+  assert verifiers.score_store(_candidates(), verifiers.VerifierSpec(
+      "dpo", "dpo", policy, dict(opts, batch_size=2)), path) == 4
+  with pytest.raises(ValueError, match=r"other settings \(beta: 0.5 -> 0.1\)"):
+    verifiers.score_store(_candidates(), verifiers.VerifierSpec(
+        "dpo", "dpo", policy, dict(opts, beta=0.1)), path)
+  # The same path, other weights (a retrained verifier).
+  moved = str(tmp_path / "policy")
+  shutil.copytree(policy, moved)
+  genrm = str(tmp_path / "genrm.jsonl")
+  spec = verifiers.VerifierSpec("genrm", "genrm", moved, dict(batch_size=4))
+  verifiers.score_store(_candidates()[:2], spec, genrm)
+  shutil.rmtree(moved)
+  bundle.save_bundle(moved, _params(_config(), 5), _config(), "byte")
+  with pytest.raises(ValueError, match="other settings \\(checkpoint: "):
+    verifiers.score_store(_candidates(), spec, genrm)
 
 
 def _data_dir():
