@@ -992,6 +992,16 @@ def main(argv):
     task, n_max, num_bootstrap = _TASK.value, _N_MAX.value, _BOOTSTRAP.value
     weighted = _WEIGHTED_VOTE.value
     verification_costs = parse_verification_costs(_VERIFICATION_COST.value)
+    wandb = {k: flag.value for k, flag in _WANDB.items()}
+    try:  # before any scoring, which --config may start: hours of it
+      wandb_logging.check(wandb)
+    except (ValueError, ImportError) as e:
+      raise InputError(str(e)) from None
+    if _SEED.value < 0 or num_bootstrap < 0:
+      raise InputError(f'--seed={_SEED.value} and --bootstrap={num_bootstrap} must be >= 0 '
+                       '(--bootstrap=0: no intervals).')
+    if os.path.exists(_OUT.value) and not os.path.isdir(_OUT.value):
+      raise InputError(f'--out={_OUT.value} is a file: give a directory.')
     if _CONFIG.value:
       candidates, paths, settings = score_with_config(_CONFIG.value, candidates, _OUT.value)
       score_paths += paths
@@ -1004,8 +1014,7 @@ def main(argv):
         num_bootstrap=num_bootstrap, seed=_SEED.value,
         allow_missing=_ALLOW_MISSING.value, task=task, weighted_vote=weighted,
         verification_costs=verification_costs, vote_by=_VOTE_BY.value,
-        ensembles=parse_ensembles(_ENSEMBLE.value),
-        wandb={k: flag.value for k, flag in _WANDB.items()})
+        ensembles=parse_ensembles(_ENSEMBLE.value), wandb=wandb)
   except (InputError, candidates_lib.MalformedRowError) as e:
     # The message names the file and line; a traceback would bury it.
     sys.exit(f'error: {e}')

@@ -424,14 +424,19 @@ def _summarize_eval(method, all_sums, all_outputs) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _finish_checkpoints_on_error(ckpt):
+def _finish_on_error(ckpt, profiler):
   """An error (or Ctrl-C) in the loop still lets an async save in flight
-  finish: left to interpreter shutdown, orbax leaves a *.orbax-checkpoint-tmp
-  directory and the run resumes from the checkpoint before."""
+  finish (left to interpreter shutdown, orbax leaves a
+  *.orbax-checkpoint-tmp directory and the run resumes from the checkpoint
+  before), and stops a trace in progress (kept, and the next run in the
+  process, e.g. a pipeline's next stage, can trace again)."""
   try:
     yield
   except BaseException:
-    ckpt.wait_until_finished()
+    try:
+      profiler.finish()
+    finally:
+      ckpt.wait_until_finished()
     raise
 
 
@@ -704,7 +709,7 @@ def train_and_evaluate(config, workdir: str, *,
       int(profile["num_steps"]), first_step=start_step + 1, total_steps=total,
       log=lambda m: _log("%s", m))
 
-  with sharding_lib.use_mesh(mesh), _finish_checkpoints_on_error(ckpt):
+  with sharding_lib.use_mesh(mesh), _finish_on_error(ckpt, profiler):
     for step in range(start_step + 1, total + 1):
       batch = next(train_iter)  # the batch of update number `step`
       if update_fn is None:

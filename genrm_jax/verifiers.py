@@ -107,6 +107,10 @@ class VerifierSpec:
       raise ValueError(f'verifier {self.name!r}: unknown option(s) {unknown}; known: '
                        f'{sorted(DEFAULT_OPTIONS)}.')
     self.options = {**DEFAULT_OPTIONS, **dict(self.options)}
+    for key in ('batch_size', 'num_rationales'):
+      if not isinstance(self.options[key], int) or self.options[key] < 1:
+        raise ValueError(f'verifier {self.name!r}: {key}={self.options[key]!r} must be a '
+                         'positive integer.')
     if self.options['renormalize'] is None:
       self.options['renormalize'] = self.kind == 'llm_judge'
     if not self.checkpoint:

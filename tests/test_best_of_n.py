@@ -623,6 +623,20 @@ def test_cli_errors_name_file_and_line(tmp_path):
   assert proc.returncode == 1 and 'No eval config eval.py' in proc.stderr
 
 
+def test_cli_bad_settings_are_clean_errors_before_any_work(tmp_path):
+  """W&B settings (before --config's scoring), a negative seed, an --out
+  that is a file: 'error: ...', exit 1, no traceback."""
+  cand, s1, _ = _write_inputs(str(tmp_path), num_problems=2, pool_sizes=(3,))
+  a_file = tmp_path / 'a_file'
+  a_file.write_text('')
+  for extra, message in ((['--wandb_project=x', '--wandb_mode=offlin'], "W&B mode 'offlin'"),
+                         (['--seed=-1'], '--seed=-1 and --bootstrap=1000 must be >= 0'),
+                         ([f'--out={a_file}'], 'is a file: give a directory')):
+    proc = _cli(f'--candidates={cand}', f'--scores={s1}', f'--out={tmp_path / "out"}', *extra)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    assert f'error: ' in proc.stderr and message in proc.stderr, proc.stderr
+
+
 def _run(tmp_path, cand, scores, **kwargs):
   return evaluate.run(cand, scores, str(tmp_path / 'out'), num_bootstrap=20, verbose=False,
                       **kwargs)

@@ -428,6 +428,28 @@ def test_eval_configs_load():
   assert specs["genrm_cot"].options["max_new_tokens"] == 1024
 
 
+def test_released_store_is_materialised_once_and_not_mistaken(tmp_path):
+  """`released:gsm8k/validation` becomes OUT/candidates.jsonl (with a
+  `.source`); another store left at that path is refused, not evaluated."""
+  _data_dir()
+  out = str(tmp_path / "eval")
+  path = eval_config.resolve_candidates({}, out, "released:gsm8k/validation")
+  rows = candidates_lib.read_candidates(path)
+  assert len(rows) == 212 and open(path + ".source").read().strip() == "released:gsm8k/validation"
+  assert eval_config.resolve_candidates({}, out, "released:gsm8k/validation") == path
+  os.remove(path + ".source")  # a store written before `.source`: recognised
+  assert eval_config.resolve_candidates({}, out, "released:gsm8k/validation") == path
+  os.remove(path + ".source")
+  candidates_lib.write_candidates(path, rows[:12])  # someone else's store
+  with pytest.raises(ValueError, match="holds another store, not released:gsm8k"):
+    eval_config.resolve_candidates({}, out, "released:gsm8k/validation")
+  # A typo in `:only=` keeps no verifier: an error, not a silent no-op.
+  with pytest.raises(ValueError, match=r"only=genrmm: no verifier \['genrmm'\]"):
+    eval_config.load("configs/eval/gsm8k.py:only=genrmm")
+  with pytest.raises(ValueError, match="num_rationales=0 must be a positive integer"):
+    verifiers.VerifierSpec("cot", "genrm_cot", "/x", dict(num_rationales=0))
+
+
 def test_missing_checkpoints_are_named_before_anything_is_scored(bundles, tmp_path):
   """A config whose later verifiers were never trained fails at once, naming
   every missing directory, and writes no scores for the ones that exist."""

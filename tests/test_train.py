@@ -389,6 +389,30 @@ def test_profile_traces_the_chosen_steps(tmp_path):
   assert trace_summary.summarize(profile, 5)["ops"]
 
 
+def test_an_error_inside_the_profiled_steps_stops_the_trace(tmp_path, monkeypatch):
+  """The eval data fails at step 2, inside the profile window 2..3: the
+  trace is stopped and kept, and the next run in the process traces again."""
+  import glob  # pylint: disable=g-import-not-at-top
+  from genrm_jax import train  # pylint: disable=g-import-not-at-top
+  real = train.make_data_iterator
+
+  def failing(config, mesh, split="train", **kwargs):
+    if split == config.data.eval_split:
+      raise OSError("eval data unreachable")
+    return real(config, mesh, split=split, **kwargs)
+
+  monkeypatch.setattr(train, "make_data_iterator", failing)
+  config = tu.tiny_config(total_steps=4, checkpoint_every=0, eval_every=2)
+  config.profile.start_step, config.profile.num_steps = 2, 2
+  with pytest.raises(OSError, match="eval data unreachable"):
+    tu.run(config, tmp_path / "a")
+  assert glob.glob(f"{tmp_path}/a/profile/plugins/profile/*/*.xplane.pb")
+  monkeypatch.setattr(train, "make_data_iterator", real)
+  config.eval_every = 0
+  tu.run(config, tmp_path / "b")  # "Profile has already been started" before
+  assert glob.glob(f"{tmp_path}/b/profile/plugins/profile/*/*.xplane.pb")
+
+
 def test_profile_window_checked(tmp_path):
   from genrm_jax import profiling  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match="num_steps >= 1"):

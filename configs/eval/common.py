@@ -54,6 +54,10 @@ def make_config(task, candidates, verifiers, args):
   # `:weighted_vote=true`: also each verifier's weighted vote (evaluate --weighted_vote).
   c.weighted_vote = flag(args, 'weighted_vote')
   only = [v for v in args.get('only', '').split('+') if v]
+  unknown = sorted(set(only) - {v['name'] for v in verifiers})
+  if unknown:
+    raise ValueError(f':only={args["only"]}: no verifier {unknown}; these configs have '
+                     f'{[v["name"] for v in verifiers]}')
   c.verifiers = [v for v in verifiers if not only or v['name'] in only]
   return c
 
