@@ -35,6 +35,7 @@ from absl import flags
 
 from genrm_jax import candidates as candidates_lib
 from genrm_jax import grading
+from genrm_jax import paths
 from genrm_jax import prompts
 
 # Base models keep writing the next few-shot question; cut there.
@@ -72,16 +73,31 @@ def load_problems(task: str, split: str, task_module: str = 'tasks.sources') -> 
   return list(module.get_problems(task, split))
 
 
-def _complete_counts(out_path: str, problems: Sequence[dict]) -> dict[str, set]:
+def _complete_counts(out_path: str, problems: Sequence[dict], *, seed: Optional[int] = None,
+                     temperature: Optional[float] = None,
+                     generator: str = '') -> dict[str, set]:
   """problem_id -> candidate ids already in the store; ValueError if a stored
   row's question or reference is not its problem's (generated problems are
   numbered by position, so a store left by other task options has the same
-  ids for other problems, which would pass for complete)."""
+  ids for other problems, which would pass for complete), or if it was
+  sampled with another seed, temperature or generator (a resume would mix
+  two runs' samples in one pool)."""
   if not os.path.exists(out_path):
     return {}
   by_id = {p['problem_id']: p for p in problems}
   done: dict[str, set] = {}
   for row in candidates_lib.iter_candidates(out_path, on_error=candidates_lib.SKIP):
+    settings = {'seed': (row.seed, seed),
+                'temperature': (row.extra.get('temperature'), temperature),
+                'generator': (row.generator or None, generator or None)}
+    # (Only sampled rows: the pipeline's smoke runs add 'reference' ones.)
+    changed = [f'{k}: {old!r} -> {new!r}' for k, (old, new) in settings.items()
+               if old is not None and new is not None and old != new
+               and isinstance(row.candidate_id, int)]
+    if changed:
+      raise ValueError(
+          f'{out_path}: problem {row.problem_id!r} was sampled with other settings '
+          f'({", ".join(changed)}): write to a new --out, or resume with the same ones')
     problem = by_id.get(row.problem_id)
     if problem is not None and (row.question, row.reference) != (
         problem['question'], problem['reference']):
@@ -137,7 +153,8 @@ def generate(problems: Sequence[dict], model, out_path: str, *, task: str,
     The number of problems written now.
   """
   from genrm_jax import sampling  # pylint: disable=g-import-not-at-top
-  done = _complete_counts(out_path, problems)
+  done = _complete_counts(out_path, problems, seed=seed, temperature=temperature,
+                          generator=generator)
   todo = []
   for p in problems:
     missing = [i for i in range(num_samples) if i not in done.get(p['problem_id'], ())]
@@ -212,7 +229,7 @@ def main(argv):
              batch_size=f.batch_size, seed=f.seed, top_k=f.top_k, top_p=f.top_p,
              continuous_batching=sampling.CONTINUOUS_BATCHING_FLAG[
                  f.continuous_batching],
-             generator=os.path.abspath(f.checkpoint), log=print,
+             generator=paths.absolute(f.checkpoint), log=print,
              chat_template=prompts.chat_template_flag())
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')

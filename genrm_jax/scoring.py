@@ -309,7 +309,7 @@ def cot_yes_probabilities(sampler: sampling.Sampler,
                          readout_ids=readout_ids, batch_size=batch_size)
   log_yes = np.zeros(len(cot_prompts))
   log_no = np.zeros(len(cot_prompts))
-  question = tokenizer.encode(prompts.VERIFY_QUESTION)
+  ask = tokenizer.encode("\n\n" + prompts.VERIFY_QUESTION)
   encoded = {p: tokenizer.encode(p, add_bos=True) for p in set(cot_prompts)}
   prompt_ids = [encoded[p] for p in cot_prompts]
   readouts, rest = [], []  # prompt + rationale up to its verification question
@@ -323,7 +323,9 @@ def cot_yes_probabilities(sampler: sampling.Sampler,
       toks = sampling.without_stop_string_tokens(
           tokenizer.decode, toks, text,
           [s for s in params.stop_strings if s != prompts.VERIFY_QUESTION])
-      ids = ids + toks + tokenizer.encode("\n") + question
+      # As the training rationales put it: after a blank line, encoded
+      # together (a task vocabulary holds "\n\n" + the question as one piece).
+      ids = ids + toks + ask
     else:
       ids = ids + list(toks)
     readouts.append(ids)

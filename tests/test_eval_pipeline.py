@@ -363,6 +363,13 @@ def test_end_to_end_generate_score_evaluate(bundles, tmp_path):
   others = [dict(p, question=p["question"] + " (other)") for p in problems]
   with pytest.raises(ValueError, match=f"{part}: problem '.*' has another question"):
     generate.generate(others, model, part, batch_size=4, **kwargs)
+  # Nor is one sampled with another seed or temperature (more samples asked
+  # for would join the old ones in one pool).
+  for changed, message in ((dict(seed=4), "seed: 3 -> 4"),
+                           (dict(temperature=0.5), "temperature: 1.0 -> 0.5")):
+    with pytest.raises(ValueError, match=f"other settings \\({message}\\)"):
+      generate.generate(problems, model, part, batch_size=4,
+                        **dict(kwargs, num_samples=6, **changed))
   # Continuous batching (2 rows decoding, 24 to go): the same samples.
   stream = str(tmp_path / "stream.jsonl")
   assert generate.generate(problems, model, stream, batch_size=2,

@@ -209,5 +209,5 @@ def test_a_judge_turn_that_ends_unasked_is_asked_inside_the_turn():
   p, rationales = scoring.cot_yes_probabilities(Sampler(), Scorer(), tok, [cot],
                                                 np.zeros((1, 2), np.uint32), params,
                                                 renormalize=True)
-  assert seen[-1].endswith("model\nStep 1 checks out.\n" + prompts.VERIFY_QUESTION)
+  assert seen[-1].endswith("model\nStep 1 checks out.\n\n" + prompts.VERIFY_QUESTION)
   assert p[0] == pytest.approx(0.5) and rationales == [text]

@@ -49,3 +49,11 @@ def test_token_bytes_concatenate_to_the_decoded_text(model_path):
   ids = byte.encode("naïve\n\nQ:", add_bos=True, add_eos=True)
   assert b"".join(byte.token_bytes[i] for i in ids).decode() == "naïve\n\nQ:"
   assert not byte.strips_leading_space
+
+
+def test_ids_past_the_pieces_decode_to_nothing(model_path):
+  """A model's padded embedding rows (Gemma 1/2: 256,128 for 256,000 pieces)
+  can be sampled by an untrained model: decoded as nothing, not an error."""
+  tok = tokenizer_lib.load(model_path)
+  ids = tok.encode("hello world")
+  assert tok.decode(ids + [tok.vocab_size, tok.vocab_size + 5]) == tok.decode(ids)

@@ -59,8 +59,11 @@ class Tokenizer:
         [self.eos_id] if add_eos else [])
 
   def decode(self, ids) -> str:
-    ids = [int(i) for i in ids]
-    return self._sp.decode(ids)
+    # Ids past the pieces (a model's padded embedding rows: Gemma 1/2 have
+    # 256,128 for 256,000 pieces) decode to nothing, as ByteTokenizer's do,
+    # rather than raising inside SentencePiece.
+    size = self.vocab_size
+    return self._sp.decode([int(i) for i in ids if 0 <= int(i) < size])
 
   @functools.cached_property
   def strips_leading_space(self) -> bool:
