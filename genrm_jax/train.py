@@ -387,6 +387,11 @@ def _check_loop_config(config) -> None:
   if config.eval_every > 0 and config.data.eval_split and config.eval_steps < 1:
     raise ValueError(f"config.eval_steps={config.eval_steps}: an evaluation needs "
                      ">= 1 batch (or config.eval_every=0: no evaluation).")
+  profile = config.get("profile") or {}
+  if profile:  # StepProfiler's own check, before init and restore
+    profiling.StepProfiler("", int(profile["start_step"]), int(profile["num_steps"]),
+                           first_step=1, total_steps=int(config.total_steps),
+                           log=lambda m: None)
   if config.checkpoint_every > 0 and config.keep_checkpoints < 1:
     raise ValueError(f"config.keep_checkpoints={config.keep_checkpoints} would delete "
                      "every checkpoint, the latest too: keep >= 1 (or "

@@ -180,6 +180,7 @@ def test_loop_settings_that_would_fail_late_fail_first(tmp_path):
       # '' reads as bytes: a real Gemma would train on byte ids.
       (dict(data__source="python", model__preset="gemma_2b"),
        "config.data.vocabulary is empty for model.preset='gemma_2b'"),
+      (dict(profile__start_step=2, profile__num_steps=0), "num_steps >= 1"),
   ):
     workdir = tmp_path / str(len(os.listdir(tmp_path)))
     with pytest.raises(ValueError, match=message):
