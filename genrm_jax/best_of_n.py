@@ -512,6 +512,8 @@ def mean_score(rationale_scores) -> float:
   bit, which would turn a tie that Best-of-n splits evenly into a win) and,
   unlike the sum, cannot overflow for finite scores."""
   values = np.asarray(rationale_scores, dtype=np.float64).ravel()
+  if not values.size:
+    return math.nan  # as np.mean: no rationale is no score, not 0
   return math.fsum(values / values.size)
 
 

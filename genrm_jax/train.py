@@ -766,7 +766,11 @@ def train_and_evaluate(config, workdir: str, *,
 
       # The eval before the checkpoint: a run killed during the eval resumes
       # from the previous checkpoint and evaluates this step again (saved
-      # first, the step's eval would be lost for good).
+      # first, the step's eval would be lost for good). Preempted, the save
+      # goes first: the grace period may not last an eval.
+      if save_now and preempted:
+        writer.flush()
+        ckpt.save(step, saved(state))
       if eval_enabled and (step % config.eval_every == 0 or step == total):
         em = run_eval(state)
         _log("eval at step %d: %s", step,
@@ -777,7 +781,7 @@ def train_and_evaluate(config, workdir: str, *,
           best.save(step, state["params"], em)
         t_last = time.perf_counter()  # keep eval time out of steps/s
 
-      if save_now:
+      if save_now and not preempted:
         # On a URL workdir metrics are buffered: stored (this step's eval
         # included) before each checkpoint, so a resumed run has every
         # record up to its step (later ones it truncates).

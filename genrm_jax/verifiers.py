@@ -157,9 +157,11 @@ def _reference_model(policy: bundle_lib.Bundle, path: str, options: dict) -> bun
   """DPO's reference: a bundle or HF directory as any model; a bare official
   checkpoint (the usual `init_from`) with the policy's architecture and
   tokenizer."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  from genrm_jax import paths  # pylint: disable=g-import-not-at-top
   from genrm_jax.models import import_hf  # pylint: disable=g-import-not-at-top
-  directory = os.path.abspath(path)
-  if (options.get('preset') or os.path.isfile(os.path.join(directory, bundle_lib.MODEL_JSON))
+  directory = paths.absolute(path)  # init_from may be gs://...
+  if (options.get('preset') or epath.Path(directory, bundle_lib.MODEL_JSON).is_file()
       or import_hf.is_hf_dir(directory)):
     return load_model(path, options)
   from genrm_jax.models import checkpoints  # pylint: disable=g-import-not-at-top

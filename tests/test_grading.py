@@ -236,6 +236,15 @@ MATH_EQUIVALENT += [
     ('x=1,y=2', 'y=2,x=1'),
     ('x=1, y=2', '1, 2'),
     ('x=5', '5'),
+    # A thousands comma with degrees is a number; degrees on both items a list.
+    (r'1,080^\circ', r'1080^\circ'),
+    (r'45^\circ,135^\circ', r'135^\circ, 45^\circ'),
+    # Equal wherever both are defined as real functions (points outside a
+    # root's or log's domain do not count).
+    (r'\sqrt{2100x^3}', r'10x\sqrt{21x}'),
+    (r'\sqrt[3]{x^3}', 'x'),
+    (r'\sqrt{x}\sqrt{y}', r'\sqrt{xy}'),
+    (r'\log(x^2)', r'2\log x'),
 ]
 
 MATH_NOT_EQUIVALENT = [

@@ -77,9 +77,10 @@ _TRAILING_UNITS = re.compile(
 # when the whole answer is such a number (otherwise it may be a list).
 _EXPLICIT_THOUSANDS = re.compile(r'(?<=\d)(?:,\\!|\{,\})(?=\d{3})')
 _THOUSANDS_NUMBER = re.compile(r'-?\d{1,3}(?:,\d{3})+(?:\.\d+)?')
-# What makes `d,ddd` a list, not a number, before spaces and degrees go:
-# `81, 256`, `45^\circ, 135^\circ` (a bare `70,110` stays a number).
-_LIST_SEPARATOR = re.compile(r',\s|\^\s*\{?\s*\\circ|\\circ|\\degree')
+# What makes `d,ddd` a list, not a number, before spaces and degrees go: a
+# comma and a space (`81, 256`), or degrees on both items
+# (`45^\circ,135^\circ`); `1,080^\circ` and a bare `70,110` stay numbers.
+_LIST_SEPARATOR = re.compile(r',\s')
 
 _LEADING_POINT = re.compile(r'(?<![\d}])\.(?=\d)')
 _SPACES = re.compile(r'(\\[a-zA-Z]+)\s+(?=[a-zA-Z])|\s+')
@@ -120,7 +121,7 @@ def normalize_answer(answer: Optional[str]) -> Optional[str]:
     text = text.replace(old, new)
   text = text.replace('\n', ' ').replace('\t', ' ')
   text = _EXPLICIT_THOUSANDS.sub('', text)
-  may_be_thousands = not _LIST_SEPARATOR.search(text)
+  may_be_thousands = not _LIST_SEPARATOR.search(text) and len(_DEGREES.findall(text)) < 2
   for pattern, replacement in _COMMAND_ALIASES:
     text = re.sub(pattern, replacement, text)
   text = _PRESENTATION_ONLY.sub(lambda m: m.group(1) or ' ', text)

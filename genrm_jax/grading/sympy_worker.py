@@ -24,7 +24,7 @@ import sys
 _RELATIVE_TOLERANCE = 1e-12
 _ABSOLUTE_TOLERANCE = 1e-30
 _EVALUATION_DIGITS = 40
-_NUM_RANDOM_POINTS = 5
+_NUM_RANDOM_POINTS = 6
 # A worker may use this much address space before allocations fail (so one
 # request cannot exhaust the machine's memory before the timeout kills it).
 _MEMORY_LIMIT_BYTES = 4 * 1024**3
@@ -176,12 +176,15 @@ class Comparator:
       return bool(sp.simplify(x - y) == 0)
     rng = random.Random(0)
     agreed = 0
-    for _ in range(_NUM_RANDOM_POINTS):
-      # Either sign: |x| is not x, nor sqrt(x^2) (sympy's symbols are complex
-      # too, so its simplify would not call them equal either).
-      point = {s: rng.choice((-1, 1)) * sp.Rational(rng.randint(3, 97), rng.randint(7, 29))
+    for j in range(_NUM_RANDOM_POINTS):
+      # Positive points first, then one all negative, then mixed signs: |x|
+      # is not x, nor sqrt(x^2). A point outside either side's real domain
+      # (a root or log of a negative) does not count, so answers equal where
+      # both are defined (sqrt(x) sqrt(y) and sqrt(xy)) stay equal.
+      signs = {s: 1 if j < 3 else -1 if j == 3 else rng.choice((-1, 1)) for s in symbols}
+      point = {s: signs[s] * sp.Rational(rng.randint(3, 97), rng.randint(7, 29))
                for s in symbols}
-      verdict = self._numerically_equal(x, y, point)
+      verdict = self._numerically_equal(x, y, point, real_only=True)
       if verdict is False:
         return False
       agreed += verdict is True
@@ -189,7 +192,30 @@ class Comparator:
       return True
     return bool(sp.simplify(x - y) == 0)
 
-  def _numerically_equal(self, x, y, point):
+  def _in_real_domain(self, expr, point) -> bool:
+    """Whether every root and logarithm in `expr` has a non-negative
+    (positive) argument at `point`: sqrt(x) sqrt(y) and sqrt(xy) need not
+    agree where x, y < 0, as real functions they are not defined there."""
+    sp = self._sp
+    for sub in sp.preorder_traversal(expr):
+      if isinstance(sub, sp.Pow) and sub.exp.is_integer is not True:
+        argument, strict = sub.base, False
+      elif isinstance(sub, sp.log):
+        argument, strict = sub.args[0], True
+      else:
+        continue
+      value = argument.evalf(_EVALUATION_DIGITS, subs=point)
+      if not value.is_number:
+        continue
+      real, imag = value.as_real_imag()
+      try:
+        if abs(imag) > 1e-20 * max(abs(real), 1) or real < 0 or (strict and real == 0):
+          return False
+      except TypeError:  # not comparable: no verdict from this point
+        return False
+    return True
+
+  def _numerically_equal(self, x, y, point, real_only: bool = False):
     """True/False if both evaluate to finite numbers, None if they do not.
 
     Rational values (integers, fractions, rational functions at the rational
@@ -207,6 +233,8 @@ class Comparator:
     if not (value_x.is_number and value_y.is_number):
       return None
     if any(v.has(sp.nan, sp.zoo, sp.oo, -sp.oo) for v in (value_x, value_y)):
+      return None
+    if real_only and not (self._in_real_domain(x, point) and self._in_real_domain(y, point)):
       return None
     try:
       difference = sp.N(abs(value_x - value_y), 20)
