@@ -128,22 +128,20 @@ def resolve_candidates(config, out_dir: str, override: Optional[str] = None) -> 
     # anything else left at that path is not taken for it.
     target = os.path.join(out_dir, 'candidates.jsonl')
     source = target + '.source'
-    recorded = open(source).read().strip() if os.path.exists(source) else None
-    if os.path.exists(target) and recorded is None:  # written before `.source`
-      ids = lambda cands: sorted((c.problem_id, str(c.candidate_id)) for c in cands)
-      if ids(candidates_lib.read_candidates(target)) == ids(
-          released_candidates(path[len(RELEASED_PREFIX):])):
-        recorded = path
-        with open(source, 'w') as f:
-          f.write(path + '\n')
-    if os.path.exists(target) and recorded != path:
-      raise ValueError(f'{target} exists, but holds {recorded or "another store"}, not {path}: '
-                       'use another --out, or delete it.')
+    released = lambda: released_candidates(path[len(RELEASED_PREFIX):])
     if not os.path.exists(target):
-      candidates_lib.write_candidates(
-          target, released_candidates(path[len(RELEASED_PREFIX):]))
-      with open(source, 'w') as f:
-        f.write(path + '\n')
+      candidates_lib.write_candidates(target, released())
+    else:
+      ids = lambda cands: sorted((c.problem_id, str(c.candidate_id)) for c in cands)
+      recorded = (open(source).read().strip() if os.path.exists(source) else
+                  # written before `.source`: recognised by its rows
+                  path if ids(candidates_lib.read_candidates(target)) == ids(released())
+                  else None)
+      if recorded != path:
+        raise ValueError(f'{target} exists, but holds {recorded or "another store"}, not '
+                         f'{path}: use another --out, or delete it.')
+    with open(source, 'w') as f:
+      f.write(path + '\n')
     return target
   return path
 

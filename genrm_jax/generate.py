@@ -90,11 +90,10 @@ def _complete_counts(out_path: str, problems: Sequence[dict], *, seed: Optional[
     settings = {'seed': (row.seed, seed),
                 'temperature': (row.extra.get('temperature'), temperature),
                 'generator': (row.generator or None, generator or None)}
-    # (Only sampled rows: the pipeline's smoke runs add 'reference' ones.)
     changed = [f'{k}: {old!r} -> {new!r}' for k, (old, new) in settings.items()
-               if old is not None and new is not None and old != new
-               and isinstance(row.candidate_id, int)]
-    if changed:
+               if old is not None and new is not None and old != new]
+    # (Sampled rows only: the pipeline's smoke runs add 'reference' ones.)
+    if changed and isinstance(row.candidate_id, int):
       raise ValueError(
           f'{out_path}: problem {row.problem_id!r} was sampled with other settings '
           f'({", ".join(changed)}): write to a new --out, or resume with the same ones')

@@ -58,10 +58,8 @@ def _label(value: Any) -> bool:
   raise ValueError(f"label {value!r} is not true/false or 1/0")
 
 
-def _problem_id(question: str) -> str:
-  # Whitespace collapsed: "What is 2+2?" and "What is 2+2?\n" are one problem.
-  text = " ".join(question.split())
-  return "q" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+def _problem_id(collapsed_question: str) -> str:
+  return "q" + hashlib.sha256(collapsed_question.encode("utf-8")).hexdigest()[:12]
 
 
 def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: Optional[str] = None,
@@ -126,14 +124,15 @@ def convert(rows: Iterable[tuple[int, dict]], *, question: str, solution: Option
     ref = str(raw_reference) if raw_reference is not None else ""
     if task and raw_reference is not None:
       ref = grading.extract_reference(task, ref) or ref
+    # Whitespace collapsed: "What is 2+2?" and "What is 2+2?\n" are one problem.
+    collapsed = " ".join(q.split())
     if problem_id:
       raw_id = field(problem_id, "problem id")
       if raw_id is None or not str(raw_id).strip():
         raise ValueError(f"{where}: problem id {problem_id!r} is empty")
       pid = str(raw_id)
     else:
-      pid = _problem_id(q)
-    collapsed = " ".join(q.split())
+      pid = _problem_id(collapsed)
     if questions.setdefault(pid, collapsed) != collapsed:
       raise ValueError(f"{where}: problem id {pid!r} came with another question before "
                        f"({questions[pid][:60]!r}); one id, one question")

@@ -20,6 +20,14 @@ import jax
 from genrm_jax import paths
 
 
+
+def check_window(start_step: int, num_steps: int) -> None:
+  """ValueError unless `profile.start_step`, `num_steps` name a window."""
+  if start_step < 0 or (start_step and num_steps < 1):
+    raise ValueError(f"profile.start_step={start_step}, num_steps={num_steps}: "
+                     "start_step >= 1 and num_steps >= 1 trace those steps "
+                     "(start_step=0: no trace).")
+
 class StepProfiler:
   """Starts a trace before step `start_step` and stops it after step
   `start_step + num_steps - 1`, the step's results waited for so the trace
@@ -28,10 +36,7 @@ class StepProfiler:
   def __init__(self, directory: str, start_step: int, num_steps: int, *,
                first_step: int, total_steps: int,
                log: Callable[[str], Any] = print):
-    if start_step < 0 or (start_step and num_steps < 1):
-      raise ValueError(f"profile.start_step={start_step}, num_steps={num_steps}: "
-                       "start_step >= 1 and num_steps >= 1 trace those steps "
-                       "(start_step=0: no trace).")
+    check_window(start_step, num_steps)
     self.directory, self._log = directory, log
     self.start = start_step
     self.stop = min(start_step + num_steps - 1, total_steps)

@@ -389,24 +389,26 @@ def _check_loop_config(config) -> None:
                      ">= 1 batch (or config.eval_every=0: no evaluation).")
   profile = config.get("profile") or {}
   if profile:  # StepProfiler's own check, before init and restore
-    profiling.StepProfiler("", int(profile["start_step"]), int(profile["num_steps"]),
-                           first_step=1, total_steps=int(config.total_steps),
-                           log=lambda m: None)
+    profiling.check_window(int(profile["start_step"]), int(profile["num_steps"]))
   if config.checkpoint_every > 0 and config.keep_checkpoints < 1:
     raise ValueError(f"config.keep_checkpoints={config.keep_checkpoints} would delete "
                      "every checkpoint, the latest too: keep >= 1 (or "
                      "config.checkpoint_every=0: no checkpoints).")
 
 
+def _auroc_metric(method, outputs) -> str | None:
+  """The eval AUROC's name for `method` ('eval/auroc' of the value head,
+  'eval/yes_no_auroc' of the verdicts), None if it has none."""
+  if method in losses.VALUE_HEAD_METHODS:
+    return "eval/auroc"
+  return "eval/yes_no_auroc" if "mask" in outputs else None
+
+
 def eval_metric_names(method, sums, outputs) -> set[str]:
   """The names `_summarize_eval` gives (from `eval_step`'s outputs or
   their shapes): `config.best_metric` must be one."""
-  names = {f"eval/{k}" for k in sums}
-  if method in losses.VALUE_HEAD_METHODS:
-    names.add("eval/auroc")
-  elif "mask" in outputs:
-    names.add("eval/yes_no_auroc")
-  return names
+  auroc = _auroc_metric(method, outputs)
+  return {f"eval/{k}" for k in sums} | ({auroc} if auroc else set())
 
 
 def _summarize_eval(method, all_sums, all_outputs) -> dict[str, float]:
@@ -419,12 +421,10 @@ def _summarize_eval(method, all_sums, all_outputs) -> dict[str, float]:
   out = {f"eval/{k}": s / max(c, 1e-9) for k, (s, c) in total.items()}
   cat = lambda key: np.concatenate(
       [np.asarray(o[key]).ravel() for o in all_outputs])
-  if method in losses.VALUE_HEAD_METHODS:
-    out["eval/auroc"] = losses.auroc(cat("score"), cat("label"))
-  elif all_outputs and "mask" in all_outputs[0]:
-    mask = cat("mask")
-    out["eval/yes_no_auroc"] = losses.auroc(cat("score")[mask],
-                                            cat("label")[mask])
+  auroc = _auroc_metric(method, all_outputs[0] if all_outputs else {})
+  if auroc:
+    mask = cat("mask") if "mask" in all_outputs[0] else slice(None)
+    out[auroc] = losses.auroc(cat("score")[mask], cat("label")[mask])
   return out
 
 
@@ -768,9 +768,15 @@ def train_and_evaluate(config, workdir: str, *,
       # from the previous checkpoint and evaluates this step again (saved
       # first, the step's eval would be lost for good). Preempted, the save
       # goes first: the grace period may not last an eval.
-      if save_now and preempted:
+      def save():
+        # On a URL workdir metrics are buffered: stored (this step's eval
+        # included) before each checkpoint, so a resumed run has every
+        # record up to its step (later ones it truncates).
         writer.flush()
         ckpt.save(step, saved(state))
+
+      if save_now and preempted:
+        save()
       if eval_enabled and (step % config.eval_every == 0 or step == total):
         em = run_eval(state)
         _log("eval at step %d: %s", step,
@@ -782,11 +788,7 @@ def train_and_evaluate(config, workdir: str, *,
         t_last = time.perf_counter()  # keep eval time out of steps/s
 
       if save_now and not preempted:
-        # On a URL workdir metrics are buffered: stored (this step's eval
-        # included) before each checkpoint, so a resumed run has every
-        # record up to its step (later ones it truncates).
-        writer.flush()
-        ckpt.save(step, saved(state))
+        save()
 
       if kill_at and step == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -106,18 +106,23 @@ def test_batcher_merges_what_is_queued_and_survives_errors():
     except RuntimeError as e:
       results[name] = str(e)
 
-  first = threading.Thread(target=submit, args=("first", ["a"]))
-  first.start()
-  while not calls:
-    threading.Event().wait(0.01)
-  queued = [threading.Thread(target=submit, args=(f"r{i}", ["bb", "ccc"])) for i in range(3)]
-  for t in queued:
-    t.start()
-  while batcher._queue.qsize() < 3:  # pylint: disable=protected-access
-    threading.Event().wait(0.01)
-  release.set()
-  for t in [first] + queued:
-    t.join()
+  def while_busy(queued):
+    """Submits 'first', queues `queued` (name, solutions) while the model
+    holds it, then lets the model go and waits for every request."""
+    first = threading.Thread(target=submit, args=("first", ["a"]))
+    first.start()
+    while not calls:
+      threading.Event().wait(0.01)
+    threads = [threading.Thread(target=submit, args=args) for args in queued]
+    for t in threads:
+      t.start()
+    while batcher._queue.qsize() < len(threads):  # pylint: disable=protected-access
+      threading.Event().wait(0.01)
+    release.set()
+    for t in [first] + threads:
+      t.join()
+
+  while_busy([(f"r{i}", ["bb", "ccc"]) for i in range(3)])
   # 1 pair, then 2 + 2 (the third request would pass max_batch=5), then 2.
   assert [len(c) for c in calls] == [1, 4, 2]
   assert results == {"first": [1.0], "r0": [2.0, 3.0], "r1": [2.0, 3.0], "r2": [2.0, 3.0]}
@@ -128,19 +133,7 @@ def test_batcher_merges_what_is_queued_and_survives_errors():
   # rerun request by request.
   calls.clear()
   release.clear()
-  first = threading.Thread(target=submit, args=("first", ["a"]))
-  first.start()
-  while not calls:
-    threading.Event().wait(0.01)
-  queued = [threading.Thread(target=submit, args=(name, solutions))
-            for name, solutions in (("good", ["ee"]), ("poison", ["boom"]))]
-  for t in queued:
-    t.start()
-  while batcher._queue.qsize() < 2:  # pylint: disable=protected-access
-    threading.Event().wait(0.01)
-  release.set()
-  for t in [first] + queued:
-    t.join()
+  while_busy([("good", ["ee"]), ("poison", ["boom"])])
   assert sorted(map(sorted, calls[1:])) == [["boom"], ["boom", "ee"], ["ee"]]
   assert results["good"] == [2.0] and results["poison"] == "model failed"
   batcher.close()
