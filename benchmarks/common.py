@@ -140,6 +140,22 @@ def time_it(fn: Callable[[], Any], sync: Callable[[Any], Any], warmup: int,
   return first, (time.perf_counter() - start) / repeats
 
 
+def train_step_timer(step, state, batch, ref_params, steps: int):
+  """(first call s, mean step s, `one`, holder) for a jitted train step
+  that donates its state: `one()` runs one more step on the same batch,
+  returning its loss; `holder["state"]` is the latest state."""
+  import jax  # pylint: disable=g-import-not-at-top
+  rng = jax.random.PRNGKey(1)
+  holder = {"state": state}
+
+  def one():
+    holder["state"], metrics = step(holder["state"], batch, ref_params, rng)
+    return metrics["loss"]
+
+  first, secs = time_it(one, jax.block_until_ready, 2, steps)
+  return first, secs, one, holder
+
+
 def profile_steps(fn: Callable[[], Any], sync: Callable[[Any], Any],
                   directory: str, steps: int = 3, top: int = 12) -> dict:
   """Runs `fn` `steps` more times under `jax.profiler.trace(directory)` and

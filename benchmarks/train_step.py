@@ -89,14 +89,8 @@ def run_ours(shape: common.Shape, steps: int, remat: str,
       method="solve", beta=0.1, yes_id=None, no_id=None, accum_steps=1,
       loss_chunk_size=loss_chunk,
       cast_params_once=bool(cfg.cast_params_once)), donate_argnums=(0,))
-  rng = jax.random.PRNGKey(1)
-  holder = {"state": state}
-
-  def one():
-    holder["state"], metrics = step(holder["state"], batch, None, rng)
-    return metrics["loss"]
-
-  first, secs = common.time_it(one, jax.block_until_ready, 2, steps)
+  first, secs, one, holder = common.train_step_timer(step, state, batch, None,
+                                                     steps)
   profile = common.profile_row(
       profile_dir, f"ours_{attention}_chunk{loss_chunk}_unroll{scan_unroll}"
       f"_lora{lora_rank}",

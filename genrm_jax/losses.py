@@ -235,6 +235,67 @@ def chunked_token_stats(config, model_params, hidden, targets, chunk_size: int,
           for k, v in stats.items()}
 
 
+def target_indices(weights: jax.Array, num_positions: int) -> jax.Array:
+  """Each row's first `num_positions` positions with weight > 0, in order,
+  [B, K] (rows with fewer are filled with unweighted positions, which
+  every statistic multiplies by their weight, 0)."""
+  length = weights.shape[1]
+  idx = jnp.arange(length, dtype=jnp.int32)
+  # Weighted positions sort first, each group in position order.
+  key = jnp.where(weights > 0, idx, length + idx)
+  return jnp.sort(key, axis=1)[:, :num_positions] % length
+
+
+def token_stats_from_hidden(config, model_params, hidden, targets, weights, *,
+                            loss_chunk_size: int = 0, loss_positions: int = 0,
+                            yes_id=None, no_id=None):
+  """`_token_stats` [B, T] of the logits of final hidden states [B, T, D],
+  position t predicting `targets[:, t]` with weight `weights[:, t]`.
+
+  `loss_positions=K > 0` (and < T): where no row has more than K weighted
+  positions, the output projection runs on those positions only (gathered:
+  [B, K, V] logits instead of [B, T, V]) and every statistic is 0 elsewhere;
+  a batch with a row of more runs the whole [B, T] (`jax.lax.cond`, decided
+  on the device for the global batch, so every host takes the same branch).
+  The weighted positions get the same numbers either way. Direct GenRM's
+  packed rows hold a few " Yes"/" No" + EOS targets among hundreds of
+  prompt positions: with Gemma's 256K vocabulary the projection is most of
+  a small model's step (RESULTS.md). Each branch is rematerialised, so the
+  branch not taken keeps no [B, T, V] residuals for the backward pass.
+  """
+  def project(h, t):
+    if loss_chunk_size > 0:
+      return chunked_token_stats(config, model_params, h, t, loss_chunk_size,
+                                 yes_id, no_id)
+    logits = gemma.logits_from_hidden(config, model_params, h)
+    logits = nn.with_logical_constraint(logits,
+                                        ("batch", "length", "act_vocab"))
+    return _token_stats(logits, t, yes_id, no_id)
+
+  batch, length = targets.shape
+  if not 0 < loss_positions < length:
+    return project(hidden, targets)
+
+  def dense(h, t, w):
+    del w
+    return project(h, t)
+
+  def sparse(h, t, w):
+    idx = target_indices(w, loss_positions)
+    picked = jnp.take_along_axis(h, idx[..., None], axis=1)
+    stats = project(picked, jnp.take_along_axis(t, idx, axis=1))
+    kept = jnp.take_along_axis(w, idx, axis=1) > 0  # False: a row's filler
+    rows = jnp.arange(batch)[:, None]
+    # Distinct indices per row: a set, whose gradient is a gather.
+    return {k: jnp.zeros((batch, length), v.dtype).at[rows, idx].set(
+        jnp.where(kept, v, jnp.zeros((), v.dtype))) for k, v in stats.items()}
+
+  fits = jnp.max(jnp.sum(weights > 0, axis=1)) <= loss_positions
+  remat = functools.partial(jax.checkpoint, prevent_cse=False)
+  return jax.lax.cond(fits, remat(sparse), remat(dense), hidden, targets,
+                      weights)
+
+
 def _apply(model, params, tokens, positions, segment_ids, return_logits=True):
   return model.apply({"params": params["model"]}, tokens, positions=positions,
                      segment_ids=segment_ids, return_logits=return_logits)
@@ -246,11 +307,14 @@ def _apply(model, params, tokens, positions, segment_ids, return_logits=True):
 
 
 def generative_loss(model, params, batch, *, yes_id=None, no_id=None,
-                    with_eval_outputs=False, loss_chunk_size: int = 0):
+                    with_eval_outputs=False, loss_chunk_size: int = 0,
+                    loss_positions: int = 0):
   """Next-token CE on target tokens. Returns (loss_sum, count, sums[, eval]).
 
   `loss_chunk_size > 0`: logits in sequence chunks of that many positions
   (`chunked_token_stats`), never the whole fp32 [B, L, V] buffer.
+  `loss_positions > 0`: logits at target positions only, when every row
+  has at most that many (`token_stats_from_hidden`).
   """
   tokens = batch["decoder_target_tokens"]
   segment_ids = batch["decoder_segment_ids"]
@@ -260,12 +324,13 @@ def generative_loss(model, params, batch, *, yes_id=None, no_id=None,
   targets, weights, target_segments = shifted_targets(
       tokens, batch["decoder_loss_weights"], segment_ids)
   with_verdict = yes_id is not None and no_id is not None
-  if loss_chunk_size > 0:
+  if loss_chunk_size > 0 or loss_positions > 0:
     out = _apply(model, params, tokens, positions, segment_ids,
                  return_logits=False)
-    stats = chunked_token_stats(
+    stats = token_stats_from_hidden(
         model.config, params["model"], out.hidden_states[:, :-1], targets,
-        loss_chunk_size, yes_id, no_id)
+        weights, loss_chunk_size=loss_chunk_size,
+        loss_positions=loss_positions, yes_id=yes_id, no_id=no_id)
   else:
     out = _apply(model, params, tokens, positions, segment_ids)
     stats = _shifted_stats(out.logits, targets, yes_id, no_id)
@@ -373,22 +438,24 @@ def bt_loss(model, params, batch, *, with_eval_outputs=False, center_rewards=0.0
 
 
 def sequence_log_probs(model, model_params, tokens, loss_weights, segment_ids,
-                       loss_chunk_size: int = 0):
+                       loss_chunk_size: int = 0, loss_positions: int = 0):
   """Sum over target tokens of log p(token | prefix) [B]."""
-  chunked = loss_chunk_size > 0
+  from_hidden = loss_chunk_size > 0 or loss_positions > 0
   out = _apply(model, model_params, tokens, segment_positions(segment_ids),
-               segment_ids, return_logits=not chunked)
+               segment_ids, return_logits=not from_hidden)
   targets, weights, _ = shifted_targets(tokens, loss_weights, segment_ids)
-  if chunked:
-    logp = chunked_token_stats(model.config, model_params["model"],
-                               out.hidden_states[:, :-1], targets,
-                               loss_chunk_size)["logp"]
+  if from_hidden:
+    logp = token_stats_from_hidden(
+        model.config, model_params["model"], out.hidden_states[:, :-1],
+        targets, weights, loss_chunk_size=loss_chunk_size,
+        loss_positions=loss_positions)["logp"]
   else:
     logp = _shifted_stats(out.logits, targets)["logp"]
   return jnp.sum(logp * weights, axis=1)
 
 
-def _pair_log_probs(model, params, batch, loss_chunk_size: int = 0):
+def _pair_log_probs(model, params, batch, loss_chunk_size: int = 0,
+                    loss_positions: int = 0):
   """Chosen and rejected log-probs in one forward pass over [2B, L]."""
   cat = lambda a, b: jnp.concatenate([a, b], axis=0)
   logps = sequence_log_probs(
@@ -396,7 +463,7 @@ def _pair_log_probs(model, params, batch, loss_chunk_size: int = 0):
       cat(batch["chosen_tokens"], batch["rejected_tokens"]),
       cat(batch["chosen_loss_weights"], batch["rejected_loss_weights"]),
       cat(batch["chosen_segment_ids"], batch["rejected_segment_ids"]),
-      loss_chunk_size)
+      loss_chunk_size, loss_positions)
   b = batch["chosen_tokens"].shape[0]
   return logps[:b], logps[b:]
 
@@ -410,8 +477,10 @@ def dpo_from_log_probs(pi_c, pi_r, ref_c, ref_r, beta):
 
 
 def dpo_loss(model, params, batch, *, ref_params=None, beta=0.1,
-             with_eval_outputs=False, loss_chunk_size: int = 0):
-  pi_c, pi_r = _pair_log_probs(model, params, batch, loss_chunk_size)
+             with_eval_outputs=False, loss_chunk_size: int = 0,
+             loss_positions: int = 0):
+  pi_c, pi_r = _pair_log_probs(model, params, batch, loss_chunk_size,
+                               loss_positions)
   if "chosen_ref_logps" in batch:  # precomputed (genrm_jax/dpo_reference.py)
     ref_c = batch["chosen_ref_logps"].astype(jnp.float32)
     ref_r = batch["rejected_ref_logps"].astype(jnp.float32)
@@ -422,7 +491,7 @@ def dpo_loss(model, params, batch, *, ref_params=None, beta=0.1,
     # `ref_params` is a Gemma param tree (no value head): the frozen start.
     ref_c, ref_r = _pair_log_probs(
         model, {"model": jax.lax.stop_gradient(ref_params)}, batch,
-        loss_chunk_size)
+        loss_chunk_size, loss_positions)
   losses, reward_c, reward_r = dpo_from_log_probs(pi_c, pi_r, ref_c, ref_r,
                                                   beta)
   margin = reward_c - reward_r
@@ -448,10 +517,12 @@ def dpo_loss(model, params, batch, *, ref_params=None, beta=0.1,
 def compute_loss(method: str, model, params, batch, *, ref_params=None,
                  beta: float = 0.1, yes_id=None, no_id=None,
                  with_eval_outputs: bool = False, loss_chunk_size: int = 0,
-                 center_rewards: float = 0.0):
+                 loss_positions: int = 0, center_rewards: float = 0.0):
   """The loss of `method`. `loss_chunk_size > 0`: generative and DPO
   log-probs from sequence chunks of that many positions (no [B, L, V]
-  logits; `chunked_token_stats`); `disc` and `bt` never build logits."""
+  logits; `chunked_token_stats`); `loss_positions > 0`: from the target
+  positions only where no row has more (`token_stats_from_hidden`); `disc`
+  and `bt` never build logits."""
   kind = batch_kind(method)
   if kind == "generative":
     use_verdict = method in VERDICT_METHODS
@@ -459,7 +530,8 @@ def compute_loss(method: str, model, params, batch, *, ref_params=None,
                            yes_id=yes_id if use_verdict else None,
                            no_id=no_id if use_verdict else None,
                            with_eval_outputs=with_eval_outputs,
-                           loss_chunk_size=loss_chunk_size)
+                           loss_chunk_size=loss_chunk_size,
+                           loss_positions=loss_positions)
   if kind == "disc":
     return disc_loss(model, params, batch,
                      with_eval_outputs=with_eval_outputs)
@@ -468,7 +540,8 @@ def compute_loss(method: str, model, params, batch, *, ref_params=None,
                    center_rewards=center_rewards)
   return dpo_loss(model, params, batch, ref_params=ref_params, beta=beta,
                   with_eval_outputs=with_eval_outputs,
-                  loss_chunk_size=loss_chunk_size)
+                  loss_chunk_size=loss_chunk_size,
+                  loss_positions=loss_positions)
 
 
 def finalize(sums: Sums) -> dict[str, jax.Array]:

@@ -256,8 +256,28 @@ def step_kwargs(config, model, yes_id, no_id) -> dict[str, Any]:
                                                             0.0)),
               yes_id=yes_id, no_id=no_id,
               loss_chunk_size=int(config.get("loss_chunk_size", 0)),
+              loss_positions=loss_positions(config),
               cast_params_once=bool(config.get("cast_params_once", False)),
               lora_reference=lora_reference(config, model.config))
+
+
+# Direct GenRM's targets a packed row can hold before a step projects every
+# position: two an example (" Yes"/" No" + EOS; five in bytes).
+GENRM_LOSS_POSITIONS = 16
+
+
+def loss_positions(config) -> int:
+  """`config.loss_positions`, with -1 resolved by method (configs/common.py):
+  direct GenRM's few targets a row, DPO's solution share of `seq_len`."""
+  k = int(config.get("loss_positions", 0))
+  if k != -1:
+    return k
+  if config.method == "genrm":
+    return GENRM_LOSS_POSITIONS
+  if config.method == "dpo":
+    from genrm_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    return input_pipeline.feature_lengths(config.data, input_pipeline.DPO)["chosen"]
+  return 0
 
 
 def lora_reference(config, mcfg) -> bool:
@@ -289,7 +309,8 @@ def _compute_params(params, model, cast_params_once: bool):
 
 def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
                beta, yes_id, no_id, accum_steps, loss_chunk_size=0,
-               cast_params_once=False, lora_reference=False, center_rewards=0.0):
+               loss_positions=0, cast_params_once=False, lora_reference=False,
+               center_rewards=0.0):
   """One optimizer update. Returns (new state, metrics)."""
   step = state["step"]
   if lora_reference:
@@ -312,7 +333,7 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
     loss_sum, count, sums = losses.compute_loss(
         method, model, params, mb, ref_params=ref_params, beta=beta,
         yes_id=yes_id, no_id=no_id, loss_chunk_size=loss_chunk_size,
-        center_rewards=center_rewards)
+        loss_positions=loss_positions, center_rewards=center_rewards)
     return loss_sum, (count, sums)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -357,8 +378,9 @@ def train_step(state, batch, ref_params, rng, *, model, tx, schedule, method,
 
 
 def eval_step(params, batch, ref_params, *, model, method, beta, yes_id,
-              no_id, loss_chunk_size=0, cast_params_once=False,
-              lora_reference=False, center_rewards=0.0):
+              no_id, loss_chunk_size=0, loss_positions=0,
+              cast_params_once=False, lora_reference=False,
+              center_rewards=0.0):
   if lora_reference:
     ref_params = lora.zero_adapters(params)["model"]
   loss_sum, count, sums, outputs = losses.compute_loss(
@@ -366,7 +388,7 @@ def eval_step(params, batch, ref_params, *, model, method, beta, yes_id,
       ref_params=ref_params, beta=beta, yes_id=yes_id, no_id=no_id,
       center_rewards=center_rewards,
       with_eval_outputs=True,
-      loss_chunk_size=loss_chunk_size)
+      loss_chunk_size=loss_chunk_size, loss_positions=loss_positions)
   sums = dict(sums, loss=(loss_sum, count))
   return sums, outputs
 
@@ -390,6 +412,9 @@ def _check_loop_config(config) -> None:
   profile = config.get("profile") or {}
   if profile:  # StepProfiler's own check, before init and restore
     profiling.check_window(int(profile["start_step"]), int(profile["num_steps"]))
+  if int(config.get("loss_positions", 0)) < -1:
+    raise ValueError(f"config.loss_positions={config.loss_positions}: K > 0 target "
+                     "positions a row, 0 for every position, or -1 (by method).")
   if config.checkpoint_every > 0 and config.keep_checkpoints < 1:
     raise ValueError(f"config.keep_checkpoints={config.keep_checkpoints} would delete "
                      "every checkpoint, the latest too: keep >= 1 (or "

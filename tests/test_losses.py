@@ -421,3 +421,95 @@ def test_chunk_size_must_be_positive(tiny):
     losses.chunked_token_stats(config, params["model"],
                                jnp.zeros((1, 4, config.embed_dim)),
                                jnp.zeros((1, 4), jnp.int32), 0)
+
+
+# Logits at target positions only (loss_positions > 0) equal the full loss.
+# -----------------------------------------------------------------------------
+
+
+def test_target_indices_by_hand():
+  w = jnp.array([[0, 1, 0, 1, 1, 0], [0, 0, 0, 0, 0, 1], [1, 1, 1, 1, 0, 0]],
+                jnp.float32)
+  np.testing.assert_array_equal(losses.target_indices(w, 3),
+                                [[1, 3, 4], [5, 0, 1], [0, 1, 2]])
+
+
+@pytest.mark.parametrize("chunk,positions", [(0, 12), (5, 12), (0, 8), (0, 40)])
+def test_target_position_loss_equals_full(tiny, chunk, positions):
+  """Loss, metrics, eval outputs and every gradient. The rows hold 10 and
+  11 weighted targets: 12 reads only those, 8 falls back to the whole batch,
+  40 (past the length) is the plain path."""
+  config, model, params = tiny
+  yes, no = 5, 6
+  batch = _packed_verdict_batch(config.num_embed, yes, no)
+
+  def run(p, chunk_size, loss_positions):
+    loss_sum, count, sums, outputs = losses.generative_loss(
+        model, p, batch, yes_id=yes, no_id=no, with_eval_outputs=True,
+        loss_chunk_size=chunk_size, loss_positions=loss_positions)
+    return loss_sum / count, (count, sums, outputs)
+
+  grad = jax.jit(jax.value_and_grad(run, has_aux=True), static_argnums=(1, 2))
+  (ref_loss, (ref_n, ref_sums, ref_out)), ref_g = grad(params, 0, 0)
+  (loss, (n, sums, out)), g = grad(params, chunk, positions)
+  assert float(n) == float(ref_n) > 0
+  np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-5)
+  for k in ref_sums:
+    np.testing.assert_allclose(np.asarray(sums[k]), np.asarray(ref_sums[k]),
+                               rtol=1e-6)
+  np.testing.assert_array_equal(out["mask"], ref_out["mask"])
+  mask = np.asarray(ref_out["mask"])
+  assert mask.sum() == 4
+  np.testing.assert_allclose(np.asarray(out["score"])[mask],
+                             np.asarray(ref_out["score"])[mask], rtol=1e-5,
+                             atol=1e-5)
+  for (path, r), x in zip(jax.tree_util.tree_leaves_with_path(ref_g),
+                          jax.tree.leaves(g)):
+    np.testing.assert_allclose(
+        np.asarray(x), np.asarray(r), rtol=1e-5,
+        atol=1e-5 * float(jnp.max(jnp.abs(r))),
+        err_msg=f"{chunk}, {positions}: {jax.tree_util.keystr(path)}")
+
+
+def test_target_position_stats_take_the_branch_the_batch_allows(tiny):
+  """At most K weighted positions a row: statistics only there (0 elsewhere);
+  one row of more: the whole batch's, as without the option."""
+  config, _, params = tiny
+  rng = np.random.default_rng(0)
+  hidden = jnp.asarray(rng.normal(size=(2, 9, config.embed_dim)), jnp.float32)
+  targets = jnp.asarray(rng.integers(0, config.num_embed, (2, 9)), jnp.int32)
+  weights = jnp.zeros((2, 9)).at[0, 2:5].set(1).at[1, 6:8].set(1)
+  stats = lambda k: losses.token_stats_from_hidden(
+      config, params["model"], hidden, targets, weights, loss_positions=k,
+      yes_id=5, no_id=6)
+  full = jax.jit(stats, static_argnums=0)(0)
+  on = np.asarray(weights) > 0
+  sparse = jax.jit(stats, static_argnums=0)(3)
+  for k in ("logp", "correct", "score"):
+    np.testing.assert_allclose(np.asarray(sparse[k])[on],
+                               np.asarray(full[k])[on], rtol=1e-6)
+    assert not np.asarray(sparse[k])[~on].any(), k
+  assert (np.asarray(full["logp"]) < 0).all()
+  fallback = jax.jit(stats, static_argnums=0)(2)  # row 0 has 3
+  for k in ("logp", "correct", "score"):
+    np.testing.assert_allclose(np.asarray(fallback[k]), np.asarray(full[k]),
+                               rtol=1e-6)
+
+
+def test_target_position_dpo_equals_full(tiny):
+  _, model, params = tiny
+  batch = _dpo_batch()
+  ref_params = jax.tree.map(lambda x: x * 0.9, params["model"])
+  loss = jax.jit(lambda p, k: losses.dpo_loss(
+      model, p, batch, ref_params=ref_params, loss_positions=k)[0],
+                 static_argnums=1)
+  full_w = np.concatenate([batch["chosen_loss_weights"],
+                           batch["rejected_loss_weights"]])
+  most = int((full_w[:, 1:] > 0).sum(1).max())
+  assert 0 < most < full_w.shape[1] - 1
+  l0, g0 = jax.value_and_grad(loss)(params, 0)
+  l1, g1 = jax.value_and_grad(loss)(params, most)
+  np.testing.assert_allclose(float(l1), float(l0), rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
+                               atol=1e-6 * float(jnp.max(jnp.abs(b))))

@@ -23,6 +23,13 @@ def test_tiny_run_loss_falls(name, tmp_path):
   config = tu.tiny_config(name, checkpoint_every=1000)
   if config.method not in ("disc", "bt", "dpo"):
     config.total_steps = 60  # generative losses fall fastest
+  if config.method == "dpo":
+    # At the tiny config's lr 3e-3 and beta 0.1 the run is chaotic: a
+    # rounding-level change (the loss read at target positions only) moved
+    # its last 30 steps' mean from 0.60 to 0.68, and seeds 0-3 spread
+    # 0.54-0.68. At 1e-3 and beta 0.5 seeds 0-2 end at 0.52-0.57 either way.
+    config.lr = 1e-3
+    config.dpo.beta = 0.5
   tu.run(config, tmp_path)
   losses = [r["loss"] for r in tu.train_records(str(tmp_path))]
   assert len(losses) == config.total_steps
@@ -181,6 +188,7 @@ def test_loop_settings_that_would_fail_late_fail_first(tmp_path):
       (dict(data__source="python", model__preset="gemma_2b"),
        "config.data.vocabulary is empty for model.preset='gemma_2b'"),
       (dict(profile__start_step=2, profile__num_steps=0), "num_steps >= 1"),
+      (dict(loss_positions=-2), r"loss_positions=-2: K > 0 target positions"),
   ):
     workdir = tmp_path / str(len(os.listdir(tmp_path)))
     with pytest.raises(ValueError, match=message):
@@ -246,6 +254,26 @@ def test_a_failed_eval_keeps_the_step_for_the_resumed_run(tmp_path, monkeypatch)
 def test_chunked_loss_equals_full_logits(one_device_run, tmp_path):
   # config.loss_chunk_size reaches the train step: same losses and params.
   _assert_same_as_one_device_run(one_device_run, tmp_path, loss_chunk_size=16)
+
+
+@pytest.mark.parametrize("loss_positions", [0, 5])
+def test_loss_at_target_positions_equals_full_logits(one_device_run, tmp_path,
+                                                     loss_positions):
+  # The run above projects the targets only (direct GenRM's default, 16 a
+  # row); 0 projects every position, and 5 leaves rows of more targets to
+  # the full projection, batch by batch: the same losses, metrics, params.
+  from genrm_jax import train  # pylint: disable=g-import-not-at-top
+  assert train.loss_positions(tu.tiny_config("word_sort_genrm")) == 16
+  _assert_same_as_one_device_run(one_device_run, tmp_path,
+                                 loss_positions=loss_positions)
+
+
+def test_loss_positions_by_method():
+  from genrm_jax import train  # pylint: disable=g-import-not-at-top
+  dpo = tu.tiny_config("gsm8k_dpo", data__seq_len=96, data__inputs_len=60)
+  assert train.loss_positions(dpo) == 36  # the solution's share
+  assert train.loss_positions(tu.tiny_config("gsm8k_cot")) == 0
+  assert train.loss_positions(tu.tiny_config("gsm8k_cot", loss_positions=7)) == 7
 
 
 def test_cudnn_attention_off_a_gpu_is_a_clear_error(tmp_path):
