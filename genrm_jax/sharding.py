@@ -65,7 +65,39 @@ def make_mesh(shape: Sequence[int] = (-1, 1, 1),
   if math.prod(shape) != len(devices):
     raise ValueError(f"mesh shape {shape} needs {math.prod(shape)} devices; "
                      f"{len(devices)} are available.")
-  return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
+  return Mesh(device_grid(shape, devices), MESH_AXES)
+
+
+def device_grid(shape: Sequence[int], devices: Sequence[Any]) -> np.ndarray:
+  """`devices` arranged as the mesh `shape` (data, fsdp, tensor), in
+  `jax.devices()` order.
+
+  That order is process-tiled (each host's devices are consecutive), so the
+  innermost axes (tensor, then fsdp) stay within a host and every host
+  holds whole data shards, which it feeds with its own rows
+  (`train.make_global_batch`). `mesh_utils.create_device_mesh`'s physical
+  layout was tried: on v5p-64 at (1, 8, 4) it splits each tensor group
+  over two hosts, which would feed one shard two hosts' rows.
+
+  Devices of several TPU slices (multislice) must differ by slice along the
+  data axis only: fsdp's all-gathers and tensor's all-reduces run at every
+  layer, too often for the slow links between slices (DCN); data's gradient
+  all-reduce runs once a step.
+  """
+  grid = np.asarray(devices).reshape([int(s) for s in shape])
+  slices = {getattr(d, "slice_index", None) or 0 for d in devices}
+  if len(slices) > 1:
+    mixed = [i for i in range(grid.shape[0])
+             if len({getattr(d, "slice_index", None) or 0 for d in grid[i].flat}) > 1]
+    if mixed:
+      n = len(slices)
+      raise ValueError(
+          f"mesh shape {list(shape)} over {n} TPU slices puts the fsdp or tensor "
+          f"axis across slices (data index {mixed[0]} spans several), whose links "
+          f"(DCN) are too slow for the per-layer collectives: make the data axis "
+          f"a multiple of {n} (e.g. config.mesh=({n}, -1, {grid.shape[2]})), with "
+          "the devices in slice order (jax.devices()).")
+  return grid
 
 
 def _mesh_axes_for(name: str | None, rules: Rules) -> tuple[str, ...]:
