@@ -1,22 +1,26 @@
-r"""Verifier training steps: logits at the target positions only, or at all.
+r"""Training steps with the logits at the target positions only, or at all.
 
   python -m benchmarks.verifier_step            # the 270M comparison's runs
   python -m benchmarks.verifier_step --tiny     # tiny model on a CPU, seconds
   python -m benchmarks.verifier_step --batch=4  # Gemma 3 270M on a CPU
 
-Direct GenRM trains on packed rows whose only targets are each example's
-" Yes"/" No" and EOS, and DPO on a solution after a longer prompt; with
-Gemma's 256K vocabulary the output projection of every position is most of
-a small model's step. `loss_positions=K` (configs/common.py,
-`losses.token_stats_from_hidden`) projects only each row's first K target
-positions whenever every row has at most K. This times our full train step
-(AdamW, clipping, bf16 compute, the 270M comparison's remat and 32-position
-loss chunks) for each method with K = 0 (every position) and K = the
-configs' default (-1: 16 for direct GenRM, half of seq_len for DPO), on synthetic rows shaped like
-the comparison's: direct-GenRM examples of a third to two thirds of the row
-packed together; DPO pairs of a 60% prompt and a 30% solution. The loss of
-one more step is printed for each row: equal, up to rounding, within a
-method.
+With Gemma's 256K vocabulary the output projection of every position is
+most of a small model's step, and no loss reads a prompt position's logits.
+`loss_positions=K` (configs/common.py, `losses.token_stats_from_hidden`)
+projects only each row's first K target positions whenever every row has at
+most K. This times our full train step (AdamW, clipping, bf16 compute, the
+270M comparison's remat and 32-position loss chunks) for each method with
+K = 0 (every position) and K = the configs' default (-1), on synthetic rows
+shaped like the comparison's last-letter runs:
+  genrm  direct GenRM: examples of a third to two thirds of the row packed
+         together, each with two targets (verdict + EOS); K = 16
+  dpo    pairs of a 60% prompt and a 30% solution; K = half the row
+  solve  generator SFT: one example a row, a 55% prompt, a 26% solution
+         (last-letter: 141 and 66 Gemma tokens of 256); K = half the row
+  cot    GenRM-CoT at twice the row length: a 45% prompt, a 45% rationale;
+         K = half the row
+The loss of one more step is printed for each row: equal, up to rounding,
+within a method.
 """
 
 from __future__ import annotations
@@ -31,11 +35,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
 
-# The 270M comparison's direct GenRM and DPO runs (configs/pipeline/
-# paper_270m.py, last_letter: 32 x 256 and 16 pairs x 256).
+# The 270M comparison's rows (configs/pipeline/paper_270m.py, last_letter:
+# 32 x 256; DPO 16 pairs; GenRM-CoT 32 x 512).
 FULL = common.Shape("gemma3_270m", 32, 256)
 TINY = common.Shape("tiny", 4, 64, (("num_embed", 4096),))
-METHODS = ("genrm", "dpo")
+METHODS = ("genrm", "dpo", "solve", "cot")
+# method -> (row length / the shape's, prompt share, target share) of the
+# one-example-a-row methods.
+SINGLE = {"solve": (1, 0.55, 0.26), "cot": (2, 0.45, 0.45)}
 
 
 def genrm_batch(np, batch: int, length: int, vocab: int, seed: int = 0):
@@ -60,6 +67,23 @@ def genrm_batch(np, batch: int, length: int, vocab: int, seed: int = 0):
   tokens[seg == 0] = 0
   return {"decoder_target_tokens": tokens, "decoder_loss_weights": weights,
           "decoder_segment_ids": seg, "decoder_positions": pos}
+
+
+def single_batch(np, batch: int, length: int, vocab: int, prompt: float,
+                 target: float, seed: int = 0):
+  """One example a row: BOS + a `prompt` share of the row, then a `target`
+  share (the targets), then padding."""
+  rng = np.random.default_rng(seed)
+  p, t = int(length * prompt), int(length * target)
+  tokens = np.zeros((batch, length), np.int32)
+  tokens[:, :p + t] = rng.integers(3, vocab, (batch, p + t))
+  tokens[:, 0] = 2
+  weights = np.zeros((batch, length), np.int32)
+  weights[:, p:p + t] = 1
+  seg = (tokens != 0).astype(np.int32)
+  return {"decoder_target_tokens": tokens, "decoder_loss_weights": weights,
+          "decoder_segment_ids": seg,
+          "decoder_positions": np.where(seg > 0, np.arange(length), 0).astype(np.int32)}
 
 
 def dpo_batch(np, batch: int, length: int, vocab: int, seed: int = 0):
@@ -96,7 +120,8 @@ def run_row(shape: common.Shape, method: str, loss_positions: int,
   from genrm_jax.models import gemma  # pylint: disable=g-import-not-at-top
 
   cfg = configs.get_config("last_letter", method)
-  cfg.data.seq_len = shape.seq_len
+  length = shape.seq_len * (SINGLE[method][0] if method in SINGLE else 1)
+  cfg.data.seq_len = length
   cfg.model.preset = shape.preset
   cfg.model.remat_policy = "dots_with_no_batch_dims_saveable"
   mcfg = train.model_config(cfg).replace(**shape.model_overrides())
@@ -104,23 +129,26 @@ def run_row(shape: common.Shape, method: str, loss_positions: int,
   tx, schedule = optimizer_lib.make_optimizer(cfg)
   init = gemma.init_params(mcfg, jax.random.PRNGKey(0))
   state = jax.jit(lambda p: train._state_from_model_params(  # pylint: disable=protected-access
-      p, mcfg, tx, method))(init)
-  make = genrm_batch if method == "genrm" else dpo_batch
-  host = make(np, shape.batch, shape.seq_len, mcfg.num_embed)
+      p, mcfg, tx, cfg.method))(init)
+  if method in SINGLE:
+    host = single_batch(np, shape.batch, length, mcfg.num_embed,
+                        *SINGLE[method][1:])
+  else:
+    make = genrm_batch if method == "genrm" else dpo_batch
+    host = make(np, shape.batch, length, mcfg.num_embed)
   cfg.loss_positions = loss_positions
   k = train.loss_positions(cfg)
   batch = jax.device_put(host)
   step = jax.jit(functools.partial(
-      train.train_step, model=model, tx=tx, schedule=schedule, method=method,
+      train.train_step, model=model, tx=tx, schedule=schedule, method=cfg.method,
       beta=0.1, yes_id=5, no_id=6, accum_steps=1, loss_chunk_size=32,
       loss_positions=k, cast_params_once=True), donate_argnums=(0,))
   first, secs, one, _ = common.train_step_timer(
       step, state, batch, init if method == "dpo" else None, steps)
-  rows = host["decoder_segment_ids"] if method == "genrm" else np.concatenate(
-      [host["chosen_segment_ids"], host["rejected_segment_ids"]])
+  rows = np.concatenate([v for name, v in host.items() if name.endswith("segment_ids")])
   tokens = int((rows != 0).sum())
   return dict(benchmark="verifier_step", method=method, preset=shape.preset,
-              batch=shape.batch, seq_len=shape.seq_len, loss_positions=k,
+              batch=shape.batch, seq_len=length, loss_positions=k,
               most_targets=most_targets(np, host), step_s=secs,
               first_call_s=first, tokens_per_s=tokens / secs,
               loss=float(one()), **common.device_info())
@@ -164,9 +192,9 @@ def main() -> None:
       rows.append(row)
       common.record(args.out, row)
   common.print_table(
-      f"verifier train step, {shape.preset} batch {shape.batch} x "
+      f"train step by method, {shape.preset} batch {shape.batch} x "
       f"{shape.seq_len} ({rows[0].get('device', '?')})", rows,
-      ["method", "loss_positions", "most_targets", "tokens_per_s", "step_s",
+      ["method", "seq_len", "loss_positions", "most_targets", "tokens_per_s", "step_s",
        "first_call_s", "speedup", "loss", "error"])
   for r in rows:
     if "error" in r:

@@ -194,11 +194,12 @@ def get_config(task: str, method: str, arg: str | None = None
   c.loss_chunk_size = 0
   # The output projection only at target positions, up to K a row, in any
   # batch where no row has more (others project every position: the same
-  # numbers either way; losses.token_stats_from_hidden). Direct GenRM's
-  # packed rows hold two targets an example (verdict + EOS) and DPO's a
-  # solution: with Gemma's 256K vocabulary most of a small model's step
-  # (benchmarks/verifier_step.py). -1 = by method: 16 for `genrm`, the
-  # solution's share of seq_len for `dpo`, 0 (every position) otherwise.
+  # numbers either way; losses.token_stats_from_hidden). With Gemma's 256K
+  # vocabulary the projection is most of a small model's step, and a
+  # prompt's positions need none (benchmarks/verifier_step.py). -1 = by
+  # method (train.loss_positions): 16 for `genrm` (packed rows, two targets
+  # an example: verdict + EOS); the targets' share of seq_len (seq_len -
+  # inputs_len) for the other generative methods and `dpo`; 0 otherwise.
   c.loss_positions = -1
   # Cast the weights to the compute dtype once a step (a microbatch, with
   # grad accumulation), outside the layer scan, rather than at each use,

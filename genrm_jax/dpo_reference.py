@@ -98,6 +98,11 @@ def splits_of(config) -> list[str]:
   return out
 
 
+def _loss_positions(config) -> int:
+  from genrm_jax import train  # pylint: disable=g-import-not-at-top
+  return train.loss_positions(config)
+
+
 def fingerprint(config) -> dict[str, Any]:
   """What the table's rows and values depend on; a stored table is reused
   only if its fingerprint equals the run's."""
@@ -105,6 +110,7 @@ def fingerprint(config) -> dict[str, Any]:
         "init_from": str(config.init_from),
         "model": config.model.to_dict(), "data": config.data.to_dict(),
         "loss_chunk_size": int(config.get("loss_chunk_size", 0)),
+        "loss_positions": _loss_positions(config),
         "splits": splits_of(config)}
   if not config.init_from or config.data.source == "synthetic":
     fp["seed"] = int(config.seed)  # the random init; the synthetic rows
@@ -264,8 +270,8 @@ def _max_over_hosts(n: int) -> int:
 
 
 def compute_table(config, *, mesh, model, ref_params, model_shardings,
-                  loss_chunk_size: int = 0, log: Callable[..., None] = print
-                  ) -> ReferenceTable:
+                  loss_chunk_size: int = 0, loss_positions: int = 0,
+                  log: Callable[..., None] = print) -> ReferenceTable:
   """The reference log-probs of every distinct row of `splits_of(config)`.
 
   Each host feeds its own rows in batches of `config.batch_size` (global)
@@ -285,7 +291,7 @@ def compute_table(config, *, mesh, model, ref_params, model_shardings,
   def fn(params, batch, aux):
     # As losses.dpo_loss computes the reference's log-probs in the step.
     chosen, rejected = losses._pair_log_probs(  # pylint: disable=protected-access
-        model, {"model": params}, batch, loss_chunk_size)
+        model, {"model": params}, batch, loss_chunk_size, loss_positions)
     return chosen, rejected, aux
 
   batch_shardings = {k: sharding_lib.batch_sharding(mesh, 2) for k in ROW_FIELDS}
@@ -333,7 +339,7 @@ def _delete(tree) -> None:
 
 def load_or_compute(config, workdir: str, *, mesh, model, model_shardings,
                     reference_params: Callable[[], Any],
-                    loss_chunk_size: int = 0,
+                    loss_chunk_size: int = 0, loss_positions: int = 0,
                     log: Callable[..., None] = print) -> ReferenceTable:
   """The run's table: `WORKDIR/reference_logps.npz` if its fingerprint is
   the run's, else computed with the params `reference_params()` returns
@@ -370,7 +376,8 @@ def load_or_compute(config, workdir: str, *, mesh, model, model_shardings,
   try:
     table = compute_table(config, mesh=mesh, model=model, ref_params=params,
                           model_shardings=model_shardings,
-                          loss_chunk_size=loss_chunk_size, log=log)
+                          loss_chunk_size=loss_chunk_size,
+                          loss_positions=loss_positions, log=log)
   finally:
     _delete(params)
     del params

@@ -268,16 +268,22 @@ GENRM_LOSS_POSITIONS = 16
 
 def loss_positions(config) -> int:
   """`config.loss_positions`, with -1 resolved by method (configs/common.py):
-  direct GenRM's few targets a row, DPO's solution share of `seq_len`."""
+  direct GenRM's few targets a packed row; for the other generative methods
+  and DPO, the targets' share of `seq_len` (what is left after
+  `data.inputs_len`), which an example's targets fit unless its prompt is
+  shorter than its share; 0 for the value-head methods (no logits)."""
   k = int(config.get("loss_positions", 0))
   if k != -1:
     return k
   if config.method == "genrm":
     return GENRM_LOSS_POSITIONS
+  if config.method in losses.VALUE_HEAD_METHODS:
+    return 0
+  from genrm_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   if config.method == "dpo":
-    from genrm_jax import input_pipeline  # pylint: disable=g-import-not-at-top
     return input_pipeline.feature_lengths(config.data, input_pipeline.DPO)["chosen"]
-  return 0
+  return input_pipeline.feature_lengths(config.data,
+                                        input_pipeline.GENERATIVE)["targets"]
 
 
 def lora_reference(config, mcfg) -> bool:
@@ -676,6 +682,7 @@ def train_and_evaluate(config, workdir: str, *,
         model_shardings=model_shardings,
         reference_params=initial_model_params,
         loss_chunk_size=step_kw["loss_chunk_size"],
+        loss_positions=step_kw["loss_positions"],
         log=lambda m: _log("%s", m))
   elif needs_ref and not step_kw["lora_reference"]:
     ref_params = initial_model_params()

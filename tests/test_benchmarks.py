@@ -292,19 +292,20 @@ def test_scoring_benchmark_counts_full_shapes(tmp_path):
 
 
 def test_verifier_step_benchmark_tiny(tmp_path):
-  """Direct GenRM and DPO steps, projecting every position and only the
-  targets: the same loss within a method, and the targets' row faster."""
+  """Each method's step projecting every position and only the targets: the
+  same loss within a method, at the configs' default K."""
   rows, stdout = _run("benchmarks.verifier_step", "--steps=3", tmp_path=tmp_path)
   assert [(r["method"], r["loss_positions"] > 0) for r in rows] == [
-      ("genrm", False), ("genrm", True), ("dpo", False), ("dpo", True)]
-  for dense, sparse in (rows[:2], rows[2:]):
+      (m, sparse) for m in ("genrm", "dpo", "solve", "cot") for sparse in (False, True)]
+  for dense, sparse in zip(rows[::2], rows[1::2]):
     assert "error" not in dense and "error" not in sparse, (dense, sparse)
     assert sparse["loss_positions"] >= sparse["most_targets"] > 0
     assert sparse["loss"] == pytest.approx(dense["loss"], rel=1e-4)
     assert sparse["tokens_per_s"] > 0 and dense["speedup"] == 1
   assert rows[1]["most_targets"] <= 8 and rows[1]["loss_positions"] == 16
-  assert rows[3]["loss_positions"] == 32  # half of the tiny rows' 64
-  assert "verifier train step, tiny" in stdout
+  # Half of the row: the tiny rows' 64, GenRM-CoT's 128.
+  assert [r["loss_positions"] for r in rows[3::2]] == [32, 32, 64]
+  assert "train step by method, tiny" in stdout
 
 
 @needs_data

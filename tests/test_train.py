@@ -272,7 +272,9 @@ def test_loss_positions_by_method():
   from genrm_jax import train  # pylint: disable=g-import-not-at-top
   dpo = tu.tiny_config("gsm8k_dpo", data__seq_len=96, data__inputs_len=60)
   assert train.loss_positions(dpo) == 36  # the solution's share
-  assert train.loss_positions(tu.tiny_config("gsm8k_cot")) == 0
+  cot = tu.tiny_config("gsm8k_cot", data__seq_len=96, data__inputs_len=0)
+  assert train.loss_positions(cot) == 48  # half, the default inputs_len
+  assert train.loss_positions(tu.tiny_config("gsm8k_disc")) == 0  # a value head
   assert train.loss_positions(tu.tiny_config("gsm8k_cot", loss_positions=7)) == 7
 
 
