@@ -285,10 +285,13 @@ def token_stats_from_hidden(config, model_params, hidden, targets, weights, *,
     picked = jnp.take_along_axis(h, idx[..., None], axis=1)
     stats = project(picked, jnp.take_along_axis(t, idx, axis=1))
     kept = jnp.take_along_axis(w, idx, axis=1) > 0  # False: a row's filler
-    rows = jnp.arange(batch)[:, None]
-    # Distinct indices per row: a set, whose gradient is a gather.
-    return {k: jnp.zeros((batch, length), v.dtype).at[rows, idx].set(
-        jnp.where(kept, v, jnp.zeros((), v.dtype))) for k, v in stats.items()}
+    # Row by row (vmap: a scatter whose batch dimension the SPMD partitioner
+    # keeps on each row's device; explicit row indices made it gather the
+    # indices and sum the [B, T] result over every device). Distinct indices
+    # per row: a set, whose gradient is a gather.
+    place = jax.vmap(lambda i, v: jnp.zeros((length,), v.dtype).at[i].set(v))
+    return {k: place(idx, jnp.where(kept, v, jnp.zeros((), v.dtype)))
+            for k, v in stats.items()}
 
   fits = jnp.max(jnp.sum(weights > 0, axis=1)) <= loss_positions
   remat = functools.partial(jax.checkpoint, prevent_cse=False)

@@ -26,6 +26,10 @@ Rules = Sequence[tuple[str, Any]]
 DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     # Activations.
     ("batch", ("data", "fsdp")),
+    # The embedding lookup's own layout (gemma.Embedder.encode): the batch
+    # over data only and the features over fsdp, as the table is sharded.
+    ("embed_lookup_batch", "data"),
+    ("embed_lookup_embed", "fsdp"),
     ("length", None),
     ("kv_length", None),
     ("act_embed", None),

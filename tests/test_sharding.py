@@ -60,3 +60,41 @@ def test_other_platforms_keep_jax_devices_order():
   devices = jax.devices()[:8]
   mesh = sharding.make_mesh((2, 2, 2), devices)
   assert list(mesh.devices.flat) == devices
+
+
+def test_embedding_lookup_under_fsdp_moves_no_global_batch():
+  """data x fsdp (2, 4): the table's features are fsdp-sharded and the
+  tokens' rows data x fsdp-sharded. The lookup used to all-gather the whole
+  global batch's [B, T, D / 4] activations onto every device; now each
+  device looks up its fsdp group's tokens and one all-to-all moves the
+  features back to their rows."""
+  import re  # pylint: disable=g-import-not-at-top
+  text = _train_step_program(mesh=(2, 4, 1), batch=32, seq_len=64)
+  global_batch = [l for l in text.splitlines()
+                  if re.search(r"= \(?\w+\[32,6[34],", l) and " all-gather(" in l]
+  assert not global_batch, global_batch
+  assert any(" all-to-all(" in l and "embedder.encode" in l for l in text.splitlines())
+
+
+def test_loss_at_target_positions_is_row_local_under_fsdp():
+  """The loss's gather of target positions and its scatter back stay on
+  each row's device (with explicit row indices the scatter gathered its
+  indices and summed the [B, T] result over every device)."""
+  import re  # pylint: disable=g-import-not-at-top
+  text = _train_step_program(mesh=(2, 4, 1), batch=32, seq_len=64)
+  assert "cond/branch_1_fun" in text  # the target-positions branch is there
+  moved = [m.group(1) for m in re.finditer(
+      r" (?:all-gather|all-reduce|all-to-all)\(.*op_name=\"([^\"]+)\"", text)
+      if re.search(r"branch_\d_fun/(?:checkpoint/)?(?:rematted_computation/)?"
+                   r"(?:scatter|gather|sort)", m.group(1))]
+  assert not moved, moved
+
+
+def _train_step_program(mesh, batch, seq_len) -> str:
+  """The compiled text of the tiny solution-SFT train step on 8 CPU devices."""
+  from genrm_jax import compile_check as cc  # pylint: disable=g-import-not-at-top
+  from tests import train_utils as tu  # pylint: disable=g-import-not-at-top
+  config = tu.tiny_config("last_letter_solve", mesh=mesh, batch_size=batch)
+  config.data.seq_len = seq_len
+  compiled, _ = cc.compile_train_step(config, jax.devices()[:8])
+  return compiled.as_text()

@@ -1083,7 +1083,18 @@ class Embedder(nn.Module):
 
   def encode(self, tokens):
     dt = self.config.compute_dtype
-    x = jnp.take(self.input_embedding, tokens, axis=0).astype(dt)
+    # Under fsdp the table's features are split over the fsdp axis and the
+    # tokens' rows over data x fsdp: left to itself, XLA all-gathered the
+    # looked-up [B, T, D] activations of the whole global batch onto every
+    # device. Instead each device looks up its fsdp group's tokens (a small
+    # int all-gather) in its own feature slice, and the caller's batch
+    # layout moves the features back to their rows (one all-to-all of a
+    # local batch's activations; the gradient takes the reverse path and the
+    # table's stays fsdp-sharded).
+    tokens = nn.with_logical_constraint(tokens, ("embed_lookup_batch", "length"))
+    x = jnp.take(self.input_embedding, tokens, axis=0)
+    x = nn.with_logical_constraint(
+        x, ("embed_lookup_batch", "length", "embed_lookup_embed")).astype(dt)
     # Official: the scale is cast to the compute dtype before multiplying.
     return x * jnp.sqrt(self.config.embed_dim).astype(dt)
 
