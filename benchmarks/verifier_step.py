@@ -38,7 +38,8 @@ from benchmarks import common  # noqa: E402
 # The 270M comparison's rows (configs/pipeline/paper_270m.py, last_letter:
 # 32 x 256; DPO 16 pairs; GenRM-CoT 32 x 512).
 FULL = common.Shape("gemma3_270m", 32, 256)
-TINY = common.Shape("tiny", 4, 64, (("num_embed", 4096),))
+# A vocabulary of LARGE_VOCAB entries, so that -1 turns the projection on.
+TINY = common.Shape("tiny", 4, 64, (("num_embed", 32768),))
 METHODS = ("genrm", "dpo", "solve", "cot")
 # method -> (row length / the shape's, prompt share, target share) of the
 # one-example-a-row methods.
@@ -137,7 +138,7 @@ def run_row(shape: common.Shape, method: str, loss_positions: int,
     make = genrm_batch if method == "genrm" else dpo_batch
     host = make(np, shape.batch, length, mcfg.num_embed)
   cfg.loss_positions = loss_positions
-  k = train.loss_positions(cfg)
+  k = train.loss_positions(cfg, mcfg.num_embed)
   batch = jax.device_put(host)
   step = jax.jit(functools.partial(
       train.train_step, model=model, tx=tx, schedule=schedule, method=cfg.method,

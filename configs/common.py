@@ -196,10 +196,12 @@ def get_config(task: str, method: str, arg: str | None = None
   # batch where no row has more (others project every position: the same
   # numbers either way; losses.token_stats_from_hidden). With Gemma's 256K
   # vocabulary the projection is most of a small model's step, and a
-  # prompt's positions need none (benchmarks/verifier_step.py). -1 = by
-  # method (train.loss_positions): 16 for `genrm` (packed rows, two targets
-  # an example: verdict + EOS); the targets' share of seq_len (seq_len -
-  # inputs_len) for the other generative methods and `dpo`; 0 otherwise.
+  # prompt's positions need none (benchmarks/verifier_step.py). -1 = for a
+  # vocabulary of 32K+ entries (every Gemma tokenizer; train.loss_positions),
+  # by method: 16 for `genrm` (packed rows, two targets an example: verdict
+  # + EOS); the targets' share of seq_len (seq_len - inputs_len) for the
+  # other generative methods and `dpo`; 0 otherwise, and for byte or
+  # character vocabularies (the tiny models), whose projection is cheap.
   c.loss_positions = -1
   # Cast the weights to the compute dtype once a step (a microbatch, with
   # grad accumulation), outside the layer scan, rather than at each use,

@@ -98,11 +98,6 @@ def splits_of(config) -> list[str]:
   return out
 
 
-def _loss_positions(config) -> int:
-  from genrm_jax import train  # pylint: disable=g-import-not-at-top
-  return train.loss_positions(config)
-
-
 def fingerprint(config) -> dict[str, Any]:
   """What the table's rows and values depend on; a stored table is reused
   only if its fingerprint equals the run's."""
@@ -110,7 +105,8 @@ def fingerprint(config) -> dict[str, Any]:
         "init_from": str(config.init_from),
         "model": config.model.to_dict(), "data": config.data.to_dict(),
         "loss_chunk_size": int(config.get("loss_chunk_size", 0)),
-        "loss_positions": _loss_positions(config),
+        # As set: with the model (above), what decides the projection.
+        "loss_positions": int(config.get("loss_positions", 0)),
         "splits": splits_of(config)}
   if not config.init_from or config.data.source == "synthetic":
     fp["seed"] = int(config.seed)  # the random init; the synthetic rows

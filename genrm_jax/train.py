@@ -256,29 +256,34 @@ def step_kwargs(config, model, yes_id, no_id) -> dict[str, Any]:
                                                             0.0)),
               yes_id=yes_id, no_id=no_id,
               loss_chunk_size=int(config.get("loss_chunk_size", 0)),
-              loss_positions=loss_positions(config),
+              loss_positions=loss_positions(config, model.config.num_embed),
               cast_params_once=bool(config.get("cast_params_once", False)),
               lora_reference=lora_reference(config, model.config))
 
 
 # Direct GenRM's targets a packed row can hold before a step projects every
-# position: two an example (" Yes"/" No" + EOS; five in bytes).
+# position: two an example (" Yes"/" No" + EOS).
 GENRM_LOSS_POSITIONS = 16
+# The vocabulary size from which -1 turns the target-positions projection on:
+# every Gemma tokenizer (256K, 262K). A byte or character vocabulary's
+# projection is a small share of the step (the tiny models': a tenth).
+LARGE_VOCAB = 32768
 
 
-def loss_positions(config) -> int:
-  """`config.loss_positions`, with -1 resolved by method (configs/common.py):
-  direct GenRM's few targets a packed row; for the other generative methods
-  and DPO, the targets' share of `seq_len` (what is left after
+def loss_positions(config, num_embed: int) -> int:
+  """`config.loss_positions`, with -1 resolved (configs/common.py) for a
+  model of `num_embed` vocabulary entries: 0 below LARGE_VOCAB; else direct
+  GenRM's few targets a packed row; for the other generative methods and
+  DPO, the targets' share of `seq_len` (what is left after
   `data.inputs_len`), which an example's targets fit unless its prompt is
   shorter than its share; 0 for the value-head methods (no logits)."""
   k = int(config.get("loss_positions", 0))
   if k != -1:
     return k
+  if num_embed < LARGE_VOCAB or config.method in losses.VALUE_HEAD_METHODS:
+    return 0
   if config.method == "genrm":
     return GENRM_LOSS_POSITIONS
-  if config.method in losses.VALUE_HEAD_METHODS:
-    return 0
   from genrm_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   if config.method == "dpo":
     return input_pipeline.feature_lengths(config.data, input_pipeline.DPO)["chosen"]

@@ -380,11 +380,7 @@ def test_python_source_run_with_precomputed_reference(tmp_path):
     mp.setattr(train, "_log", lambda msg, *args: lines.append(msg % args))
     tu.run(tiny, workdir)
   records = tu.read_metrics(str(workdir))
-  # The policy is its reference at step 0. Up to rounding: the table's
-  # batches hold other rows than the step's, so one may project every
-  # position where the other projects the targets only (loss_positions;
-  # 2e-6 apart here).
-  np.testing.assert_allclose(records[0]["loss"], np.log(2.0), rtol=1e-5)
+  np.testing.assert_allclose(records[0]["loss"], np.log(2.0), rtol=1e-6)
   # 2 steps read fewer rows than the whole dataset's table: the log says
   # the flag does not pay off for a run this short.
   read = 2 * tiny.batch_size

@@ -81,7 +81,8 @@ def test_loss_at_target_positions_is_row_local_under_fsdp():
   each row's device (with explicit row indices the scatter gathered its
   indices and summed the [B, T] result over every device)."""
   import re  # pylint: disable=g-import-not-at-top
-  text = _train_step_program(mesh=(2, 4, 1), batch=32, seq_len=64)
+  text = _train_step_program(mesh=(2, 4, 1), batch=32, seq_len=64,
+                             loss_positions=32)
   assert "cond/branch_1_fun" in text  # the target-positions branch is there
   moved = [m.group(1) for m in re.finditer(
       r" (?:all-gather|all-reduce|all-to-all)\(.*op_name=\"([^\"]+)\"", text)
@@ -90,11 +91,34 @@ def test_loss_at_target_positions_is_row_local_under_fsdp():
   assert not moved, moved
 
 
-def _train_step_program(mesh, batch, seq_len) -> str:
+@pytest.mark.parametrize("loss_positions", [0, 32])
+def test_chunked_loss_moves_the_table_once_a_step(loss_positions):
+  """The chunked loss's loop gathered the fsdp-sharded table, and reduced its
+  gradient, at every chunk; now each device loops over its own rows against
+  a table gathered once, and the gradient is reduced after the loop."""
+  import re  # pylint: disable=g-import-not-at-top
+  text = _train_step_program(mesh=(2, 4, 1), batch=32, seq_len=64,
+                             loss_chunk_size=8, loss_positions=loss_positions)
+  bodies = set(re.findall(r"\bwhile\(.*?body=(%[\w.\-]+)", text))
+  assert bodies
+  in_loops, computation = [], None
+  for line in text.splitlines():
+    if line and not line.startswith(" ") and "{" in line:
+      computation = line.split()[0]
+    if computation in bodies and re.search(
+        r" (?:all-gather|all-reduce|reduce-scatter|all-to-all)\(", line):
+      in_loops.append(line.strip()[:160])
+  table = [l for l in in_loops if "512," in l.split("(")[0]]  # [vocab, ...]
+  assert not table, table
+  assert "shard_map" in text
+
+
+def _train_step_program(mesh, batch, seq_len, **overrides) -> str:
   """The compiled text of the tiny solution-SFT train step on 8 CPU devices."""
   from genrm_jax import compile_check as cc  # pylint: disable=g-import-not-at-top
   from tests import train_utils as tu  # pylint: disable=g-import-not-at-top
-  config = tu.tiny_config("last_letter_solve", mesh=mesh, batch_size=batch)
+  config = tu.tiny_config("last_letter_solve", mesh=mesh, batch_size=batch,
+                          **overrides)
   config.data.seq_len = seq_len
   compiled, _ = cc.compile_train_step(config, jax.devices()[:8])
   return compiled.as_text()

@@ -78,10 +78,12 @@ def one_device_run(tmp_path_factory):
   return workdir
 
 
-def test_mesh_2x2x2_equals_one_device(one_device_run, tmp_path):
+@pytest.mark.parametrize("loss_chunk_size", [0, 16])
+def test_mesh_2x2x2_equals_one_device(one_device_run, tmp_path, loss_chunk_size):
+  # 16: the chunked loss, each device's loop over its own rows (shard_map).
   assert len(jax.devices()) == 8
   config = tu.tiny_config("word_sort_genrm", total_steps=3, mesh=(2, 2, 2),
-                          checkpoint_every=3)
+                          checkpoint_every=3, loss_chunk_size=loss_chunk_size)
   tu.run(config, tmp_path, num_devices=8)
   a, b = tu.train_records(one_device_run), tu.train_records(str(tmp_path))
   for ra, rb in zip(a, b):
@@ -256,26 +258,32 @@ def test_chunked_loss_equals_full_logits(one_device_run, tmp_path):
   _assert_same_as_one_device_run(one_device_run, tmp_path, loss_chunk_size=16)
 
 
-@pytest.mark.parametrize("loss_positions", [0, 5])
+@pytest.mark.parametrize("loss_positions", [5, 62])
 def test_loss_at_target_positions_equals_full_logits(one_device_run, tmp_path,
                                                      loss_positions):
-  # The run above projects the targets only (direct GenRM's default, 16 a
-  # row); 0 projects every position, and 5 leaves rows of more targets to
-  # the full projection, batch by batch: the same losses, metrics, params.
+  # The run above projects every position (a byte vocabulary: -1 is 0); 62
+  # of the 63 positions takes the target-positions branch in every batch, 5
+  # leaves rows of more targets to the full projection, batch by batch: the
+  # same losses, metrics, params.
   from genrm_jax import train  # pylint: disable=g-import-not-at-top
-  assert train.loss_positions(tu.tiny_config("word_sort_genrm")) == 16
+  config = tu.tiny_config("word_sort_genrm")
+  assert config.data.seq_len == 64
+  assert train.loss_positions(config, num_embed=300) == 0
   _assert_same_as_one_device_run(one_device_run, tmp_path,
                                  loss_positions=loss_positions)
 
 
 def test_loss_positions_by_method():
   from genrm_jax import train  # pylint: disable=g-import-not-at-top
+  big = train.LARGE_VOCAB
+  assert train.loss_positions(tu.tiny_config("word_sort_genrm"), big) == 16
   dpo = tu.tiny_config("gsm8k_dpo", data__seq_len=96, data__inputs_len=60)
-  assert train.loss_positions(dpo) == 36  # the solution's share
+  assert train.loss_positions(dpo, big) == 36  # the solution's share
+  assert train.loss_positions(dpo, big - 1) == 0  # a small vocabulary
   cot = tu.tiny_config("gsm8k_cot", data__seq_len=96, data__inputs_len=0)
-  assert train.loss_positions(cot) == 48  # half, the default inputs_len
-  assert train.loss_positions(tu.tiny_config("gsm8k_disc")) == 0  # a value head
-  assert train.loss_positions(tu.tiny_config("gsm8k_cot", loss_positions=7)) == 7
+  assert train.loss_positions(cot, big) == 48  # half, the default inputs_len
+  assert train.loss_positions(tu.tiny_config("gsm8k_disc"), big) == 0  # a value head
+  assert train.loss_positions(tu.tiny_config("gsm8k_cot", loss_positions=7), 300) == 7
 
 
 def test_cudnn_attention_off_a_gpu_is_a_clear_error(tmp_path):
