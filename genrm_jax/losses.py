@@ -310,8 +310,9 @@ def token_stats_from_hidden(config, model_params, hidden, targets, weights, *,
   The weighted positions get the same numbers either way. Direct GenRM's
   packed rows hold a few " Yes"/" No" + EOS targets among hundreds of
   prompt positions: with Gemma's 256K vocabulary the projection is most of
-  a small model's step (RESULTS.md). Each branch is rematerialised, so the
-  branch not taken keeps no [B, T, V] residuals for the backward pass.
+  a small model's step (RESULTS.md). Without chunks each branch is
+  rematerialised, so the branch not taken keeps no [B, T, V] residuals for
+  the backward pass; with chunks each chunk already is.
   """
   def project(h, t):
     if loss_chunk_size > 0:
@@ -344,6 +345,10 @@ def token_stats_from_hidden(config, model_params, hidden, targets, weights, *,
             for k, v in stats.items()}
 
   fits = jnp.max(jnp.sum(weights > 0, axis=1)) <= loss_positions
+  if loss_chunk_size > 0:
+    # Each chunk is rematerialised already: the branches keep no logits,
+    # and remat around them would run every chunk's forward a third time.
+    return jax.lax.cond(fits, sparse, dense, hidden, targets, weights)
   remat = functools.partial(jax.checkpoint, prevent_cse=False)
   return jax.lax.cond(fits, remat(sparse), remat(dense), hidden, targets,
                       weights)
