@@ -252,6 +252,16 @@ def chunked_token_stats(config, model_params, hidden, targets, chunk_size: int,
                        out_specs=rows, check_vma=False)(table, hidden, targets)
 
 
+def _projected_stats(config, model_params, hidden, targets, yes_id=None,
+                     no_id=None, constrain: bool = True):
+  """`_token_stats` of `logits_from_hidden(hidden)`; with `constrain`, the
+  logits laid out by the logical rules (not inside a `shard_map`)."""
+  logits = gemma.logits_from_hidden(config, model_params, hidden)
+  if constrain:
+    logits = nn.with_logical_constraint(logits, ("batch", "length", "act_vocab"))
+  return _token_stats(logits, targets, yes_id, no_id)
+
+
 def _chunked_local_stats(config, table, hidden, targets, *, chunk_size: int,
                          yes_id=None, no_id=None, constrain: bool = False):
   """`chunked_token_stats` on arrays one device holds whole (or, with
@@ -274,11 +284,7 @@ def _chunked_local_stats(config, table, hidden, targets, *, chunk_size: int,
     h, t = args
     # The fp32 table cast at each chunk, as at each use elsewhere: its
     # gradient is summed over the chunks in fp32 (train._compute_params).
-    logits = gemma.logits_from_hidden(config, params, h)
-    if constrain:
-      logits = nn.with_logical_constraint(logits,
-                                          ("batch", "length", "act_vocab"))
-    return _token_stats(logits, t, yes_id, no_id)
+    return _projected_stats(config, params, h, t, yes_id, no_id, constrain)
 
   stats = jax.lax.map(one, (hs, ts))
   return {k: v.swapaxes(0, 1).reshape(batch, n * chunk)[:, :length]
@@ -318,10 +324,7 @@ def token_stats_from_hidden(config, model_params, hidden, targets, weights, *,
     if loss_chunk_size > 0:
       return chunked_token_stats(config, model_params, h, t, loss_chunk_size,
                                  yes_id, no_id)
-    logits = gemma.logits_from_hidden(config, model_params, h)
-    logits = nn.with_logical_constraint(logits,
-                                        ("batch", "length", "act_vocab"))
-    return _token_stats(logits, t, yes_id, no_id)
+    return _projected_stats(config, model_params, h, t, yes_id, no_id)
 
   batch, length = targets.shape
   if not 0 < loss_positions < length:

@@ -89,10 +89,10 @@ def device_grid(shape: Sequence[int], devices: Sequence[Any]) -> np.ndarray:
   all-reduce runs once a step.
   """
   grid = np.asarray(devices).reshape([int(s) for s in shape])
-  slices = {getattr(d, "slice_index", None) or 0 for d in devices}
+  slices_of = lambda devs: {getattr(d, "slice_index", None) or 0 for d in devs}
+  slices = slices_of(devices)
   if len(slices) > 1:
-    mixed = [i for i in range(grid.shape[0])
-             if len({getattr(d, "slice_index", None) or 0 for d in grid[i].flat}) > 1]
+    mixed = [i for i in range(grid.shape[0]) if len(slices_of(grid[i].flat)) > 1]
     if mixed:
       n = len(slices)
       raise ValueError(

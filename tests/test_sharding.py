@@ -97,18 +97,18 @@ def test_chunked_loss_moves_the_table_once_a_step(loss_positions):
   gradient, at every chunk; now each device loops over its own rows against
   a table gathered once, and the gradient is reduced after the loop."""
   import re  # pylint: disable=g-import-not-at-top
+  from benchmarks import hlo_ops  # pylint: disable=g-import-not-at-top
   text = _train_step_program(mesh=(2, 4, 1), batch=32, seq_len=64,
                              loss_chunk_size=8, loss_positions=loss_positions)
-  bodies = set(re.findall(r"\bwhile\(.*?body=(%[\w.\-]+)", text))
+  computations, _ = hlo_ops._computations(text)  # pylint: disable=protected-access
+  bodies = {body for insts in computations.values() for inst in insts
+            if inst.opcode == "while"
+            for body in re.findall(r"body=%([\w.\-]+)", inst.attrs)}
   assert bodies
-  in_loops, computation = [], None
-  for line in text.splitlines():
-    if line and not line.startswith(" ") and "{" in line:
-      computation = line.split()[0]
-    if computation in bodies and re.search(
-        r" (?:all-gather|all-reduce|reduce-scatter|all-to-all)\(", line):
-      in_loops.append(line.strip()[:160])
-  table = [l for l in in_loops if "512," in l.split("(")[0]]  # [vocab, ...]
+  collectives = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all")
+  table = [f"{inst.name} = {inst.shape} {inst.opcode}" for body in bodies
+           for inst in computations[body]
+           if inst.opcode in collectives and "512," in inst.shape]  # [vocab, ...]
   assert not table, table
   assert "shard_map" in text
 
